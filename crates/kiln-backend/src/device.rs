@@ -1,0 +1,426 @@
+//! Adapter selection and the [`Device`] handle: the wgpu device and queue, the
+//! buffer pool, the pipeline cache and the launch counters.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::error::{BackendError, Result};
+use crate::pipeline::PipelineCache;
+use crate::pool::{BufferPool, PoolCounters};
+
+const INSTALL_HINT: &str = "install a Vulkan, Metal or DX12 driver; on Debian/Ubuntu the software \
+     driver is `apt-get install -y libvulkan1 mesa-vulkan-drivers`";
+
+/// What kind of adapter a device runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceKind {
+    DiscreteGpu,
+    IntegratedGpu,
+    VirtualGpu,
+    /// A software rasteriser such as Mesa lavapipe, WARP or SwiftShader.
+    Software,
+    Other,
+}
+
+impl DeviceKind {
+    fn from_wgpu(t: wgpu::DeviceType) -> Self {
+        match t {
+            wgpu::DeviceType::DiscreteGpu => Self::DiscreteGpu,
+            wgpu::DeviceType::IntegratedGpu => Self::IntegratedGpu,
+            wgpu::DeviceType::VirtualGpu => Self::VirtualGpu,
+            wgpu::DeviceType::Cpu => Self::Software,
+            wgpu::DeviceType::Other => Self::Other,
+        }
+    }
+
+    /// Preference order when picking an adapter: lower is better.
+    fn rank(self) -> u8 {
+        match self {
+            Self::DiscreteGpu => 0,
+            Self::IntegratedGpu => 1,
+            Self::VirtualGpu => 2,
+            Self::Other => 3,
+            Self::Software => 4,
+        }
+    }
+
+    /// True for hardware adapters.
+    pub fn is_hardware(self) -> bool {
+        self != Self::Software
+    }
+}
+
+/// One adapter as `kiln devices` shows it: identity and the limits and features
+/// kiln cares about.
+#[derive(Clone, Debug)]
+pub struct AdapterSummary {
+    pub name: String,
+    pub backend: String,
+    pub kind: DeviceKind,
+    pub driver: String,
+    pub driver_info: String,
+    pub max_storage_binding_bytes: u64,
+    pub max_buffer_bytes: u64,
+    pub max_storage_buffers_per_stage: u32,
+    pub max_workgroup_memory_bytes: u32,
+    pub max_invocations_per_workgroup: u32,
+    pub max_workgroups_per_dimension: u32,
+    pub subgroups: bool,
+    pub subgroup_sizes: (u32, u32),
+    pub shader_f16: bool,
+    pub timestamp_query: bool,
+    pub cooperative_matrix: bool,
+}
+
+impl AdapterSummary {
+    fn of(adapter: &wgpu::Adapter) -> Self {
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        let features = adapter.features();
+        Self {
+            name: info.name,
+            backend: format!("{:?}", info.backend),
+            kind: DeviceKind::from_wgpu(info.device_type),
+            driver: info.driver,
+            driver_info: info.driver_info,
+            max_storage_binding_bytes: limits.max_storage_buffer_binding_size,
+            max_buffer_bytes: limits.max_buffer_size,
+            max_storage_buffers_per_stage: limits.max_storage_buffers_per_shader_stage,
+            max_workgroup_memory_bytes: limits.max_compute_workgroup_storage_size,
+            max_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
+            max_workgroups_per_dimension: limits.max_compute_workgroups_per_dimension,
+            subgroups: features.contains(wgpu::Features::SUBGROUP),
+            subgroup_sizes: (info.subgroup_min_size, info.subgroup_max_size),
+            shader_f16: features.contains(wgpu::Features::SHADER_F16),
+            timestamp_query: features.contains(wgpu::Features::TIMESTAMP_QUERY),
+            cooperative_matrix: features.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX),
+        }
+    }
+}
+
+impl fmt::Display for AdapterSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let yes = |b: bool| if b { "yes" } else { "no" };
+        writeln!(f, "{} ({}, {:?})", self.name, self.backend, self.kind)?;
+        writeln!(f, "  driver: {} {}", self.driver, self.driver_info)?;
+        writeln!(
+            f,
+            "  storage binding: {} MiB, buffer: {} MiB, storage buffers/stage: {}",
+            self.max_storage_binding_bytes >> 20,
+            self.max_buffer_bytes >> 20,
+            self.max_storage_buffers_per_stage
+        )?;
+        writeln!(
+            f,
+            "  workgroup memory: {} KiB, invocations/workgroup: {}, workgroups/dimension: {}",
+            self.max_workgroup_memory_bytes / 1024,
+            self.max_invocations_per_workgroup,
+            self.max_workgroups_per_dimension
+        )?;
+        write!(
+            f,
+            "  subgroups: {} (sizes {}..{}), shader-f16: {}, timestamp queries: {}, cooperative matrix: {}",
+            yes(self.subgroups),
+            self.subgroup_sizes.0,
+            self.subgroup_sizes.1,
+            yes(self.shader_f16),
+            yes(self.timestamp_query),
+            yes(self.cooperative_matrix)
+        )
+    }
+}
+
+fn instance() -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+    desc.backends = wgpu::Backends::VULKAN | wgpu::Backends::METAL | wgpu::Backends::DX12;
+    wgpu::Instance::new(desc)
+}
+
+fn adapters(instance: &wgpu::Instance) -> Vec<wgpu::Adapter> {
+    pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
+}
+
+/// Every adapter wgpu can see, in preference order (hardware first).
+pub fn list_adapters() -> Vec<AdapterSummary> {
+    let mut all: Vec<AdapterSummary> = adapters(&instance())
+        .iter()
+        .map(AdapterSummary::of)
+        .collect();
+    all.sort_by_key(|a| a.kind.rank());
+    all
+}
+
+/// Counters of work sent to the device, for tests and benchmarks.
+#[derive(Default)]
+pub(crate) struct LaunchCounters {
+    pub submissions: AtomicU64,
+    pub dispatches: AtomicU64,
+}
+
+pub(crate) struct Inner {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub summary: AdapterSummary,
+    pub limits: wgpu::Limits,
+    pub pool: BufferPool,
+    pub pipelines: PipelineCache,
+    pub counters: LaunchCounters,
+    pub errors: Arc<Mutex<Vec<String>>>,
+}
+
+/// A GPU (or software adapter) with kiln's buffer pool and pipeline cache.
+/// Cloning is cheap: clones share the same device.
+#[derive(Clone)]
+pub struct Device {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Device({}, {:?})",
+            self.inner.summary.name, self.inner.summary.kind
+        )
+    }
+}
+
+impl Device {
+    /// Picks an adapter: `KILN_DEVICE` if set (`gpu`, `software`, or part of an
+    /// adapter name), else the best hardware adapter, else the software adapter
+    /// with a one-line notice on stderr.
+    pub fn auto() -> Result<Self> {
+        match std::env::var("KILN_DEVICE") {
+            Ok(wanted) if !wanted.trim().is_empty() => Self::matching(wanted.trim()),
+            _ => {
+                let device = Self::best(|_| true)?;
+                if !device.kind().is_hardware() {
+                    eprintln!(
+                        "kiln: no hardware GPU found; running on the software adapter {}",
+                        device.name()
+                    );
+                }
+                Ok(device)
+            }
+        }
+    }
+
+    /// The software adapter (Mesa lavapipe, WARP, SwiftShader).
+    pub fn software() -> Result<Self> {
+        Self::best(|s| s.kind == DeviceKind::Software).map_err(|_| BackendError::NoAdapter {
+            hint: format!("no software adapter; {INSTALL_HINT}"),
+        })
+    }
+
+    /// The best hardware adapter, or an error when there is none.
+    pub fn gpu() -> Result<Self> {
+        Self::best(|s| s.kind.is_hardware()).map_err(|_| BackendError::NoAdapter {
+            hint: "KILN_DEVICE=gpu but no hardware adapter is present (use KILN_DEVICE=software)"
+                .into(),
+        })
+    }
+
+    /// Resolves a `KILN_DEVICE` value.
+    pub fn matching(wanted: &str) -> Result<Self> {
+        match wanted.to_ascii_lowercase().as_str() {
+            "gpu" => Self::gpu(),
+            "software" | "cpu" => Self::software(),
+            needle => {
+                let needle = needle.to_string();
+                Self::best(|s| s.name.to_ascii_lowercase().contains(&needle)).map_err(|_| {
+                    BackendError::AdapterNotFound {
+                        wanted: wanted.to_string(),
+                        available: list_adapters()
+                            .iter()
+                            .map(|a| a.name.clone())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    }
+                })
+            }
+        }
+    }
+
+    fn best(accept: impl Fn(&AdapterSummary) -> bool) -> Result<Self> {
+        let instance = instance();
+        let mut found: Vec<(AdapterSummary, wgpu::Adapter)> = adapters(&instance)
+            .into_iter()
+            .map(|a| (AdapterSummary::of(&a), a))
+            .filter(|(s, _)| accept(s))
+            .collect();
+        found.sort_by_key(|(s, _)| s.kind.rank());
+        let Some((summary, adapter)) = found.into_iter().next() else {
+            return Err(BackendError::NoAdapter {
+                hint: INSTALL_HINT.to_string(),
+            });
+        };
+        Self::open(adapter, summary)
+    }
+
+    fn open(adapter: wgpu::Adapter, summary: AdapterSummary) -> Result<Self> {
+        // The adapter's own limits: lavapipe, for one, allows far more storage
+        // buffers and workgroup memory than the WebGPU defaults.
+        let limits = adapter.limits();
+        let desc = wgpu::DeviceDescriptor {
+            label: Some("kiln"),
+            required_features: wgpu::Features::empty(),
+            required_limits: limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        };
+        let (device, queue) = pollster::block_on(adapter.request_device(&desc)).map_err(|e| {
+            BackendError::RequestDevice {
+                adapter: summary.name.clone(),
+                reason: e.to_string(),
+            }
+        })?;
+        let errors = Arc::new(Mutex::new(Vec::new()));
+        let sink = errors.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            sink.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(e.to_string());
+        }));
+        Ok(Self {
+            inner: Arc::new(Inner {
+                pool: BufferPool::new(device.clone()),
+                pipelines: PipelineCache::default(),
+                device,
+                queue,
+                summary,
+                limits,
+                counters: LaunchCounters::default(),
+                errors,
+            }),
+        })
+    }
+
+    /// The adapter's name, e.g. `llvmpipe (LLVM 15.0.6, 256 bits)`.
+    pub fn name(&self) -> &str {
+        &self.inner.summary.name
+    }
+
+    /// Hardware or software, discrete or integrated.
+    pub fn kind(&self) -> DeviceKind {
+        self.inner.summary.kind
+    }
+
+    /// The adapter's identity, limits and features.
+    pub fn summary(&self) -> &AdapterSummary {
+        &self.inner.summary
+    }
+
+    /// The largest buffer binding the adapter allows, in bytes.
+    pub fn max_binding_bytes(&self) -> u64 {
+        self.inner
+            .summary
+            .max_storage_binding_bytes
+            .min(self.inner.summary.max_buffer_bytes)
+    }
+
+    /// Live, peak and reserved bytes of the buffer pool.
+    pub fn pool_counters(&self) -> PoolCounters {
+        self.inner.pool.counters()
+    }
+
+    /// Restarts the pool's peak-bytes counter from the bytes live now.
+    pub fn reset_peak(&self) {
+        self.inner.pool.reset_peak();
+    }
+
+    /// Releases pooled buffers that no tensor uses.
+    pub fn trim_pool(&self) {
+        self.inner.pool.trim();
+    }
+
+    /// Number of `queue.submit` calls so far.
+    pub fn submissions(&self) -> u64 {
+        self.inner.counters.submissions.load(Ordering::Relaxed)
+    }
+
+    /// Number of compute dispatches encoded so far.
+    pub fn dispatches(&self) -> u64 {
+        self.inner.counters.dispatches.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn max_workgroups(&self) -> u32 {
+        self.inner.limits.max_compute_workgroups_per_dimension
+    }
+
+    /// Encodes `kernels` into one compute pass and submits it once.
+    pub fn run(&self, kernels: &[&crate::Kernel]) -> Result<()> {
+        self.run_with(kernels, |_| {})
+    }
+
+    /// Like [`Device::run`], and lets `after` add copies to the same submission
+    /// (for reading results back).
+    pub(crate) fn run_with(
+        &self,
+        kernels: &[&crate::Kernel],
+        after: impl FnOnce(&mut wgpu::CommandEncoder),
+    ) -> Result<()> {
+        let inner = &self.inner;
+        let mut encoder = inner
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("kiln"),
+            });
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("kiln"),
+                timestamp_writes: None,
+            });
+            for k in kernels {
+                k.encode(&mut pass);
+            }
+        }
+        after(&mut encoder);
+        inner.queue.submit([encoder.finish()]);
+        inner.counters.submissions.fetch_add(1, Ordering::Relaxed);
+        inner
+            .counters
+            .dispatches
+            .fetch_add(kernels.len() as u64, Ordering::Relaxed);
+        self.take_error()
+    }
+
+    /// Waits for all submitted work.
+    pub fn synchronize(&self) -> Result<()> {
+        self.inner
+            .device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| BackendError::Wgpu(e.to_string()))?;
+        self.take_error()
+    }
+
+    /// Writes `data` into `buffer` at `byte_offset` (queued before the next submit).
+    pub fn write(&self, buffer: &crate::Buffer, byte_offset: u64, data: &[u8]) -> Result<()> {
+        if byte_offset + data.len() as u64 > buffer.size() {
+            return Err(crate::error::invalid(
+                "write",
+                format!(
+                    "{} bytes at offset {byte_offset} do not fit a {}-byte buffer",
+                    data.len(),
+                    buffer.size()
+                ),
+            ));
+        }
+        self.inner
+            .queue
+            .write_buffer(buffer.raw(), byte_offset, data);
+        Ok(())
+    }
+
+    pub(crate) fn take_error(&self) -> Result<()> {
+        let mut errors = self.inner.errors.lock().unwrap_or_else(|p| p.into_inner());
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            let all = errors.join("; ");
+            errors.clear();
+            Err(BackendError::Wgpu(all))
+        }
+    }
+}

@@ -1,0 +1,54 @@
+//! The one error type of the backend: every variant says what was wrong and what
+//! was expected.
+
+use thiserror::Error;
+
+/// Errors from device selection, buffer management and kernel launches.
+#[derive(Debug, Error)]
+pub enum BackendError {
+    #[error("no GPU or software adapter found: {hint}")]
+    NoAdapter { hint: String },
+    #[error("KILN_DEVICE={wanted:?} matches no adapter; adapters present: {available}")]
+    AdapterNotFound { wanted: String, available: String },
+    #[error("could not open adapter {adapter}: {reason}")]
+    RequestDevice { adapter: String, reason: String },
+    #[error("{op}: shape mismatch: {detail}")]
+    Shape { op: String, detail: String },
+    #[error("{op}: tensor is empty (shape {shape:?}); expected at least one element")]
+    Empty { op: String, shape: Vec<usize> },
+    #[error("{what} needs {bytes} bytes but the adapter binds at most {limit} bytes per buffer")]
+    BindingTooLarge {
+        what: String,
+        bytes: u64,
+        limit: u64,
+    },
+    #[error("{op}: {detail}")]
+    Invalid { op: String, detail: String },
+    #[error("{op}: expected dtype {expected}, got {got}")]
+    DType {
+        op: String,
+        expected: String,
+        got: String,
+    },
+    #[error("wgpu reported: {0}")]
+    Wgpu(String),
+    #[error("reading a buffer back failed: {0}")]
+    Readback(String),
+}
+
+/// Result with [`BackendError`].
+pub type Result<T> = std::result::Result<T, BackendError>;
+
+pub(crate) fn invalid(op: &str, detail: impl Into<String>) -> BackendError {
+    BackendError::Invalid {
+        op: op.to_string(),
+        detail: detail.into(),
+    }
+}
+
+pub(crate) fn shape_error(op: &str, detail: impl Into<String>) -> BackendError {
+    BackendError::Shape {
+        op: op.to_string(),
+        detail: detail.into(),
+    }
+}

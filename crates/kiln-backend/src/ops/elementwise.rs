@@ -1,0 +1,379 @@
+//! Unary, binary (broadcasting), select and fill kernels over strided views.
+
+use crate::error::Result;
+use crate::kernel::{Kernel, KernelBinding};
+use crate::layout::{check_rank, padded, StridedLayout};
+use crate::ops::WG;
+use crate::shaders::ShaderId;
+use crate::{Buffer, Device};
+
+/// One-input elementwise operations. The codes match `elementwise.wgsl`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum UnaryOp {
+    Identity,
+    Neg,
+    Exp,
+    Log,
+    Sqrt,
+    Abs,
+    Relu,
+    LeakyRelu(f32),
+    Sigmoid,
+    Tanh,
+    Recip,
+    Square,
+    Sign,
+    /// 1 where x > 0, else 0 (the derivative of relu).
+    Step,
+    Scale(f32),
+    AddScalar(f32),
+    PowScalar(f32),
+    Rsqrt,
+}
+
+impl UnaryOp {
+    pub(crate) fn code_and_param(self) -> (u32, f32) {
+        match self {
+            UnaryOp::Identity => (0, 0.0),
+            UnaryOp::Neg => (1, 0.0),
+            UnaryOp::Exp => (2, 0.0),
+            UnaryOp::Log => (3, 0.0),
+            UnaryOp::Sqrt => (4, 0.0),
+            UnaryOp::Abs => (5, 0.0),
+            UnaryOp::Relu => (6, 0.0),
+            UnaryOp::LeakyRelu(a) => (7, a),
+            UnaryOp::Sigmoid => (8, 0.0),
+            UnaryOp::Tanh => (9, 0.0),
+            UnaryOp::Recip => (10, 0.0),
+            UnaryOp::Square => (11, 0.0),
+            UnaryOp::Sign => (12, 0.0),
+            UnaryOp::Step => (13, 0.0),
+            UnaryOp::Scale(s) => (14, s),
+            UnaryOp::AddScalar(s) => (15, s),
+            UnaryOp::PowScalar(p) => (16, p),
+            UnaryOp::Rsqrt => (17, 0.0),
+        }
+    }
+
+    /// The f64 value this op computes, the reference the tests hold kernels to.
+    pub fn reference(self, x: f64) -> f64 {
+        match self {
+            UnaryOp::Identity => x,
+            UnaryOp::Neg => -x,
+            UnaryOp::Exp => x.exp(),
+            UnaryOp::Log => x.ln(),
+            UnaryOp::Sqrt => x.sqrt(),
+            UnaryOp::Abs => x.abs(),
+            UnaryOp::Relu => x.max(0.0),
+            UnaryOp::LeakyRelu(a) => {
+                if x >= 0.0 {
+                    x
+                } else {
+                    a as f64 * x
+                }
+            }
+            UnaryOp::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+            UnaryOp::Tanh => x.tanh(),
+            UnaryOp::Recip => 1.0 / x,
+            UnaryOp::Square => x * x,
+            UnaryOp::Sign => {
+                if x > 0.0 {
+                    1.0
+                } else if x < 0.0 {
+                    -1.0
+                } else {
+                    0.0
+                }
+            }
+            UnaryOp::Step => {
+                if x > 0.0 {
+                    1.0
+                } else {
+                    0.0
+                }
+            }
+            UnaryOp::Scale(s) => x * s as f64,
+            UnaryOp::AddScalar(s) => x + s as f64,
+            UnaryOp::PowScalar(p) => real_pow(x, p as f64),
+            UnaryOp::Rsqrt => 1.0 / x.sqrt(),
+        }
+    }
+}
+
+/// Two-input elementwise operations with NumPy broadcasting. Comparisons give
+/// 1.0 or 0.0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BinaryOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Max,
+    Min,
+    Pow,
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+impl BinaryOp {
+    pub(crate) fn code(self) -> u32 {
+        self as u32
+    }
+
+    /// The f64 value this op computes.
+    pub fn reference(self, x: f64, y: f64) -> f64 {
+        let b = |c: bool| if c { 1.0 } else { 0.0 };
+        match self {
+            BinaryOp::Add => x + y,
+            BinaryOp::Sub => x - y,
+            BinaryOp::Mul => x * y,
+            BinaryOp::Div => x / y,
+            BinaryOp::Max => x.max(y),
+            BinaryOp::Min => x.min(y),
+            BinaryOp::Pow => real_pow(x, y),
+            BinaryOp::Eq => b(x == y),
+            BinaryOp::Ne => b(x != y),
+            BinaryOp::Lt => b(x < y),
+            BinaryOp::Le => b(x <= y),
+            BinaryOp::Gt => b(x > y),
+            BinaryOp::Ge => b(x >= y),
+        }
+    }
+}
+
+fn real_pow(x: f64, y: f64) -> f64 {
+    if x < 0.0 && y == y.floor() {
+        let r = (-x).powf(y);
+        if (y % 2.0).abs() == 1.0 {
+            -r
+        } else {
+            r
+        }
+    } else {
+        x.powf(y)
+    }
+}
+
+/// An operand of an elementwise kernel: its buffer and how to read it.
+pub struct Operand<'a> {
+    pub buffer: &'a Buffer,
+    pub layout: StridedLayout,
+}
+
+fn meta(
+    op: &str,
+    out_offset: usize,
+    shape: &[usize],
+    param: f32,
+    operands: &[&StridedLayout],
+) -> Result<Vec<u32>> {
+    check_rank(op, shape)?;
+    let n: usize = shape.iter().product();
+    let mut words = vec![
+        n as u32,
+        shape.len() as u32,
+        param.to_bits(),
+        out_offset as u32,
+    ];
+    words.extend(padded(shape, 1));
+    for slot in 0..3 {
+        match operands.get(slot) {
+            Some(l) => {
+                words.push(l.offset as u32);
+                words.extend(padded(&l.strides, 0));
+            }
+            None => words.extend([0u32; 9]),
+        }
+    }
+    Ok(words)
+}
+
+fn grid(device: &Device, n: usize) -> Result<[u32; 3]> {
+    device.linear_grid((n as u64).div_ceil(WG as u64))
+}
+
+fn check_fits(op: &str, what: &str, buffer: &Buffer, layout: &StridedLayout) -> Result<()> {
+    let need = layout.extent() as u64 * 4;
+    if need > buffer.size() {
+        return Err(crate::error::invalid(
+            op,
+            format!(
+                "{what} reads {need} bytes but its buffer holds {}",
+                buffer.size()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `out[offset + i] = op(a[i])` over `a.layout.shape`, row-major.
+pub fn unary_kernel(
+    device: &Device,
+    op: UnaryOp,
+    out: &Buffer,
+    out_offset: usize,
+    a: Operand<'_>,
+) -> Result<Kernel> {
+    let shape = a.layout.shape.clone();
+    let n: usize = shape.iter().product();
+    check_fits("unary", "input", a.buffer, &a.layout)?;
+    check_fits(
+        "unary",
+        "output",
+        out,
+        &StridedLayout {
+            offset: out_offset,
+            ..StridedLayout::contiguous(&shape)
+        },
+    )?;
+    let (code, param) = op.code_and_param();
+    let words = meta("unary", out_offset, &shape, param, &[&a.layout])?;
+    device.kernel(
+        ShaderId::Elementwise,
+        "unary",
+        &[("OP", code as f64), ("WG", WG as f64)],
+        &[
+            KernelBinding {
+                binding: 0,
+                buffer: out,
+            },
+            KernelBinding {
+                binding: 1,
+                buffer: a.buffer,
+            },
+        ],
+        4,
+        &words,
+        grid(device, n)?,
+    )
+}
+
+/// `out = op(a, b)`; both operands must already be laid out with the output's
+/// shape (use [`StridedLayout::broadcast_to`]).
+pub fn binary_kernel(
+    device: &Device,
+    op: BinaryOp,
+    out: &Buffer,
+    out_offset: usize,
+    a: Operand<'_>,
+    b: Operand<'_>,
+) -> Result<Kernel> {
+    let shape = a.layout.shape.clone();
+    if b.layout.shape != shape {
+        return Err(crate::error::shape_error(
+            "binary",
+            format!(
+                "operands laid out as {:?} and {:?}; broadcast them first",
+                shape, b.layout.shape
+            ),
+        ));
+    }
+    check_fits("binary", "a", a.buffer, &a.layout)?;
+    check_fits("binary", "b", b.buffer, &b.layout)?;
+    let n: usize = shape.iter().product();
+    let words = meta("binary", out_offset, &shape, 0.0, &[&a.layout, &b.layout])?;
+    device.kernel(
+        ShaderId::Elementwise,
+        "binary",
+        &[("OP", op.code() as f64), ("WG", WG as f64)],
+        &[
+            KernelBinding {
+                binding: 0,
+                buffer: out,
+            },
+            KernelBinding {
+                binding: 1,
+                buffer: a.buffer,
+            },
+            KernelBinding {
+                binding: 2,
+                buffer: b.buffer,
+            },
+        ],
+        4,
+        &words,
+        grid(device, n)?,
+    )
+}
+
+/// `out = cond != 0 ? a : b`, all three laid out with the output's shape.
+pub fn select_kernel(
+    device: &Device,
+    out: &Buffer,
+    out_offset: usize,
+    cond: Operand<'_>,
+    a: Operand<'_>,
+    b: Operand<'_>,
+) -> Result<Kernel> {
+    let shape = a.layout.shape.clone();
+    if b.layout.shape != shape || cond.layout.shape != shape {
+        return Err(crate::error::shape_error(
+            "select",
+            format!(
+                "operands laid out as {:?}, {:?}, {:?}; broadcast them first",
+                cond.layout.shape, shape, b.layout.shape
+            ),
+        ));
+    }
+    let n: usize = shape.iter().product();
+    let words = meta(
+        "select",
+        out_offset,
+        &shape,
+        0.0,
+        &[&a.layout, &b.layout, &cond.layout],
+    )?;
+    device.kernel(
+        ShaderId::Elementwise,
+        "select_where",
+        &[("WG", WG as f64)],
+        &[
+            KernelBinding {
+                binding: 0,
+                buffer: out,
+            },
+            KernelBinding {
+                binding: 1,
+                buffer: a.buffer,
+            },
+            KernelBinding {
+                binding: 2,
+                buffer: b.buffer,
+            },
+            KernelBinding {
+                binding: 3,
+                buffer: cond.buffer,
+            },
+        ],
+        4,
+        &words,
+        grid(device, n)?,
+    )
+}
+
+/// Writes `value` to `n` elements of `out` from `out_offset`.
+pub fn fill_kernel(
+    device: &Device,
+    out: &Buffer,
+    out_offset: usize,
+    n: usize,
+    value: f32,
+) -> Result<Kernel> {
+    let words = meta("fill", out_offset, &[n], value, &[])?;
+    device.kernel(
+        ShaderId::Elementwise,
+        "fill",
+        &[("WG", WG as f64)],
+        &[KernelBinding {
+            binding: 0,
+            buffer: out,
+        }],
+        4,
+        &words,
+        grid(device, n)?,
+    )
+}

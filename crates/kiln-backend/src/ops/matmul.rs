@@ -1,0 +1,202 @@
+//! Batched matmul with transposes through strides and a fused bias +
+//! activation epilogue, in two variants: register-blocked (software adapters)
+//! and workgroup-memory tiled (hardware GPUs).
+
+use crate::error::{invalid, Result};
+use crate::kernel::{Kernel, KernelBinding};
+use crate::shaders::ShaderId;
+use crate::{Buffer, Device, DeviceKind};
+
+/// The activation fused into the matmul epilogue. Codes match `matmul_common.wgsl`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Activation {
+    #[default]
+    None,
+    Relu,
+    Sigmoid,
+    Tanh,
+}
+
+/// Which matmul kernel to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum MatmulVariant {
+    /// Register-blocked on software adapters (vec4 loads when the operands
+    /// allow), tiled on hardware GPUs.
+    #[default]
+    Auto,
+    /// 8×8 outputs per invocation in registers, scalar loads, no workgroup memory.
+    Blocked,
+    /// Like `Blocked` with vec4 loads: needs non-transposed operands whose
+    /// K, N, row strides, offsets and batch strides are multiples of 4.
+    Vec4,
+    /// 64×64 blocks staged through workgroup memory.
+    Tiled,
+}
+
+/// One matrix operand: where its batch starts and how rows and batches are
+/// spaced, in elements. `row_stride` is the stride of the stored matrix's rows
+/// (for a transposed operand, the rows of what is stored, not of op(X)).
+#[derive(Clone, Debug)]
+pub struct MatmulOperand<'a> {
+    pub buffer: &'a Buffer,
+    pub offset: usize,
+    pub row_stride: usize,
+    pub batch_stride: usize,
+}
+
+/// A bias read through row and column strides (0 broadcasts).
+#[derive(Clone, Debug)]
+pub struct MatmulBias<'a> {
+    pub buffer: &'a Buffer,
+    pub offset: usize,
+    pub row_stride: usize,
+    pub col_stride: usize,
+    pub batch_stride: usize,
+}
+
+/// `C[b] = act(alpha · op(A[b]) · op(B[b]) + beta · bias)` for b in 0..batch,
+/// with op(A) M×K, op(B) K×N and C M×N (row stride `c.row_stride`).
+#[derive(Clone, Debug)]
+pub struct MatmulSpec<'a> {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub batch: usize,
+    pub a: MatmulOperand<'a>,
+    pub b: MatmulOperand<'a>,
+    pub c: MatmulOperand<'a>,
+    pub trans_a: bool,
+    pub trans_b: bool,
+    pub bias: Option<MatmulBias<'a>>,
+    pub alpha: f32,
+    pub beta: f32,
+    pub activation: Activation,
+    pub variant: MatmulVariant,
+}
+
+fn last_element(op: &MatmulOperand<'_>, batch: usize, rows: usize, cols: usize) -> u64 {
+    (op.offset + (batch - 1) * op.batch_stride + (rows - 1) * op.row_stride + cols) as u64
+}
+
+/// True when the vec4 kernel can read `spec`'s operands.
+fn vec4_aligned(spec: &MatmulSpec<'_>) -> bool {
+    let aligned = |op: &MatmulOperand<'_>| {
+        op.offset.is_multiple_of(4)
+            && op.row_stride.is_multiple_of(4)
+            && op.batch_stride.is_multiple_of(4)
+    };
+    !spec.trans_a
+        && !spec.trans_b
+        && spec.k.is_multiple_of(4)
+        && spec.n.is_multiple_of(4)
+        && aligned(&spec.a)
+        && aligned(&spec.b)
+}
+
+/// Builds the matmul kernel for `spec`.
+pub fn matmul_kernel(device: &Device, spec: &MatmulSpec<'_>) -> Result<Kernel> {
+    let MatmulSpec { m, n, k, batch, .. } = *spec;
+    if m == 0 || n == 0 || k == 0 || batch == 0 {
+        return Err(crate::BackendError::Empty {
+            op: "matmul".into(),
+            shape: vec![batch, m, k, n],
+        });
+    }
+    let (a_rows, a_cols) = if spec.trans_a { (k, m) } else { (m, k) };
+    let (b_rows, b_cols) = if spec.trans_b { (n, k) } else { (k, n) };
+    for (name, op, rows, cols) in [
+        ("A", &spec.a, a_rows, a_cols),
+        ("B", &spec.b, b_rows, b_cols),
+        ("C", &spec.c, m, n),
+    ] {
+        if op.row_stride < cols {
+            return Err(invalid(
+                "matmul",
+                format!(
+                    "{name}: row stride {} is below its {cols} columns",
+                    op.row_stride
+                ),
+            ));
+        }
+        let need = last_element(op, batch, rows, cols) * 4;
+        if need > op.buffer.size() {
+            return Err(invalid(
+                "matmul",
+                format!(
+                    "{name} reaches byte {need} of a {}-byte buffer",
+                    op.buffer.size()
+                ),
+            ));
+        }
+    }
+    let variant = match spec.variant {
+        MatmulVariant::Auto if device.kind() != DeviceKind::Software => MatmulVariant::Tiled,
+        MatmulVariant::Auto if vec4_aligned(spec) => MatmulVariant::Vec4,
+        MatmulVariant::Auto => MatmulVariant::Blocked,
+        MatmulVariant::Vec4 if !vec4_aligned(spec) => {
+            return Err(invalid("matmul", "the vec4 variant needs non-transposed operands with K, N, strides and offsets multiples of 4"));
+        }
+        v => v,
+    };
+    let shader = match variant {
+        MatmulVariant::Tiled => ShaderId::MatmulTiled,
+        MatmulVariant::Vec4 => ShaderId::MatmulVec4,
+        _ => ShaderId::MatmulBlocked,
+    };
+    // Every variant covers a 64×64 block of C per workgroup.
+    let grid = [n.div_ceil(64) as u32, m.div_ceil(64) as u32, batch as u32];
+    let bias = spec.bias.as_ref();
+    let bias_buffer = bias.map(|b| b.buffer).unwrap_or(spec.a.buffer);
+    let words: Vec<u32> = vec![
+        m as u32,
+        n as u32,
+        k as u32,
+        batch as u32,
+        spec.a.offset as u32,
+        spec.a.batch_stride as u32,
+        spec.a.row_stride as u32,
+        spec.b.offset as u32,
+        spec.b.batch_stride as u32,
+        spec.b.row_stride as u32,
+        spec.c.offset as u32,
+        spec.c.batch_stride as u32,
+        spec.c.row_stride as u32,
+        bias.map_or(0, |b| b.offset as u32),
+        bias.is_some() as u32,
+        bias.map_or(0, |b| b.row_stride as u32),
+        bias.map_or(0, |b| b.col_stride as u32),
+        spec.alpha.to_bits(),
+        spec.beta.to_bits(),
+        bias.map_or(0, |b| b.batch_stride as u32),
+    ];
+    device.kernel(
+        shader,
+        "main",
+        &[
+            ("TRANS_A", spec.trans_a as u8 as f64),
+            ("TRANS_B", spec.trans_b as u8 as f64),
+            ("ACT", spec.activation as u32 as f64),
+        ],
+        &[
+            KernelBinding {
+                binding: 0,
+                buffer: spec.c.buffer,
+            },
+            KernelBinding {
+                binding: 1,
+                buffer: spec.a.buffer,
+            },
+            KernelBinding {
+                binding: 2,
+                buffer: spec.b.buffer,
+            },
+            KernelBinding {
+                binding: 3,
+                buffer: bias_buffer,
+            },
+        ],
+        4,
+        &words,
+        grid,
+    )
+}

@@ -1,0 +1,54 @@
+// Shared by the matmul kernels: bindings, the operand layout, and the epilogue.
+// C[b] = act(alpha · op(A[b]) · op(B[b]) + beta · bias), where op transposes
+// through strides (TRANS_A / TRANS_B) instead of copying, and the bias is read
+// through its own row and column strides so a vector, a column or a full matrix
+// broadcasts without being expanded. This file is prepended to each kernel; the
+// kernel (or matmul_scalar_loads.wgsl) declares how A and B are read.
+
+override TRANS_A: bool = false;
+override TRANS_B: bool = false;
+// 0 none, 1 relu, 2 sigmoid, 3 tanh
+override ACT: u32 = 0u;
+
+// params: 0 M, 1 N, 2 K, 3 batch,
+//       4 A offset, 5 A batch stride, 6 A row stride (of the stored matrix),
+//       7 B offset, 8 B batch stride, 9 B row stride,
+//       10 C offset, 11 C batch stride, 12 C row stride,
+//       13 bias offset, 14 has bias, 15 bias row stride, 16 bias column stride,
+//       17 alpha (f32 bits), 18 beta (f32 bits), 19 bias batch stride
+@group(0) @binding(0) var<storage, read_write> c: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read> params: array<u32>;
+
+fn stable_tanh(x: f32) -> f32 {
+    // Small |x|: an odd polynomial (Cephes tanhf), since (1 - t) / (1 + t)
+    // cancels catastrophically there.
+    if (abs(x) < 0.625) {
+        let z = x * x;
+        return ((((-5.70498872745e-3 * z + 2.06390887954e-2) * z - 5.37397155531e-2) * z
+            + 1.33314422036e-1) * z - 3.33332819422e-1) * z * x + x;
+    }
+    let t = exp(-2.0 * abs(x));
+    return sign(x) * (1.0 - t) / (1.0 + t);
+}
+
+fn activate(x: f32) -> f32 {
+    switch ACT {
+        case 1u: { return max(x, 0.0); }
+        case 2u: {
+            if (x >= 0.0) { return 1.0 / (1.0 + exp(-x)); }
+            let e = exp(x);
+            return e / (1.0 + e);
+        }
+        case 3u: { return stable_tanh(x); }
+        default: { return x; }
+    }
+}
+
+fn store_c(batch: u32, m: u32, n: u32, product: f32) {
+    var v = bitcast<f32>(params[17]) * product;
+    if (params[14] != 0u) {
+        v += bitcast<f32>(params[18]) * bias[params[13] + batch * params[19] + m * params[15] + n * params[16]];
+    }
+    c[params[10] + batch * params[11] + m * params[12] + n] = activate(v);
+}
