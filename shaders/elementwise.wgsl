@@ -8,12 +8,15 @@ override WG: u32 = 64u;
 
 const MAX_RANK: u32 = 8u;
 // params layout (u32 words):
-//   0 element count, 1 rank, 2 scalar parameter (f32 bits), 3 output offset,
-//   4..12 output shape, then for each operand x in (a, b, c): offset, strides[8].
+//   0 element count, 1 rank, 2 scalar parameter (f32 bits), 3 unused,
+//   4..12 output shape, then for each of a, b, c and the output: offset, strides[8].
+// The output has strides too, so a kernel can write into a region of a larger
+// tensor (concatenation, the gradient of a slice).
 const META_SHAPE: u32 = 4u;
 const META_A: u32 = 12u;
 const META_B: u32 = 21u;
 const META_C: u32 = 30u;
+const META_OUT: u32 = 39u;
 
 @group(0) @binding(0) var<storage, read_write> out: array<f32>;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
@@ -129,7 +132,7 @@ fn unary(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
          @builtin(local_invocation_index) lid: u32) {
     let i = linear_index(wid, nwg, lid);
     if (i >= params[0]) { return; }
-    out[params[3] + i] = apply_unary(a[operand_offset(i, META_A)]);
+    out[operand_offset(i, META_OUT)] = apply_unary(a[operand_offset(i, META_A)]);
 }
 
 @compute @workgroup_size(WG)
@@ -137,7 +140,7 @@ fn binary(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
           @builtin(local_invocation_index) lid: u32) {
     let i = linear_index(wid, nwg, lid);
     if (i >= params[0]) { return; }
-    out[params[3] + i] = apply_binary(a[operand_offset(i, META_A)], b[operand_offset(i, META_B)]);
+    out[operand_offset(i, META_OUT)] = apply_binary(a[operand_offset(i, META_A)], b[operand_offset(i, META_B)]);
 }
 
 // out = c != 0 ? a : b
@@ -147,7 +150,7 @@ fn select_where(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     let i = linear_index(wid, nwg, lid);
     if (i >= params[0]) { return; }
     let cond = c[operand_offset(i, META_C)] != 0.0;
-    out[params[3] + i] = select(b[operand_offset(i, META_B)], a[operand_offset(i, META_A)], cond);
+    out[operand_offset(i, META_OUT)] = select(b[operand_offset(i, META_B)], a[operand_offset(i, META_A)], cond);
 }
 
 @compute @workgroup_size(WG)
@@ -155,5 +158,5 @@ fn fill(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         @builtin(local_invocation_index) lid: u32) {
     let i = linear_index(wid, nwg, lid);
     if (i >= params[0]) { return; }
-    out[params[3] + i] = param();
+    out[operand_offset(i, META_OUT)] = param();
 }

@@ -227,28 +227,61 @@ impl Tensor {
 
 /// Copies the first `bytes` bytes of `buffer` to the host.
 pub fn read_buffer(device: &Device, buffer: &Buffer, bytes: u64) -> Result<Vec<u8>> {
-    let bytes = bytes.div_ceil(4) * 4;
-    let staging = device.inner.device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some("kiln readback"),
-        size: bytes,
-        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-        mapped_at_creation: false,
-    });
-    device.run_with(&[], |encoder| {
-        encoder.copy_buffer_to_buffer(buffer.raw(), 0, &staging, 0, bytes);
-    })?;
-    let (tx, rx) = mpsc::channel();
-    staging.map_async(wgpu::MapMode::Read, .., move |r| {
-        let _ = tx.send(r);
-    });
-    device.synchronize()?;
-    rx.recv()
-        .map_err(|e| BackendError::Readback(e.to_string()))?
-        .map_err(|e| BackendError::Readback(e.to_string()))?;
-    let data = staging
-        .get_mapped_range(..)
-        .map_err(|e| BackendError::Readback(e.to_string()))?
-        .to_vec();
-    staging.unmap();
-    Ok(data)
+    let mut out = device.run_and_read(&[], &[(buffer, bytes)])?;
+    Ok(out.remove(0))
+}
+
+impl Device {
+    /// Runs `kernels` and copies the first bytes of each `reads` buffer back,
+    /// all in one submission; waits for the results.
+    pub fn run_and_read(
+        &self,
+        kernels: &[&crate::Kernel],
+        reads: &[(&Buffer, u64)],
+    ) -> Result<Vec<Vec<u8>>> {
+        let staging: Vec<(wgpu::Buffer, u64)> = reads
+            .iter()
+            .map(|(_, bytes)| {
+                let size = bytes.div_ceil(4) * 4;
+                let b = self.inner.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("kiln readback"),
+                    size,
+                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                });
+                (b, size)
+            })
+            .collect();
+        self.run_with(kernels, |encoder| {
+            for ((src, _), (dst, size)) in reads.iter().zip(&staging) {
+                encoder.copy_buffer_to_buffer(src.raw(), 0, dst, 0, *size);
+            }
+        })?;
+        let (tx, rx) = mpsc::channel();
+        for (b, _) in &staging {
+            let tx = tx.clone();
+            b.map_async(wgpu::MapMode::Read, .., move |r| {
+                let _ = tx.send(r);
+            });
+        }
+        drop(tx);
+        self.synchronize()?;
+        for _ in 0..staging.len() {
+            rx.recv()
+                .map_err(|e| BackendError::Readback(e.to_string()))?
+                .map_err(|e| BackendError::Readback(e.to_string()))?;
+        }
+        staging
+            .iter()
+            .zip(reads)
+            .map(|((b, _), (_, bytes))| {
+                let data = b
+                    .get_mapped_range(..)
+                    .map_err(|e| BackendError::Readback(e.to_string()))?
+                    .to_vec();
+                b.unmap();
+                Ok(data[..*bytes as usize].to_vec())
+            })
+            .collect()
+    }
 }

@@ -171,14 +171,23 @@ fn meta(
     param: f32,
     operands: &[&StridedLayout],
 ) -> Result<Vec<u32>> {
+    let out = StridedLayout {
+        offset: out_offset,
+        ..StridedLayout::contiguous(shape)
+    };
+    meta_out(op, &out, param, operands)
+}
+
+fn meta_out(
+    op: &str,
+    out: &StridedLayout,
+    param: f32,
+    operands: &[&StridedLayout],
+) -> Result<Vec<u32>> {
+    let shape = &out.shape;
     check_rank(op, shape)?;
     let n: usize = shape.iter().product();
-    let mut words = vec![
-        n as u32,
-        shape.len() as u32,
-        param.to_bits(),
-        out_offset as u32,
-    ];
+    let mut words = vec![n as u32, shape.len() as u32, param.to_bits(), 0];
     words.extend(padded(shape, 1));
     for slot in 0..3 {
         match operands.get(slot) {
@@ -189,6 +198,8 @@ fn meta(
             None => words.extend([0u32; 9]),
         }
     }
+    words.push(out.offset as u32);
+    words.extend(padded(&out.strides, 0));
     Ok(words)
 }
 
@@ -218,20 +229,42 @@ pub fn unary_kernel(
     out_offset: usize,
     a: Operand<'_>,
 ) -> Result<Kernel> {
-    let shape = a.layout.shape.clone();
-    let n: usize = shape.iter().product();
-    check_fits("unary", "input", a.buffer, &a.layout)?;
-    check_fits(
-        "unary",
-        "output",
-        out,
-        &StridedLayout {
-            offset: out_offset,
-            ..StridedLayout::contiguous(&shape)
+    let layout = StridedLayout {
+        offset: out_offset,
+        ..StridedLayout::contiguous(&a.layout.shape)
+    };
+    unary_into(
+        device,
+        op,
+        Operand {
+            buffer: out,
+            layout,
         },
-    )?;
+        a,
+    )
+}
+
+/// `op(a)` written through the output's own layout (same shape as `a`'s), so
+/// the result can land in a strided region of a larger tensor.
+pub fn unary_into(
+    device: &Device,
+    op: UnaryOp,
+    out: Operand<'_>,
+    a: Operand<'_>,
+) -> Result<Kernel> {
+    if out.layout.shape != a.layout.shape {
+        return Err(crate::error::shape_error(
+            "unary",
+            format!(
+                "output laid out as {:?}, input as {:?}",
+                out.layout.shape, a.layout.shape
+            ),
+        ));
+    }
+    check_fits("unary", "input", a.buffer, &a.layout)?;
+    check_fits("unary", "output", out.buffer, &out.layout)?;
     let (code, param) = op.code_and_param();
-    let words = meta("unary", out_offset, &shape, param, &[&a.layout])?;
+    let words = meta_out("unary", &out.layout, param, &[&a.layout])?;
     device.kernel(
         ShaderId::Elementwise,
         "unary",
@@ -239,7 +272,7 @@ pub fn unary_kernel(
         &[
             KernelBinding {
                 binding: 0,
-                buffer: out,
+                buffer: out.buffer,
             },
             KernelBinding {
                 binding: 1,
@@ -248,7 +281,7 @@ pub fn unary_kernel(
         ],
         4,
         &words,
-        grid(device, n)?,
+        grid(device, a.layout.numel())?,
     )
 }
 

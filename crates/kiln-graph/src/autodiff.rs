@@ -1,0 +1,384 @@
+//! Reverse-mode autodiff as a graph transformation. Every op's vector-Jacobian
+//! product is written here, once, in graph ops, so backward graphs compile,
+//! plan and run like any other graph.
+
+use std::collections::HashMap;
+
+use kiln_backend::{BinaryOp, ReduceOp, UnaryOp};
+
+use crate::error::{shape_err, GraphError, Result};
+use crate::graph::{Graph, NodeId, Op};
+
+impl Graph {
+    /// Gradients of the scalar `loss` with respect to `wrt`, appended as nodes,
+    /// in the order of `wrt`. Nodes that do not lead to `wrt` get no backward
+    /// nodes; frozen parameters never do.
+    pub fn grad(&mut self, loss: NodeId, wrt: &[NodeId]) -> Result<Vec<NodeId>> {
+        if self.node(loss).numel() != 1 {
+            return Err(shape_err(
+                "grad",
+                format!(
+                    "the loss must be a scalar, got shape {:?}",
+                    self.shape(loss)
+                ),
+            ));
+        }
+        let shape = self.shape(loss).to_vec();
+        let one = self.constant(&[1.0], &shape)?;
+        self.backward(&[(loss, one)], wrt)
+    }
+
+    /// Vector-Jacobian products: given upstream gradients `seeds` (output,
+    /// gradient of some scalar with respect to it), the gradients with respect
+    /// to `wrt`. A `wrt` node the outputs do not depend on gets zeros.
+    pub fn backward(&mut self, seeds: &[(NodeId, NodeId)], wrt: &[NodeId]) -> Result<Vec<NodeId>> {
+        for &(out, seed) in seeds {
+            if self.shape(out) != self.shape(seed) {
+                return Err(shape_err(
+                    "backward",
+                    format!(
+                        "seed {:?} for output {:?}",
+                        self.shape(seed),
+                        self.shape(out)
+                    ),
+                ));
+            }
+        }
+        for &w in wrt {
+            if matches!(
+                self.node(w).op,
+                Op::Param {
+                    trainable: false,
+                    ..
+                }
+            ) {
+                return Err(GraphError::Invalid(format!(
+                    "node {} is a frozen parameter: it has no gradient",
+                    w.0
+                )));
+            }
+        }
+        let last = seeds.iter().map(|s| s.0 .0).max().unwrap_or(0);
+        // Which nodes depend on something in `wrt`: only they need adjoints.
+        let mut needs = vec![false; last + 1];
+        for i in 0..=last {
+            needs[i] = wrt.contains(&NodeId(i))
+                || self
+                    .node(NodeId(i))
+                    .inputs
+                    .iter()
+                    .any(|x| x.0 <= last && needs[x.0]);
+        }
+        let mut adjoint: HashMap<NodeId, NodeId> = HashMap::new();
+        for &(out, seed) in seeds {
+            accumulate(self, &mut adjoint, out, seed)?;
+        }
+        for i in (0..=last).rev() {
+            let id = NodeId(i);
+            let Some(&g) = adjoint.get(&id) else { continue };
+            if !needs[i] {
+                continue;
+            }
+            let node = self.node(id).clone();
+            for (slot, input) in node.inputs.iter().enumerate() {
+                if !needs[input.0] {
+                    continue;
+                }
+                if let Some(gi) = self.vjp(id, slot, g)? {
+                    accumulate(self, &mut adjoint, *input, gi)?;
+                }
+            }
+        }
+        wrt.iter()
+            .map(|&w| match adjoint.get(&w) {
+                Some(&g) => Ok(g),
+                None => {
+                    let zero = self.scalar(0.0);
+                    let shape = self.shape(w).to_vec();
+                    self.expand(zero, &shape)
+                }
+            })
+            .collect()
+    }
+
+    /// Sums `g` over the axes along which `shape` was broadcast to `g`'s shape.
+    pub fn unbroadcast(&mut self, g: NodeId, shape: &[usize]) -> Result<NodeId> {
+        let gs = self.shape(g).to_vec();
+        if gs == shape {
+            return Ok(g);
+        }
+        let lead = gs.len() - shape.len();
+        let axes: Vec<i64> = (0..gs.len())
+            .filter(|&d| d < lead || (shape[d - lead] == 1 && gs[d] != 1))
+            .map(|d| d as i64)
+            .collect();
+        let summed = if axes.is_empty() {
+            g
+        } else {
+            self.sum(g, &axes, true)?
+        };
+        let target: Vec<i64> = shape.iter().map(|&s| s as i64).collect();
+        self.reshape(summed, &target)
+    }
+
+    /// The gradient flowing into input `slot` of node `id`, given the node's
+    /// upstream gradient `g`; `None` where the input has no gradient.
+    fn vjp(&mut self, id: NodeId, slot: usize, g: NodeId) -> Result<Option<NodeId>> {
+        let node = self.node(id).clone();
+        let x = |i: usize| node.inputs[i];
+        let in_shape = self.shape(x(slot)).to_vec();
+        let grad = match &node.op {
+            Op::Input(_) | Op::Param { .. } | Op::Const(_) | Op::Assign => return Ok(None),
+            Op::Unary(op) => match unary_vjp(self, *op, x(0), id, g)? {
+                Some(v) => v,
+                None => return Ok(None),
+            },
+            Op::Binary(op) => {
+                let (a, b) = (x(0), x(1));
+                let full = match (op, slot) {
+                    (BinaryOp::Add, _) => g,
+                    (BinaryOp::Sub, 0) => g,
+                    (BinaryOp::Sub, _) => self.unary(UnaryOp::Neg, g)?,
+                    (BinaryOp::Mul, 0) => self.mul(g, b)?,
+                    (BinaryOp::Mul, _) => self.mul(g, a)?,
+                    (BinaryOp::Div, 0) => self.div(g, b)?,
+                    (BinaryOp::Div, _) => {
+                        // -g · a / b²  =  -g · out / b
+                        let t = self.mul(g, id)?;
+                        let t = self.div(t, b)?;
+                        self.unary(UnaryOp::Neg, t)?
+                    }
+                    (BinaryOp::Max | BinaryOp::Min, _) => {
+                        // Ties send the gradient to `a`, like PyTorch's maximum.
+                        let cmp = if *op == BinaryOp::Max {
+                            BinaryOp::Ge
+                        } else {
+                            BinaryOp::Le
+                        };
+                        let take_a = self.binary(cmp, a, b)?;
+                        let zero = self.scalar(0.0);
+                        if slot == 0 {
+                            self.select(take_a, g, zero)?
+                        } else {
+                            self.select(take_a, zero, g)?
+                        }
+                    }
+                    (BinaryOp::Pow, 0) => {
+                        // g · b · a^(b-1)  =  g · b · out / a
+                        let t = self.mul(g, b)?;
+                        let t = self.mul(t, id)?;
+                        self.div(t, a)?
+                    }
+                    (BinaryOp::Pow, _) => {
+                        let la = self.unary(UnaryOp::Log, a)?;
+                        let t = self.mul(g, id)?;
+                        self.mul(t, la)?
+                    }
+                    _ => return Ok(None), // comparisons are piecewise constant
+                };
+                self.unbroadcast(full, &in_shape)?
+            }
+            Op::Select => {
+                if slot == 0 {
+                    return Ok(None);
+                }
+                let zero = self.scalar(0.0);
+                let full = if slot == 1 {
+                    self.select(x(0), g, zero)?
+                } else {
+                    self.select(x(0), zero, g)?
+                };
+                self.unbroadcast(full, &in_shape)?
+            }
+            Op::Reduce { op, axes } => {
+                let kept: Vec<i64> = in_shape
+                    .iter()
+                    .enumerate()
+                    .map(|(d, &s)| if axes.contains(&d) { 1 } else { s as i64 })
+                    .collect();
+                let g_kept = self.reshape(g, &kept)?;
+                let count: usize = axes.iter().map(|&a| in_shape[a]).product();
+                match op {
+                    ReduceOp::Sum => self.expand(g_kept, &in_shape)?,
+                    ReduceOp::Mean => {
+                        let s = self.scale(g_kept, 1.0 / count as f32)?;
+                        self.expand(s, &in_shape)?
+                    }
+                    ReduceOp::Max | ReduceOp::Min => {
+                        // Split evenly between tied extremes.
+                        let out_kept = self.reshape(id, &kept)?;
+                        let hit = self.binary(BinaryOp::Eq, x(0), out_kept)?;
+                        let ax: Vec<i64> = axes.iter().map(|&a| a as i64).collect();
+                        let ties = self.sum(hit, &ax, true)?;
+                        let share = self.div(g_kept, ties)?;
+                        self.mul(hit, share)?
+                    }
+                }
+            }
+            Op::Softmax { axis, log } => {
+                let ax = [*axis as i64];
+                if *log {
+                    // g - softmax · Σg
+                    let sg = self.sum(g, &ax, true)?;
+                    let p = self.unary(UnaryOp::Exp, id)?;
+                    let t = self.mul(p, sg)?;
+                    self.sub(g, t)?
+                } else {
+                    // y · (g - Σ g·y)
+                    let gy = self.mul(g, id)?;
+                    let s = self.sum(gy, &ax, true)?;
+                    let d = self.sub(g, s)?;
+                    self.mul(id, d)?
+                }
+            }
+            Op::MatMul { trans_a, trans_b } => {
+                let (a, b) = (x(0), x(1));
+                let (ta, tb) = (*trans_a, *trans_b);
+                let raw = if slot == 0 {
+                    if ta {
+                        self.matmul(b, g, tb, true)?
+                    } else {
+                        self.matmul(g, b, false, !tb)?
+                    }
+                } else if tb {
+                    self.matmul(g, a, true, ta)?
+                } else {
+                    self.matmul(a, g, !ta, false)?
+                };
+                // A rank-2 operand shared by every batch sums its per-batch gradients.
+                let rs = self.shape(raw).to_vec();
+                if rs.len() > in_shape.len() {
+                    let lead: Vec<i64> = (0..(rs.len() - in_shape.len()) as i64).collect();
+                    self.sum(raw, &lead, false)?
+                } else {
+                    raw
+                }
+            }
+            Op::Reshape => {
+                let s: Vec<i64> = in_shape.iter().map(|&d| d as i64).collect();
+                self.reshape(g, &s)?
+            }
+            Op::Permute(perm) => {
+                let mut inverse = vec![0; perm.len()];
+                for (i, &p) in perm.iter().enumerate() {
+                    inverse[p] = i;
+                }
+                self.permute(g, &inverse)?
+            }
+            Op::Expand => self.unbroadcast(g, &in_shape)?,
+            Op::Slice { axis, start, end } => {
+                // Zeros around the slice, joined along the axis.
+                let mut parts = Vec::new();
+                for (lo, hi) in [(0, *start), (*end, in_shape[*axis])] {
+                    if hi > lo {
+                        let mut s = in_shape.clone();
+                        s[*axis] = hi - lo;
+                        let z = self.scalar(0.0);
+                        parts.push(self.expand(z, &s)?);
+                    }
+                }
+                let at = if *start > 0 { 1 } else { 0 };
+                parts.insert(at, g);
+                if parts.len() == 1 {
+                    g
+                } else {
+                    self.concat(&parts, *axis as i64)?
+                }
+            }
+            Op::Concat { axis } => {
+                let start: usize = node.inputs[..slot]
+                    .iter()
+                    .map(|&i| self.shape(i)[*axis])
+                    .sum();
+                self.slice(g, *axis, start, start + in_shape[*axis])?
+            }
+        };
+        Ok(Some(grad))
+    }
+}
+
+/// The VJP of a unary op `out = op(x)` for upstream `g`.
+fn unary_vjp(
+    gr: &mut Graph,
+    op: UnaryOp,
+    x: NodeId,
+    out: NodeId,
+    g: NodeId,
+) -> Result<Option<NodeId>> {
+    let v = match op {
+        UnaryOp::Identity | UnaryOp::AddScalar(_) => g,
+        UnaryOp::Neg => gr.unary(UnaryOp::Neg, g)?,
+        UnaryOp::Exp => gr.mul(g, out)?,
+        UnaryOp::Log => gr.div(g, x)?,
+        UnaryOp::Sqrt => {
+            let t = gr.div(g, out)?;
+            gr.scale(t, 0.5)?
+        }
+        UnaryOp::Abs => {
+            let s = gr.unary(UnaryOp::Sign, x)?;
+            gr.mul(g, s)?
+        }
+        UnaryOp::Relu => {
+            let s = gr.unary(UnaryOp::Step, x)?;
+            gr.mul(g, s)?
+        }
+        UnaryOp::LeakyRelu(alpha) => {
+            // slope 1 where x > 0, alpha elsewhere
+            let s = gr.unary(UnaryOp::Step, x)?;
+            let s = gr.scale(s, 1.0 - alpha)?;
+            let s = gr.unary(UnaryOp::AddScalar(alpha), s)?;
+            gr.mul(g, s)?
+        }
+        UnaryOp::Sigmoid => {
+            // g · y · (1 - y)
+            let one_minus = gr.unary(UnaryOp::Scale(-1.0), out)?;
+            let one_minus = gr.unary(UnaryOp::AddScalar(1.0), one_minus)?;
+            let t = gr.mul(out, one_minus)?;
+            gr.mul(g, t)?
+        }
+        UnaryOp::Tanh => {
+            // g · (1 - y²)
+            let y2 = gr.unary(UnaryOp::Square, out)?;
+            let d = gr.scale(y2, -1.0)?;
+            let d = gr.unary(UnaryOp::AddScalar(1.0), d)?;
+            gr.mul(g, d)?
+        }
+        UnaryOp::Recip => {
+            let y2 = gr.unary(UnaryOp::Square, out)?;
+            let t = gr.mul(g, y2)?;
+            gr.unary(UnaryOp::Neg, t)?
+        }
+        UnaryOp::Square => {
+            let t = gr.mul(g, x)?;
+            gr.scale(t, 2.0)?
+        }
+        UnaryOp::Sign | UnaryOp::Step => return Ok(None),
+        UnaryOp::Scale(s) => gr.scale(g, s)?,
+        UnaryOp::PowScalar(p) => {
+            let t = gr.unary(UnaryOp::PowScalar(p - 1.0), x)?;
+            let t = gr.scale(t, p)?;
+            gr.mul(g, t)?
+        }
+        UnaryOp::Rsqrt => {
+            // -0.5 · g · y³
+            let y3 = gr.unary(UnaryOp::PowScalar(3.0), out)?;
+            let t = gr.mul(g, y3)?;
+            gr.scale(t, -0.5)?
+        }
+    };
+    Ok(Some(v))
+}
+
+fn accumulate(
+    g: &mut Graph,
+    adjoint: &mut HashMap<NodeId, NodeId>,
+    node: NodeId,
+    grad: NodeId,
+) -> Result<()> {
+    let sum = match adjoint.get(&node) {
+        Some(&prev) => g.add(prev, grad)?,
+        None => grad,
+    };
+    adjoint.insert(node, sum);
+    Ok(())
+}

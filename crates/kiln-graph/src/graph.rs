@@ -1,0 +1,478 @@
+//! The graph IR: nodes are appended in topological order, each with its op, its
+//! inputs and its output shape, inferred and checked when the node is added.
+//! All values are f32; integer data (labels, indices) enter as exact floats.
+
+use kiln_backend::{broadcast_shapes, reduced_shape, BinaryOp, ReduceOp, UnaryOp};
+
+use crate::error::{shape_err, GraphError, Result};
+use crate::params::ParamStore;
+
+/// Index of a node in its [`Graph`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NodeId(pub usize);
+
+/// What a node computes.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    /// A value fed at every run, by name.
+    Input(String),
+    /// A persistent tensor of the [`ParamStore`]; only trainable ones get gradients.
+    Param {
+        name: String,
+        trainable: bool,
+    },
+    /// Values fixed when the graph is built.
+    Const(Vec<f32>),
+    Unary(UnaryOp),
+    /// NumPy-broadcasting binary op.
+    Binary(BinaryOp),
+    /// `inputs[0] != 0 ? inputs[1] : inputs[2]`, broadcasting.
+    Select,
+    Reduce {
+        op: ReduceOp,
+        axes: Vec<usize>,
+    },
+    Softmax {
+        axis: usize,
+        log: bool,
+    },
+    /// `op(a) · op(b)` over the last two axes, batched over the leading ones; a
+    /// rank-2 operand is shared by every batch.
+    MatMul {
+        trans_a: bool,
+        trans_b: bool,
+    },
+    /// Same elements, the node's shape (a view: no kernel).
+    Reshape,
+    /// Axis `i` of the output is axis `perm[i]` of the input.
+    Permute(Vec<usize>),
+    /// NumPy broadcast of the input to the node's shape.
+    Expand,
+    Slice {
+        axis: usize,
+        start: usize,
+        end: usize,
+    },
+    Concat {
+        axis: usize,
+    },
+    /// Writes `inputs[1]` into the parameter `inputs[0]` (an in-place update).
+    Assign,
+}
+
+/// One node: its op, inputs and output shape.
+#[derive(Clone, Debug)]
+pub struct Node {
+    pub op: Op,
+    pub inputs: Vec<NodeId>,
+    pub shape: Vec<usize>,
+}
+
+impl Node {
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+}
+
+/// A computation graph under construction.
+#[derive(Clone, Debug, Default)]
+pub struct Graph {
+    nodes: Vec<Node>,
+}
+
+fn op_name(op: &Op) -> String {
+    match op {
+        Op::Unary(u) => format!("{u:?}"),
+        Op::Binary(b) => format!("{b:?}"),
+        other => format!("{other:?}")
+            .split(['(', ' ', '{'])
+            .next()
+            .unwrap_or("op")
+            .to_string(),
+    }
+}
+
+impl Graph {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn nodes(&self) -> &[Node] {
+        &self.nodes
+    }
+
+    pub fn node(&self, id: NodeId) -> &Node {
+        &self.nodes[id.0]
+    }
+
+    pub fn shape(&self, id: NodeId) -> &[usize] {
+        &self.nodes[id.0].shape
+    }
+
+    fn push(&mut self, op: Op, inputs: Vec<NodeId>, shape: Vec<usize>) -> NodeId {
+        self.nodes.push(Node { op, inputs, shape });
+        NodeId(self.nodes.len() - 1)
+    }
+
+    fn check(&self, op: &str, ids: &[NodeId]) -> Result<()> {
+        match ids.iter().find(|id| id.0 >= self.nodes.len()) {
+            Some(id) => Err(GraphError::Invalid(format!(
+                "{op}: node {} is not in this graph",
+                id.0
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// A per-run input.
+    pub fn input(&mut self, name: &str, shape: &[usize]) -> NodeId {
+        self.push(Op::Input(name.to_string()), vec![], shape.to_vec())
+    }
+
+    /// A trainable parameter from `store`.
+    pub fn param(&mut self, store: &ParamStore, name: &str) -> Result<NodeId> {
+        let shape = store.get(name)?.shape().to_vec();
+        Ok(self.push(
+            Op::Param {
+                name: name.to_string(),
+                trainable: true,
+            },
+            vec![],
+            shape,
+        ))
+    }
+
+    /// A frozen parameter: read, never differentiated.
+    pub fn frozen_param(&mut self, store: &ParamStore, name: &str) -> Result<NodeId> {
+        let shape = store.get(name)?.shape().to_vec();
+        Ok(self.push(
+            Op::Param {
+                name: name.to_string(),
+                trainable: false,
+            },
+            vec![],
+            shape,
+        ))
+    }
+
+    /// A constant tensor.
+    pub fn constant(&mut self, values: &[f32], shape: &[usize]) -> Result<NodeId> {
+        let n: usize = shape.iter().product();
+        if n != values.len() || n == 0 {
+            return Err(shape_err(
+                "Const",
+                format!("{} values for shape {shape:?}", values.len()),
+            ));
+        }
+        Ok(self.push(Op::Const(values.to_vec()), vec![], shape.to_vec()))
+    }
+
+    /// A scalar constant (shape `[]`).
+    pub fn scalar(&mut self, value: f32) -> NodeId {
+        self.push(Op::Const(vec![value]), vec![], vec![])
+    }
+
+    pub fn unary(&mut self, op: UnaryOp, x: NodeId) -> Result<NodeId> {
+        self.check("unary", &[x])?;
+        let shape = self.shape(x).to_vec();
+        Ok(self.push(Op::Unary(op), vec![x], shape))
+    }
+
+    pub fn binary(&mut self, op: BinaryOp, a: NodeId, b: NodeId) -> Result<NodeId> {
+        self.check("binary", &[a, b])?;
+        let shape = broadcast_shapes(&format!("{op:?}"), self.shape(a), self.shape(b))?;
+        Ok(self.push(Op::Binary(op), vec![a, b], shape))
+    }
+
+    pub fn add(&mut self, a: NodeId, b: NodeId) -> Result<NodeId> {
+        self.binary(BinaryOp::Add, a, b)
+    }
+
+    pub fn sub(&mut self, a: NodeId, b: NodeId) -> Result<NodeId> {
+        self.binary(BinaryOp::Sub, a, b)
+    }
+
+    pub fn mul(&mut self, a: NodeId, b: NodeId) -> Result<NodeId> {
+        self.binary(BinaryOp::Mul, a, b)
+    }
+
+    pub fn div(&mut self, a: NodeId, b: NodeId) -> Result<NodeId> {
+        self.binary(BinaryOp::Div, a, b)
+    }
+
+    pub fn scale(&mut self, x: NodeId, s: f32) -> Result<NodeId> {
+        self.unary(UnaryOp::Scale(s), x)
+    }
+
+    /// `cond != 0 ? a : b` with broadcasting.
+    pub fn select(&mut self, cond: NodeId, a: NodeId, b: NodeId) -> Result<NodeId> {
+        self.check("select", &[cond, a, b])?;
+        let s = broadcast_shapes("Select", self.shape(a), self.shape(b))?;
+        let s = broadcast_shapes("Select", self.shape(cond), &s)?;
+        Ok(self.push(Op::Select, vec![cond, a, b], s))
+    }
+
+    /// Reduces over `axes` (negative axes count from the end).
+    pub fn reduce(
+        &mut self,
+        op: ReduceOp,
+        x: NodeId,
+        axes: &[i64],
+        keepdims: bool,
+    ) -> Result<NodeId> {
+        self.check("reduce", &[x])?;
+        let shape = self.shape(x).to_vec();
+        let axes = normalize_axes("Reduce", axes, shape.len())?;
+        let out = reduced_shape(&shape, &axes, keepdims);
+        Ok(self.push(Op::Reduce { op, axes }, vec![x], out))
+    }
+
+    pub fn sum(&mut self, x: NodeId, axes: &[i64], keepdims: bool) -> Result<NodeId> {
+        self.reduce(ReduceOp::Sum, x, axes, keepdims)
+    }
+
+    /// The mean of every element, as a scalar.
+    pub fn mean_all(&mut self, x: NodeId) -> Result<NodeId> {
+        let axes: Vec<i64> = (0..self.shape(x).len() as i64).collect();
+        self.reduce(ReduceOp::Mean, x, &axes, false)
+    }
+
+    /// The sum of every element, as a scalar.
+    pub fn sum_all(&mut self, x: NodeId) -> Result<NodeId> {
+        let axes: Vec<i64> = (0..self.shape(x).len() as i64).collect();
+        self.reduce(ReduceOp::Sum, x, &axes, false)
+    }
+
+    pub fn softmax(&mut self, x: NodeId, axis: i64, log: bool) -> Result<NodeId> {
+        self.check("softmax", &[x])?;
+        let shape = self.shape(x).to_vec();
+        let axis = normalize_axes("Softmax", &[axis], shape.len())?[0];
+        Ok(self.push(Op::Softmax { axis, log }, vec![x], shape))
+    }
+
+    /// `op(a) · op(b)`: shapes `[.., M, K]` and `[.., K, N]` after the optional
+    /// transposes of the last two axes; batch axes equal, or one operand rank 2.
+    pub fn matmul(&mut self, a: NodeId, b: NodeId, trans_a: bool, trans_b: bool) -> Result<NodeId> {
+        self.check("matmul", &[a, b])?;
+        let (sa, sb) = (self.shape(a).to_vec(), self.shape(b).to_vec());
+        let bad = || {
+            shape_err(
+                "MatMul",
+                format!(
+                    "cannot multiply {sa:?}{} by {sb:?}{}",
+                    if trans_a { "ᵀ" } else { "" },
+                    if trans_b { "ᵀ" } else { "" }
+                ),
+            )
+        };
+        if sa.len() < 2 || sb.len() < 2 {
+            return Err(bad());
+        }
+        let (ra, rb) = (sa.len(), sb.len());
+        let (m, ka) = if trans_a {
+            (sa[ra - 1], sa[ra - 2])
+        } else {
+            (sa[ra - 2], sa[ra - 1])
+        };
+        let (kb, n) = if trans_b {
+            (sb[rb - 1], sb[rb - 2])
+        } else {
+            (sb[rb - 2], sb[rb - 1])
+        };
+        let batch = match (ra, rb) {
+            (2, _) => sb[..rb - 2].to_vec(),
+            (_, 2) => sa[..ra - 2].to_vec(),
+            _ if sa[..ra - 2] == sb[..rb - 2] => sa[..ra - 2].to_vec(),
+            _ => return Err(bad()),
+        };
+        if ka != kb {
+            return Err(bad());
+        }
+        let mut shape = batch;
+        shape.extend([m, n]);
+        Ok(self.push(Op::MatMul { trans_a, trans_b }, vec![a, b], shape))
+    }
+
+    /// The same elements with another shape; one `-1` is inferred, `0` copies
+    /// the input's size at that axis (ONNX Reshape).
+    pub fn reshape(&mut self, x: NodeId, shape: &[i64]) -> Result<NodeId> {
+        self.check("reshape", &[x])?;
+        let input = self.shape(x).to_vec();
+        let total: usize = input.iter().product();
+        let mut out: Vec<usize> = Vec::with_capacity(shape.len());
+        let mut infer = None;
+        for (i, &s) in shape.iter().enumerate() {
+            match s {
+                -1 if infer.is_none() => {
+                    infer = Some(i);
+                    out.push(1);
+                }
+                0 if i < input.len() => out.push(input[i]),
+                s if s > 0 => out.push(s as usize),
+                _ => {
+                    return Err(shape_err(
+                        "Reshape",
+                        format!("invalid target {shape:?} for {input:?}"),
+                    ))
+                }
+            }
+        }
+        let known: usize = out.iter().product();
+        if let Some(i) = infer {
+            if known == 0 || !total.is_multiple_of(known) {
+                return Err(shape_err(
+                    "Reshape",
+                    format!("cannot infer -1 in {shape:?} for {input:?}"),
+                ));
+            }
+            out[i] = total / known;
+        }
+        if out.iter().product::<usize>() != total {
+            return Err(shape_err(
+                "Reshape",
+                format!("{input:?} ({total} elements) cannot become {shape:?}"),
+            ));
+        }
+        Ok(self.push(Op::Reshape, vec![x], out))
+    }
+
+    /// Collapses axes `..axis` and `axis..` into a 2-D tensor (ONNX Flatten).
+    pub fn flatten(&mut self, x: NodeId, axis: i64) -> Result<NodeId> {
+        let s = self.shape(x).to_vec();
+        let axis = if axis < 0 {
+            axis + s.len() as i64
+        } else {
+            axis
+        };
+        if axis < 0 || axis as usize > s.len() {
+            return Err(shape_err(
+                "Flatten",
+                format!("axis {axis} out of range for {s:?}"),
+            ));
+        }
+        let outer: usize = s[..axis as usize].iter().product();
+        let inner: usize = s[axis as usize..].iter().product();
+        self.reshape(x, &[outer as i64, inner as i64])
+    }
+
+    pub fn permute(&mut self, x: NodeId, perm: &[usize]) -> Result<NodeId> {
+        self.check("permute", &[x])?;
+        let s = self.shape(x).to_vec();
+        let mut seen = vec![false; s.len()];
+        if perm.len() != s.len()
+            || perm
+                .iter()
+                .any(|&p| p >= s.len() || std::mem::replace(&mut seen[p], true))
+        {
+            return Err(shape_err(
+                "Transpose",
+                format!("{perm:?} is not a permutation of the axes of {s:?}"),
+            ));
+        }
+        let out = perm.iter().map(|&p| s[p]).collect();
+        Ok(self.push(Op::Permute(perm.to_vec()), vec![x], out))
+    }
+
+    /// Broadcasts `x` to `shape` (NumPy rules).
+    pub fn expand(&mut self, x: NodeId, shape: &[usize]) -> Result<NodeId> {
+        self.check("expand", &[x])?;
+        let b = broadcast_shapes("Expand", self.shape(x), shape)?;
+        if b != shape {
+            return Err(shape_err(
+                "Expand",
+                format!("{:?} does not broadcast to {shape:?}", self.shape(x)),
+            ));
+        }
+        if self.shape(x) == shape {
+            return Ok(x);
+        }
+        Ok(self.push(Op::Expand, vec![x], shape.to_vec()))
+    }
+
+    /// Elements `start..end` along `axis`.
+    pub fn slice(&mut self, x: NodeId, axis: usize, start: usize, end: usize) -> Result<NodeId> {
+        self.check("slice", &[x])?;
+        let mut s = self.shape(x).to_vec();
+        if axis >= s.len() || start >= end || end > s[axis] {
+            return Err(shape_err(
+                "Slice",
+                format!("{start}..{end} on axis {axis} of {s:?}"),
+            ));
+        }
+        s[axis] = end - start;
+        Ok(self.push(Op::Slice { axis, start, end }, vec![x], s))
+    }
+
+    /// Joins tensors along `axis` (negative counts from the end).
+    pub fn concat(&mut self, xs: &[NodeId], axis: i64) -> Result<NodeId> {
+        self.check("concat", xs)?;
+        let Some(&first) = xs.first() else {
+            return Err(shape_err("Concat", "needs at least one input"));
+        };
+        let mut out = self.shape(first).to_vec();
+        let axis = normalize_axes("Concat", &[axis], out.len())?[0];
+        for &x in &xs[1..] {
+            let s = self.shape(x);
+            let compatible = s.len() == out.len()
+                && s.iter()
+                    .zip(&out)
+                    .enumerate()
+                    .all(|(d, (a, b))| d == axis || a == b);
+            if !compatible {
+                return Err(shape_err(
+                    "Concat",
+                    format!(
+                        "{s:?} does not match {:?} off axis {axis}",
+                        self.shape(first)
+                    ),
+                ));
+            }
+            out[axis] += s[axis];
+        }
+        Ok(self.push(Op::Concat { axis }, xs.to_vec(), out))
+    }
+
+    /// Writes `value` into parameter `param` when the plan runs.
+    pub fn assign(&mut self, param: NodeId, value: NodeId) -> Result<NodeId> {
+        self.check("assign", &[param, value])?;
+        if !matches!(self.node(param).op, Op::Param { .. }) {
+            return Err(GraphError::Invalid(format!(
+                "Assign: node {} is not a parameter",
+                param.0
+            )));
+        }
+        if self.shape(param) != self.shape(value) {
+            return Err(shape_err(
+                "Assign",
+                format!(
+                    "parameter {:?} vs value {:?}",
+                    self.shape(param),
+                    self.shape(value)
+                ),
+            ));
+        }
+        let shape = self.shape(param).to_vec();
+        Ok(self.push(Op::Assign, vec![param, value], shape))
+    }
+
+    pub(crate) fn describe(&self, id: NodeId) -> String {
+        let n = self.node(id);
+        format!("{} {:?}", op_name(&n.op), n.shape)
+    }
+}
+
+/// Maps possibly negative axes into `0..rank`, rejecting repeats.
+pub(crate) fn normalize_axes(op: &str, axes: &[i64], rank: usize) -> Result<Vec<usize>> {
+    let mut out = Vec::with_capacity(axes.len());
+    for &a in axes {
+        let b = if a < 0 { a + rank as i64 } else { a };
+        if b < 0 || b as usize >= rank.max(1) || out.contains(&(b as usize)) {
+            return Err(shape_err(
+                op,
+                format!("axis {a} invalid or repeated for rank {rank}"),
+            ));
+        }
+        out.push(b as usize);
+    }
+    Ok(out)
+}

@@ -1,0 +1,501 @@
+//! Compiling a graph into a [`Plan`]: only the nodes the outputs and parameter
+//! updates need, in topological order; every intermediate gets a slot in a
+//! pool of buffers shared by liveness; every kernel (pipeline, bind group,
+//! parameters) is created once. [`Plan::run`] then writes the inputs, encodes
+//! every dispatch into one compute pass and submits once.
+
+use std::collections::HashMap;
+
+use kiln_backend::ops::elementwise::{
+    binary_kernel, select_kernel, unary_into, unary_kernel, Operand,
+};
+use kiln_backend::ops::matmul::{matmul_kernel, MatmulOperand, MatmulSpec};
+use kiln_backend::ops::reduce::reduce_kernel;
+use kiln_backend::ops::softmax::softmax_kernel;
+use kiln_backend::{
+    Activation, Buffer, DType, Device, Kernel, MatmulVariant, StridedLayout, Tensor, UnaryOp,
+};
+
+use crate::error::{GraphError, Result};
+use crate::graph::{Graph, NodeId, Op};
+use crate::params::ParamStore;
+
+/// Where a node's value lives.
+#[derive(Clone)]
+enum Storage {
+    Param(Buffer),
+    Owned(Buffer),
+    Slot(usize),
+}
+
+/// Sizes and counts of a compiled plan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PlanStats {
+    /// Kernels encoded per run.
+    pub dispatches: usize,
+    /// Bytes of the slot buffers that hold intermediates (the planned peak).
+    pub planned_bytes: u64,
+    /// What the intermediates would take with a buffer each.
+    pub intermediate_bytes: u64,
+    /// Number of slot buffers.
+    pub slots: usize,
+}
+
+/// A compiled graph, replayed by [`Plan::run`].
+pub struct Plan {
+    device: Device,
+    kernels: Vec<Kernel>,
+    inputs: Vec<(String, Buffer, Vec<usize>)>,
+    outputs: Vec<(Buffer, usize)>,
+    stats: PlanStats,
+}
+
+fn bytes_of(numel: usize) -> u64 {
+    numel.max(1) as u64 * 4
+}
+
+impl Plan {
+    /// Compiles the part of `graph` that `outputs` and every `Assign` need.
+    pub fn compile(
+        device: &Device,
+        graph: &Graph,
+        params: &ParamStore,
+        outputs: &[NodeId],
+    ) -> Result<Self> {
+        let nodes = graph.nodes();
+        for o in outputs {
+            if o.0 >= nodes.len() {
+                return Err(GraphError::Invalid(format!(
+                    "output node {} is not in the graph",
+                    o.0
+                )));
+            }
+        }
+        // Live nodes: ancestors of the outputs and of the parameter updates.
+        let mut live = vec![false; nodes.len()];
+        let mut stack: Vec<NodeId> = outputs.to_vec();
+        stack.extend(
+            (0..nodes.len())
+                .filter(|&i| nodes[i].op == Op::Assign)
+                .map(NodeId),
+        );
+        while let Some(n) = stack.pop() {
+            if !std::mem::replace(&mut live[n.0], true) {
+                stack.extend(nodes[n.0].inputs.iter().copied());
+            }
+        }
+        // Views share their input's storage: `root` follows them down.
+        let mut root: Vec<usize> = (0..nodes.len()).collect();
+        for i in 0..nodes.len() {
+            match nodes[i].op {
+                Op::Reshape => root[i] = root[nodes[i].inputs[0].0],
+                Op::Assign => root[i] = root[nodes[i].inputs[0].0],
+                _ => {}
+            }
+        }
+        // The last step at which each storage root is read.
+        let mut last_use = vec![0usize; nodes.len()];
+        for i in (0..nodes.len()).filter(|&i| live[i]) {
+            last_use[root[i]] = last_use[root[i]].max(i);
+            for x in &nodes[i].inputs {
+                last_use[root[x.0]] = last_use[root[x.0]].max(i);
+            }
+        }
+        for o in outputs {
+            last_use[root[o.0]] = usize::MAX;
+        }
+
+        let mut storage: Vec<Option<Storage>> = vec![None; nodes.len()];
+        let mut slot_sizes: Vec<u64> = Vec::new();
+        let mut free_slots: Vec<usize> = Vec::new();
+        let mut inputs = Vec::new();
+        let mut intermediate_bytes = 0;
+        let mut expiring: HashMap<usize, Vec<usize>> = HashMap::new();
+        for i in (0..nodes.len()).filter(|&i| live[i]) {
+            let node = &nodes[i];
+            let st = match &node.op {
+                Op::Param { name, .. } => Storage::Param(params.get(name)?.buffer().clone()),
+                Op::Input(name) => {
+                    let b = device.alloc(
+                        &format!("input {name:?}"),
+                        node.numel().max(1),
+                        DType::F32,
+                    )?;
+                    inputs.push((name.clone(), b.clone(), node.shape.clone()));
+                    Storage::Owned(b)
+                }
+                Op::Const(values) => Storage::Owned(
+                    Tensor::from_f32(device, values, &[values.len()])?
+                        .buffer()
+                        .clone(),
+                ),
+                Op::Reshape | Op::Assign => {
+                    storage[root[i]].clone().expect("views follow their root")
+                }
+                _ => {
+                    let need = bytes_of(node.numel());
+                    intermediate_bytes += need;
+                    // Best fit among free slots, else a new slot.
+                    let pick = free_slots
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, &s)| slot_sizes[s] >= need)
+                        .min_by_key(|(_, &s)| slot_sizes[s])
+                        .map(|(k, _)| k);
+                    let slot = match pick {
+                        Some(k) => free_slots.swap_remove(k),
+                        None => {
+                            // Grow the largest free slot rather than add one.
+                            match free_slots
+                                .iter()
+                                .enumerate()
+                                .max_by_key(|(_, &s)| slot_sizes[s])
+                                .map(|(k, _)| k)
+                            {
+                                Some(k) => {
+                                    let s = free_slots.swap_remove(k);
+                                    slot_sizes[s] = need;
+                                    s
+                                }
+                                None => {
+                                    slot_sizes.push(need);
+                                    slot_sizes.len() - 1
+                                }
+                            }
+                        }
+                    };
+                    if last_use[i] != usize::MAX {
+                        expiring.entry(last_use[i].max(i)).or_default().push(slot);
+                    }
+                    Storage::Slot(slot)
+                }
+            };
+            storage[i] = Some(st);
+            // Slots whose last reader is this node become free after it.
+            if let Some(done) = expiring.remove(&i) {
+                free_slots.extend(done);
+            }
+        }
+        let slot_buffers: Vec<Buffer> = slot_sizes
+            .iter()
+            .enumerate()
+            .map(|(k, &b)| device.alloc(&format!("plan slot {k}"), (b / 4) as usize, DType::F32))
+            .collect::<std::result::Result<_, _>>()?;
+        let buffer = |id: NodeId| -> Buffer {
+            match storage[id.0]
+                .as_ref()
+                .expect("inputs of live nodes are live")
+            {
+                Storage::Param(b) | Storage::Owned(b) => b.clone(),
+                Storage::Slot(s) => slot_buffers[*s].clone(),
+            }
+        };
+
+        let mut kernels = Vec::new();
+        for i in (0..nodes.len()).filter(|&i| live[i]) {
+            kernels.extend(build_kernels(device, graph, NodeId(i), &buffer)?);
+        }
+        let outputs = outputs
+            .iter()
+            .map(|&o| (buffer(o), nodes[o.0].numel()))
+            .collect();
+        let stats = PlanStats {
+            dispatches: kernels.len(),
+            planned_bytes: slot_sizes.iter().sum(),
+            intermediate_bytes,
+            slots: slot_sizes.len(),
+        };
+        Ok(Self {
+            device: device.clone(),
+            kernels,
+            inputs,
+            outputs,
+            stats,
+        })
+    }
+
+    pub fn stats(&self) -> PlanStats {
+        self.stats
+    }
+
+    /// Names and shapes of the inputs the plan expects.
+    pub fn input_shapes(&self) -> impl Iterator<Item = (&str, &[usize])> {
+        self.inputs
+            .iter()
+            .map(|(n, _, s)| (n.as_str(), s.as_slice()))
+    }
+
+    /// Writes `feeds` (name, values), runs every kernel in one submission and
+    /// returns the outputs' values in the order given at compile time.
+    pub fn run(&mut self, feeds: &[(&str, &[f32])]) -> Result<Vec<Vec<f32>>> {
+        for (name, buffer, shape) in &self.inputs {
+            let expected: usize = shape.iter().product();
+            let Some((_, values)) = feeds.iter().find(|(n, _)| n == name) else {
+                return Err(GraphError::MissingInput {
+                    name: name.clone(),
+                    expected,
+                    shape: shape.clone(),
+                });
+            };
+            if values.len() != expected {
+                return Err(GraphError::InputSize {
+                    name: name.clone(),
+                    got: values.len(),
+                    expected,
+                    shape: shape.clone(),
+                });
+            }
+            self.device.write(buffer, 0, bytemuck_f32(values))?;
+        }
+        let kernels: Vec<&Kernel> = self.kernels.iter().collect();
+        let reads: Vec<(&Buffer, u64)> = self
+            .outputs
+            .iter()
+            .map(|(b, n)| (b, *n as u64 * 4))
+            .collect();
+        let raw = self.device.run_and_read(&kernels, &reads)?;
+        Ok(raw
+            .iter()
+            .map(|bytes| {
+                bytes
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect()
+            })
+            .collect())
+    }
+}
+
+fn bytemuck_f32(values: &[f32]) -> &[u8] {
+    // SAFETY: f32 has no padding and any byte pattern is a valid u8.
+    unsafe {
+        std::slice::from_raw_parts(values.as_ptr().cast::<u8>(), std::mem::size_of_val(values))
+    }
+}
+
+/// The kernels computing node `id`: none for views and leaves, one per input
+/// for a concatenation, else one.
+fn build_kernels(
+    device: &Device,
+    graph: &Graph,
+    id: NodeId,
+    buffer: &dyn Fn(NodeId) -> Buffer,
+) -> Result<Vec<Kernel>> {
+    let node = graph.node(id);
+    let out = buffer(id);
+    let x = |i: usize| node.inputs[i];
+    let contiguous = |i: usize| StridedLayout::contiguous(graph.shape(x(i)));
+    let broadcast = |i: usize| contiguous(i).broadcast_to(&graph.describe(id), &node.shape);
+    let kernel = match &node.op {
+        Op::Input(_) | Op::Param { .. } | Op::Const(_) | Op::Reshape => return Ok(vec![]),
+        Op::Unary(op) => {
+            let b0 = buffer(x(0));
+            unary_kernel(
+                device,
+                *op,
+                &out,
+                0,
+                Operand {
+                    buffer: &b0,
+                    layout: contiguous(0),
+                },
+            )?
+        }
+        Op::Binary(op) => {
+            let (b0, b1) = (buffer(x(0)), buffer(x(1)));
+            binary_kernel(
+                device,
+                *op,
+                &out,
+                0,
+                Operand {
+                    buffer: &b0,
+                    layout: broadcast(0)?,
+                },
+                Operand {
+                    buffer: &b1,
+                    layout: broadcast(1)?,
+                },
+            )?
+        }
+        Op::Select => {
+            let (b0, b1, b2) = (buffer(x(0)), buffer(x(1)), buffer(x(2)));
+            select_kernel(
+                device,
+                &out,
+                0,
+                Operand {
+                    buffer: &b0,
+                    layout: broadcast(0)?,
+                },
+                Operand {
+                    buffer: &b1,
+                    layout: broadcast(1)?,
+                },
+                Operand {
+                    buffer: &b2,
+                    layout: broadcast(2)?,
+                },
+            )?
+        }
+        Op::Reduce { op, axes } => {
+            let b0 = buffer(x(0));
+            reduce_kernel(
+                device,
+                *op,
+                &out,
+                0,
+                Operand {
+                    buffer: &b0,
+                    layout: contiguous(0),
+                },
+                axes,
+            )?
+        }
+        Op::Softmax { axis, log } => {
+            softmax_kernel(device, &out, &buffer(x(0)), &node.shape, *axis, *log)?
+        }
+        Op::MatMul { trans_a, trans_b } => {
+            let (a, b) = (buffer(x(0)), buffer(x(1)));
+            let (sa, sb) = (graph.shape(x(0)), graph.shape(x(1)));
+            let r = node.shape.len();
+            let (m, n) = (node.shape[r - 2], node.shape[r - 1]);
+            let k = if *trans_a {
+                sa[sa.len() - 2]
+            } else {
+                sa[sa.len() - 1]
+            };
+            let batch: usize = node.shape[..r - 2].iter().product();
+            // (row stride, batch stride); a rank-2 operand is shared by every batch.
+            let strides = |s: &[usize]| {
+                (
+                    s[s.len() - 1],
+                    if s.len() == 2 {
+                        0
+                    } else {
+                        s[s.len() - 2] * s[s.len() - 1]
+                    },
+                )
+            };
+            let (lda, bsa) = strides(sa);
+            let (ldb, bsb) = strides(sb);
+            let spec = MatmulSpec {
+                m,
+                n,
+                k,
+                batch,
+                a: MatmulOperand {
+                    buffer: &a,
+                    offset: 0,
+                    row_stride: lda,
+                    batch_stride: bsa,
+                },
+                b: MatmulOperand {
+                    buffer: &b,
+                    offset: 0,
+                    row_stride: ldb,
+                    batch_stride: bsb,
+                },
+                c: MatmulOperand {
+                    buffer: &out,
+                    offset: 0,
+                    row_stride: n,
+                    batch_stride: m * n,
+                },
+                trans_a: *trans_a,
+                trans_b: *trans_b,
+                bias: None,
+                alpha: 1.0,
+                beta: 0.0,
+                activation: Activation::None,
+                variant: MatmulVariant::Auto,
+            };
+            matmul_kernel(device, &spec)?
+        }
+        Op::Permute(perm) => {
+            let b0 = buffer(x(0));
+            unary_kernel(
+                device,
+                UnaryOp::Identity,
+                &out,
+                0,
+                Operand {
+                    buffer: &b0,
+                    layout: contiguous(0).permuted("Transpose", perm)?,
+                },
+            )?
+        }
+        Op::Expand => {
+            let b0 = buffer(x(0));
+            unary_kernel(
+                device,
+                UnaryOp::Identity,
+                &out,
+                0,
+                Operand {
+                    buffer: &b0,
+                    layout: broadcast(0)?,
+                },
+            )?
+        }
+        Op::Slice { axis, start, .. } => {
+            let b0 = buffer(x(0));
+            let mut l = contiguous(0);
+            l.offset = start * l.strides[*axis];
+            l.shape = node.shape.clone();
+            unary_kernel(
+                device,
+                UnaryOp::Identity,
+                &out,
+                0,
+                Operand {
+                    buffer: &b0,
+                    layout: l,
+                },
+            )?
+        }
+        Op::Concat { axis } => {
+            // One copy per input, each into its strided region of the output.
+            let full = StridedLayout::contiguous(&node.shape);
+            let mut at = 0;
+            let mut ks = Vec::new();
+            for i in 0..node.inputs.len() {
+                let s = graph.shape(x(i)).to_vec();
+                let region = StridedLayout {
+                    offset: at * full.strides[*axis],
+                    shape: s.clone(),
+                    strides: full.strides.clone(),
+                };
+                at += s[*axis];
+                let bi = buffer(x(i));
+                ks.push(unary_into(
+                    device,
+                    UnaryOp::Identity,
+                    Operand {
+                        buffer: &out,
+                        layout: region,
+                    },
+                    Operand {
+                        buffer: &bi,
+                        layout: contiguous(i),
+                    },
+                )?);
+            }
+            return Ok(ks);
+        }
+        Op::Assign => {
+            let v = buffer(x(1));
+            unary_kernel(
+                device,
+                UnaryOp::Identity,
+                &out,
+                0,
+                Operand {
+                    buffer: &v,
+                    layout: contiguous(1),
+                },
+            )?
+        }
+    };
+    Ok(vec![kernel])
+}
