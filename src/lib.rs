@@ -10,3 +10,4 @@ pub use kiln_graph as graph;
 pub use kiln_models as models;
 
 pub use kiln_backend::{Device, Tensor};
+pub mod conform;

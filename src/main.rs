@@ -18,11 +18,17 @@ struct Cli {
 enum Command {
     /// List every adapter with the limits and features kiln uses.
     Devices,
+    /// Run every op conformance case (FORMAT.md) under DIR.
+    Conform {
+        /// Folder of `*.safetensors` cases, searched recursively.
+        dir: std::path::PathBuf,
+    },
 }
 
 fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Devices => devices(),
+        Command::Conform { dir } => conform(&dir),
     }
 }
 
@@ -36,6 +42,22 @@ fn devices() -> Result<()> {
     }
     for a in adapters {
         println!("{a}");
+    }
+    Ok(())
+}
+
+fn conform(dir: &std::path::Path) -> Result<()> {
+    let device = kiln::Device::auto()?;
+    let report = kiln::conform::run_dir(&device, dir)?;
+    for (case, why) in &report.failed {
+        println!("FAIL {case}: {why}");
+    }
+    for (case, why) in &report.skipped {
+        println!("skip {case}: {why}");
+    }
+    println!("{}", report.summary());
+    if !report.failed.is_empty() {
+        std::process::exit(1);
     }
     Ok(())
 }

@@ -1,0 +1,397 @@
+//! The conformance runner: loads op cases in the format of
+//! `tests/conformance/FORMAT.md` (ONNX operator semantics), builds each op as a
+//! kiln graph, runs it forward and, where a case has `grads`, backward through
+//! kiln's own autodiff, and compares with the stored tensors.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context, Result};
+use kiln_backend::{BinaryOp, Device, ReduceOp, UnaryOp};
+use kiln_graph::{Graph, NodeId, ParamStore, Plan};
+use safetensors::{Dtype, SafeTensors};
+use serde_json::Value;
+
+/// What happened to one case.
+#[derive(Debug)]
+pub enum Outcome {
+    Passed,
+    Failed(String),
+    Skipped(String),
+}
+
+/// Totals of a run, and one line per failure and skip.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub passed: usize,
+    pub failed: Vec<(String, String)>,
+    pub skipped: Vec<(String, String)>,
+}
+
+impl Report {
+    pub fn summary(&self) -> String {
+        format!(
+            "{} passed, {} failed, {} skipped",
+            self.passed,
+            self.failed.len(),
+            self.skipped.len()
+        )
+    }
+}
+
+/// Runs every `*.safetensors` case under `dir` (recursively), in name order.
+pub fn run_dir(device: &Device, dir: &Path) -> Result<Report> {
+    let mut files = Vec::new();
+    collect(dir, &mut files)?;
+    files.sort();
+    if files.is_empty() {
+        bail!("no *.safetensors cases under {}", dir.display());
+    }
+    let mut report = Report::default();
+    for f in files {
+        let name = f
+            .file_stem()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
+        match run_case(device, &f) {
+            Ok(Outcome::Passed) => report.passed += 1,
+            Ok(Outcome::Failed(why)) => report.failed.push((name, why)),
+            Ok(Outcome::Skipped(why)) => report.skipped.push((name, why)),
+            Err(e) => report.failed.push((name, format!("{e:#}"))),
+        }
+    }
+    Ok(report)
+}
+
+fn collect(dir: &Path, out: &mut Vec<std::path::PathBuf>) -> Result<()> {
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let p = entry?.path();
+        if p.is_dir() {
+            collect(&p, out)?;
+        } else if p.extension().is_some_and(|e| e == "safetensors") {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+/// A tensor of a case, as f32 values (integers converted exactly).
+struct Data {
+    shape: Vec<usize>,
+    values: Vec<f32>,
+}
+
+fn load(st: &SafeTensors<'_>, name: &str) -> Result<Data> {
+    let t = st
+        .tensor(name)
+        .with_context(|| format!("tensor {name:?} missing"))?;
+    let b = t.data();
+    let values = match t.dtype() {
+        Dtype::F32 => b
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+        Dtype::I64 => b
+            .chunks_exact(8)
+            .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f32)
+            .collect(),
+        Dtype::BOOL => b.iter().map(|&v| v as f32).collect(),
+        other => bail!("tensor {name:?} has dtype {other:?}; expected F32, I64 or BOOL"),
+    };
+    Ok(Data {
+        shape: t.shape().to_vec(),
+        values,
+    })
+}
+
+fn json(meta: &HashMap<String, String>, key: &str) -> Result<Value> {
+    match meta.get(key) {
+        Some(s) => serde_json::from_str(s).with_context(|| format!("metadata {key:?} is not JSON")),
+        None => Ok(Value::Null),
+    }
+}
+
+fn int_list(v: &Value) -> Option<Vec<i64>> {
+    v.as_array()
+        .map(|a| a.iter().filter_map(Value::as_i64).collect())
+}
+
+/// The graph for one op: returns its output nodes (ONNX output slots), or a
+/// skip reason.
+type Built = std::result::Result<Vec<NodeId>, String>;
+
+fn build(
+    g: &mut Graph,
+    op: &str,
+    attrs: &Value,
+    ins: &[Option<NodeId>],
+    consts: &[Option<Data>],
+) -> Result<Built> {
+    let x = |i: usize| {
+        ins.get(i)
+            .copied()
+            .flatten()
+            .ok_or_else(|| anyhow!("{op}: input {i} missing"))
+    };
+    let attr_f = |k: &str, d: f64| attrs.get(k).and_then(Value::as_f64).unwrap_or(d) as f32;
+    let attr_i = |k: &str, d: i64| attrs.get(k).and_then(Value::as_i64).unwrap_or(d);
+    let unary = |g: &mut Graph, u: UnaryOp| -> Result<Built> { Ok(Ok(vec![g.unary(u, x(0)?)?])) };
+    let binary =
+        |g: &mut Graph, b: BinaryOp| -> Result<Built> { Ok(Ok(vec![g.binary(b, x(0)?, x(1)?)?])) };
+    Ok(match op {
+        "Add" => return binary(g, BinaryOp::Add),
+        "Sub" => return binary(g, BinaryOp::Sub),
+        "Mul" => return binary(g, BinaryOp::Mul),
+        "Div" => return binary(g, BinaryOp::Div),
+        "Pow" => return binary(g, BinaryOp::Pow),
+        "Neg" => return unary(g, UnaryOp::Neg),
+        "Exp" => return unary(g, UnaryOp::Exp),
+        "Log" => return unary(g, UnaryOp::Log),
+        "Sqrt" => return unary(g, UnaryOp::Sqrt),
+        "Relu" => return unary(g, UnaryOp::Relu),
+        "Sigmoid" => return unary(g, UnaryOp::Sigmoid),
+        "Tanh" => return unary(g, UnaryOp::Tanh),
+        "Identity" => return unary(g, UnaryOp::Identity),
+        "LeakyRelu" => return unary(g, UnaryOp::LeakyRelu(attr_f("alpha", 0.01))),
+        "Clip" => {
+            let mut y = x(0)?;
+            if let Some(lo) = ins.get(1).copied().flatten() {
+                y = g.binary(BinaryOp::Max, y, lo)?;
+            }
+            if let Some(hi) = ins.get(2).copied().flatten() {
+                y = g.binary(BinaryOp::Min, y, hi)?;
+            }
+            Ok(vec![y])
+        }
+        "Softmax" | "LogSoftmax" => Ok(vec![g.softmax(
+            x(0)?,
+            attr_i("axis", -1),
+            op == "LogSoftmax",
+        )?]),
+        "Flatten" => Ok(vec![g.flatten(x(0)?, attr_i("axis", 1))?]),
+        "Reshape" => {
+            let Some(shape) = consts.get(1).and_then(Option::as_ref) else {
+                bail!("Reshape: no shape")
+            };
+            if attr_i("allowzero", 0) != 0 {
+                return Ok(Err("Reshape allowzero=1 is not implemented".into()));
+            }
+            let target: Vec<i64> = shape.values.iter().map(|&v| v as i64).collect();
+            Ok(vec![g.reshape(x(0)?, &target)?])
+        }
+        "Transpose" => {
+            let perm: Vec<usize> = int_list(&attrs["perm"])
+                .unwrap_or_default()
+                .iter()
+                .map(|&p| p as usize)
+                .collect();
+            Ok(vec![g.permute(x(0)?, &perm)?])
+        }
+        "Concat" => {
+            let xs: Vec<NodeId> = ins.iter().flatten().copied().collect();
+            Ok(vec![g.concat(&xs, attr_i("axis", 0))?])
+        }
+        "MatMul" => {
+            let (a, b) = (x(0)?, x(1)?);
+            let (sa, sb) = (g.shape(a).to_vec(), g.shape(b).to_vec());
+            if sa.len() < 2 || sb.len() < 2 {
+                return Ok(Err("MatMul with a 1-D operand is not implemented".into()));
+            }
+            if sa.len() > 2 && sb.len() > 2 && sa[..sa.len() - 2] != sb[..sb.len() - 2] {
+                return Ok(Err(
+                    "MatMul broadcasting between batch axes is not implemented".into(),
+                ));
+            }
+            Ok(vec![g.matmul(a, b, false, false)?])
+        }
+        "Gemm" => {
+            let mut y = g.matmul(
+                x(0)?,
+                x(1)?,
+                attr_i("transA", 0) != 0,
+                attr_i("transB", 0) != 0,
+            )?;
+            let alpha = attr_f("alpha", 1.0);
+            if alpha != 1.0 {
+                y = g.scale(y, alpha)?;
+            }
+            if let Some(c) = ins.get(2).copied().flatten() {
+                let beta = attr_f("beta", 1.0);
+                let c = if beta != 1.0 { g.scale(c, beta)? } else { c };
+                y = g.add(y, c)?;
+            }
+            Ok(vec![y])
+        }
+        "ReduceSum" | "ReduceMean" | "ReduceMax" => {
+            let rop = match op {
+                "ReduceSum" => ReduceOp::Sum,
+                "ReduceMean" => ReduceOp::Mean,
+                _ => ReduceOp::Max,
+            };
+            let keep = attr_i("keepdims", 1) != 0;
+            let axes: Vec<i64> = match consts.get(1).and_then(Option::as_ref) {
+                Some(a) => a.values.iter().map(|&v| v as i64).collect(),
+                None => int_list(&attrs["axes"]).unwrap_or_default(),
+            };
+            let rank = g.shape(x(0)?).len() as i64;
+            let axes = if axes.is_empty() {
+                if attr_i("noop_with_empty_axes", 0) != 0 {
+                    return Ok(Ok(vec![g.unary(UnaryOp::Identity, x(0)?)?]));
+                }
+                (0..rank).collect()
+            } else {
+                axes
+            };
+            Ok(vec![g.reduce(rop, x(0)?, &axes, keep)?])
+        }
+        "Dropout" => {
+            let scalar = |i: usize| {
+                consts
+                    .get(i)
+                    .and_then(Option::as_ref)
+                    .and_then(|d| d.values.first().copied())
+            };
+            let training = scalar(2).unwrap_or(0.0) != 0.0;
+            let ratio = scalar(1).unwrap_or(attr_f("ratio", 0.5));
+            if training && ratio > 0.0 {
+                return Ok(Err(
+                    "training-mode Dropout with ratio > 0 is random: not a conformance case".into(),
+                ));
+            }
+            // Inference, or nothing dropped: the identity, and a mask of ones.
+            let y = g.unary(UnaryOp::Identity, x(0)?)?;
+            let one = g.scalar(1.0);
+            let shape = g.shape(y).to_vec();
+            let mask = g.expand(one, &shape)?;
+            let mask = g.unary(UnaryOp::Identity, mask)?;
+            Ok(vec![y, mask])
+        }
+        other => Err(format!("op {other} is not implemented yet")),
+    })
+}
+
+fn run_case(device: &Device, path: &Path) -> Result<Outcome> {
+    let bytes = std::fs::read(path)?;
+    let (_, header) = SafeTensors::read_metadata(&bytes)?;
+    let meta: HashMap<String, String> = header.metadata().clone().unwrap_or_default();
+    let st = SafeTensors::deserialize(&bytes)?;
+    let op = meta.get("op").cloned().unwrap_or_default();
+    let attrs = json(&meta, "attrs")?;
+    let input_names: Vec<Option<String>> =
+        serde_json::from_value(json(&meta, "inputs")?).unwrap_or_default();
+    let output_names: Vec<Option<String>> =
+        serde_json::from_value(json(&meta, "outputs")?).unwrap_or_default();
+    let grads: HashMap<String, String> =
+        serde_json::from_value(json(&meta, "grads")?).unwrap_or_default();
+    let seeds: Vec<Option<String>> =
+        serde_json::from_value(json(&meta, "seeds")?).unwrap_or_default();
+    let tol = |k: &str, d: f32| meta.get(k).and_then(|s| s.parse::<f32>().ok()).unwrap_or(d);
+    let (rtol, atol) = (tol("rtol", 1e-4), tol("atol", 1e-5));
+    let (grtol, gatol) = (tol("grad_rtol", rtol), tol("grad_atol", atol));
+
+    let mut g = Graph::new();
+    let mut feeds: Vec<(String, Vec<f32>)> = Vec::new();
+    let mut ins = Vec::new();
+    let mut consts = Vec::new();
+    for name in &input_names {
+        match name {
+            None => {
+                ins.push(None);
+                consts.push(None);
+            }
+            Some(n) => {
+                let d = load(&st, n)?;
+                if d.values.is_empty() {
+                    if d.shape.len() != 1 || consts.is_empty() {
+                        return Ok(Outcome::Skipped(format!(
+                            "zero-size tensor {n} {:?}: kiln tensors are never empty",
+                            d.shape
+                        )));
+                    }
+                    // Zero-length inputs (empty axes lists) are attributes, not tensors.
+                    ins.push(None);
+                    consts.push(Some(d));
+                    continue;
+                }
+                ins.push(Some(g.input(n, &d.shape)));
+                feeds.push((n.clone(), d.values.clone()));
+                consts.push(Some(d));
+            }
+        }
+    }
+    let outs = match build(&mut g, &op, &attrs, &ins, &consts) {
+        Ok(Ok(o)) => o,
+        Ok(Err(skip)) => return Ok(Outcome::Skipped(skip)),
+        Err(e) => return Ok(Outcome::Failed(format!("building the op: {e:#}"))),
+    };
+    let mut targets: Vec<(String, NodeId, f32, f32)> = Vec::new();
+    for (slot, name) in output_names.iter().enumerate() {
+        if let (Some(name), Some(&node)) = (name, outs.get(slot)) {
+            targets.push((name.clone(), node, rtol, atol));
+        }
+    }
+    if !grads.is_empty() {
+        let mut seed_nodes = Vec::new();
+        for (slot, s) in seeds.iter().enumerate() {
+            if let (Some(s), Some(&out)) = (s, outs.get(slot)) {
+                let d = load(&st, s)?;
+                seed_nodes.push((out, g.input(s, &d.shape)));
+                feeds.push((s.clone(), d.values));
+            }
+        }
+        let mut wrt = Vec::new();
+        let mut wanted = Vec::new();
+        for (input, grad_name) in &grads {
+            let pos = input_names
+                .iter()
+                .position(|n| n.as_deref() == Some(input.as_str()));
+            let Some(node) = pos.and_then(|p| ins[p]) else {
+                bail!("grads names unknown input {input:?}")
+            };
+            wrt.push(node);
+            wanted.push(grad_name.clone());
+        }
+        let gnodes = g.backward(&seed_nodes, &wrt)?;
+        for (name, node) in wanted.into_iter().zip(gnodes) {
+            targets.push((name, node, grtol, gatol));
+        }
+    }
+    let params = ParamStore::new(device);
+    let nodes: Vec<NodeId> = targets.iter().map(|t| t.1).collect();
+    let mut plan = Plan::compile(device, &g, &params, &nodes)?;
+    let feed_refs: Vec<(&str, &[f32])> = feeds
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_slice()))
+        .collect();
+    let got = plan.run(&feed_refs)?;
+    for ((name, node, rt, at), values) in targets.iter().zip(got) {
+        let want = load(&st, name)?;
+        if g.shape(*node).iter().product::<usize>() != want.values.len() {
+            return Ok(Outcome::Failed(format!(
+                "{name}: shape {:?}, expected {:?}",
+                g.shape(*node),
+                want.shape
+            )));
+        }
+        let worst = values
+            .iter()
+            .zip(&want.values)
+            .enumerate()
+            .map(|(i, (&a, &b))| (i, (a - b).abs() - (at + rt * b.abs()), a, b))
+            .fold((0, f32::NEG_INFINITY, 0.0, 0.0), |w, c| {
+                if c.1 > w.1 || c.1.is_nan() {
+                    c
+                } else {
+                    w
+                }
+            });
+        if worst.1 > 0.0 || worst.1.is_nan() {
+            return Ok(Outcome::Failed(format!(
+                "{name}[{}]: got {}, want {}",
+                worst.0, worst.2, worst.3
+            )));
+        }
+    }
+    Ok(Outcome::Passed)
+}
