@@ -1,9 +1,23 @@
 //! Runs every op conformance case in tests/conformance/ (copied from the ONNX
 //! backend node tests and from PyTorch; see its README.md) and fails on any
-//! failure. Skips are features still missing: they are printed, with reasons.
+//! failure. Skips are features still missing: they are printed with their
+//! reasons, and only ops that later issues bring may skip.
+
+/// Ops that arrive with the CNN, ResNet and LSTM issues.
+const LATER: [&str; 9] = [
+    "Conv",
+    "ConvTranspose",
+    "MaxPool",
+    "AveragePool",
+    "GlobalAveragePool",
+    "BatchNormalization",
+    "LSTM",
+    "GRU",
+    "RNN",
+];
 
 #[test]
-fn every_conformance_case_passes_or_is_a_named_skip() {
+fn every_conformance_case_passes_or_is_a_later_op() {
     let device = kiln::Device::auto()
         .expect("an adapter: apt-get install -y libvulkan1 mesa-vulkan-drivers");
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conformance");
@@ -20,9 +34,18 @@ fn every_conformance_case_passes_or_is_a_named_skip() {
         "{}; failures above",
         report.summary()
     );
-    assert!(
-        report.passed >= 94,
-        "expected at least the 94 cases of the implemented ops to pass: {}",
-        report.summary()
+    for (case, why) in &report.skipped {
+        assert!(
+            LATER
+                .iter()
+                .any(|op| why == &format!("op {op} is not implemented yet")),
+            "{case} skipped ({why}) but its op is one this issue must pass"
+        );
+    }
+    assert_eq!(
+        report.passed + report.skipped.len(),
+        180,
+        "all 180 cases were found"
     );
+    assert!(report.passed >= 131, "{}", report.summary());
 }

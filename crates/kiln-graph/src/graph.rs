@@ -250,8 +250,10 @@ impl Graph {
         Ok(self.push(Op::Softmax { axis, log }, vec![x], shape))
     }
 
-    /// `op(a) · op(b)`: shapes `[.., M, K]` and `[.., K, N]` after the optional
-    /// transposes of the last two axes; batch axes equal, or one operand rank 2.
+    /// `op(a) · op(b)` with NumPy matmul semantics: shapes `[.., M, K]` and
+    /// `[.., K, N]` after the optional transposes of the last two axes, batch
+    /// axes broadcast; a 1-D operand is a row (a) or column (b) vector whose
+    /// axis is dropped from the result.
     pub fn matmul(&mut self, a: NodeId, b: NodeId, trans_a: bool, trans_b: bool) -> Result<NodeId> {
         self.check("matmul", &[a, b])?;
         let (sa, sb) = (self.shape(a).to_vec(), self.shape(b).to_vec());
@@ -265,32 +267,57 @@ impl Graph {
                 ),
             )
         };
-        if sa.len() < 2 || sb.len() < 2 {
+        if sa.is_empty() || sb.is_empty() {
             return Err(bad());
         }
-        let (ra, rb) = (sa.len(), sb.len());
-        let (m, ka) = if trans_a {
-            (sa[ra - 1], sa[ra - 2])
+        let (a_vec, b_vec) = (sa.len() == 1, sb.len() == 1);
+        let a2 = if a_vec {
+            self.reshape(a, &[1, sa[0] as i64])?
         } else {
-            (sa[ra - 2], sa[ra - 1])
+            a
         };
-        let (kb, n) = if trans_b {
-            (sb[rb - 1], sb[rb - 2])
+        let b2 = if b_vec {
+            self.reshape(b, &[sb[0] as i64, 1])?
         } else {
-            (sb[rb - 2], sb[rb - 1])
+            b
         };
-        let batch = match (ra, rb) {
-            (2, _) => sb[..rb - 2].to_vec(),
-            (_, 2) => sa[..ra - 2].to_vec(),
-            _ if sa[..ra - 2] == sb[..rb - 2] => sa[..ra - 2].to_vec(),
-            _ => return Err(bad()),
-        };
+        let (sa2, sb2) = (self.shape(a2).to_vec(), self.shape(b2).to_vec());
+        let (ra, rb) = (sa2.len(), sb2.len());
+        let ka = if trans_a { sa2[ra - 2] } else { sa2[ra - 1] };
+        let kb = if trans_b { sb2[rb - 1] } else { sb2[rb - 2] };
         if ka != kb {
             return Err(bad());
         }
-        let mut shape = batch;
+        // Batch axes broadcast; a rank-2 operand is read by every batch as is.
+        let batch =
+            broadcast_shapes("MatMul", &sa2[..ra - 2], &sb2[..rb - 2]).map_err(|_| bad())?;
+        let widen = |g: &mut Self, x: NodeId, s: &[usize]| -> Result<NodeId> {
+            let r = s.len();
+            if r == 2 || s[..r - 2] == batch[..] {
+                return Ok(x);
+            }
+            let mut full = batch.clone();
+            full.extend_from_slice(&s[r - 2..]);
+            g.expand(x, &full)
+        };
+        let a3 = widen(self, a2, &sa2)?;
+        let b3 = widen(self, b2, &sb2)?;
+        let m = if trans_a { sa2[ra - 1] } else { sa2[ra - 2] };
+        let n = if trans_b { sb2[rb - 2] } else { sb2[rb - 1] };
+        let mut shape = batch.clone();
         shape.extend([m, n]);
-        Ok(self.push(Op::MatMul { trans_a, trans_b }, vec![a, b], shape))
+        let y = self.push(Op::MatMul { trans_a, trans_b }, vec![a3, b3], shape);
+        if !a_vec && !b_vec {
+            return Ok(y);
+        }
+        let mut out: Vec<i64> = batch.iter().map(|&d| d as i64).collect();
+        if !a_vec {
+            out.push(m as i64);
+        }
+        if !b_vec {
+            out.push(n as i64);
+        }
+        self.reshape(y, &out)
     }
 
     /// The same elements with another shape; one `-1` is inferred, `0` copies
@@ -334,6 +361,22 @@ impl Graph {
             ));
         }
         Ok(self.push(Op::Reshape, vec![x], out))
+    }
+
+    /// The same elements with exactly `shape` (no `-1` or `0` conventions).
+    pub fn reshape_to(&mut self, x: NodeId, shape: &[usize]) -> Result<NodeId> {
+        self.check("reshape", &[x])?;
+        let (from, to) = (self.node(x).numel(), shape.iter().product::<usize>());
+        if from != to {
+            return Err(shape_err(
+                "Reshape",
+                format!(
+                    "{:?} ({from} elements) cannot become {shape:?} ({to})",
+                    self.shape(x)
+                ),
+            ));
+        }
+        Ok(self.push(Op::Reshape, vec![x], shape.to_vec()))
     }
 
     /// Collapses axes `..axis` and `axis..` into a 2-D tensor (ONNX Flatten).

@@ -7,13 +7,14 @@
 use std::collections::HashMap;
 
 use kiln_backend::ops::elementwise::{
-    binary_kernel, select_kernel, unary_into, unary_kernel, Operand,
+    binary_kernel, fill_kernel, select_kernel, unary_into, unary_kernel, Operand,
 };
 use kiln_backend::ops::matmul::{matmul_kernel, MatmulOperand, MatmulSpec};
 use kiln_backend::ops::reduce::reduce_kernel;
 use kiln_backend::ops::softmax::softmax_kernel;
 use kiln_backend::{
-    Activation, Buffer, DType, Device, Kernel, MatmulVariant, StridedLayout, Tensor, UnaryOp,
+    Activation, Buffer, DType, Device, Kernel, MatmulVariant, ReduceOp, StridedLayout, Tensor,
+    UnaryOp,
 };
 
 use crate::error::{GraphError, Result};
@@ -245,7 +246,9 @@ impl Plan {
                     shape: shape.clone(),
                 });
             }
-            self.device.write(buffer, 0, bytemuck_f32(values))?;
+            if !values.is_empty() {
+                self.device.write(buffer, 0, bytemuck_f32(values))?;
+            }
         }
         let kernels: Vec<&Kernel> = self.kernels.iter().collect();
         let reads: Vec<(&Buffer, u64)> = self
@@ -282,7 +285,27 @@ fn build_kernels(
     buffer: &dyn Fn(NodeId) -> Buffer,
 ) -> Result<Vec<Kernel>> {
     let node = graph.node(id);
+    if node.numel() == 0 {
+        return Ok(vec![]); // nothing to compute
+    }
     let out = buffer(id);
+    // An output computed from no elements is the operation's identity.
+    let empty_input = node.inputs.iter().any(|&i| graph.node(i).numel() == 0);
+    match &node.op {
+        Op::Reduce { op, .. } if empty_input => {
+            let identity = match op {
+                ReduceOp::Sum => 0.0,
+                ReduceOp::Mean => f32::NAN,
+                ReduceOp::Max => f32::NEG_INFINITY,
+                ReduceOp::Min => f32::INFINITY,
+            };
+            return Ok(vec![fill_kernel(device, &out, 0, node.numel(), identity)?]);
+        }
+        Op::MatMul { .. } if empty_input => {
+            return Ok(vec![fill_kernel(device, &out, 0, node.numel(), 0.0)?])
+        }
+        _ => {}
+    }
     let x = |i: usize| node.inputs[i];
     let contiguous = |i: usize| StridedLayout::contiguous(graph.shape(x(i)));
     let broadcast = |i: usize| contiguous(i).broadcast_to(&graph.describe(id), &node.shape);

@@ -453,3 +453,19 @@ fn frozen_parameters_get_no_gradient() {
     let mut plan = Plan::compile(&device, &g, &params, &[gx[0]]).unwrap();
     assert_eq!(plan.run(&[("x", &[5.0, 6.0])]).unwrap()[0], vec![1.0, 2.0]);
 }
+
+#[test]
+fn matmul_broadcasting_and_vectors() {
+    check(
+        "matmul batch broadcast",
+        &[&[3, 1, 2, 4], &[1, 2, 4, 2]],
+        false,
+        |g, x| g.matmul(x[0], x[1], false, false).unwrap(),
+    );
+    check("matmul vector right", &[&[2, 3, 4], &[4]], false, |g, x| {
+        g.matmul(x[0], x[1], false, false).unwrap()
+    });
+    check("matmul vector left", &[&[4], &[4, 3]], false, |g, x| {
+        g.matmul(x[0], x[1], false, false).unwrap()
+    });
+}

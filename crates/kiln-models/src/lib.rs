@@ -1,4 +1,8 @@
-//! kiln-models: layers, the four models, losses, optimizers, the fit loop,
-//! callbacks and checkpoints, built on kiln-graph.
-//!
-//! Not implemented yet: the layers arrive with the MLP issue.
+//! kiln-models: losses and optimizer steps written in graph ops (so they
+//! differentiate, compile and run like any graph), and, with the next issues,
+//! layers, the four models, the fit loop, callbacks and checkpoints.
+
+pub mod losses;
+pub mod optim;
+
+pub use losses::Reduction;

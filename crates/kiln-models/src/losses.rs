@@ -1,0 +1,145 @@
+//! Losses as graph ops. Integer labels enter the graph as exact f32 values;
+//! a one-hot mask built by comparing them with the class indices picks each
+//! sample's entry, so no gather kernel is needed and the backward is the same
+//! mask.
+
+use kiln_graph::{BinaryOp, Graph, GraphError, NodeId, Result, UnaryOp};
+
+/// How per-element losses are combined (ONNX and PyTorch `reduction`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Reduction {
+    None,
+    Sum,
+    #[default]
+    Mean,
+}
+
+impl Reduction {
+    /// Parses `none`, `sum` or `mean`.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "none" => Ok(Self::None),
+            "sum" => Ok(Self::Sum),
+            "mean" => Ok(Self::Mean),
+            other => Err(GraphError::Invalid(format!(
+                "reduction {other:?}: expected none, sum or mean"
+            ))),
+        }
+    }
+}
+
+/// Negative log-likelihood of `log_prob` `[N, C, d..]` at the integer classes
+/// `target` `[N, d..]`, with optional class weights `[C]` and an ignored class
+/// (ONNX NegativeLogLikelihoodLoss, PyTorch `nll_loss`). With `Mean`, the sum
+/// is divided by the total weight of the samples not ignored.
+pub fn nll_loss(
+    g: &mut Graph,
+    log_prob: NodeId,
+    target: NodeId,
+    weight: Option<NodeId>,
+    ignore_index: Option<i64>,
+    reduction: Reduction,
+) -> Result<NodeId> {
+    let s = g.shape(log_prob).to_vec();
+    let t = g.shape(target).to_vec();
+    let mut expected = s.clone();
+    if s.len() >= 2 {
+        expected.remove(1);
+    }
+    if s.len() < 2 || t != expected {
+        return Err(GraphError::Shape {
+            op: "NegativeLogLikelihoodLoss".into(),
+            detail: format!("input {s:?} needs targets of shape {expected:?}, got {t:?}"),
+        });
+    }
+    let classes = s[1];
+    // [N, 1, d..] against [1, C, 1..]: a one-hot mask over the class axis.
+    let mut column: Vec<i64> = t.iter().map(|&d| d as i64).collect();
+    column.insert(1, 1);
+    let t_col = g.reshape(target, &column)?;
+    let mut class_shape = vec![1usize; s.len()];
+    class_shape[1] = classes;
+    let ids: Vec<f32> = (0..classes).map(|c| c as f32).collect();
+    let class_ids = g.constant(&ids, &class_shape)?;
+    let one_hot = g.binary(BinaryOp::Eq, t_col, class_ids)?;
+
+    let picked_all = g.mul(log_prob, one_hot)?;
+    let picked = g.sum(picked_all, &[1], false)?;
+    let mut sample_weight = match weight {
+        Some(w) => {
+            let class_shape_i: Vec<i64> = class_shape.iter().map(|&d| d as i64).collect();
+            let w = g.reshape(w, &class_shape_i)?;
+            let w_all = g.mul(w, one_hot)?;
+            Some(g.sum(w_all, &[1], false)?)
+        }
+        None => None,
+    };
+    if let Some(ii) = ignore_index {
+        let ii = g.scalar(ii as f32);
+        let keep = g.binary(BinaryOp::Ne, target, ii)?;
+        sample_weight = Some(match sample_weight {
+            Some(w) => g.mul(w, keep)?,
+            None => keep,
+        });
+    }
+    let weighted = match sample_weight {
+        Some(w) => g.mul(picked, w)?,
+        None => picked,
+    };
+    let per_sample = g.unary(UnaryOp::Neg, weighted)?;
+    match reduction {
+        Reduction::None => Ok(per_sample),
+        Reduction::Sum => g.sum_all(per_sample),
+        Reduction::Mean => match sample_weight {
+            None => g.mean_all(per_sample),
+            Some(w) => {
+                let total = g.sum_all(per_sample)?;
+                let norm = g.sum_all(w)?;
+                g.div(total, norm)
+            }
+        },
+    }
+}
+
+/// Softmax cross-entropy of raw `scores` `[N, C, d..]` against integer classes
+/// (ONNX SoftmaxCrossEntropyLoss, PyTorch `cross_entropy`); returns the loss
+/// and the log-probabilities.
+pub fn softmax_cross_entropy(
+    g: &mut Graph,
+    scores: NodeId,
+    target: NodeId,
+    weight: Option<NodeId>,
+    ignore_index: Option<i64>,
+    reduction: Reduction,
+) -> Result<(NodeId, NodeId)> {
+    let log_prob = g.softmax(scores, 1, true)?;
+    let loss = nll_loss(g, log_prob, target, weight, ignore_index, reduction)?;
+    Ok((loss, log_prob))
+}
+
+/// Binary cross-entropy of probabilities `p` against labels `y` of the same
+/// shape, averaged, with `p` clipped to `[1e-7, 1 - 1e-7]` as Keras does.
+pub fn binary_cross_entropy(g: &mut Graph, p: NodeId, y: NodeId) -> Result<NodeId> {
+    let lo = g.scalar(1e-7);
+    let hi = g.scalar(1.0 - 1e-7);
+    let p = g.binary(BinaryOp::Max, p, lo)?;
+    let p = g.binary(BinaryOp::Min, p, hi)?;
+    let log_p = g.unary(UnaryOp::Log, p)?;
+    let q = g.scale(p, -1.0)?;
+    let q = g.unary(UnaryOp::AddScalar(1.0), q)?;
+    let log_q = g.unary(UnaryOp::Log, q)?;
+    let not_y = g.scale(y, -1.0)?;
+    let not_y = g.unary(UnaryOp::AddScalar(1.0), not_y)?;
+    let a = g.mul(y, log_p)?;
+    let b = g.mul(not_y, log_q)?;
+    let s = g.add(a, b)?;
+    let m = g.mean_all(s)?;
+    g.scale(m, -1.0)
+}
+
+/// Mean squared error.
+pub fn mse(g: &mut Graph, pred: NodeId, target: NodeId) -> Result<NodeId> {
+    let d = g.sub(pred, target)?;
+    let d2 = g.unary(UnaryOp::Square, d)?;
+    g.mean_all(d2)
+}
