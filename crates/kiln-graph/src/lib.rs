@@ -26,9 +26,11 @@ mod error;
 mod graph;
 mod params;
 mod plan;
+mod plan_cache;
 
 pub use error::{GraphError, Result};
 pub use graph::{Graph, Node, NodeId, Op};
 pub use kiln_backend::{BinaryOp, ReduceOp, UnaryOp};
 pub use params::ParamStore;
 pub use plan::{Plan, PlanStats};
+pub use plan_cache::{PlanCache, ShapeKey};

@@ -95,12 +95,17 @@ fn one_submission_per_step_and_the_loss_falls() {
 
     let mut losses = Vec::new();
     for _ in 0..50 {
-        let before = device.submissions();
+        let (submits, dispatches) = (device.submissions(), device.dispatches());
         let out = plan.run(&[("x", &xs), ("y", &ys)]).unwrap();
         assert_eq!(
-            device.submissions() - before,
+            device.submissions() - submits,
             1,
             "one queue.submit per step"
+        );
+        assert_eq!(
+            device.dispatches() - dispatches,
+            plan.stats().dispatches as u64,
+            "every kernel, once"
         );
         losses.push(out[0][0]);
     }
