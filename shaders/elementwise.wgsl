@@ -2,6 +2,7 @@
 // select, and fill. Every operand is addressed through its own offset and strides
 // (a stride of 0 broadcasts), so broadcasting, transposes and strided copies need
 // no extra kernels. OP picks the operation and is folded by the compiler.
+// (Prefixed by activations.wgsl.)
 
 override OP: u32 = 0u;
 override WG: u32 = 64u;
@@ -45,26 +46,6 @@ fn operand_offset(i: u32, base: u32) -> u32 {
 
 fn param() -> f32 {
     return bitcast<f32>(params[2]);
-}
-
-fn stable_sigmoid(x: f32) -> f32 {
-    if (x >= 0.0) {
-        return 1.0 / (1.0 + exp(-x));
-    }
-    let e = exp(x);
-    return e / (1.0 + e);
-}
-
-fn stable_tanh(x: f32) -> f32 {
-    // Small |x|: an odd polynomial (Cephes tanhf), since (1 - t) / (1 + t)
-    // cancels catastrophically there.
-    if (abs(x) < 0.625) {
-        let z = x * x;
-        return ((((-5.70498872745e-3 * z + 2.06390887954e-2) * z - 5.37397155531e-2) * z
-            + 1.33314422036e-1) * z - 3.33332819422e-1) * z * x + x;
-    }
-    let t = exp(-2.0 * abs(x));
-    return sign(x) * (1.0 - t) / (1.0 + t);
 }
 
 // pow with the real-valued cases WGSL leaves undefined: negative bases with

@@ -2,7 +2,7 @@
 // C[b] = act(alpha · op(A[b]) · op(B[b]) + beta · bias), where op transposes
 // through strides (TRANS_A / TRANS_B) instead of copying, and the bias is read
 // through its own row and column strides so a vector, a column or a full matrix
-// broadcasts without being expanded. This file is prepended to each kernel; the
+// broadcasts without being expanded. This file (after activations.wgsl) is prepended to each kernel; the
 // kernel (or matmul_scalar_loads.wgsl) declares how A and B are read.
 
 override TRANS_A: bool = false;
@@ -20,26 +20,10 @@ override ACT: u32 = 0u;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read> params: array<u32>;
 
-fn stable_tanh(x: f32) -> f32 {
-    // Small |x|: an odd polynomial (Cephes tanhf), since (1 - t) / (1 + t)
-    // cancels catastrophically there.
-    if (abs(x) < 0.625) {
-        let z = x * x;
-        return ((((-5.70498872745e-3 * z + 2.06390887954e-2) * z - 5.37397155531e-2) * z
-            + 1.33314422036e-1) * z - 3.33332819422e-1) * z * x + x;
-    }
-    let t = exp(-2.0 * abs(x));
-    return sign(x) * (1.0 - t) / (1.0 + t);
-}
-
 fn activate(x: f32) -> f32 {
     switch ACT {
         case 1u: { return max(x, 0.0); }
-        case 2u: {
-            if (x >= 0.0) { return 1.0 / (1.0 + exp(-x)); }
-            let e = exp(x);
-            return e / (1.0 + e);
-        }
+        case 2u: { return stable_sigmoid(x); }
         case 3u: { return stable_tanh(x); }
         default: { return x; }
     }

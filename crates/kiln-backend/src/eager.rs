@@ -115,20 +115,10 @@ impl Device {
     /// Axes reordered: axis `i` of the result is axis `perm[i]` of `x` (a
     /// strided copy).
     pub fn permute(&self, x: &Tensor, perm: &[usize]) -> Result<Tensor> {
-        let layout = StridedLayout::contiguous(x.shape()).permuted("permute", perm)?;
-        let out = Tensor::empty(self, &layout.shape, x.dtype())?;
-        let k = unary_kernel(
-            self,
-            UnaryOp::Identity,
-            out.buffer(),
-            0,
-            Operand {
-                buffer: x.buffer(),
-                layout,
-            },
-        )?;
-        self.run(&[&k])?;
-        Ok(out)
+        self.strided_copy(
+            x,
+            StridedLayout::contiguous(x.shape()).permuted("permute", perm)?,
+        )
     }
 
     /// Copies the elements `layout` describes (any offset and strides into

@@ -13,15 +13,43 @@ pub enum ShaderId {
     MatmulTiled,
 }
 
-const ELEMENTWISE: &str = include_str!("../../../shaders/elementwise.wgsl");
-const RANDOM: &str = include_str!("../../../shaders/random.wgsl");
-const REDUCE: &str = include_str!("../../../shaders/reduce.wgsl");
-const SOFTMAX: &str = include_str!("../../../shaders/softmax.wgsl");
-const MATMUL_COMMON: &str = include_str!("../../../shaders/matmul_common.wgsl");
-const MATMUL_SCALAR_LOADS: &str = include_str!("../../../shaders/matmul_scalar_loads.wgsl");
-const MATMUL_VEC4: &str = include_str!("../../../shaders/matmul_vec4.wgsl");
-const MATMUL_BLOCKED: &str = include_str!("../../../shaders/matmul_blocked.wgsl");
-const MATMUL_TILED: &str = include_str!("../../../shaders/matmul_tiled.wgsl");
+/// Every file of `shaders/`, compiled in.
+const FILES: [(&str, &str); 10] = [
+    (
+        "activations.wgsl",
+        include_str!("../../../shaders/activations.wgsl"),
+    ),
+    (
+        "elementwise.wgsl",
+        include_str!("../../../shaders/elementwise.wgsl"),
+    ),
+    ("random.wgsl", include_str!("../../../shaders/random.wgsl")),
+    ("reduce.wgsl", include_str!("../../../shaders/reduce.wgsl")),
+    (
+        "softmax.wgsl",
+        include_str!("../../../shaders/softmax.wgsl"),
+    ),
+    (
+        "matmul_common.wgsl",
+        include_str!("../../../shaders/matmul_common.wgsl"),
+    ),
+    (
+        "matmul_scalar_loads.wgsl",
+        include_str!("../../../shaders/matmul_scalar_loads.wgsl"),
+    ),
+    (
+        "matmul_blocked.wgsl",
+        include_str!("../../../shaders/matmul_blocked.wgsl"),
+    ),
+    (
+        "matmul_vec4.wgsl",
+        include_str!("../../../shaders/matmul_vec4.wgsl"),
+    ),
+    (
+        "matmul_tiled.wgsl",
+        include_str!("../../../shaders/matmul_tiled.wgsl"),
+    ),
+];
 
 impl ShaderId {
     /// Every module kiln builds.
@@ -50,17 +78,19 @@ impl ShaderId {
     /// The files of `shaders/` this module is made of, in order.
     pub fn files(self) -> &'static [&'static str] {
         match self {
-            ShaderId::Elementwise => &["elementwise.wgsl"],
+            ShaderId::Elementwise => &["activations.wgsl", "elementwise.wgsl"],
             ShaderId::Random => &["random.wgsl"],
             ShaderId::Reduce => &["reduce.wgsl"],
             ShaderId::Softmax => &["softmax.wgsl"],
             ShaderId::MatmulBlocked => &[
+                "activations.wgsl",
                 "matmul_common.wgsl",
                 "matmul_scalar_loads.wgsl",
                 "matmul_blocked.wgsl",
             ],
-            ShaderId::MatmulVec4 => &["matmul_common.wgsl", "matmul_vec4.wgsl"],
+            ShaderId::MatmulVec4 => &["activations.wgsl", "matmul_common.wgsl", "matmul_vec4.wgsl"],
             ShaderId::MatmulTiled => &[
+                "activations.wgsl",
                 "matmul_common.wgsl",
                 "matmul_scalar_loads.wgsl",
                 "matmul_tiled.wgsl",
@@ -77,20 +107,17 @@ impl ShaderId {
         )
     }
 
-    /// The complete WGSL text.
+    /// The complete WGSL text: its files, in order.
     pub fn source(self) -> String {
-        match self {
-            ShaderId::Elementwise => ELEMENTWISE.to_string(),
-            ShaderId::Random => RANDOM.to_string(),
-            ShaderId::Reduce => REDUCE.to_string(),
-            ShaderId::Softmax => SOFTMAX.to_string(),
-            ShaderId::MatmulBlocked => {
-                format!("{MATMUL_COMMON}\n{MATMUL_SCALAR_LOADS}\n{MATMUL_BLOCKED}")
-            }
-            ShaderId::MatmulVec4 => format!("{MATMUL_COMMON}\n{MATMUL_VEC4}"),
-            ShaderId::MatmulTiled => {
-                format!("{MATMUL_COMMON}\n{MATMUL_SCALAR_LOADS}\n{MATMUL_TILED}")
-            }
-        }
+        self.files()
+            .iter()
+            .map(|name| {
+                FILES
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map_or("", |(_, text)| text)
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 }
