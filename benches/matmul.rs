@@ -1,12 +1,13 @@
 //! f32 matmul throughput on the default adapter against the `matrixmultiply`
-//! crate's sgemm on the CPU, at the same sizes and in the same run.
+//! crate's sgemm on the CPU, at the same sizes and in the same run, plus the
+//! transposed layouts that backward passes use.
 //! Throughput is reported in elements/s where one element is one flop
 //! (2·n³ per product), so `Gelem/s` reads as GFLOP/s.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use kiln::backend::{
     ops::matmul::{matmul_kernel, MatmulOperand, MatmulSpec},
-    Activation, Device, MatmulVariant, Tensor,
+    Activation, DType, Device, Kernel, MatmulVariant, Tensor,
 };
 
 const SIZES: [usize; 4] = [256, 512, 1024, 2048];
@@ -17,49 +18,96 @@ fn inputs(n: usize) -> Vec<f32> {
         .collect()
 }
 
+fn operand(t: &Tensor, n: usize) -> MatmulOperand<'_> {
+    MatmulOperand {
+        buffer: t.buffer(),
+        offset: 0,
+        row_stride: n,
+        batch_stride: n * n,
+    }
+}
+
+/// An n×n·n×n product with the given transposes, and the tensors it binds.
+fn square_kernel(
+    device: &Device,
+    n: usize,
+    trans: (bool, bool),
+    variant: MatmulVariant,
+) -> (Kernel, [Tensor; 3]) {
+    let data = inputs(n);
+    let a = Tensor::from_f32(device, &data, &[n, n]).unwrap();
+    let b = Tensor::from_f32(device, &data, &[n, n]).unwrap();
+    let c = Tensor::empty(device, &[n, n], DType::F32).unwrap();
+    let spec = MatmulSpec {
+        m: n,
+        n,
+        k: n,
+        batch: 1,
+        a: operand(&a, n),
+        b: operand(&b, n),
+        c: operand(&c, n),
+        trans_a: trans.0,
+        trans_b: trans.1,
+        bias: None,
+        alpha: 1.0,
+        beta: 0.0,
+        activation: Activation::None,
+        variant,
+    };
+    let kernel = matmul_kernel(device, &spec).unwrap();
+    (kernel, [a, b, c])
+}
+
+fn time_kernel(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    device: &Device,
+    id: BenchmarkId,
+    kernel: &Kernel,
+) {
+    device.run(&[kernel]).unwrap();
+    device.synchronize().unwrap();
+    group.bench_function(id, |bench| {
+        bench.iter(|| {
+            device.run(&[kernel]).unwrap();
+            device.synchronize().unwrap();
+        })
+    });
+}
+
 fn gpu(c: &mut Criterion) {
     let device = Device::auto().expect("an adapter (install mesa-vulkan-drivers for lavapipe)");
     let mut group = c.benchmark_group(format!("matmul_gpu/{}", device.name()));
     group.sample_size(10);
     for n in SIZES {
-        let data = inputs(n);
-        let a = Tensor::from_f32(&device, &data, &[n, n]).unwrap();
-        let b = Tensor::from_f32(&device, &data, &[n, n]).unwrap();
-        let out = Tensor::empty(&device, &[n, n], kiln::backend::DType::F32).unwrap();
-        fn op(t: &Tensor, n: usize) -> MatmulOperand<'_> {
-            MatmulOperand {
-                buffer: t.buffer(),
-                offset: 0,
-                row_stride: n,
-                batch_stride: n * n,
-            }
-        }
-        let spec = MatmulSpec {
-            m: n,
-            n,
-            k: n,
-            batch: 1,
-            a: op(&a, n),
-            b: op(&b, n),
-            c: op(&out, n),
-            trans_a: false,
-            trans_b: false,
-            bias: None,
-            alpha: 1.0,
-            beta: 0.0,
-            activation: Activation::None,
-            variant: MatmulVariant::Auto,
-        };
-        let kernel = matmul_kernel(&device, &spec).unwrap();
-        device.run(&[&kernel]).unwrap();
-        device.synchronize().unwrap();
+        let (kernel, _keep) = square_kernel(&device, n, (false, false), MatmulVariant::Auto);
         group.throughput(Throughput::Elements(2 * (n as u64).pow(3)));
-        group.bench_with_input(BenchmarkId::from_parameter(n), &n, |bench, _| {
-            bench.iter(|| {
-                device.run(&[&kernel]).unwrap();
-                device.synchronize().unwrap();
-            })
-        });
+        time_kernel(&mut group, &device, BenchmarkId::from_parameter(n), &kernel);
+    }
+    group.finish();
+}
+
+fn gpu_layouts(c: &mut Criterion) {
+    let device = Device::auto().expect("an adapter");
+    let n = 1024;
+    let mut group = c.benchmark_group(format!("matmul_gpu_layouts_1024/{}", device.name()));
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(2 * (n as u64).pow(3)));
+    let cases = [
+        ("A·B auto", (false, false), MatmulVariant::Auto),
+        ("A·Bt auto", (false, true), MatmulVariant::Auto),
+        ("At·B auto", (true, false), MatmulVariant::Auto),
+        ("At·Bt auto", (true, true), MatmulVariant::Auto),
+        ("A·B scalar-blocked", (false, false), MatmulVariant::Blocked),
+        ("A·B tiled", (false, false), MatmulVariant::Tiled),
+    ];
+    for (name, trans, variant) in cases {
+        let (kernel, _keep) = square_kernel(&device, n, trans, variant);
+        time_kernel(
+            &mut group,
+            &device,
+            BenchmarkId::from_parameter(name),
+            &kernel,
+        );
     }
     group.finish();
 }
@@ -73,6 +121,7 @@ fn cpu(c: &mut Criterion) {
         let mut out = vec![0f32; n * n];
         group.throughput(Throughput::Elements(2 * (n as u64).pow(3)));
         group.bench_with_input(BenchmarkId::from_parameter(n), &n, |bench, _| {
+            // SAFETY: the pointers address n×n matrices with the strides given.
             bench.iter(|| unsafe {
                 matrixmultiply::sgemm(
                     n,
@@ -96,5 +145,5 @@ fn cpu(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, gpu, cpu);
+criterion_group!(benches, gpu, gpu_layouts, cpu);
 criterion_main!(benches);

@@ -10,11 +10,13 @@ pub enum ShaderId {
     Softmax,
     MatmulBlocked,
     MatmulVec4,
+    MatmulVec4Nt,
+    MatmulVec4Tn,
     MatmulTiled,
 }
 
 /// Every file of `shaders/`, compiled in.
-const FILES: [(&str, &str); 10] = [
+const FILES: [(&str, &str); 12] = [
     (
         "activations.wgsl",
         include_str!("../../../shaders/activations.wgsl"),
@@ -46,6 +48,14 @@ const FILES: [(&str, &str); 10] = [
         include_str!("../../../shaders/matmul_vec4.wgsl"),
     ),
     (
+        "matmul_vec4_nt.wgsl",
+        include_str!("../../../shaders/matmul_vec4_nt.wgsl"),
+    ),
+    (
+        "matmul_vec4_tn.wgsl",
+        include_str!("../../../shaders/matmul_vec4_tn.wgsl"),
+    ),
+    (
         "matmul_tiled.wgsl",
         include_str!("../../../shaders/matmul_tiled.wgsl"),
     ),
@@ -53,13 +63,15 @@ const FILES: [(&str, &str); 10] = [
 
 impl ShaderId {
     /// Every module kiln builds.
-    pub const ALL: [ShaderId; 7] = [
+    pub const ALL: [ShaderId; 9] = [
         ShaderId::Elementwise,
         ShaderId::Random,
         ShaderId::Reduce,
         ShaderId::Softmax,
         ShaderId::MatmulBlocked,
         ShaderId::MatmulVec4,
+        ShaderId::MatmulVec4Nt,
+        ShaderId::MatmulVec4Tn,
         ShaderId::MatmulTiled,
     ];
 
@@ -71,6 +83,8 @@ impl ShaderId {
             ShaderId::Softmax => "softmax",
             ShaderId::MatmulBlocked => "matmul_blocked",
             ShaderId::MatmulVec4 => "matmul_vec4",
+            ShaderId::MatmulVec4Nt => "matmul_vec4_nt",
+            ShaderId::MatmulVec4Tn => "matmul_vec4_tn",
             ShaderId::MatmulTiled => "matmul_tiled",
         }
     }
@@ -89,6 +103,16 @@ impl ShaderId {
                 "matmul_blocked.wgsl",
             ],
             ShaderId::MatmulVec4 => &["activations.wgsl", "matmul_common.wgsl", "matmul_vec4.wgsl"],
+            ShaderId::MatmulVec4Nt => &[
+                "activations.wgsl",
+                "matmul_common.wgsl",
+                "matmul_vec4_nt.wgsl",
+            ],
+            ShaderId::MatmulVec4Tn => &[
+                "activations.wgsl",
+                "matmul_common.wgsl",
+                "matmul_vec4_tn.wgsl",
+            ],
             ShaderId::MatmulTiled => &[
                 "activations.wgsl",
                 "matmul_common.wgsl",
@@ -103,7 +127,11 @@ impl ShaderId {
     pub fn host_checked(self) -> bool {
         matches!(
             self,
-            ShaderId::MatmulBlocked | ShaderId::MatmulVec4 | ShaderId::MatmulTiled
+            ShaderId::MatmulBlocked
+                | ShaderId::MatmulVec4
+                | ShaderId::MatmulVec4Nt
+                | ShaderId::MatmulVec4Tn
+                | ShaderId::MatmulTiled
         )
     }
 

@@ -700,53 +700,76 @@ fn matmul_every_variant_transpose_and_odd_size() {
 }
 
 #[test]
-fn matmul_vec4_path_on_aligned_sizes() {
+fn matmul_vec4_paths_on_aligned_sizes() {
     let dev = device();
     let mut rng = Rng(10);
-    for (m, n, k) in [(1, 4, 4), (7, 36, 260), (257, 132, 8), (64, 64, 64)] {
-        let a = rng.vec(2 * m * k, -1.0, 1.0);
-        let b = rng.vec(2 * k * n, -1.0, 1.0);
-        let at = Tensor::from_f32(&dev, &a, &[2, m, k]).unwrap();
-        let bt = Tensor::from_f32(&dev, &b, &[2, k, n]).unwrap();
-        let out = poisoned(&dev, &[2 * m * n]);
-        let spec = MatmulSpec {
-            m,
-            n,
-            k,
-            batch: 2,
-            a: MatmulOperand {
-                buffer: at.buffer(),
-                offset: 0,
-                row_stride: k,
-                batch_stride: m * k,
-            },
-            b: MatmulOperand {
-                buffer: bt.buffer(),
-                offset: 0,
-                row_stride: n,
-                batch_stride: k * n,
-            },
-            c: MatmulOperand {
-                buffer: out.buffer(),
-                offset: 0,
-                row_stride: n,
-                batch_stride: m * n,
-            },
-            trans_a: false,
-            trans_b: false,
-            bias: None,
-            alpha: 1.0,
-            beta: 0.0,
-            activation: Activation::None,
-            variant: MatmulVariant::Vec4,
-        };
-        let kern = matmul_kernel(&dev, &spec).unwrap();
-        dev.run(&[&kern]).unwrap();
-        let err = relative_norm_error(
-            &out.to_vec_f32().unwrap(),
-            &reference_matmul(&a, &b, m, n, k, 2, false, false),
-        );
-        assert!(err <= 1e-4, "vec4 {m}x{n}x{k}: {err:e}");
+    let sizes = [
+        (1, 4, 4),
+        (7, 36, 260),
+        (257, 132, 8),
+        (64, 64, 64),
+        (12, 20, 9),
+        (8, 7, 12),
+    ];
+    for (m, n, k) in sizes {
+        for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+            let a = rng.vec(2 * m * k, -1.0, 1.0);
+            let b = rng.vec(2 * k * n, -1.0, 1.0);
+            let at = Tensor::from_f32(&dev, &a, &[2 * m * k]).unwrap();
+            let bt = Tensor::from_f32(&dev, &b, &[2 * k * n]).unwrap();
+            let out = poisoned(&dev, &[2 * m * n]);
+            let spec = MatmulSpec {
+                m,
+                n,
+                k,
+                batch: 2,
+                a: MatmulOperand {
+                    buffer: at.buffer(),
+                    offset: 0,
+                    row_stride: if ta { m } else { k },
+                    batch_stride: m * k,
+                },
+                b: MatmulOperand {
+                    buffer: bt.buffer(),
+                    offset: 0,
+                    row_stride: if tb { k } else { n },
+                    batch_stride: k * n,
+                },
+                c: MatmulOperand {
+                    buffer: out.buffer(),
+                    offset: 0,
+                    row_stride: n,
+                    batch_stride: m * n,
+                },
+                trans_a: ta,
+                trans_b: tb,
+                bias: None,
+                alpha: 1.0,
+                beta: 0.0,
+                activation: Activation::None,
+                variant: MatmulVariant::Vec4,
+            };
+            // Which shapes each vec4 kernel reads, by its contiguous axes.
+            let fits = match (ta, tb) {
+                (false, false) => k % 4 == 0 && n % 4 == 0,
+                (false, true) => k % 4 == 0,
+                (true, false) => m % 4 == 0 && n % 4 == 0,
+                (true, true) => false,
+            };
+            match matmul_kernel(&dev, &spec) {
+                Ok(kern) => {
+                    assert!(
+                        fits,
+                        "{m}x{n}x{k} ta {ta} tb {tb} should have no vec4 kernel"
+                    );
+                    dev.run(&[&kern]).unwrap();
+                    let want = reference_matmul(&a, &b, m, n, k, 2, ta, tb);
+                    let err = relative_norm_error(&out.to_vec_f32().unwrap(), &want);
+                    assert!(err <= 1e-4, "vec4 {m}x{n}x{k} ta {ta} tb {tb}: {err:e}");
+                }
+                Err(e) => assert!(!fits, "{m}x{n}x{k} ta {ta} tb {tb}: {e}"),
+            }
+        }
     }
 }
 

@@ -26,8 +26,9 @@ pub enum MatmulVariant {
     Auto,
     /// 8×8 outputs per invocation in registers, scalar loads, no workgroup memory.
     Blocked,
-    /// Like `Blocked` with vec4 loads: needs non-transposed operands whose
-    /// K, N, row strides, offsets and batch strides are multiples of 4.
+    /// Like `Blocked` with vec4 loads along each operand's contiguous axis:
+    /// needs 4-aligned strides and offsets, and K and N (A·B), K (A·Bᵀ) or M
+    /// and N (Aᵀ·B) multiples of 4. Aᵀ·Bᵀ has no vec4 kernel.
     Vec4,
     /// 64×64 blocks staged through workgroup memory.
     Tiled,
@@ -78,19 +79,29 @@ fn last_element(op: &MatmulOperand<'_>, batch: usize, rows: usize, cols: usize) 
     (op.offset + (batch - 1) * op.batch_stride + (rows - 1) * op.row_stride + cols) as u64
 }
 
-/// True when the vec4 kernel can read `spec`'s operands.
-fn vec4_aligned(spec: &MatmulSpec<'_>) -> bool {
+/// The vec4 kernel that can read `spec`'s operands, if any: each reads both
+/// operands four elements at a time along their contiguous axis, so those
+/// axes, the row strides, offsets and batch strides must be multiples of 4.
+fn vec4_shader(spec: &MatmulSpec<'_>) -> Option<ShaderId> {
     let aligned = |op: &MatmulOperand<'_>| {
         op.offset.is_multiple_of(4)
             && op.row_stride.is_multiple_of(4)
             && op.batch_stride.is_multiple_of(4)
     };
-    !spec.trans_a
-        && !spec.trans_b
-        && spec.k.is_multiple_of(4)
-        && spec.n.is_multiple_of(4)
-        && aligned(&spec.a)
-        && aligned(&spec.b)
+    if !aligned(&spec.a) || !aligned(&spec.b) {
+        return None;
+    }
+    let (m4, n4, k4) = (
+        spec.m.is_multiple_of(4),
+        spec.n.is_multiple_of(4),
+        spec.k.is_multiple_of(4),
+    );
+    match (spec.trans_a, spec.trans_b) {
+        (false, false) if k4 && n4 => Some(ShaderId::MatmulVec4),
+        (false, true) if k4 => Some(ShaderId::MatmulVec4Nt),
+        (true, false) if m4 && n4 => Some(ShaderId::MatmulVec4Tn),
+        _ => None,
+    }
 }
 
 /// Builds the matmul kernel for `spec`.
@@ -129,18 +140,17 @@ pub fn matmul_kernel(device: &Device, spec: &MatmulSpec<'_>) -> Result<Kernel> {
             ));
         }
     }
-    let variant = match spec.variant {
-        MatmulVariant::Auto if device.kind() != DeviceKind::Software => MatmulVariant::Tiled,
-        MatmulVariant::Auto if vec4_aligned(spec) => MatmulVariant::Vec4,
-        MatmulVariant::Auto => MatmulVariant::Blocked,
-        MatmulVariant::Vec4 if !vec4_aligned(spec) => {
-            return Err(invalid("matmul", "the vec4 variant needs non-transposed operands with K, N, strides and offsets multiples of 4"));
+    let shader = match (spec.variant, vec4_shader(spec)) {
+        (MatmulVariant::Auto, _) if device.kind() != DeviceKind::Software => ShaderId::MatmulTiled,
+        (MatmulVariant::Auto | MatmulVariant::Vec4, Some(vec4)) => vec4,
+        (MatmulVariant::Vec4, None) => {
+            return Err(invalid(
+                "matmul",
+                "the vec4 variant needs 4-aligned strides and offsets, with K and N (A·B), K (A·Bᵀ) \
+                 or M and N (Aᵀ·B) multiples of 4; Aᵀ·Bᵀ has none",
+            ));
         }
-        v => v,
-    };
-    let shader = match variant {
-        MatmulVariant::Tiled => ShaderId::MatmulTiled,
-        MatmulVariant::Vec4 => ShaderId::MatmulVec4,
+        (MatmulVariant::Tiled, _) => ShaderId::MatmulTiled,
         _ => ShaderId::MatmulBlocked,
     };
     // Every variant covers a 64×64 block of C per workgroup.
