@@ -9,7 +9,10 @@ override WG: u32 = 64u;
 
 const MAX_RANK: u32 = 8u;
 // params layout (u32 words):
-//   0 element count, 1 rank, 2 scalar parameter (f32 bits), 3 unused,
+//   0 element count, 1 rank, 2 scalar parameter (f32 bits),
+//   3 contiguity bits: bit k set when operand k (a, b, c, out) is read in the
+//     output's row-major order (offset + i), which skips the index arithmetic
+//     (integer division is scalar, and slow, on CPU adapters),
 //   4..12 output shape, then for each of a, b, c and the output: offset, strides[8].
 // The output has strides too, so a kernel can write into a region of a larger
 // tensor (concatenation, the gradient of a slice).
@@ -31,6 +34,10 @@ fn linear_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
 
 // Offset of element `i` (row-major over the output shape) in operand `base`.
 fn operand_offset(i: u32, base: u32) -> u32 {
+    let bit = 1u << ((base - META_A) / 9u);
+    if ((params[3] & bit) != 0u) {
+        return params[base] + i;
+    }
     let rank = params[1];
     var rest = i;
     var off = params[base];
@@ -73,7 +80,7 @@ fn apply_unary(x: f32) -> f32 {
         case 3u: { return log(x); }
         case 4u: { return sqrt(x); }
         case 5u: { return abs(x); }
-        case 6u: { return max(x, 0.0); }
+        case 6u: { return relu(x); }
         case 7u: { return select(param() * x, x, x >= 0.0); }
         case 8u: { return stable_sigmoid(x); }
         case 9u: { return stable_tanh(x); }
@@ -87,6 +94,14 @@ fn apply_unary(x: f32) -> f32 {
         case 17u: { return inverseSqrt(x); }
         default: { return x; }
     }
+}
+
+const BCE_EPSILON: f32 = 1e-7;
+
+// log(1 + t) for t in [0, 1], accurate also where 1 + t rounds to 1.
+fn log1p_small(t: f32) -> f32 {
+    if (t < 1e-4) { return t - 0.5 * t * t; }
+    return log(1.0 + t);
 }
 
 fn apply_binary(x: f32, y: f32) -> f32 {
@@ -104,6 +119,23 @@ fn apply_binary(x: f32, y: f32) -> f32 {
         case 10u: { return select(0.0, 1.0, x <= y); }
         case 11u: { return select(0.0, 1.0, x > y); }
         case 12u: { return select(0.0, 1.0, x >= y); }
+        case 13u: { return select(0.0, y, x > 0.0); }
+        case 14u: { return y * x * (1.0 - x); }
+        case 15u: { return y * (1.0 - x * x); }
+        case 16u: {
+            // clamp would turn a NaN probability into a finite loss
+            if (is_nan(x)) { return x; }
+            let p = clamp(x, BCE_EPSILON, 1.0 - BCE_EPSILON);
+            return -(y * log(p) + (1.0 - y) * log(1.0 - p));
+        }
+        case 17u: {
+            if (x < BCE_EPSILON || x > 1.0 - BCE_EPSILON) { return 0.0; }
+            return -y / x + (1.0 - y) / (1.0 - x);
+        }
+        // log(1 + e^-|x|) through log1p's series where e^-|x| is tiny
+        case 18u: { return max(x, 0.0) - x * y + log1p_small(exp(-abs(x))); }
+        case 19u: { return stable_sigmoid(x) - y; }
+        case 20u: { return select(0.0, 1.0, (x > 0.5) == (y > 0.5)); }
         default: { return x; }
     }
 }

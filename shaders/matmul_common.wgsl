@@ -22,7 +22,7 @@ override ACT: u32 = 0u;
 
 fn activate(x: f32) -> f32 {
     switch ACT {
-        case 1u: { return max(x, 0.0); }
+        case 1u: { return relu(x); }
         case 2u: { return stable_sigmoid(x); }
         case 3u: { return stable_tanh(x); }
         default: { return x; }

@@ -44,3 +44,24 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         out[params[3] + i] = p0 + (p1 - p0) * unit(draw(i));
     }
 }
+
+// Dropout masks: element i is `scale` with probability `keep`, else 0. The
+// step number, read from a buffer the host rewrites each run, is mixed into
+// the key, so every step draws a fresh mask from one compiled kernel.
+// params as above, with p0 = keep probability and p1 = scale.
+@group(0) @binding(2) var<storage, read> step: array<f32>;
+
+fn step_key() -> u32 {
+    let s = u32(step[0]);
+    return pcg(params[1] ^ pcg(params[2] ^ pcg(s + 0x9e3779b9u)));
+}
+
+@compute @workgroup_size(WG)
+fn dropout_mask(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) lid: u32) {
+    let i = (wid.y * nwg.x + wid.x) * WG + lid;
+    if (i >= params[0]) { return; }
+    let key = step_key();
+    let u = unit(pcg(pcg(i ^ key) + key));
+    out[params[3] + i] = select(0.0, bitcast<f32>(params[5]), u < bitcast<f32>(params[4]));
+}

@@ -26,6 +26,8 @@ var<workgroup> scratch: array<f32, WG>;
 var<workgroup> scratch_index: array<u32, WG>;
 
 fn strided_offset(i: u32, rank: u32, shape_at: u32, strides_at: u32) -> u32 {
+    // One axis needs no division (slow and scalar on CPU adapters).
+    if (rank == 1u) { return i * params[strides_at]; }
     var rest = i;
     var off = 0u;
     for (var d = 0u; d < rank; d++) {
@@ -75,6 +77,24 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         if (OP == 1u) { r = r / f32(count); }
         out[params[5] + o] = r;
     }
+}
+
+// One invocation per output, no workgroup memory or barriers: for many
+// outputs each over few elements (a bias gradient), where barriers would cost
+// more than the sums (CPU adapters run invocations of a workgroup in turn).
+@compute @workgroup_size(WG)
+fn serial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+          @builtin(local_invocation_index) lid: u32) {
+    let o = (wid.y * nwg.x + wid.x) * WG + lid;
+    if (o >= params[0]) { return; }
+    let count = params[3];
+    let base = params[4] + strided_offset(o, params[1], KEPT_SHAPE, KEPT_STRIDES);
+    var acc = identity();
+    for (var j = 0u; j < count; j++) {
+        acc = combine(acc, x[base + strided_offset(j, params[2], RED_SHAPE, RED_STRIDES)]);
+    }
+    if (OP == 1u) { acc = acc / f32(count); }
+    out[params[5] + o] = acc;
 }
 
 @compute @workgroup_size(WG)

@@ -11,3 +11,25 @@ pub use kiln_models as models;
 
 pub use kiln_backend::{Device, Tensor};
 pub mod conform;
+
+/// What a model script needs, in one import: `use kiln::prelude::*;`.
+pub mod prelude {
+    pub use kiln_backend::Device;
+    pub use kiln_data::{CsvDataset, Dataset, Standardizer};
+    pub use kiln_graph::Activation;
+    pub use kiln_models::{
+        BatchNormConfig, CsvLogger, EarlyStopping, Fit, History, Init, Layer, Loss, LrSchedule,
+        Metric, ModelCheckpoint, Optimizer, Sequential, TerminateOnNaN, Verbosity,
+    };
+}
+
+/// The adapter a `--device` flag names: `gpu`, `software`, part of an
+/// adapter's name, or `None` for [`Device::auto`] (which reads `KILN_DEVICE`).
+pub fn device_from_flag(flag: Option<&str>) -> Result<Device, backend::BackendError> {
+    match flag {
+        None => Device::auto(),
+        Some("gpu") => Device::gpu(),
+        Some("software") => Device::software(),
+        Some(name) => Device::matching(name),
+    }
+}

@@ -22,6 +22,7 @@ pub struct Kernel {
     bind_group: wgpu::BindGroup,
     meta: wgpu::Buffer,
     grid: [u32; 3],
+    label: String,
     /// Keeps the bound buffers alive as long as the kernel.
     _buffers: Vec<Buffer>,
 }
@@ -31,6 +32,11 @@ impl Kernel {
         pass.set_pipeline(&self.pipeline);
         pass.set_bind_group(0, &self.bind_group, &[]);
         pass.dispatch_workgroups(self.grid[0], self.grid[1], self.grid[2]);
+    }
+
+    /// `shader/entry`, naming the kernel in profiles.
+    pub fn label(&self) -> &str {
+        &self.label
     }
 
     /// The workgroup grid of the dispatch.
@@ -108,6 +114,7 @@ impl Device {
             bind_group,
             meta: meta_buf,
             grid,
+            label: format!("{}/{entry}", shader.name()),
             _buffers: bindings.iter().map(|b| b.buffer.clone()).collect(),
         })
     }

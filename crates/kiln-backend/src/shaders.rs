@@ -13,10 +13,12 @@ pub enum ShaderId {
     MatmulVec4Nt,
     MatmulVec4Tn,
     MatmulTiled,
+    BatchNorm,
+    Optim,
 }
 
 /// Every file of `shaders/`, compiled in.
-const FILES: [(&str, &str); 12] = [
+const FILES: [(&str, &str); 14] = [
     (
         "activations.wgsl",
         include_str!("../../../shaders/activations.wgsl"),
@@ -59,11 +61,16 @@ const FILES: [(&str, &str); 12] = [
         "matmul_tiled.wgsl",
         include_str!("../../../shaders/matmul_tiled.wgsl"),
     ),
+    (
+        "batchnorm.wgsl",
+        include_str!("../../../shaders/batchnorm.wgsl"),
+    ),
+    ("optim.wgsl", include_str!("../../../shaders/optim.wgsl")),
 ];
 
 impl ShaderId {
     /// Every module kiln builds.
-    pub const ALL: [ShaderId; 9] = [
+    pub const ALL: [ShaderId; 11] = [
         ShaderId::Elementwise,
         ShaderId::Random,
         ShaderId::Reduce,
@@ -73,6 +80,8 @@ impl ShaderId {
         ShaderId::MatmulVec4Nt,
         ShaderId::MatmulVec4Tn,
         ShaderId::MatmulTiled,
+        ShaderId::BatchNorm,
+        ShaderId::Optim,
     ];
 
     pub fn name(self) -> &'static str {
@@ -86,6 +95,8 @@ impl ShaderId {
             ShaderId::MatmulVec4Nt => "matmul_vec4_nt",
             ShaderId::MatmulVec4Tn => "matmul_vec4_tn",
             ShaderId::MatmulTiled => "matmul_tiled",
+            ShaderId::BatchNorm => "batchnorm",
+            ShaderId::Optim => "optim",
         }
     }
 
@@ -113,6 +124,8 @@ impl ShaderId {
                 "matmul_common.wgsl",
                 "matmul_vec4_tn.wgsl",
             ],
+            ShaderId::BatchNorm => &["batchnorm.wgsl"],
+            ShaderId::Optim => &["optim.wgsl"],
             ShaderId::MatmulTiled => &[
                 "activations.wgsl",
                 "matmul_common.wgsl",

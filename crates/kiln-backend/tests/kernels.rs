@@ -155,6 +155,14 @@ fn binary_ops_broadcast_like_numpy() {
         BinaryOp::Le,
         BinaryOp::Gt,
         BinaryOp::Ge,
+        BinaryOp::ReluGrad,
+        BinaryOp::SigmoidGrad,
+        BinaryOp::TanhGrad,
+        BinaryOp::BceTerm,
+        BinaryOp::BceGrad,
+        BinaryOp::BceLogitsTerm,
+        BinaryOp::BceLogitsGrad,
+        BinaryOp::BinaryAccuracy,
     ];
     let shapes: [(&[usize], &[usize]); 5] = [
         (&[257], &[257]),
@@ -165,8 +173,18 @@ fn binary_ops_broadcast_like_numpy() {
     ];
     for op in ops {
         for (sa, sb) in shapes {
+            // Probabilities and targets live in (0, 1).
+            let unit = matches!(
+                op,
+                BinaryOp::SigmoidGrad
+                    | BinaryOp::BceTerm
+                    | BinaryOp::BceGrad
+                    | BinaryOp::BinaryAccuracy
+            );
             let (lo, hi) = if op == BinaryOp::Pow {
                 (0.1, 3.0)
+            } else if unit {
+                (0.02, 0.98)
             } else {
                 (-3.0, 3.0)
             };
@@ -905,4 +923,20 @@ fn kernel_launches_are_counted() {
     dev.run(&[&k, &k, &k]).unwrap();
     assert_eq!(dev.submissions() - s0, 1);
     assert_eq!(dev.dispatches() - d0, 3);
+}
+
+#[test]
+fn nan_propagates_through_relu_and_cross_entropy() {
+    // A diverged model must show NaN, not a finite loss (TerminateOnNaN relies on it).
+    let dev = device();
+    let x = Tensor::from_f32(&dev, &[f32::NAN, -1.0, 2.0], &[3]).unwrap();
+    let r = dev.unary(UnaryOp::Relu, &x).unwrap().to_vec_f32().unwrap();
+    assert!(r[0].is_nan() && r[1] == 0.0 && r[2] == 2.0, "{r:?}");
+    let y = Tensor::from_f32(&dev, &[1.0, 1.0, 0.0], &[3]).unwrap();
+    let l = dev
+        .binary(BinaryOp::BceTerm, &x, &y)
+        .unwrap()
+        .to_vec_f32()
+        .unwrap();
+    assert!(l[0].is_nan() && l[1].is_finite(), "{l:?}");
 }

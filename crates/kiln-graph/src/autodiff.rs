@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use kiln_backend::{BinaryOp, ReduceOp, UnaryOp};
+use kiln_backend::{Activation, BinaryOp, ReduceOp, UnaryOp};
 
 use crate::error::{shape_err, GraphError, Result};
 use crate::graph::{Graph, NodeId, Op};
@@ -128,7 +128,92 @@ impl Graph {
         let x = |i: usize| node.inputs[i];
         let in_shape = self.shape(x(slot)).to_vec();
         let grad = match &node.op {
-            Op::Input(_) | Op::Param { .. } | Op::Const(_) | Op::Assign => return Ok(None),
+            Op::Input(_) | Op::Param { .. } | Op::Const(_) | Op::DropoutMask { .. } => {
+                return Ok(None)
+            }
+            Op::Assign
+            | Op::OptimizerStep { .. }
+            | Op::RunningStats { .. }
+            | Op::Accumulate { .. } => return Ok(None),
+            Op::BatchNormGradGamma { .. } | Op::BatchNormGradInput { .. } => {
+                return Err(unsupported("second derivatives of batch normalisation"))
+            }
+            Op::Dense {
+                activation,
+                trans_w,
+            } => {
+                let dz = activation_grad(self, *activation, id, g)?;
+                match slot {
+                    0 => self.matmul(dz, x(1), false, !trans_w)?,
+                    1 if *trans_w => self.matmul(dz, x(0), true, false)?,
+                    1 => self.matmul(x(0), dz, true, false)?,
+                    _ => self.sum(dz, &[0], false)?,
+                }
+            }
+            Op::BatchNorm {
+                axis,
+                eps,
+                batch_stats,
+            } => {
+                let (xx, stats, gamma) = (x(0), x(1), x(2));
+                let rank = self.shape(xx).len();
+                let others: Vec<i64> = (0..rank).filter(|d| d != axis).map(|d| d as i64).collect();
+                let dbeta = |gr: &mut Graph| gr.sum(g, &others, false);
+                let dgamma = |gr: &mut Graph| {
+                    let c = gr.shape(gamma).to_vec();
+                    Ok::<_, GraphError>(gr.push(
+                        Op::BatchNormGradGamma {
+                            axis: *axis,
+                            eps: *eps,
+                        },
+                        vec![xx, stats, g],
+                        c,
+                    ))
+                };
+                match slot {
+                    0 => {
+                        let mut inputs = vec![xx, stats, gamma, g];
+                        if *batch_stats {
+                            inputs.push(dbeta(self)?);
+                            inputs.push(dgamma(self)?);
+                        }
+                        let shape = self.shape(xx).to_vec();
+                        self.push(
+                            Op::BatchNormGradInput {
+                                axis: *axis,
+                                eps: *eps,
+                                batch_stats: *batch_stats,
+                            },
+                            inputs,
+                            shape,
+                        )
+                    }
+                    // Batch statistics: their path is inside dx above.
+                    1 if *batch_stats => return Ok(None),
+                    1 => return Err(unsupported("gradients of fixed batch-norm statistics")),
+                    2 => dgamma(self)?,
+                    _ => dbeta(self)?,
+                }
+            }
+            Op::Moments { axis } => {
+                // d mean/dx = 1/M, d var/dx = 2(x − mean)/M, per channel.
+                let xs = self.shape(x(0)).to_vec();
+                let c = xs[*axis];
+                let m = (xs.iter().product::<usize>() / c) as f32;
+                let mut row = vec![1usize; xs.len()];
+                row[*axis] = c;
+                let pick = |gr: &mut Graph, t: NodeId, r: usize| -> Result<NodeId> {
+                    let s = gr.slice(t, 0, r, r + 1)?;
+                    gr.reshape_to(s, &row)
+                };
+                let (g_mean, g_var, mean) =
+                    (pick(self, g, 0)?, pick(self, g, 1)?, pick(self, id, 0)?);
+                let centred = self.sub(x(0), mean)?;
+                let t = self.mul(centred, g_var)?;
+                let t = self.scale(t, 2.0 / m)?;
+                let u = self.scale(g_mean, 1.0 / m)?;
+                self.add(t, u)?
+            }
             Op::Unary(op) => match unary_vjp(self, *op, x(0), id, g)? {
                 Some(v) => v,
                 None => return Ok(None),
@@ -174,7 +259,31 @@ impl Graph {
                         let t = self.mul(g, id)?;
                         self.mul(t, la)?
                     }
-                    _ => return Ok(None), // comparisons are piecewise constant
+                    (BinaryOp::BceTerm, 0) => {
+                        let d = self.binary(BinaryOp::BceGrad, a, b)?;
+                        self.mul(g, d)?
+                    }
+                    (BinaryOp::BceLogitsTerm, 0) => {
+                        let d = self.binary(BinaryOp::BceLogitsGrad, a, b)?;
+                        self.mul(g, d)?
+                    }
+                    (BinaryOp::BceLogitsTerm, _) => {
+                        let t = self.mul(g, a)?;
+                        self.unary(UnaryOp::Neg, t)?
+                    }
+                    (BinaryOp::BceTerm, _) => {
+                        return Err(unsupported("gradients of a cross-entropy's targets"))
+                    }
+                    (
+                        BinaryOp::ReluGrad
+                        | BinaryOp::SigmoidGrad
+                        | BinaryOp::TanhGrad
+                        | BinaryOp::BceGrad
+                        | BinaryOp::BceLogitsGrad,
+                        _,
+                    ) => return Err(unsupported(&format!("second derivatives ({op:?})"))),
+                    // comparisons and accuracy are piecewise constant
+                    _ => return Ok(None),
                 };
                 self.unbroadcast(full, &in_shape)?
             }
@@ -295,6 +404,21 @@ impl Graph {
         };
         Ok(Some(grad))
     }
+}
+
+fn unsupported(what: &str) -> GraphError {
+    GraphError::Invalid(format!("autodiff: {what} are not supported"))
+}
+
+/// The upstream gradient through a fused activation, from the op's output `y`.
+fn activation_grad(gr: &mut Graph, act: Activation, y: NodeId, g: NodeId) -> Result<NodeId> {
+    let op = match act {
+        Activation::None => return Ok(g),
+        Activation::Relu => BinaryOp::ReluGrad,
+        Activation::Sigmoid => BinaryOp::SigmoidGrad,
+        Activation::Tanh => BinaryOp::TanhGrad,
+    };
+    gr.binary(op, y, g)
 }
 
 /// The VJP of a unary op `out = op(x)` for upstream `g`.

@@ -2,7 +2,8 @@
 //! inputs and its output shape, inferred and checked when the node is added.
 //! All values are f32; integer data (labels, indices) enter as exact floats.
 
-use kiln_backend::{broadcast_shapes, reduced_shape, BinaryOp, ReduceOp, UnaryOp};
+use kiln_backend::ops::optim::UpdateRule;
+use kiln_backend::{broadcast_shapes, reduced_shape, Activation, BinaryOp, ReduceOp, UnaryOp};
 
 use crate::error::{shape_err, GraphError, Result};
 use crate::params::ParamStore;
@@ -58,6 +59,70 @@ pub enum Op {
     },
     /// Writes `inputs[1]` into the parameter `inputs[0]` (an in-place update).
     Assign,
+    /// `act(x · W + b)` for `[x, W, b]` (or `[x, W]`), W `[in, out]`, or
+    /// `[out, in]` with `trans_w`: one matmul with the bias and activation fused.
+    Dense {
+        activation: Activation,
+        trans_w: bool,
+    },
+    /// Per-channel `[mean; biased variance]` (shape `[2, C]`) of the input
+    /// with channels on `axis`.
+    Moments {
+        axis: usize,
+    },
+    /// `(x − mean)·rsqrt(var + eps)·γ + β` for `[x, stats, γ, β]`, stats
+    /// `[2, C]`. With `batch_stats`, stats is `Moments(x)` and the gradient of
+    /// x includes the path through them.
+    BatchNorm {
+        axis: usize,
+        eps: f32,
+        batch_stats: bool,
+    },
+    /// Backward of [`Op::BatchNorm`]: `Σ dy·x̂` per channel, for `[x, stats, dy]`.
+    BatchNormGradGamma {
+        axis: usize,
+        eps: f32,
+    },
+    /// Backward of [`Op::BatchNorm`]: dx for `[x, stats, γ, dy]`, plus
+    /// `[dβ, dγ]` with `batch_stats`.
+    BatchNormGradInput {
+        axis: usize,
+        eps: f32,
+        batch_stats: bool,
+    },
+    /// A dropout mask (`1/(1 − rate)` or 0) drawn under `seed` and the step
+    /// number held by the input node (shape `[1]`).
+    DropoutMask {
+        rate: f32,
+        seed: u64,
+    },
+    /// An optimizer step on `[param, grad, state1, (state2,) hyper]`: writes the
+    /// parameter and its state in place.
+    OptimizerStep {
+        rule: UpdateRule,
+    },
+    /// `[running, batch]` running statistics: `keep·running + (1 − keep)·batch`,
+    /// the variance row times `var_factor`; in place.
+    RunningStats {
+        keep: f32,
+        var_factor: f32,
+    },
+    /// `[acc, value]`: `acc = keep·acc + scale·value`, in place.
+    Accumulate {
+        keep: f32,
+        scale: f32,
+    },
+}
+
+impl Op {
+    /// True for the ops that write a parameter in place; they run whether or
+    /// not an output needs them.
+    pub fn is_update(&self) -> bool {
+        matches!(
+            self,
+            Op::Assign | Op::OptimizerStep { .. } | Op::RunningStats { .. } | Op::Accumulate { .. }
+        )
+    }
 }
 
 /// One node: its op, inputs and output shape.
@@ -109,12 +174,24 @@ impl Graph {
         &self.nodes[id.0].shape
     }
 
-    fn push(&mut self, op: Op, inputs: Vec<NodeId>, shape: Vec<usize>) -> NodeId {
+    /// Appends a node, or returns the existing node that computes the same
+    /// thing (common-subexpression elimination: backward formulas that share
+    /// a term, such as a dense layer's activation gradient, compute it once).
+    pub(crate) fn push(&mut self, op: Op, inputs: Vec<NodeId>, shape: Vec<usize>) -> NodeId {
+        if !op.is_update() {
+            if let Some(i) = self
+                .nodes
+                .iter()
+                .rposition(|n| n.inputs == inputs && n.shape == shape && n.op == op)
+            {
+                return NodeId(i);
+            }
+        }
         self.nodes.push(Node { op, inputs, shape });
         NodeId(self.nodes.len() - 1)
     }
 
-    fn check(&self, op: &str, ids: &[NodeId]) -> Result<()> {
+    pub(crate) fn check(&self, op: &str, ids: &[NodeId]) -> Result<()> {
         match ids.iter().find(|id| id.0 >= self.nodes.len()) {
             Some(id) => Err(GraphError::Invalid(format!(
                 "{op}: node {} is not in this graph",

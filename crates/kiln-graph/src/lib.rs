@@ -24,13 +24,16 @@
 mod autodiff;
 mod error;
 mod graph;
+mod nn_ops;
 mod params;
 mod plan;
 mod plan_cache;
+mod updates;
 
 pub use error::{GraphError, Result};
 pub use graph::{Graph, Node, NodeId, Op};
-pub use kiln_backend::{BinaryOp, ReduceOp, UnaryOp};
+pub use kiln_backend::ops::optim::{UpdateRule, HYPER_WORDS};
+pub use kiln_backend::{Activation, BinaryOp, ReduceOp, UnaryOp};
 pub use params::ParamStore;
 pub use plan::{Plan, PlanStats};
 pub use plan_cache::{PlanCache, ShapeKey};

@@ -39,6 +39,34 @@ impl ParamStore {
         Ok(self.get(name)?.to_vec_f32()?)
     }
 
+    /// Overwrites a parameter's values in place (same element count), so
+    /// plans compiled against it see the new values.
+    pub fn write(&self, name: &str, values: &[f32]) -> Result<()> {
+        let t = self.get(name)?;
+        let n: usize = t.shape().iter().product();
+        if values.len() != n {
+            return Err(GraphError::InputSize {
+                name: name.to_string(),
+                got: values.len(),
+                expected: n,
+                shape: t.shape().to_vec(),
+            });
+        }
+        if n > 0 {
+            self.device
+                .write(t.buffer(), 0, bytemuck::cast_slice(values))?;
+        }
+        Ok(())
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.tensors.contains_key(name)
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.tensors.keys().map(String::as_str)
     }

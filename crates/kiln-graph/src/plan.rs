@@ -6,10 +6,15 @@
 
 use std::collections::HashMap;
 
+use kiln_backend::ops::batchnorm::{
+    grad_gamma_kernel, grad_input_kernel, moments_kernel, normalize_kernel, ChannelLayout,
+};
 use kiln_backend::ops::elementwise::{
     binary_kernel, fill_kernel, select_kernel, unary_into, unary_kernel, Operand,
 };
-use kiln_backend::ops::matmul::{matmul_kernel, MatmulOperand, MatmulSpec};
+use kiln_backend::ops::matmul::{matmul_kernel, MatmulBias, MatmulOperand, MatmulSpec};
+use kiln_backend::ops::optim::{axpby_kernel, optimizer_step_kernel, running_stats_kernel};
+use kiln_backend::ops::random::dropout_mask_kernel;
 use kiln_backend::ops::reduce::reduce_kernel;
 use kiln_backend::ops::softmax::softmax_kernel;
 use kiln_backend::{
@@ -77,7 +82,7 @@ impl Plan {
         let mut stack: Vec<NodeId> = outputs.to_vec();
         stack.extend(
             (0..nodes.len())
-                .filter(|&i| nodes[i].op == Op::Assign)
+                .filter(|&i| nodes[i].op.is_update())
                 .map(NodeId),
         );
         while let Some(n) = stack.pop() {
@@ -90,7 +95,7 @@ impl Plan {
         for i in 0..nodes.len() {
             match nodes[i].op {
                 Op::Reshape => root[i] = root[nodes[i].inputs[0].0],
-                Op::Assign => root[i] = root[nodes[i].inputs[0].0],
+                ref op if op.is_update() => root[i] = root[nodes[i].inputs[0].0],
                 _ => {}
             }
         }
@@ -130,7 +135,7 @@ impl Plan {
                         .buffer()
                         .clone(),
                 ),
-                Op::Reshape | Op::Assign => {
+                op if *op == Op::Reshape || op.is_update() => {
                     storage[root[i]].clone().expect("views follow their root")
                 }
                 _ => {
@@ -215,6 +220,25 @@ impl Plan {
         })
     }
 
+    /// Times every kernel of the plan on its own: each is submitted `reps`
+    /// times alone and waited for. Returns (label, median seconds) in plan
+    /// order. Inputs keep whatever values they last had.
+    pub fn profile(&self, reps: usize) -> Result<Vec<(String, f64)>> {
+        let mut out = Vec::new();
+        for k in &self.kernels {
+            let mut times = Vec::new();
+            for _ in 0..reps.max(1) {
+                let t = std::time::Instant::now();
+                self.device.run(&[k])?;
+                self.device.synchronize()?;
+                times.push(t.elapsed().as_secs_f64());
+            }
+            times.sort_by(f64::total_cmp);
+            out.push((k.label().to_string(), times[times.len() / 2]));
+        }
+        Ok(out)
+    }
+
     pub fn stats(&self) -> PlanStats {
         self.stats
     }
@@ -247,7 +271,7 @@ impl Plan {
                 });
             }
             if !values.is_empty() {
-                self.device.write(buffer, 0, bytemuck_f32(values))?;
+                self.device.write(buffer, 0, bytemuck::cast_slice(values))?;
             }
         }
         let kernels: Vec<&Kernel> = self.kernels.iter().collect();
@@ -266,13 +290,6 @@ impl Plan {
                     .collect()
             })
             .collect())
-    }
-}
-
-fn bytemuck_f32(values: &[f32]) -> &[u8] {
-    // SAFETY: f32 has no padding and any byte pattern is a valid u8.
-    unsafe {
-        std::slice::from_raw_parts(values.as_ptr().cast::<u8>(), std::mem::size_of_val(values))
     }
 }
 
@@ -505,6 +522,123 @@ fn build_kernels(
                 )?);
             }
             return Ok(ks);
+        }
+        Op::Dense {
+            activation,
+            trans_w,
+        } => {
+            let (a, w) = (buffer(x(0)), buffer(x(1)));
+            let bias = node.inputs.get(2).map(|&b| buffer(b));
+            let (sx, sw) = (graph.shape(x(0)), graph.shape(x(1)));
+            let (m, n) = (node.shape[0], node.shape[1]);
+            let spec = MatmulSpec {
+                m,
+                n,
+                k: sx[1],
+                batch: 1,
+                a: MatmulOperand {
+                    buffer: &a,
+                    offset: 0,
+                    row_stride: sx[1],
+                    batch_stride: 0,
+                },
+                b: MatmulOperand {
+                    buffer: &w,
+                    offset: 0,
+                    row_stride: sw[1],
+                    batch_stride: 0,
+                },
+                c: MatmulOperand {
+                    buffer: &out,
+                    offset: 0,
+                    row_stride: n,
+                    batch_stride: m * n,
+                },
+                trans_a: false,
+                trans_b: *trans_w,
+                bias: bias.as_ref().map(|b| MatmulBias {
+                    buffer: b,
+                    offset: 0,
+                    row_stride: 0,
+                    col_stride: 1,
+                    batch_stride: 0,
+                }),
+                alpha: 1.0,
+                beta: 1.0,
+                activation: *activation,
+                variant: MatmulVariant::Auto,
+            };
+            matmul_kernel(device, &spec)?
+        }
+        Op::Moments { axis } => moments_kernel(
+            device,
+            &out,
+            &buffer(x(0)),
+            ChannelLayout::of(graph.shape(x(0)), *axis)?,
+        )?,
+        Op::BatchNorm { axis, eps, .. } => normalize_kernel(
+            device,
+            &out,
+            &buffer(x(0)),
+            &buffer(x(1)),
+            &buffer(x(2)),
+            &buffer(x(3)),
+            ChannelLayout::of(graph.shape(x(0)), *axis)?,
+            *eps,
+        )?,
+        Op::BatchNormGradGamma { axis, eps } => grad_gamma_kernel(
+            device,
+            &out,
+            &buffer(x(0)),
+            &buffer(x(1)),
+            &buffer(x(2)),
+            ChannelLayout::of(graph.shape(x(0)), *axis)?,
+            *eps,
+        )?,
+        Op::BatchNormGradInput {
+            axis,
+            eps,
+            batch_stats,
+        } => {
+            let sums = batch_stats.then(|| (buffer(x(4)), buffer(x(5))));
+            grad_input_kernel(
+                device,
+                &out,
+                &buffer(x(0)),
+                &buffer(x(1)),
+                &buffer(x(2)),
+                &buffer(x(3)),
+                sums.as_ref().map(|(a, b)| (a, b)),
+                ChannelLayout::of(graph.shape(x(0)), *axis)?,
+                *eps,
+            )?
+        }
+        Op::DropoutMask { rate, seed } => {
+            dropout_mask_kernel(device, &out, node.numel(), *seed, *rate, &buffer(x(0)))?
+        }
+        Op::OptimizerStep { rule } => {
+            let n = node.inputs.len();
+            let s2 = (n == 5).then(|| buffer(x(3)));
+            optimizer_step_kernel(
+                device,
+                *rule,
+                node.numel(),
+                &out,
+                &buffer(x(1)),
+                (&buffer(x(2)), s2.as_ref()),
+                &buffer(x(n - 1)),
+            )?
+        }
+        Op::RunningStats { keep, var_factor } => running_stats_kernel(
+            device,
+            node.shape[1],
+            &out,
+            &buffer(x(1)),
+            *keep,
+            *var_factor,
+        )?,
+        Op::Accumulate { keep, scale } => {
+            axpby_kernel(device, node.numel(), &out, &buffer(x(1)), *keep, *scale)?
         }
         Op::Assign => {
             let v = buffer(x(1));

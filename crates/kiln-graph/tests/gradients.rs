@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use kiln_backend::{contiguous_strides, BinaryOp, Device, ReduceOp, UnaryOp};
+use kiln_backend::{contiguous_strides, Activation, BinaryOp, Device, ReduceOp, UnaryOp};
 use kiln_graph::{Graph, NodeId, Op, ParamStore, Plan};
 
 struct Rng(u64);
@@ -58,10 +58,31 @@ fn bcast_read(data: &[f64], shape: &[usize], c: &[usize]) -> f64 {
     data[index(&cc, shape)]
 }
 
-/// Evaluates every node in f64.
-fn eval(g: &Graph, feeds: &HashMap<String, Vec<f64>>) -> Vec<Vec<f64>> {
+/// Channel index of flat element `i` with channels on `axis`, and the channel count.
+fn channel_of(i: usize, shape: &[usize], axis: usize) -> usize {
+    coords(i, shape)[axis]
+}
+
+/// Per-channel mean and biased variance.
+fn moments(x: &[f64], shape: &[usize], axis: usize) -> (Vec<f64>, Vec<f64>) {
+    let c = shape[axis];
+    let m = (x.len() / c) as f64;
+    let mut mean = vec![0.0; c];
+    for (i, &a) in x.iter().enumerate() {
+        mean[channel_of(i, shape, axis)] += a / m;
+    }
+    let mut var = vec![0.0; c];
+    for (i, &a) in x.iter().enumerate() {
+        let k = channel_of(i, shape, axis);
+        var[k] += (a - mean[k]).powi(2) / m;
+    }
+    (mean, var)
+}
+
+/// Evaluates the nodes `0..=last` (the forward graph) in f64.
+fn eval(g: &Graph, feeds: &HashMap<String, Vec<f64>>, last: usize) -> Vec<Vec<f64>> {
     let mut v: Vec<Vec<f64>> = Vec::new();
-    for node in g.nodes() {
+    for node in &g.nodes()[..=last] {
         let x = |i: usize| &v[node.inputs[i].0];
         let xs = |i: usize| g.shape(node.inputs[i]);
         let n = node.numel();
@@ -186,6 +207,52 @@ fn eval(g: &Graph, feeds: &HashMap<String, Vec<f64>>) -> Vec<Vec<f64>> {
                 y
             }
             Op::Reshape | Op::Assign => x(node.inputs.len() - 1).clone(),
+            Op::Dense {
+                activation,
+                trans_w,
+            } => {
+                let (sx, sw) = (xs(0), xs(1));
+                let (rows, k, cols) = (sx[0], sx[1], node.shape[1]);
+                let mut y = vec![0.0; n];
+                for r in 0..rows {
+                    for j in 0..cols {
+                        let mut z: f64 = (0..k)
+                            .map(|p| {
+                                let w = if *trans_w {
+                                    x(1)[j * sw[1] + p]
+                                } else {
+                                    x(1)[p * sw[1] + j]
+                                };
+                                x(0)[r * k + p] * w
+                            })
+                            .sum();
+                        if node.inputs.len() == 3 {
+                            z += x(2)[j];
+                        }
+                        y[r * cols + j] = match activation {
+                            Activation::None => z,
+                            Activation::Relu => z.max(0.0),
+                            Activation::Sigmoid => 1.0 / (1.0 + (-z).exp()),
+                            Activation::Tanh => z.tanh(),
+                        };
+                    }
+                }
+                y
+            }
+            Op::Moments { axis } => {
+                let (mean, var) = moments(x(0), xs(0), *axis);
+                mean.into_iter().chain(var).collect()
+            }
+            Op::BatchNorm { axis, eps, .. } => {
+                let c = xs(0)[*axis];
+                let st = x(1);
+                (0..n)
+                    .map(|i| {
+                        let k = channel_of(i, xs(0), *axis);
+                        (x(0)[i] - st[k]) / (st[c + k] + *eps as f64).sqrt() * x(2)[k] + x(3)[k]
+                    })
+                    .collect()
+            }
             Op::Permute(perm) => (0..n)
                 .map(|i| {
                     let c = coords(i, &node.shape);
@@ -217,6 +284,7 @@ fn eval(g: &Graph, feeds: &HashMap<String, Vec<f64>>) -> Vec<Vec<f64>> {
                     x(k)[index(&c, xs(k))]
                 })
                 .collect(),
+            other => panic!("the f64 interpreter has no forward rule for {other:?}"),
         };
         v.push(out);
     }
@@ -272,9 +340,9 @@ fn check(
         for i in 0..values[k].len() {
             let base = f64_feeds[input][i];
             f64_feeds.get_mut(input).unwrap()[i] = base + h;
-            let up = eval(&g, &f64_feeds)[loss.0][0];
+            let up = eval(&g, &f64_feeds, loss.0)[loss.0][0];
             f64_feeds.get_mut(input).unwrap()[i] = base - h;
-            let down = eval(&g, &f64_feeds)[loss.0][0];
+            let down = eval(&g, &f64_feeds, loss.0)[loss.0][0];
             f64_feeds.get_mut(input).unwrap()[i] = base;
             let fd = (up - down) / (2.0 * h);
             let kiln = got[k][i] as f64;
@@ -467,5 +535,104 @@ fn matmul_broadcasting_and_vectors() {
     });
     check("matmul vector left", &[&[4], &[4, 3]], false, |g, x| {
         g.matmul(x[0], x[1], false, false).unwrap()
+    });
+}
+
+#[test]
+fn dense_with_each_activation_and_layout() {
+    for act in [
+        Activation::None,
+        Activation::Relu,
+        Activation::Sigmoid,
+        Activation::Tanh,
+    ] {
+        check(
+            &format!("dense {act:?}"),
+            &[&[5, 7], &[7, 3], &[3]],
+            false,
+            |g, x| g.dense(x[0], x[1], Some(x[2]), act, false).unwrap(),
+        );
+    }
+    check(
+        "dense transposed weight",
+        &[&[5, 7], &[3, 7]],
+        false,
+        |g, x| g.dense(x[0], x[1], None, Activation::Tanh, true).unwrap(),
+    );
+}
+
+#[test]
+fn batch_norm_training_and_inference() {
+    // Features ([N, F], Keras) and images ([N, C, H, W], PyTorch).
+    for (shape, eps) in [(&[6usize, 4][..], 1e-3f32), (&[2, 3, 2, 3][..], 1e-5)] {
+        let c = shape[1];
+        check(
+            &format!("batch norm {shape:?}"),
+            &[shape, &[c], &[c]],
+            false,
+            |g, x| {
+                let stats = g.moments(x[0], 1).unwrap();
+                g.batch_norm(x[0], stats, x[1], x[2], 1, eps, true).unwrap()
+            },
+        );
+    }
+    // Fixed statistics: the statistics are an input that is not differentiated.
+    let device = Device::auto().expect("an adapter");
+    let mut params = ParamStore::new(&device);
+    params
+        .insert("stats", &[0.1, -0.2, 0.3, 0.5, 1.5, 0.8], &[2, 3])
+        .unwrap();
+    let mut g = Graph::new();
+    let stats = g.frozen_param(&params, "stats").unwrap();
+    let x = g.input("x", &[4, 3]);
+    let gamma = g.input("gamma", &[3]);
+    let beta = g.input("beta", &[3]);
+    let y = g.batch_norm(x, stats, gamma, beta, 1, 1e-3, false).unwrap();
+    let loss = g.sum_all(y).unwrap();
+    let grads = g.grad(loss, &[x, gamma, beta]).unwrap();
+    let mut plan = Plan::compile(&device, &g, &params, &grads).unwrap();
+    let xv: Vec<f32> = (0..12).map(|i| 0.3 * i as f32 - 1.0).collect();
+    let out = plan
+        .run(&[
+            ("x", &xv),
+            ("gamma", &[2.0, -1.0, 0.5]),
+            ("beta", &[0.0; 3]),
+        ])
+        .unwrap();
+    let sv = [0.1f64, -0.2, 0.3, 0.5, 1.5, 0.8];
+    for (i, &dx) in out[0].iter().enumerate() {
+        let k = i % 3;
+        let inv = 1.0 / (sv[3 + k] + 1e-3).sqrt();
+        let gamma = [2.0, -1.0, 0.5][k];
+        assert!((dx as f64 - gamma * inv).abs() < 1e-5, "dx[{i}]");
+    }
+    for k in 0..3 {
+        let inv = 1.0 / (sv[3 + k] + 1e-3).sqrt();
+        let want: f64 = (0..4).map(|r| (xv[r * 3 + k] as f64 - sv[k]) * inv).sum();
+        assert!((out[1][k] as f64 - want).abs() < 1e-4, "dgamma[{k}]");
+        assert_eq!(out[2][k], 4.0, "dbeta[{k}]");
+    }
+}
+
+#[test]
+fn moments_on_their_own() {
+    check("moments", &[&[5, 3]], false, |g, x| {
+        g.moments(x[0], 1).unwrap()
+    });
+    check("moments images", &[&[2, 2, 3]], false, |g, x| {
+        g.moments(x[0], 1).unwrap()
+    });
+}
+
+#[test]
+fn binary_cross_entropy_terms() {
+    check("bce on probabilities", &[&[4, 3]], true, |g, x| {
+        // p in (0, 1): a sigmoid of the input; the target a constant.
+        let p = g.unary(UnaryOp::Sigmoid, x[0]).unwrap();
+        let t = g.constant(&[0.0, 1.0, 0.25], &[3]).unwrap();
+        g.binary(BinaryOp::BceTerm, p, t).unwrap()
+    });
+    check("bce on logits", &[&[4, 3], &[3]], false, |g, x| {
+        g.binary(BinaryOp::BceLogitsTerm, x[0], x[1]).unwrap()
     });
 }

@@ -118,23 +118,11 @@ pub fn softmax_cross_entropy(
 }
 
 /// Binary cross-entropy of probabilities `p` against labels `y` of the same
-/// shape, averaged, with `p` clipped to `[1e-7, 1 - 1e-7]` as Keras does.
+/// shape, averaged, with `p` clipped to `[1e-7, 1 - 1e-7]` as Keras does (one
+/// fused elementwise kernel and a mean).
 pub fn binary_cross_entropy(g: &mut Graph, p: NodeId, y: NodeId) -> Result<NodeId> {
-    let lo = g.scalar(1e-7);
-    let hi = g.scalar(1.0 - 1e-7);
-    let p = g.binary(BinaryOp::Max, p, lo)?;
-    let p = g.binary(BinaryOp::Min, p, hi)?;
-    let log_p = g.unary(UnaryOp::Log, p)?;
-    let q = g.scale(p, -1.0)?;
-    let q = g.unary(UnaryOp::AddScalar(1.0), q)?;
-    let log_q = g.unary(UnaryOp::Log, q)?;
-    let not_y = g.scale(y, -1.0)?;
-    let not_y = g.unary(UnaryOp::AddScalar(1.0), not_y)?;
-    let a = g.mul(y, log_p)?;
-    let b = g.mul(not_y, log_q)?;
-    let s = g.add(a, b)?;
-    let m = g.mean_all(s)?;
-    g.scale(m, -1.0)
+    let terms = g.binary(BinaryOp::BceTerm, p, y)?;
+    g.mean_all(terms)
 }
 
 /// Mean squared error.
@@ -142,4 +130,65 @@ pub fn mse(g: &mut Graph, pred: NodeId, target: NodeId) -> Result<NodeId> {
     let d = g.sub(pred, target)?;
     let d2 = g.unary(UnaryOp::Square, d)?;
     g.mean_all(d2)
+}
+
+/// A training loss. [`Loss::terms`] gives a tensor whose mean is the batch
+/// loss (Keras: the mean over the last axis, then over the batch).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Loss {
+    /// Probabilities (after a sigmoid) against 0/1 targets; clipped like Keras.
+    BinaryCrossEntropy,
+    /// Logits against 0/1 targets, computed stably.
+    BinaryCrossEntropyFromLogits,
+    /// Probabilities (after a softmax) against one-hot targets.
+    CategoricalCrossEntropy,
+    /// Logits against one-hot targets (log-softmax inside).
+    CategoricalCrossEntropyFromLogits,
+    MeanSquaredError,
+    MeanAbsoluteError,
+}
+
+impl Loss {
+    /// The per-element (or per-sample) terms whose mean is the loss.
+    pub fn terms(self, g: &mut Graph, pred: NodeId, target: NodeId) -> Result<NodeId> {
+        if g.shape(pred) != g.shape(target) {
+            return Err(GraphError::Shape {
+                op: format!("{self:?}"),
+                detail: format!(
+                    "predictions {:?} and targets {:?} differ",
+                    g.shape(pred),
+                    g.shape(target)
+                ),
+            });
+        }
+        match self {
+            Loss::BinaryCrossEntropy => g.binary(BinaryOp::BceTerm, pred, target),
+            Loss::BinaryCrossEntropyFromLogits => g.binary(BinaryOp::BceLogitsTerm, pred, target),
+            Loss::CategoricalCrossEntropy => {
+                // Keras: clip, then −Σ t·log p over the classes.
+                let lo = g.scalar(1e-7);
+                let hi = g.scalar(1.0 - 1e-7);
+                let p = g.binary(BinaryOp::Max, pred, lo)?;
+                let p = g.binary(BinaryOp::Min, p, hi)?;
+                let lp = g.unary(UnaryOp::Log, p)?;
+                let t = g.mul(target, lp)?;
+                let s = g.sum(t, &[-1], false)?;
+                g.scale(s, -1.0)
+            }
+            Loss::CategoricalCrossEntropyFromLogits => {
+                let lp = g.softmax(pred, -1, true)?;
+                let t = g.mul(target, lp)?;
+                let s = g.sum(t, &[-1], false)?;
+                g.scale(s, -1.0)
+            }
+            Loss::MeanSquaredError => {
+                let d = g.sub(pred, target)?;
+                g.unary(UnaryOp::Square, d)
+            }
+            Loss::MeanAbsoluteError => {
+                let d = g.sub(pred, target)?;
+                g.unary(UnaryOp::Abs, d)
+            }
+        }
+    }
 }

@@ -64,7 +64,13 @@ impl UnaryOp {
             UnaryOp::Log => x.ln(),
             UnaryOp::Sqrt => x.sqrt(),
             UnaryOp::Abs => x.abs(),
-            UnaryOp::Relu => x.max(0.0),
+            UnaryOp::Relu => {
+                if x.is_nan() {
+                    x
+                } else {
+                    x.max(0.0)
+                }
+            }
             UnaryOp::LeakyRelu(a) => {
                 if x >= 0.0 {
                     x
@@ -117,7 +123,27 @@ pub enum BinaryOp {
     Le,
     Gt,
     Ge,
+    /// `b · (a > 0)`: relu's backward from its output `a` and upstream `b`.
+    ReluGrad,
+    /// `b · a · (1 − a)`: sigmoid's backward from its output.
+    SigmoidGrad,
+    /// `b · (1 − a²)`: tanh's backward from its output.
+    TanhGrad,
+    /// Binary cross-entropy of probability `a` against target `b`, with `a`
+    /// clipped to `[1e-7, 1 − 1e-7]` as Keras does.
+    BceTerm,
+    /// d [`BinaryOp::BceTerm`] / d`a` (zero where the clip is active).
+    BceGrad,
+    /// Binary cross-entropy of logit `a` against target `b`, computed stably.
+    BceLogitsTerm,
+    /// d [`BinaryOp::BceLogitsTerm`] / d`a` = sigmoid(a) − b.
+    BceLogitsGrad,
+    /// 1 where `a > 0.5` agrees with `b > 0.5` (Keras' binary accuracy).
+    BinaryAccuracy,
 }
+
+/// The probability clip of Keras' binary cross-entropy (its backend epsilon).
+pub const BCE_EPSILON: f64 = 1e-7;
 
 impl BinaryOp {
     pub(crate) fn code(self) -> u32 {
@@ -141,6 +167,23 @@ impl BinaryOp {
             BinaryOp::Le => b(x <= y),
             BinaryOp::Gt => b(x > y),
             BinaryOp::Ge => b(x >= y),
+            BinaryOp::ReluGrad => y * b(x > 0.0),
+            BinaryOp::SigmoidGrad => y * x * (1.0 - x),
+            BinaryOp::TanhGrad => y * (1.0 - x * x),
+            BinaryOp::BceTerm => {
+                let p = x.clamp(BCE_EPSILON, 1.0 - BCE_EPSILON);
+                -(y * p.ln() + (1.0 - y) * (1.0 - p).ln())
+            }
+            BinaryOp::BceGrad => {
+                if (BCE_EPSILON..=1.0 - BCE_EPSILON).contains(&x) {
+                    -y / x + (1.0 - y) / (1.0 - x)
+                } else {
+                    0.0
+                }
+            }
+            BinaryOp::BceLogitsTerm => x.max(0.0) - x * y + (-x.abs()).exp().ln_1p(),
+            BinaryOp::BceLogitsGrad => 1.0 / (1.0 + (-x).exp()) - y,
+            BinaryOp::BinaryAccuracy => b((x > 0.5) == (y > 0.5)),
         }
     }
 }
@@ -187,7 +230,25 @@ fn meta_out(
     let shape = &out.shape;
     check_rank(op, shape)?;
     let n: usize = shape.iter().product();
-    let mut words = vec![n as u32, shape.len() as u32, param.to_bits(), 0];
+    // Bit k: operand k (then the output, bit 3) walks the output in row-major order.
+    let row_major = |l: &StridedLayout| {
+        let want = crate::layout::contiguous_strides(shape);
+        l.shape.len() == shape.len()
+            && shape
+                .iter()
+                .zip(l.strides.iter().zip(&want))
+                .all(|(&d, (s, w))| d == 1 || s == w)
+    };
+    let mut bits = 0u32;
+    for (k, l) in operands.iter().enumerate() {
+        if row_major(l) {
+            bits |= 1 << k;
+        }
+    }
+    if row_major(out) {
+        bits |= 1 << 3;
+    }
+    let mut words = vec![n as u32, shape.len() as u32, param.to_bits(), bits];
     words.extend(padded(shape, 1));
     for slot in 0..3 {
         match operands.get(slot) {

@@ -58,6 +58,51 @@ pub fn random_kernel(
     )
 }
 
+/// A dropout mask over `n` elements of `out`: `1/(1 − rate)` with probability
+/// `1 − rate`, else 0, drawn under `seed` and the step number stored (as an f32)
+/// in `step`, so one kernel gives a fresh mask every step.
+pub fn dropout_mask_kernel(
+    device: &Device,
+    out: &Buffer,
+    n: usize,
+    seed: u64,
+    rate: f32,
+    step: &Buffer,
+) -> Result<Kernel> {
+    if !(0.0..1.0).contains(&rate) {
+        return Err(crate::error::invalid(
+            "Dropout",
+            format!("rate {rate} must be in [0, 1)"),
+        ));
+    }
+    let keep = 1.0 - rate;
+    device.kernel(
+        ShaderId::Random,
+        "dropout_mask",
+        &[("WG", WG as f64)],
+        &[
+            KernelBinding {
+                binding: 0,
+                buffer: out,
+            },
+            KernelBinding {
+                binding: 2,
+                buffer: step,
+            },
+        ],
+        1,
+        &random_meta(
+            n,
+            seed,
+            Distribution::Uniform {
+                low: keep,
+                high: 1.0 / keep,
+            },
+        ),
+        device.linear_grid((n as u64).div_ceil(WG as u64))?,
+    )
+}
+
 fn pcg(x: u32) -> u32 {
     let state = x.wrapping_mul(747796405).wrapping_add(2891336453);
     let word = ((state >> ((state >> 28) + 4)) ^ state).wrapping_mul(277803737);
@@ -73,4 +118,16 @@ pub fn reference_bits(seed: u64, counter: u32) -> u32 {
 /// The uniform draw in [0, 1) for `counter`, exactly as the shader computes it.
 pub fn reference_unit(seed: u64, counter: u32) -> f32 {
     (reference_bits(seed, counter) >> 8) as f32 * (1.0 / 16_777_216.0)
+}
+
+/// The dropout mask value of element `i` at `step`, exactly as the shader draws it.
+pub fn reference_dropout(seed: u64, step: u32, i: u32, rate: f32) -> f32 {
+    let key = pcg((seed as u32) ^ pcg(((seed >> 32) as u32) ^ pcg(step.wrapping_add(0x9e37_79b9))));
+    let u = (pcg(pcg(i ^ key).wrapping_add(key)) >> 8) as f32 * (1.0 / 16_777_216.0);
+    let keep = 1.0 - rate;
+    if u < keep {
+        1.0 / keep
+    } else {
+        0.0
+    }
 }

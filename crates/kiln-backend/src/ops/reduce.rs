@@ -105,9 +105,18 @@ pub fn reduce_kernel(
     axes: &[usize],
 ) -> Result<Kernel> {
     let (words, n_out) = reduce_meta("reduce", &x.layout, axes, out_offset)?;
+    let count = words[3] as usize;
+    // Few elements per output, or outputs enough to fill the device: one
+    // invocation per output. Else a workgroup per output with a tree.
+    let serial = count <= 1024 || n_out >= 2048;
+    let grid = if serial {
+        device.linear_grid((n_out as u64).div_ceil(WG as u64))?
+    } else {
+        device.linear_grid(n_out as u64)?
+    };
     device.kernel(
         ShaderId::Reduce,
-        "main",
+        if serial { "serial" } else { "main" },
         &[("OP", op as u32 as f64), ("WG", WG as f64)],
         &[
             KernelBinding {
@@ -121,7 +130,7 @@ pub fn reduce_kernel(
         ],
         2,
         &words,
-        device.linear_grid(n_out as u64)?,
+        grid,
     )
 }
 

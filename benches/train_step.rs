@@ -1,0 +1,106 @@
+//! The tutorial MLP's training step (30 → 128 → BN → dropout → 64 → BN →
+//! dropout → 1, Adam, binary cross-entropy) at batch 64 on the default adapter.
+//!
+//! Reports the cold first step (from the start of `main`, so adapter start-up
+//! and pipeline compilation count), the warm step's median over several runs,
+//! dispatches and submissions per step, and, as a same-process baseline, the
+//! median of a one-kernel submission (what a step costs beyond its kernels).
+//! Run: `cargo bench --bench train_step`.
+
+use std::time::Instant;
+
+use kiln::prelude::*;
+
+const BATCH: usize = 64;
+const STEPS_PER_RUN: usize = 50;
+const RUNS: usize = 7;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).expect("finite times"));
+    v[v.len() / 2]
+}
+
+fn batch(seed: u64) -> (Vec<f32>, Vec<f32>) {
+    let mut rng = kiln::data::SplitMix64::new(seed);
+    let x = (0..BATCH * 30)
+        .map(|_| rng.next_f64() as f32 * 2.0 - 1.0)
+        .collect();
+    let y = (0..BATCH).map(|i| (i % 2) as f32).collect();
+    (x, y)
+}
+
+fn main() -> anyhow::Result<()> {
+    let start = Instant::now();
+    let device = kiln::device_from_flag(None)?;
+    let mut model = Sequential::new(&device, 30)
+        .seed(1)
+        .dense(128, Activation::Relu)
+        .batch_norm()
+        .dropout(0.3)
+        .dense(64, Activation::Relu)
+        .batch_norm()
+        .dropout(0.2)
+        .dense(1, Activation::Sigmoid);
+    model.compile(
+        Optimizer::adam(1e-3),
+        Loss::BinaryCrossEntropy,
+        &[Metric::BinaryAccuracy],
+    )?;
+    let (x, y) = batch(7);
+    model.train_on_batch(&x, &y)?;
+    device.synchronize()?;
+    let cold = start.elapsed().as_secs_f64();
+
+    for _ in 0..20 {
+        model.train_on_batch(&x, &y)?;
+    }
+    device.synchronize()?;
+    let (sub0, disp0) = (device.submissions(), device.dispatches());
+    let mut step_times = Vec::new();
+    for _ in 0..RUNS {
+        let t = Instant::now();
+        for _ in 0..STEPS_PER_RUN {
+            model.train_on_batch(&x, &y)?;
+        }
+        device.synchronize()?;
+        step_times.push(t.elapsed().as_secs_f64() / STEPS_PER_RUN as f64);
+    }
+    let steps = (RUNS * STEPS_PER_RUN) as f64;
+    let submissions = (device.submissions() - sub0) as f64 / steps;
+    let dispatches = (device.dispatches() - disp0) as f64 / steps;
+
+    // Baseline: one tiny kernel per submission, the floor of any step.
+    let a = kiln::Tensor::from_f32(&device, &[1.0; 64], &[64])?;
+    let mut base = Vec::new();
+    for _ in 0..RUNS {
+        let t = Instant::now();
+        for _ in 0..STEPS_PER_RUN {
+            let _ = device.unary(kiln::backend::UnaryOp::Relu, &a)?;
+        }
+        device.synchronize()?;
+        base.push(t.elapsed().as_secs_f64() / STEPS_PER_RUN as f64);
+    }
+    let (warm, floor) = (median(step_times), median(base));
+    if std::env::var_os("KILN_PROFILE").is_some() {
+        for (label, t) in model.profile_train_step(BATCH, 21)? {
+            println!("  {label:<32} {:8.1} µs", t * 1e6);
+        }
+    }
+    println!("adapter: {}", device.name());
+    println!(
+        "cold first step (main start to first finished step): {:.3} s",
+        cold
+    );
+    println!(
+        "warm step, batch {BATCH}: median {:.3} ms over {RUNS} runs of {STEPS_PER_RUN}",
+        warm * 1e3
+    );
+    println!("dispatches per step: {dispatches:.0}; submissions per step: {submissions:.0}");
+    println!(
+        "one-kernel submission (same process): median {:.3} ms; step / baseline = {:.1}; per dispatch ≈ {:.1} µs",
+        floor * 1e3,
+        warm / floor,
+        (warm - floor) / (dispatches - 1.0).max(1.0) * 1e6
+    );
+    Ok(())
+}

@@ -1,0 +1,194 @@
+//! Batch normalisation kernels over a channel axis: per-channel moments, the
+//! normalisation, and the two pieces of its backward pass.
+
+use crate::error::{shape_error, Result};
+use crate::kernel::{Kernel, KernelBinding};
+use crate::ops::WG;
+use crate::shaders::ShaderId;
+use crate::{Buffer, Device};
+
+/// A tensor seen as `[outer, channels, inner]`: statistics are per channel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChannelLayout {
+    pub outer: usize,
+    pub channels: usize,
+    pub inner: usize,
+}
+
+impl ChannelLayout {
+    /// The layout of `shape` with channels on `axis` (`[N, F]` with axis 1 is
+    /// Keras' features; `[N, C, H, W]` with axis 1 is PyTorch's channels).
+    pub fn of(shape: &[usize], axis: usize) -> Result<Self> {
+        if axis >= shape.len() {
+            return Err(shape_error(
+                "BatchNorm",
+                format!("channel axis {axis} out of range for shape {shape:?}"),
+            ));
+        }
+        let layout = Self {
+            outer: shape[..axis].iter().product(),
+            channels: shape[axis],
+            inner: shape[axis + 1..].iter().product(),
+        };
+        if layout.per_channel() == 0 || layout.channels == 0 {
+            return Err(crate::BackendError::Empty {
+                op: "BatchNorm".into(),
+                shape: shape.to_vec(),
+            });
+        }
+        Ok(layout)
+    }
+
+    /// Elements per channel (M, the count the statistics average over).
+    pub fn per_channel(&self) -> usize {
+        self.outer * self.inner
+    }
+
+    pub fn numel(&self) -> usize {
+        self.per_channel() * self.channels
+    }
+
+    fn meta(&self, eps: f32) -> [u32; 4] {
+        [
+            self.outer as u32,
+            self.channels as u32,
+            self.inner as u32,
+            eps.to_bits(),
+        ]
+    }
+}
+
+fn bindings<'a>(list: &[(u32, &'a Buffer)]) -> Vec<KernelBinding<'a>> {
+    list.iter()
+        .map(|&(binding, buffer)| KernelBinding { binding, buffer })
+        .collect()
+}
+
+fn per_channel_kernel(
+    device: &Device,
+    entry: &str,
+    layout: ChannelLayout,
+    eps: f32,
+    list: &[(u32, &Buffer)],
+) -> Result<Kernel> {
+    device.kernel(
+        ShaderId::BatchNorm,
+        entry,
+        &[("WG", WG as f64)],
+        &bindings(list),
+        5,
+        &layout.meta(eps),
+        device.linear_grid((layout.channels as u64).div_ceil(WG as u64))?,
+    )
+}
+
+fn per_element_kernel(
+    device: &Device,
+    entry: &str,
+    layout: ChannelLayout,
+    eps: f32,
+    list: &[(u32, &Buffer)],
+) -> Result<Kernel> {
+    device.kernel(
+        ShaderId::BatchNorm,
+        entry,
+        &[("WG", WG as f64)],
+        &bindings(list),
+        5,
+        &layout.meta(eps),
+        row_grid(device, layout)?,
+    )
+}
+
+/// x covers one row of `channels · inner` elements; y strides over the outer
+/// index (up to the adapter's limit; the shader loops past it).
+fn row_grid(device: &Device, layout: ChannelLayout) -> Result<[u32; 3]> {
+    let x = ((layout.channels * layout.inner) as u64).div_ceil(WG as u64);
+    let limit = device.max_workgroups() as u64;
+    if x > limit {
+        return Err(shape_error(
+            "BatchNorm",
+            format!(
+                "{} channels × {} per row exceed the adapter's {limit} workgroups",
+                layout.channels, layout.inner
+            ),
+        ));
+    }
+    Ok([x as u32, layout.outer.min(limit as usize) as u32, 1])
+}
+
+/// `out[0..C]` = per-channel mean of `x`, `out[C..2C]` = biased variance.
+pub fn moments_kernel(
+    device: &Device,
+    out: &Buffer,
+    x: &Buffer,
+    layout: ChannelLayout,
+) -> Result<Kernel> {
+    per_channel_kernel(device, "moments", layout, 0.0, &[(0, out), (1, x)])
+}
+
+/// `out = (x − mean)·rsqrt(var + eps)·gamma + beta`, with `stats` = `[mean; var]`.
+#[allow(clippy::too_many_arguments)] // the buffers of one formula
+pub fn normalize_kernel(
+    device: &Device,
+    out: &Buffer,
+    x: &Buffer,
+    stats: &Buffer,
+    gamma: &Buffer,
+    beta: &Buffer,
+    layout: ChannelLayout,
+    eps: f32,
+) -> Result<Kernel> {
+    per_element_kernel(
+        device,
+        "normalize",
+        layout,
+        eps,
+        &[(0, out), (1, x), (2, stats), (3, gamma), (4, beta)],
+    )
+}
+
+/// `out[c] = Σ dy·x̂` over channel c: the gradient of gamma.
+pub fn grad_gamma_kernel(
+    device: &Device,
+    out: &Buffer,
+    x: &Buffer,
+    stats: &Buffer,
+    dy: &Buffer,
+    layout: ChannelLayout,
+    eps: f32,
+) -> Result<Kernel> {
+    per_channel_kernel(
+        device,
+        "grad_gamma",
+        layout,
+        eps,
+        &[(0, out), (1, x), (2, stats), (6, dy)],
+    )
+}
+
+/// The gradient of the input. With `batch` = `Some((dbeta, dgamma))` the
+/// statistics are the batch's own (training); with `None` they are constants.
+#[allow(clippy::too_many_arguments)] // the buffers of one formula
+pub fn grad_input_kernel(
+    device: &Device,
+    out: &Buffer,
+    x: &Buffer,
+    stats: &Buffer,
+    gamma: &Buffer,
+    dy: &Buffer,
+    batch: Option<(&Buffer, &Buffer)>,
+    layout: ChannelLayout,
+    eps: f32,
+) -> Result<Kernel> {
+    let mut list = vec![(0, out), (2, stats), (3, gamma), (6, dy)];
+    let entry = match batch {
+        Some((dbeta, dgamma)) => {
+            list.extend([(1, x), (7, dbeta), (8, dgamma)]);
+            "grad_input_batch"
+        }
+        // x̂ does not enter: with fixed statistics dx = γ·σ⁻¹·dy.
+        None => "grad_input_fixed",
+    };
+    per_element_kernel(device, entry, layout, eps, &list)
+}

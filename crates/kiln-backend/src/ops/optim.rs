@@ -1,0 +1,145 @@
+//! In-place update kernels: optimizer steps, running statistics, accumulators.
+//! Each writes a parameter (and its state) where it lies.
+
+use crate::error::{shape_error, Result};
+use crate::kernel::{Kernel, KernelBinding};
+use crate::ops::WG;
+use crate::shaders::ShaderId;
+use crate::{Buffer, Device};
+
+/// Words the `hyper` buffer of an optimizer step holds (see `optim.wgsl`).
+pub const HYPER_WORDS: usize = 8;
+
+/// Which update rule a step applies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum UpdateRule {
+    /// Adam/AdamW: state 1 = first moment, state 2 = second moment.
+    Adam,
+    /// SGD with momentum (PyTorch's rule): state 1 = momentum buffer.
+    Sgd,
+}
+
+fn check_len(op: &str, n: usize, buffers: &[&Buffer]) -> Result<()> {
+    for b in buffers {
+        if b.size() < (n as u64) * 4 {
+            return Err(shape_error(
+                op,
+                format!(
+                    "a buffer of {} bytes is smaller than the {n} elements updated",
+                    b.size()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn update_kernel(
+    device: &Device,
+    entry: &str,
+    n: usize,
+    list: &[(u32, &Buffer)],
+    meta: [u32; 4],
+) -> Result<Kernel> {
+    let bindings: Vec<KernelBinding<'_>> = list
+        .iter()
+        .map(|&(binding, buffer)| KernelBinding { binding, buffer })
+        .collect();
+    device.kernel(
+        ShaderId::Optim,
+        entry,
+        &[("WG", WG as f64)],
+        &bindings,
+        5,
+        &meta,
+        device.linear_grid((n as u64).div_ceil(WG as u64))?,
+    )
+}
+
+/// One optimizer step on `n` elements of `param`, with its gradient and state,
+/// reading the step's hyperparameters from `hyper` (`HYPER_WORDS` f32 words).
+pub fn optimizer_step_kernel(
+    device: &Device,
+    rule: UpdateRule,
+    n: usize,
+    param: &Buffer,
+    grad: &Buffer,
+    state: (&Buffer, Option<&Buffer>),
+    hyper: &Buffer,
+) -> Result<Kernel> {
+    let meta = [n as u32, 0, 0, 0];
+    match (rule, state.1) {
+        (UpdateRule::Adam, Some(v)) => {
+            check_len("Adam", n, &[param, grad, state.0, v])?;
+            update_kernel(
+                device,
+                "adam",
+                n,
+                &[(0, param), (1, state.0), (2, v), (3, grad), (4, hyper)],
+                meta,
+            )
+        }
+        (UpdateRule::Sgd, None) => {
+            check_len("SGD", n, &[param, grad, state.0])?;
+            update_kernel(
+                device,
+                "sgd",
+                n,
+                &[(0, param), (1, state.0), (3, grad), (4, hyper)],
+                meta,
+            )
+        }
+        (rule, _) => Err(crate::error::invalid(
+            "optimizer step",
+            format!(
+                "{rule:?} takes {} state buffers",
+                if rule == UpdateRule::Adam { 2 } else { 1 }
+            ),
+        )),
+    }
+}
+
+/// `acc = keep·acc + scale·value` over `n` elements.
+pub fn axpby_kernel(
+    device: &Device,
+    n: usize,
+    acc: &Buffer,
+    value: &Buffer,
+    keep: f32,
+    scale: f32,
+) -> Result<Kernel> {
+    check_len("accumulate", n, &[acc, value])?;
+    update_kernel(
+        device,
+        "axpby",
+        n,
+        &[(0, acc), (3, value)],
+        [n as u32, keep.to_bits(), scale.to_bits(), 0],
+    )
+}
+
+/// Moves running statistics `[mean; var]` (shape `[2, channels]`) toward a
+/// batch's: `keep·run + (1 − keep)·batch`, the variance row times `var_factor`.
+pub fn running_stats_kernel(
+    device: &Device,
+    channels: usize,
+    running: &Buffer,
+    batch: &Buffer,
+    keep: f32,
+    var_factor: f32,
+) -> Result<Kernel> {
+    let n = 2 * channels;
+    check_len("running statistics", n, &[running, batch])?;
+    update_kernel(
+        device,
+        "running_stats",
+        n,
+        &[(0, running), (3, batch)],
+        [
+            n as u32,
+            keep.to_bits(),
+            var_factor.to_bits(),
+            channels as u32,
+        ],
+    )
+}

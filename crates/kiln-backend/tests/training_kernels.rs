@@ -1,0 +1,228 @@
+//! The training kernels (batch norm, dropout masks, optimizer steps, running
+//! statistics, accumulators) against f64 references written from the
+//! formulas, at odd sizes, outputs poisoned with NaN first.
+
+use kiln_backend::ops::batchnorm::*;
+use kiln_backend::ops::optim::*;
+use kiln_backend::ops::random::{dropout_mask_kernel, reference_dropout};
+use kiln_backend::*;
+
+fn device() -> Device {
+    Device::auto().expect("a Vulkan adapter: apt-get install -y libvulkan1 mesa-vulkan-drivers")
+}
+
+struct Rng(u64);
+impl Rng {
+    fn vec(&mut self, n: usize, lo: f32, hi: f32) -> Vec<f32> {
+        (0..n)
+            .map(|_| {
+                self.0 ^= self.0 << 13;
+                self.0 ^= self.0 >> 7;
+                self.0 ^= self.0 << 17;
+                lo + (hi - lo) * ((self.0 >> 40) as f32 / (1u64 << 24) as f32)
+            })
+            .collect()
+    }
+}
+
+fn t(dev: &Device, v: &[f32]) -> Tensor {
+    Tensor::from_f32(dev, v, &[v.len()]).unwrap()
+}
+
+fn close(what: &str, got: &[f32], want: &[f64], tol: f64) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (g as f64 - w).abs() <= tol * (1.0 + w.abs()),
+            "{what}[{i}]: got {g}, want {w}"
+        );
+    }
+}
+
+#[test]
+fn batch_norm_forward_for_features_and_images() {
+    let dev = device();
+    let mut rng = Rng(5);
+    // [N, F] with channels on axis 1, and NCHW images.
+    for shape in [vec![7usize, 33], vec![3, 5, 7, 9], vec![1, 3]] {
+        let layout = ChannelLayout::of(&shape, 1).unwrap();
+        let (c, n) = (layout.channels, layout.numel());
+        let x = rng.vec(n, -2.0, 3.0);
+        let gamma = rng.vec(c, 0.5, 1.5);
+        let beta = rng.vec(c, -0.5, 0.5);
+        let (xt, gt, bt) = (t(&dev, &x), t(&dev, &gamma), t(&dev, &beta));
+        let stats = dev.full(&[2 * c], f32::NAN).unwrap();
+        let out = dev.full(&[n], f32::NAN).unwrap();
+        let k1 = moments_kernel(&dev, stats.buffer(), xt.buffer(), layout).unwrap();
+        let k2 = normalize_kernel(
+            &dev,
+            out.buffer(),
+            xt.buffer(),
+            stats.buffer(),
+            gt.buffer(),
+            bt.buffer(),
+            layout,
+            1e-3,
+        )
+        .unwrap();
+        dev.run(&[&k1, &k2]).unwrap();
+        // f64 reference
+        let ch = |i: usize| (i / layout.inner) % c;
+        let m = layout.per_channel() as f64;
+        let mut mean = vec![0.0f64; c];
+        for (i, &v) in x.iter().enumerate() {
+            mean[ch(i)] += v as f64 / m;
+        }
+        let mut var = vec![0.0f64; c];
+        for (i, &v) in x.iter().enumerate() {
+            var[ch(i)] += (v as f64 - mean[ch(i)]).powi(2) / m;
+        }
+        let want_stats: Vec<f64> = mean.iter().chain(&var).copied().collect();
+        close(
+            &format!("moments {shape:?}"),
+            &stats.to_vec_f32().unwrap(),
+            &want_stats,
+            1e-5,
+        );
+        let want: Vec<f64> = (0..n)
+            .map(|i| {
+                let k = ch(i);
+                (x[i] as f64 - mean[k]) / (var[k] + 1e-3).sqrt() * gamma[k] as f64 + beta[k] as f64
+            })
+            .collect();
+        close(
+            &format!("normalize {shape:?}"),
+            &out.to_vec_f32().unwrap(),
+            &want,
+            1e-5,
+        );
+    }
+}
+
+#[test]
+fn dropout_masks_match_the_reference_and_the_rate() {
+    let dev = device();
+    let n = 10_007;
+    let out = dev.full(&[n], f32::NAN).unwrap();
+    for (step, rate) in [(0u32, 0.3f32), (5, 0.3), (5, 0.5)] {
+        let s = t(&dev, &[step as f32]);
+        let k = dropout_mask_kernel(&dev, out.buffer(), n, 1234, rate, s.buffer()).unwrap();
+        dev.run(&[&k]).unwrap();
+        let got = out.to_vec_f32().unwrap();
+        let want: Vec<f32> = (0..n as u32)
+            .map(|i| reference_dropout(1234, step, i, rate))
+            .collect();
+        assert_eq!(got, want, "step {step} rate {rate}");
+        let kept = got.iter().filter(|&&v| v != 0.0).count() as f64 / n as f64;
+        assert!(
+            (kept - (1.0 - rate as f64)).abs() < 0.02,
+            "kept fraction {kept}"
+        );
+        assert!(got
+            .iter()
+            .all(|&v| v == 0.0 || (v - 1.0 / (1.0 - rate)).abs() < 1e-6));
+    }
+    let s = t(&dev, &[0.0]);
+    assert!(dropout_mask_kernel(&dev, out.buffer(), n, 1, 1.0, s.buffer()).is_err());
+}
+
+#[test]
+fn adam_and_sgd_steps_follow_their_formulas() {
+    let dev = device();
+    let mut rng = Rng(9);
+    let n = 257;
+    let w0 = rng.vec(n, -1.0, 1.0);
+    let g = rng.vec(n, -0.5, 0.5);
+    let m0 = rng.vec(n, -0.1, 0.1);
+    let v0 = rng.vec(n, 0.0, 0.01);
+    // Adam (Keras form) with L2 and decoupled decay both on, to see each term.
+    let hyper = [0.01f32, 1e-7, 0.9, 0.999, 0.001, 0.01, 0.0, 0.0];
+    let (w, gt, m, v, h) = (
+        t(&dev, &w0),
+        t(&dev, &g),
+        t(&dev, &m0),
+        t(&dev, &v0),
+        t(&dev, &hyper),
+    );
+    let k = optimizer_step_kernel(
+        &dev,
+        UpdateRule::Adam,
+        n,
+        w.buffer(),
+        gt.buffer(),
+        (m.buffer(), Some(v.buffer())),
+        h.buffer(),
+    )
+    .unwrap();
+    dev.run(&[&k]).unwrap();
+    let (mut ww, mut mm, mut vv) = (vec![], vec![], vec![]);
+    for i in 0..n {
+        let p = w0[i] as f64;
+        let gi = g[i] as f64 + 0.01 * p;
+        let mi = 0.9 * m0[i] as f64 + 0.1 * gi;
+        let vi = 0.999 * v0[i] as f64 + 0.001 * gi * gi;
+        mm.push(mi);
+        vv.push(vi);
+        ww.push(p - 0.001 * p - 0.01 * mi / (vi.sqrt() + 1e-7));
+    }
+    close("adam m", &m.to_vec_f32().unwrap(), &mm, 1e-6);
+    close("adam v", &v.to_vec_f32().unwrap(), &vv, 1e-6);
+    close("adam w", &w.to_vec_f32().unwrap(), &ww, 1e-5);
+    // SGD with momentum, weight decay and Nesterov.
+    let w = t(&dev, &w0);
+    let b = t(&dev, &m0);
+    let h = t(&dev, &[0.1, 0.9, 0.01, 1.0, 0.0, 0.0, 0.0, 0.0]);
+    let k = optimizer_step_kernel(
+        &dev,
+        UpdateRule::Sgd,
+        n,
+        w.buffer(),
+        gt.buffer(),
+        (b.buffer(), None),
+        h.buffer(),
+    )
+    .unwrap();
+    dev.run(&[&k]).unwrap();
+    let (mut ww, mut bb) = (vec![], vec![]);
+    for i in 0..n {
+        let gi = g[i] as f64 + 0.01 * w0[i] as f64;
+        let bi = 0.9 * m0[i] as f64 + gi;
+        bb.push(bi);
+        ww.push(w0[i] as f64 - 0.1 * (gi + 0.9 * bi));
+    }
+    close("sgd buffer", &b.to_vec_f32().unwrap(), &bb, 1e-6);
+    close("sgd w", &w.to_vec_f32().unwrap(), &ww, 1e-6);
+    // A missing state buffer is an error, not a fault.
+    assert!(optimizer_step_kernel(
+        &dev,
+        UpdateRule::Adam,
+        n,
+        w.buffer(),
+        gt.buffer(),
+        (b.buffer(), None),
+        h.buffer()
+    )
+    .is_err());
+}
+
+#[test]
+fn running_statistics_and_accumulators() {
+    let dev = device();
+    let running = t(&dev, &[0.0, 1.0, 1.0, 2.0]); // mean [0, 1], var [1, 2]
+    let batch = t(&dev, &[1.0, 3.0, 4.0, 6.0]);
+    let k = running_stats_kernel(&dev, 2, running.buffer(), batch.buffer(), 0.9, 2.0).unwrap();
+    dev.run(&[&k]).unwrap();
+    close(
+        "running",
+        &running.to_vec_f32().unwrap(),
+        &[0.1, 1.2, 0.9 + 0.1 * 2.0 * 4.0, 1.8 + 0.1 * 2.0 * 6.0],
+        1e-6,
+    );
+    let acc = t(&dev, &[1.5]);
+    let v = t(&dev, &[2.0]);
+    let k = axpby_kernel(&dev, 1, acc.buffer(), v.buffer(), 1.0, 32.0).unwrap();
+    dev.run(&[&k, &k]).unwrap();
+    assert_eq!(acc.to_vec_f32().unwrap(), vec![1.5 + 128.0]);
+    // Pooled buffers are rounded up, so ask for far more than any bucket holds.
+    assert!(axpby_kernel(&dev, 100_000, acc.buffer(), v.buffer(), 1.0, 1.0).is_err());
+}

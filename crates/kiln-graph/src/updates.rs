@@ -1,0 +1,120 @@
+//! In-place updates: optimizer steps, running statistics, accumulators. They
+//! write parameters where they lie; a plan runs every one of them, after
+//! everything that reads what they write has been computed (they are appended
+//! last, and nodes run in order).
+
+use kiln_backend::ops::optim::{UpdateRule, HYPER_WORDS};
+
+use crate::error::{shape_err, GraphError, Result};
+use crate::graph::{Graph, NodeId, Op};
+
+impl Graph {
+    fn check_param(&self, op: &str, id: NodeId) -> Result<()> {
+        match self.node(id).op {
+            Op::Param { .. } => Ok(()),
+            _ => Err(GraphError::Invalid(format!(
+                "{op}: node {} ({}) is not a parameter",
+                id.0,
+                self.describe(id)
+            ))),
+        }
+    }
+
+    fn check_same_size(&self, op: &str, a: NodeId, b: NodeId) -> Result<()> {
+        if self.node(a).numel() != self.node(b).numel() {
+            return Err(shape_err(
+                op,
+                format!("{:?} and {:?} differ in size", self.shape(a), self.shape(b)),
+            ));
+        }
+        Ok(())
+    }
+
+    /// One optimizer step on `param` with gradient `grad` and its state
+    /// parameters (Adam: first and second moments; SGD: the momentum buffer),
+    /// reading the step's hyperparameters from `hyper` (an input of
+    /// `HYPER_WORDS` values, see `optim.wgsl`).
+    pub fn optimizer_step(
+        &mut self,
+        rule: UpdateRule,
+        param: NodeId,
+        grad: NodeId,
+        state: &[NodeId],
+        hyper: NodeId,
+    ) -> Result<NodeId> {
+        let mut inputs = vec![param, grad];
+        inputs.extend_from_slice(state);
+        inputs.push(hyper);
+        self.check("OptimizerStep", &inputs)?;
+        let want = if rule == UpdateRule::Adam { 2 } else { 1 };
+        if state.len() != want {
+            return Err(GraphError::Invalid(format!(
+                "{rule:?} keeps {want} state tensors per parameter, {} given",
+                state.len()
+            )));
+        }
+        self.check_param("OptimizerStep", param)?;
+        self.check_same_size("OptimizerStep", param, grad)?;
+        for &s in state {
+            self.check_param("OptimizerStep", s)?;
+            self.check_same_size("OptimizerStep", param, s)?;
+        }
+        if self.node(hyper).numel() != HYPER_WORDS {
+            return Err(shape_err(
+                "OptimizerStep",
+                format!(
+                    "hyperparameters {:?} must hold {HYPER_WORDS} values",
+                    self.shape(hyper)
+                ),
+            ));
+        }
+        let shape = self.shape(param).to_vec();
+        Ok(self.push(Op::OptimizerStep { rule }, inputs, shape))
+    }
+
+    /// Moves the running statistics `running` (`[2, C]`) toward `batch`.
+    pub fn running_stats(
+        &mut self,
+        running: NodeId,
+        batch: NodeId,
+        keep: f32,
+        var_factor: f32,
+    ) -> Result<NodeId> {
+        self.check("RunningStats", &[running, batch])?;
+        self.check_param("RunningStats", running)?;
+        if self.shape(running) != self.shape(batch)
+            || self.shape(running).len() != 2
+            || self.shape(running)[0] != 2
+        {
+            return Err(shape_err(
+                "RunningStats",
+                format!(
+                    "running {:?} and batch {:?} must both be [2, C]",
+                    self.shape(running),
+                    self.shape(batch)
+                ),
+            ));
+        }
+        let shape = self.shape(running).to_vec();
+        Ok(self.push(
+            Op::RunningStats { keep, var_factor },
+            vec![running, batch],
+            shape,
+        ))
+    }
+
+    /// `acc = keep·acc + scale·value`, in place: device-side metric sums.
+    pub fn accumulate(
+        &mut self,
+        acc: NodeId,
+        value: NodeId,
+        keep: f32,
+        scale: f32,
+    ) -> Result<NodeId> {
+        self.check("Accumulate", &[acc, value])?;
+        self.check_param("Accumulate", acc)?;
+        self.check_same_size("Accumulate", acc, value)?;
+        let shape = self.shape(acc).to_vec();
+        Ok(self.push(Op::Accumulate { keep, scale }, vec![acc, value], shape))
+    }
+}

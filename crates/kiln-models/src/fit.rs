@@ -1,0 +1,216 @@
+//! The fit loop: epochs of shuffled batches, validation, callbacks, progress.
+
+use std::io::IsTerminal;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use kiln_data::{batch_order, Dataset};
+
+use crate::callbacks::{Callback, Control};
+use crate::error::{ModelError, Result};
+use crate::history::{EpochLogs, History};
+use crate::optimizer::LrSchedule;
+use crate::Sequential;
+
+/// Where validation data comes from.
+#[derive(Clone, Debug, Default)]
+pub enum Validation {
+    #[default]
+    None,
+    /// Keras' `validation_split`: the last fraction of the data, before shuffling.
+    Split(f64),
+    /// Keras' `validation_data`.
+    Data(Dataset),
+}
+
+/// How much a fit prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Verbosity {
+    /// A progress bar on a terminal, else one line per epoch.
+    #[default]
+    Auto,
+    /// One plain line per epoch.
+    Lines,
+    Silent,
+}
+
+/// Settings of [`Sequential::fit`], Keras' `fit` arguments as a builder.
+///
+/// ```
+/// use kiln_models::{Fit, EarlyStopping};
+/// let cfg = Fit::epochs(100)
+///     .validation_split(0.2)
+///     .callback(EarlyStopping::monitor("val_loss").patience(5).restore_best_weights());
+/// ```
+pub struct Fit {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub validation: Validation,
+    /// Seed of the per-epoch shuffle; `None` keeps the data's order.
+    pub shuffle: Option<u64>,
+    pub verbosity: Verbosity,
+    pub schedule: LrSchedule,
+    pub callbacks: Vec<Box<dyn Callback>>,
+    /// Steps between progress-bar refreshes (each reads the running loss back).
+    pub refresh_every: usize,
+}
+
+impl Fit {
+    /// `epochs` epochs of batch 32 (Keras' default), shuffled with seed 0.
+    pub fn epochs(epochs: usize) -> Self {
+        Self {
+            epochs,
+            batch_size: 32,
+            validation: Validation::None,
+            shuffle: Some(0),
+            verbosity: Verbosity::Auto,
+            schedule: LrSchedule::Constant,
+            callbacks: Vec::new(),
+            refresh_every: 10,
+        }
+    }
+
+    pub fn batch_size(mut self, b: usize) -> Self {
+        self.batch_size = b;
+        self
+    }
+
+    pub fn validation_split(mut self, fraction: f64) -> Self {
+        self.validation = Validation::Split(fraction);
+        self
+    }
+
+    pub fn validation_data(mut self, data: Dataset) -> Self {
+        self.validation = Validation::Data(data);
+        self
+    }
+
+    pub fn shuffle(mut self, seed: Option<u64>) -> Self {
+        self.shuffle = seed;
+        self
+    }
+
+    pub fn verbosity(mut self, v: Verbosity) -> Self {
+        self.verbosity = v;
+        self
+    }
+
+    pub fn schedule(mut self, s: LrSchedule) -> Self {
+        self.schedule = s;
+        self
+    }
+
+    pub fn callback(mut self, cb: impl Callback + 'static) -> Self {
+        self.callbacks.push(Box::new(cb));
+        self
+    }
+}
+
+fn format_logs(logs: &EpochLogs) -> String {
+    logs.values
+        .iter()
+        .map(|(n, v)| format!("{n}: {v:.4}"))
+        .collect::<Vec<_>>()
+        .join(" - ")
+}
+
+impl Sequential {
+    /// Trains on `data` as Keras' `fit` does and returns the [`History`].
+    pub fn fit(&mut self, data: &Dataset, mut cfg: Fit) -> Result<History> {
+        let base_lr = self
+            .learning_rate()
+            .ok_or_else(|| ModelError::Invalid("call compile() before fit()".into()))?;
+        if cfg.batch_size == 0 || cfg.epochs == 0 {
+            return Err(ModelError::Invalid(format!(
+                "fit needs at least one epoch and a positive batch size (got {} epochs, batch {})",
+                cfg.epochs, cfg.batch_size
+            )));
+        }
+        if data.n_features() != self.input_features() {
+            return Err(ModelError::Invalid(format!(
+                "the data has {} features, the model takes {}",
+                data.n_features(),
+                self.input_features()
+            )));
+        }
+        let (train, val) = match std::mem::take(&mut cfg.validation) {
+            Validation::None => (data.clone(), None),
+            Validation::Split(f) => {
+                let (t, v) = data.split_tail(f)?;
+                (t, Some(v))
+            }
+            Validation::Data(v) => (data.clone(), Some(v)),
+        };
+        let verbosity = match cfg.verbosity {
+            Verbosity::Auto if std::io::stdout().is_terminal() => Verbosity::Auto,
+            Verbosity::Auto => Verbosity::Lines,
+            v => v,
+        };
+        let mut history = History::default();
+        self.take_logs("train", 1)?; // start from zero
+        for epoch in 0..cfg.epochs {
+            self.set_learning_rate(cfg.schedule.at(base_lr, epoch))?;
+            let batches = batch_order(train.len(), cfg.batch_size, cfg.shuffle, epoch as u64);
+            let bar = (verbosity == Verbosity::Auto).then(|| {
+                let bar = ProgressBar::new(batches.len() as u64);
+                bar.set_style(
+                    ProgressStyle::with_template(&format!(
+                        "Epoch {}/{} {{bar:30}} {{pos}}/{{len}} {{msg}}",
+                        epoch + 1,
+                        cfg.epochs
+                    ))
+                    .expect("a valid template"),
+                );
+                bar
+            });
+            let mut seen = 0;
+            for (k, idx) in batches.iter().enumerate() {
+                let (x, y) = train.gather(idx);
+                self.train_on_batch(&x, &y)?;
+                seen += idx.len();
+                if let Some(bar) = &bar {
+                    bar.inc(1);
+                    if k % cfg.refresh_every.max(1) == 0 {
+                        bar.set_message(format!("loss: {:.4}", self.running_loss(seen)?));
+                    }
+                }
+            }
+            let t = self.take_logs("train", train.len())?;
+            let mut values = vec![("loss".to_string(), t.loss)];
+            values.extend(t.metrics);
+            if let Some(v) = &val {
+                let e = self.evaluate(v, cfg.batch_size)?;
+                values.push(("val_loss".to_string(), e.loss));
+                values.extend(e.metrics.into_iter().map(|(n, x)| (format!("val_{n}"), x)));
+            }
+            let logs = EpochLogs {
+                epoch: epoch + 1,
+                values,
+            };
+            match (&bar, verbosity) {
+                (Some(bar), _) => bar.finish_with_message(format_logs(&logs)),
+                (None, Verbosity::Lines) => {
+                    println!(
+                        "Epoch {}/{} - {}",
+                        epoch + 1,
+                        cfg.epochs,
+                        format_logs(&logs)
+                    )
+                }
+                _ => {}
+            }
+            history.epochs.push(logs.clone());
+            let mut stop = false;
+            for cb in cfg.callbacks.iter_mut() {
+                stop |= cb.on_epoch_end(&logs, self, &mut history)? == Control::Stop;
+            }
+            if stop {
+                break;
+            }
+        }
+        for cb in cfg.callbacks.iter_mut() {
+            cb.on_train_end(self, &mut history)?;
+        }
+        self.set_learning_rate(base_lr)?;
+        Ok(history)
+    }
+}

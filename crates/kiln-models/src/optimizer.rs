@@ -1,0 +1,263 @@
+//! Optimizer settings. The update itself is one fused kernel per parameter
+//! (`optim.wgsl`); this file turns settings and the step number into the
+//! hyperparameter words that kernel reads, so a learning rate can change
+//! between steps without recompiling anything.
+
+use kiln_graph::{UpdateRule, HYPER_WORDS};
+
+/// Where Adam's ε goes: Keras adds it to √v, PyTorch to √v̂.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EpsilonConvention {
+    Keras,
+    PyTorch,
+}
+
+/// An optimizer and its settings.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Optimizer {
+    /// PyTorch's SGD: `b = μ·b + g (+ λ·w)`, step `lr·b` (or `lr·(g + μ·b)` with Nesterov).
+    Sgd {
+        lr: f32,
+        momentum: f32,
+        nesterov: bool,
+        weight_decay: f32,
+    },
+    /// Adam, or AdamW with `decoupled` weight decay.
+    Adam {
+        lr: f32,
+        beta1: f32,
+        beta2: f32,
+        eps: f32,
+        weight_decay: f32,
+        decoupled: bool,
+        convention: EpsilonConvention,
+    },
+}
+
+impl Optimizer {
+    /// Keras' `Adam(learning_rate)`: β 0.9/0.999, ε 1e-7 added to √v.
+    ///
+    /// ```
+    /// let opt = kiln_models::Optimizer::adam(1e-3);
+    /// let h = opt.hyper(1e-3, 1);
+    /// // first step: lr·√(1 − β₂)/(1 − β₁), with the f32 betas Keras holds
+    /// let want = 1e-3 * 0.001f64.sqrt() / 0.1;
+    /// assert!(((h[0] as f64 - want) / want).abs() < 1e-5);
+    /// ```
+    pub fn adam(lr: f32) -> Self {
+        Optimizer::Adam {
+            lr,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-7,
+            weight_decay: 0.0,
+            decoupled: false,
+            convention: EpsilonConvention::Keras,
+        }
+    }
+
+    /// PyTorch's `torch.optim.Adam(lr)`: ε 1e-8 added to √v̂.
+    pub fn adam_torch(lr: f32) -> Self {
+        Optimizer::Adam {
+            lr,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+            decoupled: false,
+            convention: EpsilonConvention::PyTorch,
+        }
+    }
+
+    /// PyTorch's `AdamW(lr, weight_decay)`.
+    pub fn adamw(lr: f32, weight_decay: f32) -> Self {
+        Optimizer::Adam {
+            lr,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay,
+            decoupled: true,
+            convention: EpsilonConvention::PyTorch,
+        }
+    }
+
+    /// Plain SGD; add momentum with [`Optimizer::with_momentum`].
+    pub fn sgd(lr: f32) -> Self {
+        Optimizer::Sgd {
+            lr,
+            momentum: 0.0,
+            nesterov: false,
+            weight_decay: 0.0,
+        }
+    }
+
+    /// SGD with momentum `m` (Nesterov if `nesterov`).
+    pub fn with_momentum(self, m: f32, nesterov: bool) -> Self {
+        match self {
+            Optimizer::Sgd {
+                lr, weight_decay, ..
+            } => Optimizer::Sgd {
+                lr,
+                momentum: m,
+                nesterov,
+                weight_decay,
+            },
+            other => other,
+        }
+    }
+
+    /// L2 weight decay (added to the gradient; decoupled for AdamW).
+    pub fn with_weight_decay(self, wd: f32) -> Self {
+        match self {
+            Optimizer::Sgd {
+                lr,
+                momentum,
+                nesterov,
+                ..
+            } => Optimizer::Sgd {
+                lr,
+                momentum,
+                nesterov,
+                weight_decay: wd,
+            },
+            Optimizer::Adam {
+                lr,
+                beta1,
+                beta2,
+                eps,
+                decoupled,
+                convention,
+                ..
+            } => Optimizer::Adam {
+                lr,
+                beta1,
+                beta2,
+                eps,
+                weight_decay: wd,
+                decoupled,
+                convention,
+            },
+        }
+    }
+
+    /// The base learning rate.
+    pub fn learning_rate(&self) -> f32 {
+        match self {
+            Optimizer::Sgd { lr, .. } | Optimizer::Adam { lr, .. } => *lr,
+        }
+    }
+
+    pub(crate) fn rule(&self) -> UpdateRule {
+        match self {
+            Optimizer::Sgd { .. } => UpdateRule::Sgd,
+            Optimizer::Adam { .. } => UpdateRule::Adam,
+        }
+    }
+
+    /// Names of the per-parameter state tensors.
+    pub(crate) fn state_names(&self) -> &'static [&'static str] {
+        match self {
+            Optimizer::Sgd { .. } => &["momentum"],
+            Optimizer::Adam { .. } => &["m", "v"],
+        }
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        let ok = match *self {
+            Optimizer::Sgd {
+                lr,
+                momentum,
+                weight_decay,
+                ..
+            } => lr > 0.0 && momentum >= 0.0 && weight_decay >= 0.0,
+            Optimizer::Adam {
+                lr,
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+                ..
+            } => {
+                lr > 0.0
+                    && (0.0..1.0).contains(&beta1)
+                    && (0.0..1.0).contains(&beta2)
+                    && eps > 0.0
+                    && weight_decay >= 0.0
+            }
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(format!(
+                "invalid optimizer settings {self:?}: the learning rate and ε must be positive, β in [0, 1), decay and momentum non-negative"
+            ))
+        }
+    }
+
+    /// The hyperparameter words of step `t` (1-based) at learning rate `lr`.
+    pub fn hyper(&self, lr: f32, t: u64) -> [f32; HYPER_WORDS] {
+        let mut h = [0.0f32; HYPER_WORDS];
+        match *self {
+            Optimizer::Sgd {
+                momentum,
+                nesterov,
+                weight_decay,
+                ..
+            } => {
+                h[..4].copy_from_slice(&[lr, momentum, weight_decay, nesterov as u8 as f32]);
+            }
+            Optimizer::Adam {
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+                decoupled,
+                convention,
+                ..
+            } => {
+                let t = t.max(1) as i32;
+                let c1 = 1.0 - (beta1 as f64).powi(t);
+                let c2 = 1.0 - (beta2 as f64).powi(t);
+                let step = lr as f64 * c2.sqrt() / c1;
+                // PyTorch's m̂/(√v̂ + ε) is the Keras form with ε·√(1 − β₂ᵗ).
+                let eps_t = match convention {
+                    EpsilonConvention::Keras => eps as f64,
+                    EpsilonConvention::PyTorch => eps as f64 * c2.sqrt(),
+                };
+                let (decay, l2) = if decoupled {
+                    (lr * weight_decay, 0.0)
+                } else {
+                    (0.0, weight_decay)
+                };
+                h[..6].copy_from_slice(&[step as f32, eps_t as f32, beta1, beta2, decay, l2]);
+            }
+        }
+        h
+    }
+}
+
+/// How the learning rate changes over epochs.
+#[derive(Clone, Copy, Debug, PartialEq, Default)]
+pub enum LrSchedule {
+    #[default]
+    Constant,
+    /// Multiply by `factor` every `every` epochs.
+    Step { every: usize, factor: f32 },
+    /// Cosine from the base rate at epoch 0 to `min_lr` at epoch `epochs`.
+    Cosine { epochs: usize, min_lr: f32 },
+}
+
+impl LrSchedule {
+    /// The learning rate of (0-based) `epoch` for base rate `lr`.
+    pub fn at(&self, lr: f32, epoch: usize) -> f32 {
+        match *self {
+            LrSchedule::Constant => lr,
+            LrSchedule::Step { every, factor } => lr * factor.powi((epoch / every.max(1)) as i32),
+            LrSchedule::Cosine { epochs, min_lr } => {
+                let p = (epoch as f32 / epochs.max(1) as f32).min(1.0);
+                min_lr + 0.5 * (lr - min_lr) * (1.0 + (std::f32::consts::PI * p).cos())
+            }
+        }
+    }
+}

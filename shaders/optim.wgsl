@@ -1,0 +1,78 @@
+// In-place parameter updates: optimizer steps, running statistics and metric
+// accumulators. One invocation per element; every buffer is the parameter's size.
+// The step's hyperparameters come from a small buffer the host rewrites before
+// each run, so a learning-rate schedule needs no recompilation.
+
+override WG: u32 = 64u;
+
+// params: 0 count, 1 and 2: f32 bits of the entry's two constants, 3 channels
+@group(0) @binding(0) var<storage, read_write> w: array<f32>;
+@group(0) @binding(1) var<storage, read_write> s1: array<f32>;
+@group(0) @binding(2) var<storage, read_write> s2: array<f32>;
+@group(0) @binding(3) var<storage, read> grad: array<f32>;
+@group(0) @binding(4) var<storage, read> hyper: array<f32>;
+@group(0) @binding(5) var<storage, read> params: array<u32>;
+
+fn index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
+    return (wid.y * nwg.x + wid.x) * WG + lid;
+}
+
+fn constant(k: u32) -> f32 {
+    return bitcast<f32>(params[k]);
+}
+
+// hyper: 0 step size lr·√(1−β₂ᵗ)/(1−β₁ᵗ), 1 ε (as added to √v), 2 β₁, 3 β₂,
+//        4 decoupled decay lr·λ (AdamW), 5 L2 coefficient added to the gradient (Adam)
+@compute @workgroup_size(WG)
+fn adam(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let i = index(wid, nwg, lid);
+    if (i >= params[0]) { return; }
+    let b1 = hyper[2];
+    let b2 = hyper[3];
+    let p = w[i];
+    let g = grad[i] + hyper[5] * p;
+    let m = b1 * s1[i] + (1.0 - b1) * g;
+    let v = b2 * s2[i] + (1.0 - b2) * g * g;
+    s1[i] = m;
+    s2[i] = v;
+    w[i] = p - hyper[4] * p - hyper[0] * m / (sqrt(v) + hyper[1]);
+}
+
+// hyper: 0 lr, 1 momentum, 2 weight decay (L2, added to the gradient), 3 nesterov (0 or 1)
+// PyTorch's rule: b = μ·b + g; step along g + μ·b (Nesterov) or b.
+@compute @workgroup_size(WG)
+fn sgd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+       @builtin(local_invocation_index) lid: u32) {
+    let i = index(wid, nwg, lid);
+    if (i >= params[0]) { return; }
+    let mu = hyper[1];
+    let p = w[i];
+    let g = grad[i] + hyper[2] * p;
+    let b = mu * s1[i] + g;
+    s1[i] = b;
+    w[i] = p - hyper[0] * select(b, g + mu * b, hyper[3] != 0.0);
+}
+
+// Accumulator: w = keep·w + scale·v, v given as `grad`; constants 1 keep, 2 scale.
+@compute @workgroup_size(WG)
+fn axpby(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+         @builtin(local_invocation_index) lid: u32) {
+    let i = index(wid, nwg, lid);
+    if (i >= params[0]) { return; }
+    w[i] = constant(1u) * w[i] + constant(2u) * grad[i];
+}
+
+// Running statistics [mean; variance] of shape [2, C] (params[3] = C), moved
+// toward a batch's [mean; biased variance]: w = keep·w + (1 − keep)·batch, the
+// variance row first multiplied by constant 2 (M/(M−1) for PyTorch's unbiased
+// running variance, 1 for Keras).
+@compute @workgroup_size(WG)
+fn running_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32) {
+    let i = index(wid, nwg, lid);
+    if (i >= params[0]) { return; }
+    let keep = constant(1u);
+    let factor = select(1.0, constant(2u), i >= params[3]);
+    w[i] = keep * w[i] + (1.0 - keep) * factor * grad[i];
+}

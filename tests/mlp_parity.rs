@@ -1,0 +1,181 @@
+//! Parity with Keras on the tutorial's MLP (tests/fixtures/mlp_keras.safetensors,
+//! computed in float64 by Keras 3; see ../shared/fixtures/README.md): eval
+//! outputs, the training loss, every gradient, and every variable after one
+//! Adam step, BN moving statistics included. Dropout rates are 0, as in the
+//! fixture.
+
+use kiln::prelude::*;
+use safetensors::SafeTensors;
+
+const FIXTURE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/mlp_keras.safetensors"
+);
+
+fn tensor(st: &SafeTensors<'_>, name: &str) -> Vec<f32> {
+    let t = st
+        .tensor(name)
+        .unwrap_or_else(|_| panic!("fixture tensor {name}"));
+    t.data()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+/// ‖got − want‖ / ‖want‖ in f64.
+fn rel_norm(got: &[f32], want: &[f32]) -> f64 {
+    assert_eq!(got.len(), want.len());
+    let num: f64 = got
+        .iter()
+        .zip(want)
+        .map(|(&g, &w)| (g as f64 - w as f64).powi(2))
+        .sum();
+    let den: f64 = want.iter().map(|&w| (w as f64).powi(2)).sum();
+    (num / den.max(1e-30)).sqrt()
+}
+
+fn max_abs(got: &[f32], want: &[f32]) -> f64 {
+    got.iter()
+        .zip(want)
+        .map(|(&g, &w)| (g as f64 - w as f64).abs())
+        .fold(0.0, f64::max)
+}
+
+fn model(device: &Device, st: &SafeTensors<'_>) -> Sequential {
+    let mut m = Sequential::new(device, 30)
+        .dense(128, Activation::Relu)
+        .batch_norm()
+        .dropout(0.0)
+        .dense(64, Activation::Relu)
+        .batch_norm()
+        .dropout(0.0)
+        .dense(1, Activation::Sigmoid);
+    m.compile(
+        Optimizer::adam(1e-3),
+        Loss::BinaryCrossEntropy,
+        &[Metric::BinaryAccuracy],
+    )
+    .unwrap();
+    for name in ["dense", "dense_1", "dense_2"] {
+        for p in ["kernel", "bias"] {
+            let n = format!("{name}/{p}");
+            m.set_weight(&n, &tensor(st, &n)).unwrap();
+        }
+    }
+    for name in ["batch_normalization", "batch_normalization_1"] {
+        for p in ["gamma", "beta"] {
+            let n = format!("{name}/{p}");
+            m.set_weight(&n, &tensor(st, &n)).unwrap();
+        }
+        let mut stats = tensor(st, &format!("{name}/moving_mean"));
+        stats.extend(tensor(st, &format!("{name}/moving_variance")));
+        m.set_weight(&format!("{name}/moving_stats"), &stats)
+            .unwrap();
+    }
+    m
+}
+
+#[test]
+fn standardisation_matches_the_fixture_scaler() {
+    let bytes = std::fs::read(FIXTURE).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let data = CsvDataset::load(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/data/breast_cancer.csv"),
+        "target",
+    )
+    .unwrap();
+    let s = Standardizer::fit(&data);
+    assert!(rel_norm(&s.mean, &tensor(&st, "scaler.mean")) < 1e-6);
+    assert!(rel_norm(&s.scale, &tensor(&st, "scaler.scale")) < 1e-6);
+    // and the fixture's x is rows 0–31 of the data, standardised
+    let mut rows = data.subset(&(0..32).collect::<Vec<_>>()).unwrap();
+    s.transform(&mut rows).unwrap();
+    assert!(max_abs(rows.features(), &tensor(&st, "x")) < 1e-5);
+}
+
+#[test]
+fn keras_mlp_forward_gradients_and_one_adam_step() {
+    let bytes = std::fs::read(FIXTURE).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let device = kiln::device_from_flag(None).unwrap();
+    let mut m = model(&device, &st);
+    let (x, y) = (tensor(&st, "x"), tensor(&st, "y"));
+
+    // Inference: moving statistics, dropout off.
+    let p = m.predict(&x, 32).unwrap();
+    let want = tensor(&st, "eval.probabilities");
+    assert!(
+        rel_norm(&p, &want) < 1e-4,
+        "eval probabilities: {}",
+        rel_norm(&p, &want)
+    );
+
+    // Training-mode loss and the gradient of every trainable variable.
+    let (loss, grads) = m.loss_and_gradients(&x, &y).unwrap();
+    let want_loss = tensor(&st, "train.loss")[0];
+    assert!(
+        ((loss - want_loss) / want_loss).abs() < 1e-4,
+        "loss {loss} vs {want_loss}"
+    );
+    assert_eq!(grads.len(), 10);
+    let mut worst_grad = 0.0f64;
+    for (name, g) in &grads {
+        let want = tensor(&st, &format!("grad.{name}"));
+        let err = rel_norm(g, &want);
+        worst_grad = worst_grad.max(err);
+        assert!(err < 1e-4, "grad.{name}: relative error {err:e}");
+    }
+    eprintln!(
+        "parity: eval rel {:e}, loss rel {:e}, worst gradient rel {worst_grad:e}",
+        rel_norm(&p, &tensor(&st, "eval.probabilities")),
+        ((loss - want_loss) / want_loss).abs()
+    );
+
+    // One Adam step: trainable variables and BN moving statistics. Adam's
+    // first step is near lr·sign(g), so elementwise the tolerance is lr/10
+    // (the fixture README explains why).
+    m.train_on_batch(&x, &y).unwrap();
+    for name in ["dense", "dense_1", "dense_2"] {
+        for p in ["kernel", "bias"] {
+            let n = format!("{name}/{p}");
+            let (got, want) = (m.value(&n).unwrap(), tensor(&st, &format!("adam.{n}")));
+            assert!(
+                rel_norm(&got, &want) < 1e-4,
+                "adam.{n}: {:e}",
+                rel_norm(&got, &want)
+            );
+            assert!(
+                max_abs(&got, &want) < 1e-4,
+                "adam.{n}: max abs {:e}",
+                max_abs(&got, &want)
+            );
+        }
+    }
+    for name in ["batch_normalization", "batch_normalization_1"] {
+        for p in ["gamma", "beta"] {
+            let n = format!("{name}/{p}");
+            let (got, want) = (m.value(&n).unwrap(), tensor(&st, &format!("adam.{n}")));
+            assert!(
+                rel_norm(&got, &want) < 1e-4,
+                "adam.{n}: {:e}",
+                rel_norm(&got, &want)
+            );
+            assert!(
+                max_abs(&got, &want) < 1e-4,
+                "adam.{n}: max abs {:e}",
+                max_abs(&got, &want)
+            );
+        }
+        let stats = m.value(&format!("{name}/moving_stats")).unwrap();
+        let c = stats.len() / 2;
+        for (row, key) in [(0, "moving_mean"), (1, "moving_variance")] {
+            let want = tensor(&st, &format!("adam.{name}/{key}"));
+            let got = &stats[row * c..(row + 1) * c];
+            assert!(
+                rel_norm(got, &want) < 1e-4,
+                "adam.{name}/{key}: {:e}",
+                rel_norm(got, &want)
+            );
+        }
+    }
+}

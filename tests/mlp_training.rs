@@ -1,0 +1,249 @@
+//! The fit loop and its parts on the real data set: training to quality,
+//! early stopping with best-weight restore, checkpoint resume, NaN handling,
+//! and errors that name what is wrong.
+
+use kiln::models::checkpoint;
+use kiln::prelude::*;
+
+const CSV: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/breast_cancer.csv");
+
+fn device() -> Device {
+    kiln::device_from_flag(None).expect("an adapter")
+}
+
+fn mlp(device: &Device, seed: u64) -> Sequential {
+    let mut m = Sequential::new(device, 30)
+        .seed(seed)
+        .dense(128, Activation::Relu)
+        .batch_norm()
+        .dropout(0.3)
+        .dense(64, Activation::Relu)
+        .batch_norm()
+        .dropout(0.2)
+        .dense(1, Activation::Sigmoid);
+    m.compile(
+        Optimizer::adam(1e-3),
+        Loss::BinaryCrossEntropy,
+        &[Metric::BinaryAccuracy],
+    )
+    .unwrap();
+    m
+}
+
+fn data() -> (Dataset, Dataset) {
+    let d = CsvDataset::load(CSV, "target").unwrap();
+    let (mut train, mut test) = d.split(0.8, 42).unwrap();
+    let s = Standardizer::fit(&train);
+    s.transform(&mut train).unwrap();
+    s.transform(&mut test).unwrap();
+    (train, test)
+}
+
+#[test]
+fn the_mlp_learns_the_breast_cancer_data_in_a_few_epochs() {
+    let device = device();
+    let (train, test) = data();
+    let mut m = mlp(&device, 3);
+    let h = m
+        .fit(
+            &train,
+            Fit::epochs(8)
+                .validation_split(0.2)
+                .verbosity(Verbosity::Silent),
+        )
+        .unwrap();
+    assert_eq!(h.epochs.len(), 8);
+    let loss = h.series("loss");
+    assert!(
+        loss[7] < 0.5 * loss[0],
+        "training loss should fall: {loss:?}"
+    );
+    assert_eq!(h.names(), ["loss", "accuracy", "val_loss", "val_accuracy"]);
+    let e = m.evaluate(&test, 32).unwrap();
+    assert!(e.metrics[0].1 >= 0.9, "test accuracy {}", e.metrics[0].1);
+    // evaluate agrees with predict + a host-side accuracy
+    let p = m.predict(test.features(), 50).unwrap();
+    let hits = p
+        .iter()
+        .zip(test.targets())
+        .filter(|(&p, &t)| (p > 0.5) == (t > 0.5))
+        .count();
+    let acc = hits as f32 / test.len() as f32;
+    assert!(
+        (acc - e.metrics[0].1).abs() < 1e-6,
+        "{acc} vs {}",
+        e.metrics[0].1
+    );
+}
+
+#[test]
+fn early_stopping_restores_the_best_epoch() {
+    // A model whose weights we can mark, and a scripted monitored value.
+    let device = device();
+    let mut m = Sequential::new(&device, 2).dense(1, Activation::None);
+    m.compile(Optimizer::sgd(0.1), Loss::MeanSquaredError, &[])
+        .unwrap();
+    let mut es = EarlyStopping::monitor("val_loss")
+        .patience(3)
+        .restore_best_weights();
+    let mut h = History::default();
+    use kiln::models::{Callback, Control, EpochLogs};
+    let values = [1.0, 0.9, 0.95, 0.96, 0.97, 0.5];
+    let mut stopped_at = None;
+    for (i, v) in values.iter().enumerate() {
+        m.set_weight("dense/bias", &[i as f32]).unwrap();
+        let logs = EpochLogs {
+            epoch: i + 1,
+            values: vec![("val_loss".into(), *v)],
+        };
+        if es.on_epoch_end(&logs, &mut m, &mut h).unwrap() == Control::Stop {
+            stopped_at = Some(i + 1);
+            break;
+        }
+    }
+    assert_eq!(
+        stopped_at,
+        Some(5),
+        "three epochs without improvement after epoch 2"
+    );
+    es.on_train_end(&mut m, &mut h).unwrap();
+    assert_eq!(h.best_epoch, Some(2));
+    assert!(h.restored_best && h.stopped_early);
+    assert_eq!(
+        m.value("dense/bias").unwrap(),
+        vec![1.0],
+        "epoch 2's weights are back"
+    );
+}
+
+#[test]
+fn a_checkpoint_resumes_training_exactly() {
+    let device = device();
+    let (train, _) = data();
+    let batches: Vec<(Vec<f32>, Vec<f32>)> = (0..5)
+        .map(|b| train.gather(&(b * 32..b * 32 + 32).collect::<Vec<_>>()))
+        .collect();
+    let path = std::env::temp_dir().join(format!("kiln-resume-{}.safetensors", std::process::id()));
+    let mut a = mlp(&device, 9);
+    for (x, y) in &batches[..3] {
+        a.train_on_batch(x, y).unwrap();
+    }
+    checkpoint::save(&mut a, &path, 3).unwrap();
+    for (x, y) in &batches[3..] {
+        a.train_on_batch(x, y).unwrap();
+    }
+    // A fresh model of the same layers, resumed from the checkpoint, takes the
+    // same two steps (same Adam moments, step count and dropout draws).
+    // The checkpoint carries the seed, so the dropout masks match too.
+    let mut b = mlp(&device, 12345);
+    assert_eq!(checkpoint::load(&mut b, &path).unwrap(), 3);
+    for (x, y) in &batches[3..] {
+        b.train_on_batch(x, y).unwrap();
+    }
+    for (name, wa) in a.weights().unwrap() {
+        let wb = b.value(&name).unwrap();
+        let differ = wa.iter().zip(&wb).filter(|(p, q)| p != q).count();
+        assert_eq!(
+            differ,
+            0,
+            "{name}: {differ} of {} values differ after resuming",
+            wa.len()
+        );
+    }
+    // A checkpoint of another architecture is refused with the tensor's name.
+    let mut other = Sequential::new(&device, 30)
+        .dense(8, Activation::Relu)
+        .dense(1, Activation::Sigmoid);
+    other
+        .compile(Optimizer::adam(1e-3), Loss::BinaryCrossEntropy, &[])
+        .unwrap();
+    let e = checkpoint::load(&mut other, &path).unwrap_err().to_string();
+    assert!(
+        e.contains("dense/") && e.contains("the model expects F32 [8]"),
+        "{e}"
+    );
+    std::fs::remove_file(&path).ok();
+}
+
+#[test]
+fn a_nan_loss_with_terminate_on_nan_stops_with_a_message() {
+    let device = device();
+    let (mut train, _) = data();
+    train.features_mut()[5] = f32::NAN;
+    let mut m = mlp(&device, 1);
+    let h = m
+        .fit(
+            &train,
+            Fit::epochs(5)
+                .verbosity(Verbosity::Silent)
+                .callback(TerminateOnNaN),
+        )
+        .unwrap();
+    assert_eq!(
+        h.epochs.len(),
+        1,
+        "stopped after the first epoch: {:?}",
+        h.series("loss")
+    );
+    let reason = h.stop_reason.expect("a reason");
+    assert!(
+        reason.contains("NaN") && reason.contains("epoch 1"),
+        "{reason}"
+    );
+}
+
+#[test]
+fn misuse_is_an_error_naming_what_is_wrong() {
+    let device = device();
+    let mut m = mlp(&device, 0);
+    let e = m
+        .set_weight("dense/kernel", &[0.0; 29 * 128])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("dense/kernel") && e.contains("3712") && e.contains("[30, 128]"),
+        "{e}"
+    );
+    let bad = Dataset::new(vec![0.0; 29 * 4], vec![0.0; 4], 29, 1).unwrap();
+    let e = m
+        .fit(&bad, Fit::epochs(1).verbosity(Verbosity::Silent))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("29 features") && e.contains("takes 30"), "{e}");
+    let mut zero = Sequential::new(&device, 4)
+        .dense(3, Activation::Relu)
+        .dropout(1.5);
+    let e = zero
+        .compile(Optimizer::adam(1e-3), Loss::MeanSquaredError, &[])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("dropout") && e.contains("1.5"), "{e}");
+    let e = m
+        .train_on_batch(&[0.0; 30], &[0.0, 1.0])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("2 target values for 1 rows"), "{e}");
+    let e = m
+        .compile(Optimizer::adam(-1.0), Loss::BinaryCrossEntropy, &[])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("learning rate"), "{e}");
+}
+
+#[test]
+fn learning_rate_schedules() {
+    assert_eq!(LrSchedule::Constant.at(0.1, 50), 0.1);
+    let step = LrSchedule::Step {
+        every: 10,
+        factor: 0.5,
+    };
+    assert_eq!(
+        (step.at(0.1, 9), step.at(0.1, 10), step.at(0.1, 25)),
+        (0.1, 0.05, 0.025)
+    );
+    let cos = LrSchedule::Cosine {
+        epochs: 10,
+        min_lr: 0.0,
+    };
+    assert!((cos.at(1.0, 5) - 0.5).abs() < 1e-6 && cos.at(1.0, 10).abs() < 1e-6);
+}
