@@ -28,6 +28,9 @@ struct Args {
     /// Also write the per-epoch history as CSV.
     #[arg(long)]
     history: Option<std::path::PathBuf>,
+    /// Also plot the loss and accuracy curves (train and validation) to an SVG file.
+    #[arg(long)]
+    plot: Option<std::path::PathBuf>,
     /// The CSV file (default: the copy in data/).
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/data/breast_cancer.csv"))]
     data: std::path::PathBuf,
@@ -81,6 +84,9 @@ fn main() -> anyhow::Result<()> {
     let test_logs = model.evaluate(&test, args.batch_size)?;
     if let Some(path) = &args.history {
         history.save_csv(path)?;
+    }
+    if let Some(path) = &args.plot {
+        history.plot_svg(path)?;
     }
     if !args.quiet {
         println!("{}", history.summary());

@@ -156,6 +156,24 @@ fn binary(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     out[operand_offset(i, META_OUT)] = apply_binary(a[operand_offset(i, META_A)], b[operand_offset(i, META_B)]);
 }
 
+// The same maps when every operand and the output are read in row-major
+// order: plain indexing, without the per-element offset arithmetic.
+@compute @workgroup_size(WG)
+fn unary_flat(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) lid: u32) {
+    let i = linear_index(wid, nwg, lid);
+    if (i >= params[0]) { return; }
+    out[params[META_OUT] + i] = apply_unary(a[params[META_A] + i]);
+}
+
+@compute @workgroup_size(WG)
+fn binary_flat(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) lid: u32) {
+    let i = linear_index(wid, nwg, lid);
+    if (i >= params[0]) { return; }
+    out[params[META_OUT] + i] = apply_binary(a[params[META_A] + i], b[params[META_B] + i]);
+}
+
 // out = c != 0 ? a : b
 @compute @workgroup_size(WG)
 fn select_where(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,

@@ -59,6 +59,16 @@ fn the_mlp_learns_the_breast_cancer_data_in_a_few_epochs() {
         "training loss should fall: {loss:?}"
     );
     assert_eq!(h.names(), ["loss", "accuracy", "val_loss", "val_accuracy"]);
+    // The history as CSV and as a picture.
+    let csv = h.to_csv();
+    assert_eq!(csv.lines().count(), 9);
+    assert!(csv.starts_with("epoch,loss,accuracy,val_loss,val_accuracy\n1,"));
+    let svg = std::env::temp_dir().join(format!("kiln-history-{}.svg", std::process::id()));
+    h.plot_svg(&svg).unwrap();
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.contains("<svg") && text.contains("val") && text.contains("polyline"));
+    std::fs::remove_file(&svg).ok();
+    assert!(h.plot_svg("history.png").is_err(), "only SVG");
     let e = m.evaluate(&test, 32).unwrap();
     assert!(e.metrics[0].1 >= 0.9, "test accuracy {}", e.metrics[0].1);
     // evaluate agrees with predict + a host-side accuracy

@@ -13,6 +13,7 @@ pub mod losses;
 mod metrics;
 pub mod optim;
 mod optimizer;
+mod plot;
 mod sequential;
 
 pub use callbacks::{Callback, Control, CsvLogger, EarlyStopping, ModelCheckpoint, TerminateOnNaN};

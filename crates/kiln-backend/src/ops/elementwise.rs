@@ -264,6 +264,11 @@ fn meta_out(
     Ok(words)
 }
 
+/// Contiguity bits of the parameter words (see `elementwise.wgsl`).
+const FLAT_A: u32 = 1;
+const FLAT_B: u32 = 2;
+const FLAT_OUT: u32 = 8;
+
 fn grid(device: &Device, n: usize) -> Result<[u32; 3]> {
     device.linear_grid((n as u64).div_ceil(WG as u64))
 }
@@ -328,7 +333,11 @@ pub fn unary_into(
     let words = meta_out("unary", &out.layout, param, &[&a.layout])?;
     device.kernel(
         ShaderId::Elementwise,
-        "unary",
+        if words[3] == FLAT_A | FLAT_OUT {
+            "unary_flat"
+        } else {
+            "unary"
+        },
         &[("OP", code as f64), ("WG", WG as f64)],
         &[
             KernelBinding {
@@ -372,7 +381,11 @@ pub fn binary_kernel(
     let words = meta("binary", out_offset, &shape, 0.0, &[&a.layout, &b.layout])?;
     device.kernel(
         ShaderId::Elementwise,
-        "binary",
+        if words[3] == FLAT_A | FLAT_B | FLAT_OUT {
+            "binary_flat"
+        } else {
+            "binary"
+        },
         &[("OP", op.code() as f64), ("WG", WG as f64)],
         &[
             KernelBinding {
