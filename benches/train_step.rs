@@ -82,9 +82,12 @@ fn main() -> anyhow::Result<()> {
     }
     let (warm, floor) = (median(step_times), median(base));
     if std::env::var_os("KILN_PROFILE").is_some() {
-        for (label, t) in model.profile_train_step(BATCH, 21)? {
+        let profile = model.profile_train_step(BATCH, 20)?;
+        let total: f64 = profile.iter().map(|(_, t)| t).sum();
+        for (label, t) in &profile {
             println!("  {label:<32} {:8.1} µs", t * 1e6);
         }
+        println!("  sum of kernels run alone: {:.3} ms", total * 1e3);
     }
     println!("adapter: {}", device.name());
     println!(

@@ -76,3 +76,13 @@ fn running_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     let factor = select(1.0, constant(2u), i >= params[3]);
     w[i] = keep * w[i] + (1.0 - keep) * factor * grad[i];
 }
+
+// One-element accumulator of a sum: w[0] = keep·w[0] + scale·Σ grad[0..count];
+// constants 1 keep, 2 scale. One invocation: the sums are of a batch's losses
+// or metric values, small.
+@compute @workgroup_size(1)
+fn accumulate_sum() {
+    var s = 0.0;
+    for (var j = 0u; j < params[0]; j++) { s += grad[j]; }
+    w[0] = constant(1u) * w[0] + constant(2u) * s;
+}

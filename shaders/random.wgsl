@@ -45,11 +45,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
 }
 
-// Dropout masks: element i is `scale` with probability `keep`, else 0. The
-// step number, read from a buffer the host rewrites each run, is mixed into
-// the key, so every step draws a fresh mask from one compiled kernel.
+// Dropout: out[i] = x[i] · mask(i), mask(i) = `scale` with probability
+// `keep`, else 0, a pure function of (seed, step, i). The step number, read
+// from a buffer the host rewrites each run, is mixed into the key, so every
+// step draws a fresh mask from one compiled kernel; the backward pass applies
+// the same mask by recomputing it, so no mask is stored.
 // params as above, with p0 = keep probability and p1 = scale.
 @group(0) @binding(2) var<storage, read> step: array<f32>;
+@group(0) @binding(3) var<storage, read> x: array<f32>;
 
 fn step_key() -> u32 {
     let s = u32(step[0]);
@@ -57,11 +60,11 @@ fn step_key() -> u32 {
 }
 
 @compute @workgroup_size(WG)
-fn dropout_mask(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                @builtin(local_invocation_index) lid: u32) {
+fn dropout(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(local_invocation_index) lid: u32) {
     let i = (wid.y * nwg.x + wid.x) * WG + lid;
     if (i >= params[0]) { return; }
     let key = step_key();
     let u = unit(pcg(pcg(i ^ key) + key));
-    out[params[3] + i] = select(0.0, bitcast<f32>(params[5]), u < bitcast<f32>(params[4]));
+    out[params[3] + i] = select(0.0, x[i] * bitcast<f32>(params[5]), u < bitcast<f32>(params[4]));
 }

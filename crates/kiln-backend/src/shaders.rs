@@ -15,10 +15,14 @@ pub enum ShaderId {
     MatmulTiled,
     BatchNorm,
     Optim,
+    ElementwiseVec4,
+    OptimVec4,
+    BatchNormVec4,
+    MatmulSmall,
 }
 
 /// Every file of `shaders/`, compiled in.
-const FILES: [(&str, &str); 14] = [
+const FILES: [(&str, &str); 19] = [
     (
         "activations.wgsl",
         include_str!("../../../shaders/activations.wgsl"),
@@ -66,11 +70,31 @@ const FILES: [(&str, &str); 14] = [
         include_str!("../../../shaders/batchnorm.wgsl"),
     ),
     ("optim.wgsl", include_str!("../../../shaders/optim.wgsl")),
+    (
+        "elementwise_ops.wgsl",
+        include_str!("../../../shaders/elementwise_ops.wgsl"),
+    ),
+    (
+        "elementwise_vec4.wgsl",
+        include_str!("../../../shaders/elementwise_vec4.wgsl"),
+    ),
+    (
+        "optim_vec4.wgsl",
+        include_str!("../../../shaders/optim_vec4.wgsl"),
+    ),
+    (
+        "batchnorm_vec4.wgsl",
+        include_str!("../../../shaders/batchnorm_vec4.wgsl"),
+    ),
+    (
+        "matmul_small.wgsl",
+        include_str!("../../../shaders/matmul_small.wgsl"),
+    ),
 ];
 
 impl ShaderId {
     /// Every module kiln builds.
-    pub const ALL: [ShaderId; 11] = [
+    pub const ALL: [ShaderId; 15] = [
         ShaderId::Elementwise,
         ShaderId::Random,
         ShaderId::Reduce,
@@ -82,6 +106,10 @@ impl ShaderId {
         ShaderId::MatmulTiled,
         ShaderId::BatchNorm,
         ShaderId::Optim,
+        ShaderId::ElementwiseVec4,
+        ShaderId::OptimVec4,
+        ShaderId::BatchNormVec4,
+        ShaderId::MatmulSmall,
     ];
 
     pub fn name(self) -> &'static str {
@@ -97,13 +125,34 @@ impl ShaderId {
             ShaderId::MatmulTiled => "matmul_tiled",
             ShaderId::BatchNorm => "batchnorm",
             ShaderId::Optim => "optim",
+            ShaderId::ElementwiseVec4 => "elementwise_vec4",
+            ShaderId::OptimVec4 => "optim_vec4",
+            ShaderId::BatchNormVec4 => "batchnorm_vec4",
+            ShaderId::MatmulSmall => "matmul_small",
         }
     }
 
     /// The files of `shaders/` this module is made of, in order.
     pub fn files(self) -> &'static [&'static str] {
         match self {
-            ShaderId::Elementwise => &["activations.wgsl", "elementwise.wgsl"],
+            ShaderId::Elementwise => &[
+                "activations.wgsl",
+                "elementwise_ops.wgsl",
+                "elementwise.wgsl",
+            ],
+            ShaderId::ElementwiseVec4 => &[
+                "activations.wgsl",
+                "elementwise_ops.wgsl",
+                "elementwise_vec4.wgsl",
+            ],
+            ShaderId::OptimVec4 => &["optim_vec4.wgsl"],
+            ShaderId::BatchNormVec4 => &["batchnorm_vec4.wgsl"],
+            ShaderId::MatmulSmall => &[
+                "activations.wgsl",
+                "matmul_common.wgsl",
+                "matmul_scalar_loads.wgsl",
+                "matmul_small.wgsl",
+            ],
             ShaderId::Random => &["random.wgsl"],
             ShaderId::Reduce => &["reduce.wgsl"],
             ShaderId::Softmax => &["softmax.wgsl"],
@@ -141,6 +190,7 @@ impl ShaderId {
         matches!(
             self,
             ShaderId::MatmulBlocked
+                | ShaderId::MatmulSmall
                 | ShaderId::MatmulVec4
                 | ShaderId::MatmulVec4Nt
                 | ShaderId::MatmulVec4Tn

@@ -67,7 +67,7 @@ fn relative_norm_error(got: &[f32], want: &[f64]) -> f64 {
     (num / den).sqrt()
 }
 
-const SIZES: [usize; 4] = [1, 7, 33, 257];
+const SIZES: [usize; 5] = [1, 7, 33, 257, 64];
 
 #[test]
 fn unary_ops_match_f64() {
@@ -164,8 +164,9 @@ fn binary_ops_broadcast_like_numpy() {
         BinaryOp::BceLogitsGrad,
         BinaryOp::BinaryAccuracy,
     ];
-    let shapes: [(&[usize], &[usize]); 5] = [
+    let shapes: [(&[usize], &[usize]); 6] = [
         (&[257], &[257]),
+        (&[4, 36], &[4, 36]), // contiguous and 4-aligned: the vec4 kernel
         (&[7, 33], &[33]),
         (&[7, 1, 5], &[1, 33, 1]),
         (&[1], &[3, 7]),
@@ -360,10 +361,43 @@ fn permute_and_strided_copy_move_every_element() {
 
 #[test]
 fn reductions_over_any_axes() {
+    for shape in [[7, 33, 5], [9, 4, 12]] {
+        reductions_of(shape);
+    }
+    // Column sums of a matrix with 4-aligned rows: the vec4 kernel.
+    let dev = device();
+    let x = Rng(8).vec(13 * 36, -2.0, 2.0);
+    let xt = Tensor::from_f32(&dev, &x, &[13, 36]).unwrap();
+    for op in [ReduceOp::Sum, ReduceOp::Mean] {
+        let out = poisoned(&dev, &[36]);
+        let k = reduce_kernel(
+            &dev,
+            op,
+            out.buffer(),
+            0,
+            Operand {
+                buffer: xt.buffer(),
+                layout: StridedLayout::contiguous(&[13, 36]),
+            },
+            &[0],
+        )
+        .unwrap();
+        dev.run(&[&k]).unwrap();
+        let (want, _) = reference_reduce(&x, &[13, 36], &[0], op);
+        assert_close(
+            &format!("column {op:?}"),
+            &out.to_vec_f32().unwrap(),
+            &want,
+            1e-5,
+            1e-6,
+        );
+    }
+}
+
+fn reductions_of(shape: [usize; 3]) {
     let dev = device();
     let mut rng = Rng(5);
-    let shape = [7, 33, 5];
-    let x = rng.vec(7 * 33 * 5, -2.0, 2.0);
+    let x = rng.vec(shape.iter().product(), -2.0, 2.0);
     let xt = Tensor::from_f32(&dev, &x, &shape).unwrap();
     let axes_sets: [&[usize]; 6] = [&[0], &[1], &[2], &[0, 2], &[1, 2], &[0, 1, 2]];
     for op in [ReduceOp::Sum, ReduceOp::Mean, ReduceOp::Max, ReduceOp::Min] {
@@ -666,6 +700,7 @@ fn matmul_every_variant_transpose_and_odd_size() {
                     MatmulVariant::Auto,
                     MatmulVariant::Blocked,
                     MatmulVariant::Tiled,
+                    MatmulVariant::Small,
                 ] {
                     let a = rng.vec(batch * m * k, -1.0, 1.0);
                     let b = rng.vec(batch * k * n, -1.0, 1.0);

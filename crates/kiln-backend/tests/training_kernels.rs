@@ -4,7 +4,7 @@
 
 use kiln_backend::ops::batchnorm::*;
 use kiln_backend::ops::optim::*;
-use kiln_backend::ops::random::{dropout_mask_kernel, reference_dropout};
+use kiln_backend::ops::random::{dropout_kernel, reference_dropout};
 use kiln_backend::*;
 
 fn device() -> Device {
@@ -44,7 +44,14 @@ fn batch_norm_forward_for_features_and_images() {
     let dev = device();
     let mut rng = Rng(5);
     // [N, F] with channels on axis 1, and NCHW images.
-    for shape in [vec![7usize, 33], vec![3, 5, 7, 9], vec![1, 3]] {
+    // [N, C] with C a multiple of 4 takes the vec4 kernels.
+    for shape in [
+        vec![7usize, 33],
+        vec![3, 5, 7, 9],
+        vec![1, 3],
+        vec![9, 12],
+        vec![5, 128],
+    ] {
         let layout = ChannelLayout::of(&shape, 1).unwrap();
         let (c, n) = (layout.channels, layout.numel());
         let x = rng.vec(n, -2.0, 3.0);
@@ -104,9 +111,11 @@ fn dropout_masks_match_the_reference_and_the_rate() {
     let dev = device();
     let n = 10_007;
     let out = dev.full(&[n], f32::NAN).unwrap();
+    let ones = dev.full(&[n], 1.0).unwrap();
     for (step, rate) in [(0u32, 0.3f32), (5, 0.3), (5, 0.5)] {
         let s = t(&dev, &[step as f32]);
-        let k = dropout_mask_kernel(&dev, out.buffer(), n, 1234, rate, s.buffer()).unwrap();
+        let k =
+            dropout_kernel(&dev, out.buffer(), ones.buffer(), n, 1234, rate, s.buffer()).unwrap();
         dev.run(&[&k]).unwrap();
         let got = out.to_vec_f32().unwrap();
         let want: Vec<f32> = (0..n as u32)
@@ -123,14 +132,20 @@ fn dropout_masks_match_the_reference_and_the_rate() {
             .all(|&v| v == 0.0 || (v - 1.0 / (1.0 - rate)).abs() < 1e-6));
     }
     let s = t(&dev, &[0.0]);
-    assert!(dropout_mask_kernel(&dev, out.buffer(), n, 1, 1.0, s.buffer()).is_err());
+    assert!(dropout_kernel(&dev, out.buffer(), ones.buffer(), n, 1, 1.0, s.buffer()).is_err());
 }
 
 #[test]
 fn adam_and_sgd_steps_follow_their_formulas() {
+    // 256 takes the vec4 Adam kernel, 257 the scalar one.
+    for n in [257, 256] {
+        optimizer_steps(n);
+    }
+}
+
+fn optimizer_steps(n: usize) {
     let dev = device();
     let mut rng = Rng(9);
-    let n = 257;
     let w0 = rng.vec(n, -1.0, 1.0);
     let g = rng.vec(n, -0.5, 0.5);
     let m0 = rng.vec(n, -0.1, 0.1);
@@ -223,6 +238,18 @@ fn running_statistics_and_accumulators() {
     let k = axpby_kernel(&dev, 1, acc.buffer(), v.buffer(), 1.0, 32.0).unwrap();
     dev.run(&[&k, &k]).unwrap();
     assert_eq!(acc.to_vec_f32().unwrap(), vec![1.5 + 128.0]);
+    // A one-element accumulator of a sum.
+    let acc = t(&dev, &[0.5]);
+    let values: Vec<f32> = (1..=37).map(|i| i as f32).collect();
+    let v = t(&dev, &values);
+    let k = accumulate_sum_kernel(&dev, 37, acc.buffer(), v.buffer(), 0.5, 0.1).unwrap();
+    dev.run(&[&k]).unwrap();
+    close(
+        "accumulate sum",
+        &acc.to_vec_f32().unwrap(),
+        &[0.25 + 0.1 * 703.0],
+        1e-6,
+    );
     // Pooled buffers are rounded up, so ask for far more than any bucket holds.
     assert!(axpby_kernel(&dev, 100_000, acc.buffer(), v.buffer(), 1.0, 1.0).is_err());
 }

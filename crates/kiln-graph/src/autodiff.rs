@@ -128,9 +128,10 @@ impl Graph {
         let x = |i: usize| node.inputs[i];
         let in_shape = self.shape(x(slot)).to_vec();
         let grad = match &node.op {
-            Op::Input(_) | Op::Param { .. } | Op::Const(_) | Op::DropoutMask { .. } => {
-                return Ok(None)
-            }
+            Op::Input(_) | Op::Param { .. } | Op::Const(_) => return Ok(None),
+            // Linear in x with the same mask; the step number has no gradient.
+            Op::Dropout { rate, seed } if slot == 0 => self.dropout(g, *rate, *seed, x(1))?,
+            Op::Dropout { .. } => return Ok(None),
             Op::Assign
             | Op::OptimizerStep { .. }
             | Op::RunningStats { .. }

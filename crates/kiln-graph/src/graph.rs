@@ -90,9 +90,11 @@ pub enum Op {
         eps: f32,
         batch_stats: bool,
     },
-    /// A dropout mask (`1/(1 − rate)` or 0) drawn under `seed` and the step
-    /// number held by the input node (shape `[1]`).
-    DropoutMask {
+    /// Dropout of `[x, step]`: x times a mask (`1/(1 − rate)` or 0) drawn
+    /// under `seed` and the step number held by `step` (shape `[1]`). The mask
+    /// is recomputed, not stored: the backward pass is the same op on the
+    /// upstream gradient.
+    Dropout {
         rate: f32,
         seed: u64,
     },
@@ -178,6 +180,9 @@ impl Graph {
     /// thing (common-subexpression elimination: backward formulas that share
     /// a term, such as a dense layer's activation gradient, compute it once).
     pub(crate) fn push(&mut self, op: Op, inputs: Vec<NodeId>, shape: Vec<usize>) -> NodeId {
+        if let Some(values) = self.fold_constants(&op, &inputs, &shape) {
+            return self.push(Op::Const(values), vec![], shape);
+        }
         if !op.is_update() {
             if let Some(i) = self
                 .nodes
@@ -189,6 +194,52 @@ impl Graph {
         }
         self.nodes.push(Node { op, inputs, shape });
         NodeId(self.nodes.len() - 1)
+    }
+
+    /// Elementwise ops, broadcasts and reshapes of small constants are
+    /// computed here, once, rather than by a kernel every step (the backward
+    /// seed of a mean, for one, becomes a constant).
+    fn fold_constants(&self, op: &Op, inputs: &[NodeId], shape: &[usize]) -> Option<Vec<f32>> {
+        const MAX_FOLDED: usize = 1 << 16;
+        let n: usize = shape.iter().product();
+        if inputs.is_empty() || n == 0 || n > MAX_FOLDED {
+            return None;
+        }
+        let values: Vec<&[f32]> = inputs
+            .iter()
+            .map(|&i| match &self.nodes[i.0].op {
+                Op::Const(v) => Some(v.as_slice()),
+                _ => None,
+            })
+            .collect::<Option<_>>()?;
+        // Element `i` of the output read from input `k` under NumPy broadcasting.
+        let read = |k: usize, i: usize| -> f64 {
+            let s = &self.nodes[inputs[k].0].shape;
+            let lead = shape.len() - s.len();
+            let (mut rest, mut at, mut stride) = (i, 0, 1);
+            for d in (0..shape.len()).rev() {
+                let coord = rest % shape[d];
+                rest /= shape[d];
+                if d >= lead {
+                    let size = s[d - lead];
+                    if size != 1 {
+                        at += coord * stride;
+                    }
+                    stride *= size;
+                }
+            }
+            values[k][at] as f64
+        };
+        let out: Vec<f32> = match op {
+            Op::Unary(u) => (0..n).map(|i| u.reference(read(0, i)) as f32).collect(),
+            Op::Binary(b) => (0..n)
+                .map(|i| b.reference(read(0, i), read(1, i)) as f32)
+                .collect(),
+            Op::Expand => (0..n).map(|i| read(0, i) as f32).collect(),
+            Op::Reshape => values[0].to_vec(),
+            _ => return None,
+        };
+        Some(out)
     }
 
     pub(crate) fn check(&self, op: &str, ids: &[NodeId]) -> Result<()> {

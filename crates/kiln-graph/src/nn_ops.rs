@@ -145,16 +145,11 @@ impl Graph {
         ))
     }
 
-    /// A dropout mask of `shape`: `1/(1 − rate)` with probability `1 − rate`,
-    /// else 0, drawn from `seed` and the step number in `step` (shape `[1]`).
-    pub fn dropout_mask(
-        &mut self,
-        shape: &[usize],
-        rate: f32,
-        seed: u64,
-        step: NodeId,
-    ) -> Result<NodeId> {
-        self.check("Dropout", &[step])?;
+    /// Dropout of `x` (training mode): each element is kept and scaled by
+    /// `1/(1 − rate)` with probability `1 − rate`, else zeroed, by a mask drawn
+    /// from `seed` and the step number in `step` (shape `[1]`).
+    pub fn dropout(&mut self, x: NodeId, rate: f32, seed: u64, step: NodeId) -> Result<NodeId> {
+        self.check("Dropout", &[x, step])?;
         if !(0.0..1.0).contains(&rate) {
             return Err(shape_err(
                 "Dropout",
@@ -167,6 +162,7 @@ impl Graph {
                 format!("the step input {:?} must hold one value", self.shape(step)),
             ));
         }
-        Ok(self.push(Op::DropoutMask { rate, seed }, vec![step], shape.to_vec()))
+        let shape = self.shape(x).to_vec();
+        Ok(self.push(Op::Dropout { rate, seed }, vec![x, step], shape))
     }
 }

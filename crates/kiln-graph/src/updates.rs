@@ -113,7 +113,10 @@ impl Graph {
     ) -> Result<NodeId> {
         self.check("Accumulate", &[acc, value])?;
         self.check_param("Accumulate", acc)?;
-        self.check_same_size("Accumulate", acc, value)?;
+        // A one-element accumulator adds the sum of a value of any size.
+        if self.node(acc).numel() != 1 {
+            self.check_same_size("Accumulate", acc, value)?;
+        }
         let shape = self.shape(acc).to_vec();
         Ok(self.push(Op::Accumulate { keep, scale }, vec![acc, value], shape))
     }

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use kiln_backend::ops::random::reference_dropout;
 use kiln_backend::{contiguous_strides, Activation, BinaryOp, Device, ReduceOp, UnaryOp};
 use kiln_graph::{Graph, NodeId, Op, ParamStore, Plan};
 
@@ -239,6 +240,12 @@ fn eval(g: &Graph, feeds: &HashMap<String, Vec<f64>>, last: usize) -> Vec<Vec<f6
                 }
                 y
             }
+            Op::Dropout { rate, seed } => (0..n)
+                .map(|i| {
+                    let mask = reference_dropout(*seed, x(1)[0] as u32, i as u32, *rate);
+                    x(0)[i] * mask as f64
+                })
+                .collect(),
             Op::Moments { axis } => {
                 let (mean, var) = moments(x(0), xs(0), *axis);
                 mean.into_iter().chain(var).collect()
@@ -635,4 +642,19 @@ fn binary_cross_entropy_terms() {
     check("bce on logits", &[&[4, 3], &[3]], false, |g, x| {
         g.binary(BinaryOp::BceLogitsTerm, x[0], x[1]).unwrap()
     });
+}
+
+#[test]
+fn dropout_backward_applies_the_same_mask() {
+    for step in [0.0, 3.0] {
+        check(
+            &format!("dropout step {step}"),
+            &[&[5, 7]],
+            false,
+            |g, x| {
+                let s = g.constant(&[step], &[1]).unwrap();
+                g.dropout(x[0], 0.4, 77, s).unwrap()
+            },
+        );
+    }
 }

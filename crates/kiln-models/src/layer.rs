@@ -205,10 +205,8 @@ impl Layer {
             }
             Layer::Dropout { rate } => match (ctx.mode, ctx.step) {
                 (Mode::Train, Some(step)) if *rate > 0.0 => {
-                    let shape = ctx.graph.shape(x).to_vec();
                     let layer_seed = seed ^ (index as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-                    let mask = ctx.graph.dropout_mask(&shape, *rate, layer_seed, step)?;
-                    ctx.graph.mul(x, mask)?
+                    ctx.graph.dropout(x, *rate, layer_seed, step)?
                 }
                 _ => x,
             },

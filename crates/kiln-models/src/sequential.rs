@@ -329,26 +329,29 @@ impl Sequential {
         Ok((g.mean_all(terms)?, terms))
     }
 
+    /// Adds this batch's sums of per-sample losses (`terms`) and metric
+    /// values to the device-side accumulators of `split`.
     fn accumulate_metrics(
         &mut self,
         g: &mut Graph,
         split: &str,
         pred: NodeId,
         y: NodeId,
-        loss: NodeId,
+        terms: NodeId,
         batch: usize,
     ) -> Result<()> {
         let t = self.training.as_ref().expect("compiled");
         let metrics = t.metrics.clone();
         let params = self.params.as_ref().expect("built");
+        let per_sample = |g: &Graph, v: NodeId| (g.node(v).numel() / batch) as f32;
         let acc = g.param(params, &format!("{ACC}/{split}/loss"))?;
-        g.accumulate(acc, loss, 1.0, batch as f32)?;
+        let scale = 1.0 / per_sample(g, terms);
+        g.accumulate(acc, terms, 1.0, scale)?;
         for (k, m) in metrics.iter().enumerate() {
             let v = m.values(g, pred, y)?;
-            let per_sample = g.node(v).numel() / batch;
-            let s = g.sum_all(v)?;
             let acc = g.param(params, &format!("{ACC}/{split}/{k}"))?;
-            g.accumulate(acc, s, 1.0, 1.0 / per_sample as f32)?;
+            let scale = 1.0 / per_sample(g, v);
+            g.accumulate(acc, v, 1.0, scale)?;
         }
         Ok(())
     }
@@ -360,8 +363,8 @@ impl Sequential {
         let mut g = Graph::new();
         let (pred, trainable) = self.forward(&mut g, batch, Mode::Train, true)?;
         let y = self.target_input(&mut g, pred)?;
-        let (loss, _) = self.loss_nodes(&mut g, pred, y, loss_kind)?;
-        self.accumulate_metrics(&mut g, "train", pred, y, loss, batch)?;
+        let (loss, terms) = self.loss_nodes(&mut g, pred, y, loss_kind)?;
+        self.accumulate_metrics(&mut g, "train", pred, y, terms, batch)?;
         let nodes: Vec<NodeId> = trainable.iter().map(|(_, n)| *n).collect();
         let mut grads = g.grad(loss, &nodes)?;
         if let Some(max_norm) = clip {
@@ -385,8 +388,8 @@ impl Sequential {
         let mut g = Graph::new();
         let (pred, _) = self.forward(&mut g, batch, Mode::Infer, false)?;
         let y = self.target_input(&mut g, pred)?;
-        let (loss, _) = self.loss_nodes(&mut g, pred, y, loss_kind)?;
-        self.accumulate_metrics(&mut g, "val", pred, y, loss, batch)?;
+        let (_, terms) = self.loss_nodes(&mut g, pred, y, loss_kind)?;
+        self.accumulate_metrics(&mut g, "val", pred, y, terms, batch)?;
         Ok(Plan::compile(
             &self.device,
             &g,

@@ -64,6 +64,42 @@ fn bindings<'a>(list: &[(u32, &'a Buffer)]) -> Vec<KernelBinding<'a>> {
         .collect()
 }
 
+/// `[N, C]` features with C a multiple of 4 go four channels per invocation
+/// (`batchnorm_vec4.wgsl`).
+fn vec4_layout(layout: ChannelLayout) -> bool {
+    layout.inner == 1 && layout.channels.is_multiple_of(4)
+}
+
+fn vec4_kernel(
+    device: &Device,
+    entry: &str,
+    layout: ChannelLayout,
+    eps: f32,
+    list: &[(u32, &Buffer)],
+    per_row: bool,
+) -> Result<Kernel> {
+    let c4 = (layout.channels / 4) as u64;
+    let grid = if per_row {
+        let limit = device.max_workgroups() as u64;
+        [
+            c4.div_ceil(WG as u64).min(limit) as u32,
+            (layout.outer as u64).min(limit) as u32,
+            1,
+        ]
+    } else {
+        device.linear_grid(c4.div_ceil(WG as u64))?
+    };
+    device.kernel(
+        ShaderId::BatchNormVec4,
+        entry,
+        &[("WG", WG as f64)],
+        &bindings(list),
+        5,
+        &[layout.outer as u32, c4 as u32, 0, eps.to_bits()],
+        grid,
+    )
+}
+
 fn per_channel_kernel(
     device: &Device,
     entry: &str,
@@ -71,6 +107,9 @@ fn per_channel_kernel(
     eps: f32,
     list: &[(u32, &Buffer)],
 ) -> Result<Kernel> {
+    if vec4_layout(layout) {
+        return vec4_kernel(device, entry, layout, eps, list, false);
+    }
     device.kernel(
         ShaderId::BatchNorm,
         entry,
@@ -89,6 +128,9 @@ fn per_element_kernel(
     eps: f32,
     list: &[(u32, &Buffer)],
 ) -> Result<Kernel> {
+    if vec4_layout(layout) {
+        return vec4_kernel(device, entry, layout, eps, list, true);
+    }
     device.kernel(
         ShaderId::BatchNorm,
         entry,

@@ -269,6 +269,101 @@ const FLAT_A: u32 = 1;
 const FLAT_B: u32 = 2;
 const FLAT_OUT: u32 = 8;
 
+/// The vec4 form of a row-major map, where the count and every offset are
+/// multiples of 4; `None` where they are not.
+fn vec4_kernel(
+    device: &Device,
+    entry: &str,
+    code: u32,
+    param: f32,
+    n: usize,
+    out: (&Buffer, usize),
+    inputs: &[(&Buffer, usize)],
+) -> Option<Result<Kernel>> {
+    let aligned =
+        n.is_multiple_of(4) && out.1.is_multiple_of(4) && inputs.iter().all(|(_, o)| o % 4 == 0);
+    if !aligned {
+        return None;
+    }
+    let offset = |k: usize| inputs.get(k).map_or(0, |(_, o)| (o / 4) as u32);
+    let words = [
+        (n / 4) as u32,
+        0,
+        param.to_bits(),
+        0,
+        offset(0),
+        offset(1),
+        (out.1 / 4) as u32,
+        0,
+    ];
+    let mut bindings = vec![KernelBinding {
+        binding: 0,
+        buffer: out.0,
+    }];
+    for (k, (buffer, _)) in inputs.iter().enumerate() {
+        bindings.push(KernelBinding {
+            binding: k as u32 + 1,
+            buffer,
+        });
+    }
+    Some(grid(device, n / 4).and_then(|g| {
+        device.kernel(
+            ShaderId::ElementwiseVec4,
+            entry,
+            &[("OP", code as f64), ("WG", WG as f64)],
+            &bindings,
+            4,
+            &words,
+            g,
+        )
+    }))
+}
+
+/// Column sums (or means) of a row-major `[rows, cols]` matrix at `offset`
+/// in vec4s, where cols and both offsets are multiples of 4; `None` otherwise.
+pub(crate) fn column_sum_kernel(
+    device: &Device,
+    mean: bool,
+    out: (&Buffer, usize),
+    x: (&Buffer, usize),
+    rows: usize,
+    cols: usize,
+) -> Option<Result<Kernel>> {
+    if !cols.is_multiple_of(4) || !out.1.is_multiple_of(4) || !x.1.is_multiple_of(4) {
+        return None;
+    }
+    let words = [
+        (cols / 4) as u32,
+        rows as u32,
+        0,
+        0,
+        (x.1 / 4) as u32,
+        0,
+        (out.1 / 4) as u32,
+        0,
+    ];
+    Some(grid(device, cols / 4).and_then(|g| {
+        device.kernel(
+            ShaderId::ElementwiseVec4,
+            "column_sum",
+            &[("OP", mean as u8 as f64), ("WG", WG as f64)],
+            &[
+                KernelBinding {
+                    binding: 0,
+                    buffer: out.0,
+                },
+                KernelBinding {
+                    binding: 1,
+                    buffer: x.0,
+                },
+            ],
+            4,
+            &words,
+            g,
+        )
+    }))
+}
+
 fn grid(device: &Device, n: usize) -> Result<[u32; 3]> {
     device.linear_grid((n as u64).div_ceil(WG as u64))
 }
@@ -331,6 +426,19 @@ pub fn unary_into(
     check_fits("unary", "output", out.buffer, &out.layout)?;
     let (code, param) = op.code_and_param();
     let words = meta_out("unary", &out.layout, param, &[&a.layout])?;
+    if words[3] == FLAT_A | FLAT_OUT {
+        if let Some(k) = vec4_kernel(
+            device,
+            "unary",
+            code,
+            param,
+            a.layout.numel(),
+            (out.buffer, out.layout.offset),
+            &[(a.buffer, a.layout.offset)],
+        ) {
+            return k;
+        }
+    }
     device.kernel(
         ShaderId::Elementwise,
         if words[3] == FLAT_A | FLAT_OUT {
@@ -379,6 +487,19 @@ pub fn binary_kernel(
     check_fits("binary", "b", b.buffer, &b.layout)?;
     let n: usize = shape.iter().product();
     let words = meta("binary", out_offset, &shape, 0.0, &[&a.layout, &b.layout])?;
+    if words[3] == FLAT_A | FLAT_B | FLAT_OUT {
+        if let Some(k) = vec4_kernel(
+            device,
+            "binary",
+            op.code(),
+            0.0,
+            words[0] as usize,
+            (out, out_offset),
+            &[(a.buffer, a.layout.offset), (b.buffer, b.layout.offset)],
+        ) {
+            return k;
+        }
+    }
     device.kernel(
         ShaderId::Elementwise,
         if words[3] == FLAT_A | FLAT_B | FLAT_OUT {

@@ -17,13 +17,21 @@ pub enum Activation {
     Tanh,
 }
 
+/// Software adapters take the small-product kernel for outputs this narrow
+/// (a dense layer with one or a few units), where the 8×8-blocked kernel
+/// would leave most of its block empty; for wider outputs its extra loads per
+/// output make it slower on lavapipe (measured 2–4× at 64×128).
+const SMALL_MAX_N: usize = 4;
+
 /// Which matmul kernel to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum MatmulVariant {
-    /// Register-blocked on software adapters (vec4 loads when the operands
-    /// allow), tiled on hardware GPUs.
+    /// On software adapters: `Small` for small outputs, else register-blocked
+    /// (vec4 loads when the operands allow); tiled on hardware GPUs.
     #[default]
     Auto,
+    /// One invocation per 1×4 strip of C, scalar loads: for small outputs.
+    Small,
     /// 8×8 outputs per invocation in registers, scalar loads, no workgroup memory.
     Blocked,
     /// Like `Blocked` with vec4 loads along each operand's contiguous axis:
@@ -140,7 +148,22 @@ pub fn matmul_kernel(device: &Device, spec: &MatmulSpec<'_>) -> Result<Kernel> {
             ));
         }
     }
+    // Small outputs spread over 1×4 strips (see matmul_small.wgsl).
+    let strips = m as u64 * n.div_ceil(4) as u64;
+    let small = n <= SMALL_MAX_N && strips.div_ceil(64) <= device.max_workgroups() as u64;
     let shader = match (spec.variant, vec4_shader(spec)) {
+        (MatmulVariant::Small, _) if strips.div_ceil(64) <= device.max_workgroups() as u64 => {
+            ShaderId::MatmulSmall
+        }
+        (MatmulVariant::Small, _) => {
+            return Err(invalid(
+                "matmul",
+                format!("{m}×{n} is too large for the small-product kernel"),
+            ))
+        }
+        (MatmulVariant::Auto, _) if small && device.kind() == DeviceKind::Software => {
+            ShaderId::MatmulSmall
+        }
         (MatmulVariant::Auto, _) if device.kind() != DeviceKind::Software => ShaderId::MatmulTiled,
         (MatmulVariant::Auto | MatmulVariant::Vec4, Some(vec4)) => vec4,
         (MatmulVariant::Vec4, None) => {
@@ -153,8 +176,13 @@ pub fn matmul_kernel(device: &Device, spec: &MatmulSpec<'_>) -> Result<Kernel> {
         (MatmulVariant::Tiled, _) => ShaderId::MatmulTiled,
         _ => ShaderId::MatmulBlocked,
     };
-    // Every variant covers a 64×64 block of C per workgroup.
-    let grid = [n.div_ceil(64) as u32, m.div_ceil(64) as u32, batch as u32];
+    // The small kernel covers 64 strips of 1×4 per workgroup; the others a
+    // 64×64 block of C.
+    let grid = if shader == ShaderId::MatmulSmall {
+        [strips.div_ceil(64) as u32, 1, batch as u32]
+    } else {
+        [n.div_ceil(64) as u32, m.div_ceil(64) as u32, batch as u32]
+    };
     let bias = spec.bias.as_ref();
     let bias_buffer = bias.map(|b| b.buffer).unwrap_or(spec.a.buffer);
     let words: Vec<u32> = vec![

@@ -71,6 +71,22 @@ pub fn optimizer_step_kernel(
     match (rule, state.1) {
         (UpdateRule::Adam, Some(v)) => {
             check_len("Adam", n, &[param, grad, state.0, v])?;
+            if n.is_multiple_of(4) {
+                let bindings: Vec<KernelBinding<'_>> =
+                    [(0, param), (1, state.0), (2, v), (3, grad), (4, hyper)]
+                        .iter()
+                        .map(|&(binding, buffer)| KernelBinding { binding, buffer })
+                        .collect();
+                return device.kernel(
+                    ShaderId::OptimVec4,
+                    "adam",
+                    &[("WG", WG as f64)],
+                    &bindings,
+                    5,
+                    &[(n / 4) as u32, 0, 0, 0],
+                    device.linear_grid(((n / 4) as u64).div_ceil(WG as u64))?,
+                );
+            }
             update_kernel(
                 device,
                 "adam",
@@ -141,5 +157,37 @@ pub fn running_stats_kernel(
             var_factor.to_bits(),
             channels as u32,
         ],
+    )
+}
+
+/// `acc[0] = keep·acc[0] + scale·Σ value[0..n]`: a device-side running sum of
+/// a batch's losses or metric values.
+pub fn accumulate_sum_kernel(
+    device: &Device,
+    n: usize,
+    acc: &Buffer,
+    value: &Buffer,
+    keep: f32,
+    scale: f32,
+) -> Result<Kernel> {
+    check_len("accumulate", n, &[value])?;
+    check_len("accumulate", 1, &[acc])?;
+    device.kernel(
+        ShaderId::Optim,
+        "accumulate_sum",
+        &[],
+        &[
+            KernelBinding {
+                binding: 0,
+                buffer: acc,
+            },
+            KernelBinding {
+                binding: 3,
+                buffer: value,
+            },
+        ],
+        5,
+        &[n as u32, keep.to_bits(), scale.to_bits(), 0],
+        [1, 1, 1],
     )
 }

@@ -58,12 +58,15 @@ pub fn random_kernel(
     )
 }
 
-/// A dropout mask over `n` elements of `out`: `1/(1 − rate)` with probability
-/// `1 − rate`, else 0, drawn under `seed` and the step number stored (as an f32)
-/// in `step`, so one kernel gives a fresh mask every step.
-pub fn dropout_mask_kernel(
+/// Dropout of `n` elements of `x` into `out`: each is scaled by `1/(1 − rate)`
+/// with probability `1 − rate`, else zeroed, by a mask drawn under `seed` and
+/// the step number stored (as an f32) in `step`, so one kernel gives a fresh
+/// mask every step, and the same kernel on the upstream gradient is the
+/// backward pass.
+pub fn dropout_kernel(
     device: &Device,
     out: &Buffer,
+    x: &Buffer,
     n: usize,
     seed: u64,
     rate: f32,
@@ -78,7 +81,7 @@ pub fn dropout_mask_kernel(
     let keep = 1.0 - rate;
     device.kernel(
         ShaderId::Random,
-        "dropout_mask",
+        "dropout",
         &[("WG", WG as f64)],
         &[
             KernelBinding {
@@ -88,6 +91,10 @@ pub fn dropout_mask_kernel(
             KernelBinding {
                 binding: 2,
                 buffer: step,
+            },
+            KernelBinding {
+                binding: 3,
+                buffer: x,
             },
         ],
         1,

@@ -106,6 +106,21 @@ pub fn reduce_kernel(
 ) -> Result<Kernel> {
     let (words, n_out) = reduce_meta("reduce", &x.layout, axes, out_offset)?;
     let count = words[3] as usize;
+    // Sums down the rows of a row-major matrix (bias gradients) go four columns at a time.
+    let l = &x.layout;
+    let row_major_2d = l.shape.len() == 2 && l.strides == [l.shape[1], 1];
+    if axes == [0] && row_major_2d && matches!(op, ReduceOp::Sum | ReduceOp::Mean) {
+        if let Some(k) = crate::ops::elementwise::column_sum_kernel(
+            device,
+            op == ReduceOp::Mean,
+            (out, out_offset),
+            (x.buffer, l.offset),
+            l.shape[0],
+            l.shape[1],
+        ) {
+            return k;
+        }
+    }
     // Few elements per output, or outputs enough to fill the device: one
     // invocation per output. Else a workgroup per output with a tree.
     let serial = count <= 1024 || n_out >= 2048;

@@ -1,0 +1,101 @@
+// Batch normalisation of [N, C] features with C a multiple of 4: each
+// invocation handles four adjacent channels with vec4 accesses. The
+// formulas are batchnorm.wgsl's; stats is [mean; var] as vec4s.
+
+override WG: u32 = 64u;
+
+// params: 0 rows (N), 1 channels / 4, 2 unused, 3 eps (f32 bits)
+@group(0) @binding(0) var<storage, read_write> out: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> stats: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> gamma: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read> beta: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read> params: array<u32>;
+@group(0) @binding(6) var<storage, read> dy: array<vec4<f32>>;
+@group(0) @binding(7) var<storage, read> dbeta: array<vec4<f32>>;
+@group(0) @binding(8) var<storage, read> dgamma: array<vec4<f32>>;
+
+fn c4() -> u32 { return params[1]; }
+fn rows() -> u32 { return params[0]; }
+
+fn inv_std(c: u32) -> vec4<f32> {
+    return inverseSqrt(stats[c4() + c] + bitcast<f32>(params[3]));
+}
+
+fn column(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
+    return (wid.y * nwg.x + wid.x) * WG + lid;
+}
+
+@compute @workgroup_size(WG)
+fn moments(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(local_invocation_index) lid: u32) {
+    let c = column(wid, nwg, lid);
+    if (c >= c4()) { return; }
+    var s = vec4<f32>(0.0);
+    for (var r = 0u; r < rows(); r++) { s += x[r * c4() + c]; }
+    let mean = s / f32(rows());
+    var q = vec4<f32>(0.0);
+    for (var r = 0u; r < rows(); r++) {
+        let d = x[r * c4() + c] - mean;
+        q += d * d;
+    }
+    out[c] = mean;
+    out[c4() + c] = q / f32(rows());
+}
+
+// x over the channel groups, y over the rows (looping past the grid's limit).
+@compute @workgroup_size(WG)
+fn normalize(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+             @builtin(local_invocation_index) lid: u32) {
+    let c = wid.x * WG + lid;
+    if (c >= c4()) { return; }
+    let scale = inv_std(c) * gamma[c];
+    let shift = beta[c] - stats[c] * scale;
+    for (var r = wid.y; r < rows(); r += nwg.y) {
+        out[r * c4() + c] = x[r * c4() + c] * scale + shift;
+    }
+}
+
+@compute @workgroup_size(WG)
+fn grad_gamma(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) lid: u32) {
+    let c = column(wid, nwg, lid);
+    if (c >= c4()) { return; }
+    let mean = stats[c];
+    var s = vec4<f32>(0.0);
+    for (var r = 0u; r < rows(); r++) {
+        let e = r * c4() + c;
+        s += dy[e] * (x[e] - mean);
+    }
+    out[c] = s * inv_std(c);
+}
+
+@compute @workgroup_size(WG)
+fn grad_input_batch(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                    @builtin(local_invocation_index) lid: u32) {
+    let c = wid.x * WG + lid;
+    if (c >= c4()) { return; }
+    let s = inv_std(c);
+    let m = f32(rows());
+    let g = gamma[c] * s;
+    let mean_dy = dbeta[c] / m;
+    let mean_dyx = dgamma[c] / m;
+    let mean = stats[c];
+    for (var r = wid.y; r < rows(); r += nwg.y) {
+        let i = r * c4() + c;
+        let xhat = (x[i] - mean) * s;
+        out[i] = g * (dy[i] - mean_dy - xhat * mean_dyx);
+    }
+}
+
+@compute @workgroup_size(WG)
+fn grad_input_fixed(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                    @builtin(local_invocation_index) lid: u32) {
+    let c = wid.x * WG + lid;
+    if (c >= c4()) { return; }
+    let g = gamma[c] * inv_std(c);
+    for (var r = wid.y; r < rows(); r += nwg.y) {
+        let i = r * c4() + c;
+        out[i] = g * dy[i];
+    }
+}
