@@ -12,6 +12,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     let N = params[1];
     let K = params[2];
     let batch = wid.z;
+    let e = epilogue(batch);
+    let o = operands(batch);
     let row0 = (wid.y * 8u + lid.y) * TILE;
     let col0 = (wid.x * 8u + lid.x) * TILE;
     if (row0 >= M || col0 >= N) { return; }
@@ -36,25 +38,25 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         var bl: array<vec4<f32>, 4>;
         var bh: array<vec4<f32>, 4>;
         for (var u = 0u; u < 4u; u++) {
-            bl[u] = vec4<f32>(load_b(batch, k + u, cols[0]), load_b(batch, k + u, cols[1]),
-                              load_b(batch, k + u, cols[2]), load_b(batch, k + u, cols[3]));
-            bh[u] = vec4<f32>(load_b(batch, k + u, cols[4]), load_b(batch, k + u, cols[5]),
-                              load_b(batch, k + u, cols[6]), load_b(batch, k + u, cols[7]));
+            bl[u] = vec4<f32>(load_b(o, k + u, cols[0]), load_b(o, k + u, cols[1]),
+                              load_b(o, k + u, cols[2]), load_b(o, k + u, cols[3]));
+            bh[u] = vec4<f32>(load_b(o, k + u, cols[4]), load_b(o, k + u, cols[5]),
+                              load_b(o, k + u, cols[6]), load_b(o, k + u, cols[7]));
         }
         for (var i = 0u; i < TILE; i++) {
-            let av = vec4<f32>(load_a(batch, rows[i], k), load_a(batch, rows[i], k + 1u),
-                               load_a(batch, rows[i], k + 2u), load_a(batch, rows[i], k + 3u));
+            let av = vec4<f32>(load_a(o, rows[i], k), load_a(o, rows[i], k + 1u),
+                               load_a(o, rows[i], k + 2u), load_a(o, rows[i], k + 3u));
             acc_lo[i] += av.x * bl[0] + av.y * bl[1] + av.z * bl[2] + av.w * bl[3];
             acc_hi[i] += av.x * bh[0] + av.y * bh[1] + av.z * bh[2] + av.w * bh[3];
         }
     }
     for (; k < K; k++) {
-        let bl = vec4<f32>(load_b(batch, k, cols[0]), load_b(batch, k, cols[1]),
-                           load_b(batch, k, cols[2]), load_b(batch, k, cols[3]));
-        let bh = vec4<f32>(load_b(batch, k, cols[4]), load_b(batch, k, cols[5]),
-                           load_b(batch, k, cols[6]), load_b(batch, k, cols[7]));
+        let bl = vec4<f32>(load_b(o, k, cols[0]), load_b(o, k, cols[1]),
+                           load_b(o, k, cols[2]), load_b(o, k, cols[3]));
+        let bh = vec4<f32>(load_b(o, k, cols[4]), load_b(o, k, cols[5]),
+                           load_b(o, k, cols[6]), load_b(o, k, cols[7]));
         for (var i = 0u; i < TILE; i++) {
-            let av = load_a(batch, rows[i], k);
+            let av = load_a(o, rows[i], k);
             acc_lo[i] += av * bl;
             acc_hi[i] += av * bh;
         }
@@ -64,8 +66,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         let m = row0 + i;
         if (m >= M) { break; }
         for (var j = 0u; j < 4u; j++) {
-            if (col0 + j < N) { store_c(batch, m, col0 + j, acc_lo[i][j]); }
-            if (col0 + 4u + j < N) { store_c(batch, m, col0 + 4u + j, acc_hi[i][j]); }
+            if (col0 + j < N) { store_at(e, m, col0 + j, acc_lo[i][j]); }
+            if (col0 + 4u + j < N) { store_at(e, m, col0 + 4u + j, acc_hi[i][j]); }
         }
     }
 }

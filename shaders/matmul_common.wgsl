@@ -29,10 +29,30 @@ fn activate(x: f32) -> f32 {
     }
 }
 
-fn store_c(batch: u32, m: u32, n: u32, product: f32) {
-    var v = bitcast<f32>(params[17]) * product;
-    if (params[14] != 0u) {
-        v += bitcast<f32>(params[18]) * bias[params[13] + batch * params[19] + m * params[15] + n * params[16]];
+// What the epilogue needs, read from params once per invocation: on CPU
+// adapters a storage load costs as much as a data load, and the compiler may
+// not move these past the stores to C (the bindings might alias).
+struct Epilogue {
+    c_base: u32,
+    ldc: u32,
+    alpha: f32,
+    beta: f32,
+    has_bias: bool,
+    bias_base: u32,
+    bias_rs: u32,
+    bias_cs: u32,
+}
+
+fn epilogue(batch: u32) -> Epilogue {
+    return Epilogue(params[10] + batch * params[11], params[12], bitcast<f32>(params[17]),
+                    bitcast<f32>(params[18]), params[14] != 0u, params[13] + batch * params[19],
+                    params[15], params[16]);
+}
+
+fn store_at(e: Epilogue, m: u32, n: u32, product: f32) {
+    var v = e.alpha * product;
+    if (e.has_bias) {
+        v += e.beta * bias[e.bias_base + m * e.bias_rs + n * e.bias_cs];
     }
-    c[params[10] + batch * params[11] + m * params[12] + n] = activate(v);
+    c[e.c_base + m * e.ldc + n] = activate(v);
 }

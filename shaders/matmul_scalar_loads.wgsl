@@ -4,16 +4,27 @@
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 
-// Element (m, k) of op(A) in batch `batch`.
-fn load_a(batch: u32, m: u32, k: u32) -> f32 {
-    let base = params[4] + batch * params[5];
-    if (TRANS_A) { return a[base + k * params[6] + m]; }
-    return a[base + m * params[6] + k];
+// Where A and B of one batch start and their row strides, read once per
+// invocation rather than at every load.
+struct Operands {
+    a_base: u32,
+    lda: u32,
+    b_base: u32,
+    ldb: u32,
 }
 
-// Element (k, n) of op(B) in batch `batch`.
-fn load_b(batch: u32, k: u32, n: u32) -> f32 {
-    let base = params[7] + batch * params[8];
-    if (TRANS_B) { return b[base + n * params[9] + k]; }
-    return b[base + k * params[9] + n];
+fn operands(batch: u32) -> Operands {
+    return Operands(params[4] + batch * params[5], params[6], params[7] + batch * params[8], params[9]);
+}
+
+// Element (m, k) of op(A).
+fn load_a(o: Operands, m: u32, k: u32) -> f32 {
+    if (TRANS_A) { return a[o.a_base + k * o.lda + m]; }
+    return a[o.a_base + m * o.lda + k];
+}
+
+// Element (k, n) of op(B).
+fn load_b(o: Operands, k: u32, n: u32) -> f32 {
+    if (TRANS_B) { return b[o.b_base + n * o.ldb + k]; }
+    return b[o.b_base + k * o.ldb + n];
 }

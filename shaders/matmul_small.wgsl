@@ -11,6 +11,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let N = params[1];
     let K = params[2];
     let batch = wid.z;
+    let e = epilogue(batch);
+    let o = operands(batch);
     let strips = (N + 3u) / 4u;
     let t = wid.x * 64u + lid;
     if (t >= M * strips) { return; }
@@ -22,11 +24,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let n3 = min(n0 + 3u, N - 1u);
     var acc = vec4<f32>(0.0);
     for (var k = 0u; k < K; k++) {
-        let av = load_a(batch, m, k);
-        acc += av * vec4<f32>(load_b(batch, k, n0), load_b(batch, k, n1),
-                              load_b(batch, k, n2), load_b(batch, k, n3));
+        let av = load_a(o, m, k);
+        acc += av * vec4<f32>(load_b(o, k, n0), load_b(o, k, n1),
+                              load_b(o, k, n2), load_b(o, k, n3));
     }
     for (var j = 0u; j < 4u; j++) {
-        if (n0 + j < N) { store_c(batch, m, n0 + j, acc[j]); }
+        if (n0 + j < N) { store_at(e, m, n0 + j, acc[j]); }
     }
 }

@@ -16,6 +16,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     let N = params[1];
     let K = params[2];
     let batch = wid.z;
+    let e = epilogue(batch);
+    let o = operands(batch);
     let block_m = wid.y * BM;
     let block_n = wid.x * BM;
 
@@ -30,10 +32,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
             let mm = e % BM;
             let gk = k0 + kk;
             var va = 0.0;
-            if (gk < K && block_m + mm < M) { va = load_a(batch, block_m + mm, gk); }
+            if (gk < K && block_m + mm < M) { va = load_a(o, block_m + mm, gk); }
             tile_a[kk][mm] = va;
             var vb = 0.0;
-            if (gk < K && block_n + mm < N) { vb = load_b(batch, gk, block_n + mm); }
+            if (gk < K && block_n + mm < N) { vb = load_b(o, gk, block_n + mm); }
             tile_b[kk][mm] = vb;
         }
         workgroupBarrier();
@@ -51,7 +53,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         let m = block_m + lid.y * 4u + i;
         for (var j = 0u; j < 4u; j++) {
             let n = block_n + lid.x * 4u + j;
-            if (m < M && n < N) { store_c(batch, m, n, acc[i][j]); }
+            if (m < M && n < N) { store_at(e, m, n, acc[i][j]); }
         }
     }
 }

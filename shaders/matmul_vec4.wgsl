@@ -13,6 +13,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     let N = params[1];
     let K = params[2];
     let batch = wid.z;
+    let e = epilogue(batch);
     let row0 = (wid.y * 8u + lid.y) * 8u;
     let col0 = (wid.x * 8u + lid.x) * 8u;
     if (row0 >= M || col0 >= N) { return; }
@@ -94,8 +95,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         let m = row0 + i;
         if (m >= M) { break; }
         for (var j = 0u; j < 4u; j++) {
-            if (col0 + j < N) { store_c(batch, m, col0 + j, acc_lo[i][j]); }
-            if (col0 + 4u + j < N) { store_c(batch, m, col0 + 4u + j, acc_hi[i][j]); }
+            if (col0 + j < N) { store_at(e, m, col0 + j, acc_lo[i][j]); }
+            if (col0 + 4u + j < N) { store_at(e, m, col0 + 4u + j, acc_hi[i][j]); }
         }
     }
 }
