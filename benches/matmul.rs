@@ -96,6 +96,8 @@ fn gpu_layouts(c: &mut Criterion) {
         ("A·B auto", (false, false), MatmulVariant::Auto),
         ("A·Bt auto", (false, true), MatmulVariant::Auto),
         ("At·B auto", (true, false), MatmulVariant::Auto),
+        ("At·B vec4", (true, false), MatmulVariant::Vec4),
+        ("A·Bt scalar-blocked", (false, true), MatmulVariant::Blocked),
         ("At·Bt auto", (true, true), MatmulVariant::Auto),
         ("A·B scalar-blocked", (false, false), MatmulVariant::Blocked),
         ("A·B tiled", (false, false), MatmulVariant::Tiled),
