@@ -56,3 +56,24 @@ fn store_at(e: Epilogue, m: u32, n: u32, product: f32) {
     }
     c[e.c_base + m * e.ldc + n] = activate(v);
 }
+
+// Stores row m of an 8-wide block (columns col0..col0+7, as two vec4s),
+// skipping columns past N. Constant component indices keep the accumulators
+// in registers, where a loop over them would index them dynamically.
+fn store_row8(e: Epilogue, m: u32, col0: u32, n: u32, lo: vec4<f32>, hi: vec4<f32>) {
+    if (col0 + 7u < n) {
+        store_at(e, m, col0, lo.x);
+        store_at(e, m, col0 + 1u, lo.y);
+        store_at(e, m, col0 + 2u, lo.z);
+        store_at(e, m, col0 + 3u, lo.w);
+        store_at(e, m, col0 + 4u, hi.x);
+        store_at(e, m, col0 + 5u, hi.y);
+        store_at(e, m, col0 + 6u, hi.z);
+        store_at(e, m, col0 + 7u, hi.w);
+        return;
+    }
+    for (var j = 0u; j < 4u; j++) {
+        if (col0 + j < n) { store_at(e, m, col0 + j, lo[j]); }
+        if (col0 + 4u + j < n) { store_at(e, m, col0 + 4u + j, hi[j]); }
+    }
+}

@@ -89,14 +89,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         hi7 += av7.x * bh0 + av7.y * bh1 + av7.z * bh2 + av7.w * bh3;
     }
 
-    let acc_lo = array<vec4<f32>, 8>(lo0, lo1, lo2, lo3, lo4, lo5, lo6, lo7);
-    let acc_hi = array<vec4<f32>, 8>(hi0, hi1, hi2, hi3, hi4, hi5, hi6, hi7);
-    for (var i = 0u; i < 8u; i++) {
-        let m = row0 + i;
-        if (m >= M) { break; }
-        for (var j = 0u; j < 4u; j++) {
-            if (col0 + j < N) { store_at(e, m, col0 + j, acc_lo[i][j]); }
-            if (col0 + 4u + j < N) { store_at(e, m, col0 + 4u + j, acc_hi[i][j]); }
-        }
-    }
+    let rows_left = M - row0;
+    store_row8(e, row0, col0, N, lo0, hi0);
+    if (rows_left > 1u) { store_row8(e, row0 + 1u, col0, N, lo1, hi1); }
+    if (rows_left > 2u) { store_row8(e, row0 + 2u, col0, N, lo2, hi2); }
+    if (rows_left > 3u) { store_row8(e, row0 + 3u, col0, N, lo3, hi3); }
+    if (rows_left > 4u) { store_row8(e, row0 + 4u, col0, N, lo4, hi4); }
+    if (rows_left > 5u) { store_row8(e, row0 + 5u, col0, N, lo5, hi5); }
+    if (rows_left > 6u) { store_row8(e, row0 + 6u, col0, N, lo6, hi6); }
+    if (rows_left > 7u) { store_row8(e, row0 + 7u, col0, N, lo7, hi7); }
 }

@@ -52,12 +52,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         }
     }
 
-    for (var i = 0u; i < 8u; i++) {
-        let m = row0 + i;
-        if (m >= M) { break; }
-        for (var j = 0u; j < 4u; j++) {
-            if (col0 + j < N) { store_at(e, m, col0 + j, acc_lo[i][j]); }
-            if (col0 + 4u + j < N) { store_at(e, m, col0 + 4u + j, acc_hi[i][j]); }
-        }
-    }
+    let rows_left = M - row0;
+    store_row8(e, row0, col0, N, acc_lo[0], acc_hi[0]);
+    if (rows_left > 1u) { store_row8(e, row0 + 1u, col0, N, acc_lo[1], acc_hi[1]); }
+    if (rows_left > 2u) { store_row8(e, row0 + 2u, col0, N, acc_lo[2], acc_hi[2]); }
+    if (rows_left > 3u) { store_row8(e, row0 + 3u, col0, N, acc_lo[3], acc_hi[3]); }
+    if (rows_left > 4u) { store_row8(e, row0 + 4u, col0, N, acc_lo[4], acc_hi[4]); }
+    if (rows_left > 5u) { store_row8(e, row0 + 5u, col0, N, acc_lo[5], acc_hi[5]); }
+    if (rows_left > 6u) { store_row8(e, row0 + 6u, col0, N, acc_lo[6], acc_hi[6]); }
+    if (rows_left > 7u) { store_row8(e, row0 + 7u, col0, N, acc_lo[7], acc_hi[7]); }
 }
