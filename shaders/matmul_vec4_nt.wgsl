@@ -1,7 +1,7 @@
 // Register-blocked A · Bᵀ with vec4 loads (the input gradient of a linear
 // layer, dY · Wᵀ): B is stored N×K, so both operands are contiguous along K.
 // Each invocation owns an 8×8 block of C and takes dot products of vec4s along
-// K. Needs K, the row strides, offsets and batch strides to be multiples of 4.
+// K, rows unrolled by hand (see matmul_blocked.wgsl). Needs K, the row strides, offsets and batch strides to be multiples of 4.
 // (Prefixed by activations.wgsl and matmul_common.wgsl.)
 
 @group(0) @binding(1) var<storage, read> a4: array<vec4<f32>>;
@@ -23,42 +23,80 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     let b_base = (params[7] + batch * params[8]) / 4u;
     let ldb = params[9] / 4u;
 
-    var a_rows: array<u32, 8>;
-    var b_rows: array<u32, 8>;
-    for (var i = 0u; i < 8u; i++) {
-        a_rows[i] = a_base + min(row0 + i, M - 1u) * lda;
-        b_rows[i] = b_base + min(col0 + i, N - 1u) * ldb;
-    }
-    var acc_lo: array<vec4<f32>, 8>;
-    var acc_hi: array<vec4<f32>, 8>;
-    for (var i = 0u; i < 8u; i++) {
-        acc_lo[i] = vec4<f32>(0.0);
-        acc_hi[i] = vec4<f32>(0.0);
-    }
-
+    let ar0 = a_base + min(row0 + 0u, M - 1u) * lda;
+    let ar1 = a_base + min(row0 + 1u, M - 1u) * lda;
+    let ar2 = a_base + min(row0 + 2u, M - 1u) * lda;
+    let ar3 = a_base + min(row0 + 3u, M - 1u) * lda;
+    let ar4 = a_base + min(row0 + 4u, M - 1u) * lda;
+    let ar5 = a_base + min(row0 + 5u, M - 1u) * lda;
+    let ar6 = a_base + min(row0 + 6u, M - 1u) * lda;
+    let ar7 = a_base + min(row0 + 7u, M - 1u) * lda;
+    let br0 = b_base + min(col0 + 0u, N - 1u) * ldb;
+    let br1 = b_base + min(col0 + 1u, N - 1u) * ldb;
+    let br2 = b_base + min(col0 + 2u, N - 1u) * ldb;
+    let br3 = b_base + min(col0 + 3u, N - 1u) * ldb;
+    let br4 = b_base + min(col0 + 4u, N - 1u) * ldb;
+    let br5 = b_base + min(col0 + 5u, N - 1u) * ldb;
+    let br6 = b_base + min(col0 + 6u, N - 1u) * ldb;
+    let br7 = b_base + min(col0 + 7u, N - 1u) * ldb;
+    var lo0 = vec4<f32>(0.0);
+    var hi0 = vec4<f32>(0.0);
+    var lo1 = vec4<f32>(0.0);
+    var hi1 = vec4<f32>(0.0);
+    var lo2 = vec4<f32>(0.0);
+    var hi2 = vec4<f32>(0.0);
+    var lo3 = vec4<f32>(0.0);
+    var hi3 = vec4<f32>(0.0);
+    var lo4 = vec4<f32>(0.0);
+    var hi4 = vec4<f32>(0.0);
+    var lo5 = vec4<f32>(0.0);
+    var hi5 = vec4<f32>(0.0);
+    var lo6 = vec4<f32>(0.0);
+    var hi6 = vec4<f32>(0.0);
+    var lo7 = vec4<f32>(0.0);
+    var hi7 = vec4<f32>(0.0);
     for (var k4 = 0u; k4 < K / 4u; k4++) {
-        let b0 = b4[b_rows[0] + k4];
-        let b1 = b4[b_rows[1] + k4];
-        let b2 = b4[b_rows[2] + k4];
-        let b3 = b4[b_rows[3] + k4];
-        let b4_ = b4[b_rows[4] + k4];
-        let b5 = b4[b_rows[5] + k4];
-        let b6 = b4[b_rows[6] + k4];
-        let b7 = b4[b_rows[7] + k4];
-        for (var i = 0u; i < 8u; i++) {
-            let av = a4[a_rows[i] + k4];
-            acc_lo[i] += vec4<f32>(dot(av, b0), dot(av, b1), dot(av, b2), dot(av, b3));
-            acc_hi[i] += vec4<f32>(dot(av, b4_), dot(av, b5), dot(av, b6), dot(av, b7));
-        }
+        let bv0 = b4[br0 + k4];
+        let bv1 = b4[br1 + k4];
+        let bv2 = b4[br2 + k4];
+        let bv3 = b4[br3 + k4];
+        let bv4 = b4[br4 + k4];
+        let bv5 = b4[br5 + k4];
+        let bv6 = b4[br6 + k4];
+        let bv7 = b4[br7 + k4];
+        let av0 = a4[ar0 + k4];
+        lo0 += vec4<f32>(dot(av0, bv0), dot(av0, bv1), dot(av0, bv2), dot(av0, bv3));
+        hi0 += vec4<f32>(dot(av0, bv4), dot(av0, bv5), dot(av0, bv6), dot(av0, bv7));
+        let av1 = a4[ar1 + k4];
+        lo1 += vec4<f32>(dot(av1, bv0), dot(av1, bv1), dot(av1, bv2), dot(av1, bv3));
+        hi1 += vec4<f32>(dot(av1, bv4), dot(av1, bv5), dot(av1, bv6), dot(av1, bv7));
+        let av2 = a4[ar2 + k4];
+        lo2 += vec4<f32>(dot(av2, bv0), dot(av2, bv1), dot(av2, bv2), dot(av2, bv3));
+        hi2 += vec4<f32>(dot(av2, bv4), dot(av2, bv5), dot(av2, bv6), dot(av2, bv7));
+        let av3 = a4[ar3 + k4];
+        lo3 += vec4<f32>(dot(av3, bv0), dot(av3, bv1), dot(av3, bv2), dot(av3, bv3));
+        hi3 += vec4<f32>(dot(av3, bv4), dot(av3, bv5), dot(av3, bv6), dot(av3, bv7));
+        let av4 = a4[ar4 + k4];
+        lo4 += vec4<f32>(dot(av4, bv0), dot(av4, bv1), dot(av4, bv2), dot(av4, bv3));
+        hi4 += vec4<f32>(dot(av4, bv4), dot(av4, bv5), dot(av4, bv6), dot(av4, bv7));
+        let av5 = a4[ar5 + k4];
+        lo5 += vec4<f32>(dot(av5, bv0), dot(av5, bv1), dot(av5, bv2), dot(av5, bv3));
+        hi5 += vec4<f32>(dot(av5, bv4), dot(av5, bv5), dot(av5, bv6), dot(av5, bv7));
+        let av6 = a4[ar6 + k4];
+        lo6 += vec4<f32>(dot(av6, bv0), dot(av6, bv1), dot(av6, bv2), dot(av6, bv3));
+        hi6 += vec4<f32>(dot(av6, bv4), dot(av6, bv5), dot(av6, bv6), dot(av6, bv7));
+        let av7 = a4[ar7 + k4];
+        lo7 += vec4<f32>(dot(av7, bv0), dot(av7, bv1), dot(av7, bv2), dot(av7, bv3));
+        hi7 += vec4<f32>(dot(av7, bv4), dot(av7, bv5), dot(av7, bv6), dot(av7, bv7));
     }
 
     let rows_left = M - row0;
-    store_row8(e, row0, col0, N, acc_lo[0], acc_hi[0]);
-    if (rows_left > 1u) { store_row8(e, row0 + 1u, col0, N, acc_lo[1], acc_hi[1]); }
-    if (rows_left > 2u) { store_row8(e, row0 + 2u, col0, N, acc_lo[2], acc_hi[2]); }
-    if (rows_left > 3u) { store_row8(e, row0 + 3u, col0, N, acc_lo[3], acc_hi[3]); }
-    if (rows_left > 4u) { store_row8(e, row0 + 4u, col0, N, acc_lo[4], acc_hi[4]); }
-    if (rows_left > 5u) { store_row8(e, row0 + 5u, col0, N, acc_lo[5], acc_hi[5]); }
-    if (rows_left > 6u) { store_row8(e, row0 + 6u, col0, N, acc_lo[6], acc_hi[6]); }
-    if (rows_left > 7u) { store_row8(e, row0 + 7u, col0, N, acc_lo[7], acc_hi[7]); }
+    store_row8(e, row0, col0, N, lo0, hi0);
+    if (rows_left > 1u) { store_row8(e, row0 + 1u, col0, N, lo1, hi1); }
+    if (rows_left > 2u) { store_row8(e, row0 + 2u, col0, N, lo2, hi2); }
+    if (rows_left > 3u) { store_row8(e, row0 + 3u, col0, N, lo3, hi3); }
+    if (rows_left > 4u) { store_row8(e, row0 + 4u, col0, N, lo4, hi4); }
+    if (rows_left > 5u) { store_row8(e, row0 + 5u, col0, N, lo5, hi5); }
+    if (rows_left > 6u) { store_row8(e, row0 + 6u, col0, N, lo6, hi6); }
+    if (rows_left > 7u) { store_row8(e, row0 + 7u, col0, N, lo7, hi7); }
 }
