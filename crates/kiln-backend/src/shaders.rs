@@ -19,10 +19,11 @@ pub enum ShaderId {
     OptimVec4,
     BatchNormVec4,
     MatmulSmall,
+    OptimMulti,
 }
 
 /// Every file of `shaders/`, compiled in.
-const FILES: [(&str, &str); 19] = [
+const FILES: [(&str, &str); 20] = [
     (
         "activations.wgsl",
         include_str!("../../../shaders/activations.wgsl"),
@@ -90,11 +91,15 @@ const FILES: [(&str, &str); 19] = [
         "matmul_small.wgsl",
         include_str!("../../../shaders/matmul_small.wgsl"),
     ),
+    (
+        "optim_multi.wgsl",
+        include_str!("../../../shaders/optim_multi.wgsl"),
+    ),
 ];
 
 impl ShaderId {
     /// Every module kiln builds.
-    pub const ALL: [ShaderId; 15] = [
+    pub const ALL: [ShaderId; 16] = [
         ShaderId::Elementwise,
         ShaderId::Random,
         ShaderId::Reduce,
@@ -110,6 +115,7 @@ impl ShaderId {
         ShaderId::OptimVec4,
         ShaderId::BatchNormVec4,
         ShaderId::MatmulSmall,
+        ShaderId::OptimMulti,
     ];
 
     pub fn name(self) -> &'static str {
@@ -129,6 +135,7 @@ impl ShaderId {
             ShaderId::OptimVec4 => "optim_vec4",
             ShaderId::BatchNormVec4 => "batchnorm_vec4",
             ShaderId::MatmulSmall => "matmul_small",
+            ShaderId::OptimMulti => "optim_multi",
         }
     }
 
@@ -147,6 +154,7 @@ impl ShaderId {
             ],
             ShaderId::OptimVec4 => &["optim_vec4.wgsl"],
             ShaderId::BatchNormVec4 => &["batchnorm_vec4.wgsl"],
+            ShaderId::OptimMulti => &["optim_multi.wgsl"],
             ShaderId::MatmulSmall => &[
                 "activations.wgsl",
                 "matmul_common.wgsl",

@@ -253,3 +253,65 @@ fn running_statistics_and_accumulators() {
     // Pooled buffers are rounded up, so ask for far more than any bucket holds.
     assert!(axpby_kernel(&dev, 100_000, acc.buffer(), v.buffer(), 1.0, 1.0).is_err());
 }
+
+#[test]
+fn grouped_adam_updates_each_parameter_as_alone() {
+    let dev = device();
+    let mut rng = Rng(21);
+    let hyper = t(&dev, &[0.01, 1e-7, 0.9, 0.999, 0.0, 0.0, 0.0, 0.0]);
+    let sizes = [7usize, 33, 1];
+    let w0: Vec<Vec<f32>> = sizes.iter().map(|&n| rng.vec(n, -1.0, 1.0)).collect();
+    let g: Vec<Vec<f32>> = sizes.iter().map(|&n| rng.vec(n, -0.5, 0.5)).collect();
+    let (w, gt, m, v): (Vec<Tensor>, Vec<Tensor>, Vec<Tensor>, Vec<Tensor>) = (
+        w0.iter().map(|x| t(&dev, x)).collect(),
+        g.iter().map(|x| t(&dev, x)).collect(),
+        sizes
+            .iter()
+            .map(|&n| dev.full(&[n], 0.0).unwrap())
+            .collect(),
+        sizes
+            .iter()
+            .map(|&n| dev.full(&[n], 0.0).unwrap())
+            .collect(),
+    );
+    let spare: Vec<Tensor> = (0..4).map(|_| dev.full(&[1], 0.0).unwrap()).collect();
+    let slots: Vec<AdamSlot<'_>> = (0..3)
+        .map(|k| AdamSlot {
+            n: sizes[k],
+            param: w[k].buffer(),
+            grad: gt[k].buffer(),
+            m: m[k].buffer(),
+            v: v[k].buffer(),
+        })
+        .collect();
+    let spares = [
+        spare[0].buffer(),
+        spare[1].buffer(),
+        spare[2].buffer(),
+        spare[3].buffer(),
+    ];
+    let k = adam_group_kernel(&dev, &slots, hyper.buffer(), spares).unwrap();
+    dev.run(&[&k]).unwrap();
+    for i in 0..3 {
+        let want: Vec<f64> = w0[i]
+            .iter()
+            .zip(&g[i])
+            .map(|(&p, &g)| {
+                let (mm, vv) = (0.1 * g as f64, 0.001 * (g as f64).powi(2));
+                p as f64 - 0.01 * mm / (vv.sqrt() + 1e-7)
+            })
+            .collect();
+        close(
+            &format!("slot {i}"),
+            &w[i].to_vec_f32().unwrap(),
+            &want,
+            1e-5,
+        );
+    }
+    assert_eq!(
+        spare[0].to_vec_f32().unwrap(),
+        vec![0.0],
+        "spare buffers untouched"
+    );
+    assert!(adam_group_kernel(&dev, &[], hyper.buffer(), spares).is_err());
+}

@@ -14,7 +14,8 @@ use kiln_backend::ops::elementwise::{
 };
 use kiln_backend::ops::matmul::{matmul_kernel, MatmulBias, MatmulOperand, MatmulSpec};
 use kiln_backend::ops::optim::{
-    accumulate_sum_kernel, axpby_kernel, optimizer_step_kernel, running_stats_kernel,
+    accumulate_sum_kernel, adam_group_kernel, adam_group_size, axpby_kernel, optimizer_step_kernel,
+    running_stats_kernel, AdamSlot, UpdateRule,
 };
 use kiln_backend::ops::random::dropout_kernel;
 use kiln_backend::ops::reduce::reduce_kernel;
@@ -200,9 +201,49 @@ impl Plan {
         };
 
         let mut kernels = Vec::new();
+        // Adam steps that follow one another share dispatches (see
+        // `adam_group_kernel`); anything else in between closes a group.
+        let group_size = adam_group_size(device);
+        let mut adam_group: Vec<NodeId> = Vec::new();
+        let mut spare: Vec<Buffer> = Vec::new();
         for i in (0..nodes.len()).filter(|&i| live[i]) {
-            kernels.extend(build_kernels(device, graph, NodeId(i), &buffer)?);
+            // Leaves and views encode nothing, so they do not close a group.
+            if matches!(
+                nodes[i].op,
+                Op::Param { .. } | Op::Input(_) | Op::Const(_) | Op::Reshape
+            ) {
+                continue;
+            }
+            let grouped = group_size > 1
+                && nodes[i].op
+                    == (Op::OptimizerStep {
+                        rule: UpdateRule::Adam,
+                    })
+                && adam_group
+                    .first()
+                    .is_none_or(|&first| nodes[first.0].inputs[4] == nodes[i].inputs[4]);
+            if !grouped || adam_group.len() == group_size {
+                kernels.extend(flush_adam_group(
+                    device,
+                    graph,
+                    &mut adam_group,
+                    &buffer,
+                    &mut spare,
+                )?);
+            }
+            if grouped {
+                adam_group.push(NodeId(i));
+            } else {
+                kernels.extend(build_kernels(device, graph, NodeId(i), &buffer)?);
+            }
         }
+        kernels.extend(flush_adam_group(
+            device,
+            graph,
+            &mut adam_group,
+            &buffer,
+            &mut spare,
+        )?);
         let outputs = outputs
             .iter()
             .map(|&o| (buffer(o), nodes[o.0].numel()))
@@ -297,6 +338,51 @@ impl Plan {
             })
             .collect())
     }
+}
+
+/// One grouped Adam kernel for the steps in `group` (emptied).
+fn flush_adam_group(
+    device: &Device,
+    graph: &Graph,
+    group: &mut Vec<NodeId>,
+    buffer: &dyn Fn(NodeId) -> Buffer,
+    spare: &mut Vec<Buffer>,
+) -> Result<Option<Kernel>> {
+    if group.is_empty() {
+        return Ok(None);
+    }
+    if spare.is_empty() {
+        for k in 0..4 {
+            spare.push(device.alloc(&format!("adam spare {k}"), 1, DType::F32)?);
+        }
+    }
+    let held: Vec<[Buffer; 4]> = group
+        .iter()
+        .map(|&id| {
+            let x = &graph.node(id).inputs;
+            [buffer(x[0]), buffer(x[1]), buffer(x[2]), buffer(x[3])]
+        })
+        .collect();
+    let slots: Vec<AdamSlot<'_>> = group
+        .iter()
+        .zip(&held)
+        .map(|(&id, b)| AdamSlot {
+            n: graph.node(id).numel(),
+            param: &b[0],
+            grad: &b[1],
+            m: &b[2],
+            v: &b[3],
+        })
+        .collect();
+    let hyper = buffer(graph.node(group[0]).inputs[4]);
+    let k = adam_group_kernel(
+        device,
+        &slots,
+        &hyper,
+        [&spare[0], &spare[1], &spare[2], &spare[3]],
+    )?;
+    group.clear();
+    Ok(Some(k))
 }
 
 /// The kernels computing node `id`: none for views and leaves, one per input

@@ -191,3 +191,79 @@ pub fn accumulate_sum_kernel(
         [1, 1, 1],
     )
 }
+
+/// One Adam parameter of a grouped step: its element count, the parameter,
+/// its gradient and its two moment buffers.
+pub struct AdamSlot<'a> {
+    pub n: usize,
+    pub param: &'a Buffer,
+    pub grad: &'a Buffer,
+    pub m: &'a Buffer,
+    pub v: &'a Buffer,
+}
+
+/// Parameters one grouped Adam dispatch updates.
+pub const ADAM_GROUP: usize = 4;
+
+/// How many parameters `device` can update in one dispatch: four, or one
+/// where the adapter binds too few storage buffers per stage (each slot takes
+/// four, plus the hyperparameters and the counts).
+pub fn adam_group_size(device: &Device) -> usize {
+    if device.summary().max_storage_buffers_per_stage as usize >= 4 * ADAM_GROUP + 2 {
+        ADAM_GROUP
+    } else {
+        1
+    }
+}
+
+/// One Adam step on up to [`ADAM_GROUP`] parameters in a single dispatch.
+/// Unused slots are bound to `spare` buffers (four distinct ones) with a count of 0.
+pub fn adam_group_kernel(
+    device: &Device,
+    slots: &[AdamSlot<'_>],
+    hyper: &Buffer,
+    spare: [&Buffer; 4],
+) -> Result<Kernel> {
+    if slots.is_empty() || slots.len() > ADAM_GROUP {
+        return Err(crate::error::invalid(
+            "Adam",
+            format!(
+                "a grouped step takes 1 to {ADAM_GROUP} parameters, not {}",
+                slots.len()
+            ),
+        ));
+    }
+    let mut bindings = Vec::new();
+    let mut counts = [0u32; 4];
+    for (k, count) in counts.iter_mut().enumerate() {
+        let b = 4 * k as u32;
+        match slots.get(k) {
+            Some(s) => {
+                check_len("Adam", s.n, &[s.param, s.grad, s.m, s.v])?;
+                *count = s.n as u32;
+                bindings.extend([(b, s.param), (b + 1, s.m), (b + 2, s.v), (b + 3, s.grad)]);
+            }
+            None => bindings.extend([
+                (b, spare[0]),
+                (b + 1, spare[1]),
+                (b + 2, spare[2]),
+                (b + 3, spare[3]),
+            ]),
+        }
+    }
+    bindings.push((16, hyper));
+    let total: u64 = counts.iter().map(|&c| c as u64).sum();
+    let bindings: Vec<KernelBinding<'_>> = bindings
+        .into_iter()
+        .map(|(binding, buffer)| KernelBinding { binding, buffer })
+        .collect();
+    device.kernel(
+        ShaderId::OptimMulti,
+        "adam",
+        &[("WG", WG as f64)],
+        &bindings,
+        17,
+        &counts,
+        device.linear_grid(total.div_ceil(WG as u64))?,
+    )
+}
