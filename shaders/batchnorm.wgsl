@@ -101,9 +101,9 @@ fn grad_gamma(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
 }
 
 // dx = γ·σ⁻¹·(dy − Σdy/M − x̂·Σ(dy·x̂)/M): the batch statistics depend on x too.
-@compute @workgroup_size(WG)
-fn grad_input_batch(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                    @builtin(local_invocation_index) lid: u32) {
+// The _relu entries zero dx where x ≤ 0: x is a relu's output, and the
+// gradient goes on through that relu in the same pass.
+fn grad_input_batch_at(wid: vec3<u32>, nwg: vec3<u32>, lid: u32, relu: bool) {
     let k = wid.x * WG + lid;
     let row = channels() * params[2];
     if (k >= row) { return; }
@@ -115,14 +115,14 @@ fn grad_input_batch(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
     let mean_dyx = dgamma[c] / m;
     for (var o = wid.y; o < params[0]; o += nwg.y) {
         let i = o * row + k;
-        let xhat = (x[i] - stats[c]) * s;
-        out[i] = g * (dy[i] - mean_dy - xhat * mean_dyx);
+        let xi = x[i];
+        let xhat = (xi - stats[c]) * s;
+        let v = g * (dy[i] - mean_dy - xhat * mean_dyx);
+        out[i] = select(v, 0.0, relu && xi <= 0.0);
     }
 }
 
-@compute @workgroup_size(WG)
-fn grad_input_fixed(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                    @builtin(local_invocation_index) lid: u32) {
+fn grad_input_fixed_at(wid: vec3<u32>, nwg: vec3<u32>, lid: u32, relu: bool) {
     let k = wid.x * WG + lid;
     let row = channels() * params[2];
     if (k >= row) { return; }
@@ -130,6 +130,30 @@ fn grad_input_fixed(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
     let g = gamma[c] * inv_std(c);
     for (var o = wid.y; o < params[0]; o += nwg.y) {
         let i = o * row + k;
-        out[i] = g * dy[i];
+        out[i] = select(g * dy[i], 0.0, relu && x[i] <= 0.0);
     }
+}
+
+@compute @workgroup_size(WG)
+fn grad_input_batch(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                    @builtin(local_invocation_index) lid: u32) {
+    grad_input_batch_at(wid, nwg, lid, false);
+}
+
+@compute @workgroup_size(WG)
+fn grad_input_batch_relu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                         @builtin(local_invocation_index) lid: u32) {
+    grad_input_batch_at(wid, nwg, lid, true);
+}
+
+@compute @workgroup_size(WG)
+fn grad_input_fixed(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                    @builtin(local_invocation_index) lid: u32) {
+    grad_input_fixed_at(wid, nwg, lid, false);
+}
+
+@compute @workgroup_size(WG)
+fn grad_input_fixed_relu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                         @builtin(local_invocation_index) lid: u32) {
+    grad_input_fixed_at(wid, nwg, lid, true);
 }

@@ -70,9 +70,8 @@ fn grad_gamma(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
     out[c] = s * inv_std(c);
 }
 
-@compute @workgroup_size(WG)
-fn grad_input_batch(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                    @builtin(local_invocation_index) lid: u32) {
+// As batchnorm.wgsl: the _relu entries zero dx where x ≤ 0.
+fn grad_input_batch_at(wid: vec3<u32>, nwg: vec3<u32>, lid: u32, relu: bool) {
     let c = wid.x * WG + lid;
     if (c >= c4()) { return; }
     let s = inv_std(c);
@@ -83,19 +82,43 @@ fn grad_input_batch(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
     let mean = stats[c];
     for (var r = wid.y; r < rows(); r += nwg.y) {
         let i = r * c4() + c;
-        let xhat = (x[i] - mean) * s;
-        out[i] = g * (dy[i] - mean_dy - xhat * mean_dyx);
+        let xi = x[i];
+        let xhat = (xi - mean) * s;
+        let v = g * (dy[i] - mean_dy - xhat * mean_dyx);
+        out[i] = select(v, vec4<f32>(0.0), vec4<bool>(relu) & (xi <= vec4<f32>(0.0)));
     }
 }
 
-@compute @workgroup_size(WG)
-fn grad_input_fixed(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                    @builtin(local_invocation_index) lid: u32) {
+fn grad_input_fixed_at(wid: vec3<u32>, nwg: vec3<u32>, lid: u32, relu: bool) {
     let c = wid.x * WG + lid;
     if (c >= c4()) { return; }
     let g = gamma[c] * inv_std(c);
     for (var r = wid.y; r < rows(); r += nwg.y) {
         let i = r * c4() + c;
-        out[i] = g * dy[i];
+        out[i] = select(g * dy[i], vec4<f32>(0.0), vec4<bool>(relu) & (x[i] <= vec4<f32>(0.0)));
     }
+}
+
+@compute @workgroup_size(WG)
+fn grad_input_batch(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                    @builtin(local_invocation_index) lid: u32) {
+    grad_input_batch_at(wid, nwg, lid, false);
+}
+
+@compute @workgroup_size(WG)
+fn grad_input_batch_relu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                         @builtin(local_invocation_index) lid: u32) {
+    grad_input_batch_at(wid, nwg, lid, true);
+}
+
+@compute @workgroup_size(WG)
+fn grad_input_fixed(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                    @builtin(local_invocation_index) lid: u32) {
+    grad_input_fixed_at(wid, nwg, lid, false);
+}
+
+@compute @workgroup_size(WG)
+fn grad_input_fixed_relu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                         @builtin(local_invocation_index) lid: u32) {
+    grad_input_fixed_at(wid, nwg, lid, true);
 }

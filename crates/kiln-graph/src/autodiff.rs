@@ -184,6 +184,7 @@ impl Graph {
                                 axis: *axis,
                                 eps: *eps,
                                 batch_stats: *batch_stats,
+                                relu_input: false,
                             },
                             inputs,
                             shape,
@@ -413,6 +414,28 @@ fn unsupported(what: &str) -> GraphError {
 
 /// The upstream gradient through a fused activation, from the op's output `y`.
 fn activation_grad(gr: &mut Graph, act: Activation, y: NodeId, g: NodeId) -> Result<NodeId> {
+    // relu then batch norm: the batch norm's input gradient carries the relu's too.
+    if let (
+        Activation::Relu,
+        Op::BatchNormGradInput {
+            axis,
+            eps,
+            batch_stats,
+            relu_input: false,
+        },
+    ) = (act, &gr.node(g).op)
+    {
+        if gr.node(g).inputs[0] == y {
+            let op = Op::BatchNormGradInput {
+                axis: *axis,
+                eps: *eps,
+                batch_stats: *batch_stats,
+                relu_input: true,
+            };
+            let (inputs, shape) = (gr.node(g).inputs.clone(), gr.shape(g).to_vec());
+            return Ok(gr.push(op, inputs, shape));
+        }
+    }
     let op = match act {
         Activation::None => return Ok(g),
         Activation::Relu => BinaryOp::ReluGrad,

@@ -84,11 +84,14 @@ pub enum Op {
         eps: f32,
     },
     /// Backward of [`Op::BatchNorm`]: dx for `[x, stats, γ, dy]`, plus
-    /// `[dβ, dγ]` with `batch_stats`.
+    /// `[dβ, dγ]` with `batch_stats`. With `relu_input`, x is a relu's output
+    /// and the result is carried on through that relu (zero where x ≤ 0): a
+    /// dense layer with relu before batch norm needs no separate kernel.
     BatchNormGradInput {
         axis: usize,
         eps: f32,
         batch_stats: bool,
+        relu_input: bool,
     },
     /// Dropout of `[x, step]`: x times a mask (`1/(1 − rate)` or 0) drawn
     /// under `seed` and the step number held by `step` (shape `[1]`). The mask

@@ -691,6 +691,7 @@ fn build_kernels(
             axis,
             eps,
             batch_stats,
+            relu_input,
         } => {
             let sums = batch_stats.then(|| (buffer(x(4)), buffer(x(5))));
             grad_input_kernel(
@@ -703,6 +704,7 @@ fn build_kernels(
                 sums.as_ref().map(|(a, b)| (a, b)),
                 ChannelLayout::of(graph.shape(x(0)), *axis)?,
                 *eps,
+                *relu_input,
             )?
         }
         Op::Dropout { rate, seed } => dropout_kernel(

@@ -658,3 +658,53 @@ fn dropout_backward_applies_the_same_mask() {
         );
     }
 }
+
+#[test]
+fn dense_relu_then_batch_norm_fuses_the_relu_backward() {
+    // [N, C] with C a multiple of 4 (vec4 kernels) and not (scalar kernels).
+    for c in [4usize, 3] {
+        check(
+            &format!("dense relu → batch norm, {c} units"),
+            &[&[6, 5], &[5, c], &[c]],
+            false,
+            |g, x| {
+                let h = g
+                    .dense(x[0], x[1], Some(x[2]), Activation::Relu, false)
+                    .unwrap();
+                let stats = g.moments(h, 1).unwrap();
+                let ones = g.constant(&vec![1.5; c], &[c]).unwrap();
+                let zeros = g.constant(&vec![0.1; c], &[c]).unwrap();
+                g.batch_norm(h, stats, ones, zeros, 1, 1e-3, true).unwrap()
+            },
+        );
+    }
+    // The fused op is what autodiff emitted.
+    let mut g = Graph::new();
+    let x = g.input("x", &[6, 5]);
+    let w = g.input("w", &[5, 4]);
+    let h = g.dense(x, w, None, Activation::Relu, false).unwrap();
+    let stats = g.moments(h, 1).unwrap();
+    let gamma = g.input("gamma", &[4]);
+    let beta = g.input("beta", &[4]);
+    let y = g.batch_norm(h, stats, gamma, beta, 1, 1e-3, true).unwrap();
+    let loss = g.sum_all(y).unwrap();
+    g.grad(loss, &[w]).unwrap();
+    let fused = g
+        .nodes()
+        .iter()
+        .filter(|n| {
+            matches!(
+                n.op,
+                Op::BatchNormGradInput {
+                    relu_input: true,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(fused, 1);
+    assert!(!g
+        .nodes()
+        .iter()
+        .any(|n| n.op == Op::Binary(BinaryOp::ReluGrad)));
+}

@@ -211,6 +211,8 @@ pub fn grad_gamma_kernel(
 
 /// The gradient of the input. With `batch` = `Some((dbeta, dgamma))` the
 /// statistics are the batch's own (training); with `None` they are constants.
+/// With `relu_input` the result is zeroed where `x ≤ 0` (x being a relu's
+/// output, the gradient continues through it).
 #[allow(clippy::too_many_arguments)] // the buffers of one formula
 pub fn grad_input_kernel(
     device: &Device,
@@ -222,15 +224,20 @@ pub fn grad_input_kernel(
     batch: Option<(&Buffer, &Buffer)>,
     layout: ChannelLayout,
     eps: f32,
+    relu_input: bool,
 ) -> Result<Kernel> {
-    let mut list = vec![(0, out), (2, stats), (3, gamma), (6, dy)];
-    let entry = match batch {
-        Some((dbeta, dgamma)) => {
-            list.extend([(1, x), (7, dbeta), (8, dgamma)]);
-            "grad_input_batch"
+    let mut list = vec![(0, out), (1, x), (2, stats), (3, gamma), (6, dy)];
+    let entry = match (batch, relu_input) {
+        (Some((dbeta, dgamma)), relu) => {
+            list.extend([(7, dbeta), (8, dgamma)]);
+            if relu {
+                "grad_input_batch_relu"
+            } else {
+                "grad_input_batch"
+            }
         }
-        // x̂ does not enter: with fixed statistics dx = γ·σ⁻¹·dy.
-        None => "grad_input_fixed",
+        (None, true) => "grad_input_fixed_relu",
+        (None, false) => "grad_input_fixed",
     };
     per_element_kernel(device, entry, layout, eps, &list)
 }
