@@ -59,12 +59,20 @@ fn step_key() -> u32 {
     return pcg(params[1] ^ pcg(params[2] ^ pcg(s + 0x9e3779b9u)));
 }
 
+// Four elements per invocation: the key (three hashes) and the parameter
+// words are read once for the four.
 @compute @workgroup_size(WG)
 fn dropout(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_index) lid: u32) {
-    let i = (wid.y * nwg.x + wid.x) * WG + lid;
-    if (i >= params[0]) { return; }
+    let first = ((wid.y * nwg.x + wid.x) * WG + lid) * 4u;
+    let n = params[0];
+    if (first >= n) { return; }
     let key = step_key();
-    let u = unit(pcg(pcg(i ^ key) + key));
-    out[params[3] + i] = select(0.0, x[i] * bitcast<f32>(params[5]), u < bitcast<f32>(params[4]));
+    let keep = bitcast<f32>(params[4]);
+    let scale = bitcast<f32>(params[5]);
+    let base = params[3];
+    for (var i = first; i < min(first + 4u, n); i++) {
+        let u = unit(pcg(pcg(i ^ key) + key));
+        out[base + i] = select(0.0, x[i] * scale, u < keep);
+    }
 }

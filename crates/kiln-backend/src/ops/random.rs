@@ -106,7 +106,7 @@ pub fn dropout_kernel(
                 high: 1.0 / keep,
             },
         ),
-        device.linear_grid((n as u64).div_ceil(WG as u64))?,
+        device.linear_grid((n as u64).div_ceil(4 * WG as u64))?,
     )
 }
 
