@@ -8,7 +8,7 @@ use thiserror::Error;
 pub enum BackendError {
     #[error("no GPU or software adapter found: {hint}")]
     NoAdapter { hint: String },
-    #[error("KILN_DEVICE={wanted:?} matches no adapter; adapters present: {available}")]
+    #[error("adapter {wanted:?} (asked for by name, through --device or KILN_DEVICE) matches no adapter; adapters present: {available}")]
     AdapterNotFound { wanted: String, available: String },
     #[error("could not open adapter {adapter}: {reason}")]
     RequestDevice { adapter: String, reason: String },
