@@ -105,3 +105,17 @@ fn fill(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     if (i >= params[0]) { return; }
     out[operand_offset(i, META_OUT)] = param();
 }
+
+// acc[0] = keep·acc[0] + scale·Σ op(a[i], b[i]) over the row-major elements,
+// one invocation: a loss or metric of a batch summed into its accumulator in
+// the same pass that computes it. Word 2 holds scale, word 3 keep (in place
+// of the contiguity bits, which this entry does not need).
+@compute @workgroup_size(1)
+fn accumulate_binary() {
+    var s = 0.0;
+    for (var i = 0u; i < params[0]; i++) {
+        s += apply_binary(a[params[META_A] + i], b[params[META_B] + i]);
+    }
+    let o = params[META_OUT];
+    out[o] = bitcast<f32>(params[3]) * out[o] + bitcast<f32>(params[2]) * s;
+}

@@ -110,6 +110,24 @@ fn keras_mlp_forward_gradients_and_one_adam_step() {
         rel_norm(&p, &want)
     );
 
+    // evaluate(): loss and accuracy summed on the device, against the
+    // fixture's inference probabilities through the Keras formulas on the host.
+    let data = Dataset::new(x.clone(), y.clone(), 30, 1).unwrap();
+    let logs = m.evaluate(&data, 32).unwrap();
+    let (mut bce, mut hits) = (0.0f64, 0usize);
+    for (&p, &t) in want.iter().zip(&y) {
+        let p = (p as f64).clamp(1e-7, 1.0 - 1e-7);
+        bce -= t as f64 * p.ln() + (1.0 - t as f64) * (1.0 - p).ln();
+        hits += usize::from((p > 0.5) == (t > 0.5));
+    }
+    bce /= 32.0;
+    assert!(
+        ((logs.loss as f64 - bce) / bce).abs() < 1e-5,
+        "evaluate loss {} vs {bce}",
+        logs.loss
+    );
+    assert_eq!(logs.metrics[0].1, hits as f32 / 32.0);
+
     // Training-mode loss and the gradient of every trainable variable.
     let (loss, grads) = m.loss_and_gradients(&x, &y).unwrap();
     let want_loss = tensor(&st, "train.loss")[0];

@@ -250,6 +250,35 @@ fn running_statistics_and_accumulators() {
         &[0.25 + 0.1 * 703.0],
         1e-6,
     );
+    // A sum of a binary op straight into an accumulator.
+    let p = t(&dev, &[0.2, 0.9, 0.6]);
+    let y = t(&dev, &[0.0, 1.0, 0.0]);
+    let acc = t(&dev, &[1.0]);
+    let lay = StridedLayout::contiguous(&[3]);
+    let k = kiln_backend::ops::elementwise::accumulate_binary_kernel(
+        &dev,
+        BinaryOp::BceTerm,
+        acc.buffer(),
+        kiln_backend::ops::elementwise::Operand {
+            buffer: p.buffer(),
+            layout: lay.clone(),
+        },
+        kiln_backend::ops::elementwise::Operand {
+            buffer: y.buffer(),
+            layout: lay,
+        },
+        0.5,
+        2.0,
+    )
+    .unwrap();
+    dev.run(&[&k]).unwrap();
+    let want = 0.5 + 2.0 * -((0.8f64).ln() + (0.9f64).ln() + (0.4f64).ln());
+    close(
+        "accumulate binary",
+        &acc.to_vec_f32().unwrap(),
+        &[want],
+        1e-6,
+    );
     // Pooled buffers are rounded up, so ask for far more than any bucket holds.
     assert!(axpby_kernel(&dev, 100_000, acc.buffer(), v.buffer(), 1.0, 1.0).is_err());
 }

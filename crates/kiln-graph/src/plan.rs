@@ -10,7 +10,8 @@ use kiln_backend::ops::batchnorm::{
     grad_gamma_kernel, grad_input_kernel, moments_kernel, normalize_kernel, ChannelLayout,
 };
 use kiln_backend::ops::elementwise::{
-    binary_kernel, fill_kernel, select_kernel, unary_into, unary_kernel, Operand,
+    accumulate_binary_kernel, binary_kernel, fill_kernel, select_kernel, unary_into, unary_kernel,
+    Operand,
 };
 use kiln_backend::ops::matmul::{matmul_kernel, MatmulBias, MatmulOperand, MatmulSpec};
 use kiln_backend::ops::optim::{
@@ -200,6 +201,7 @@ impl Plan {
             }
         };
 
+        let folded = folded_into_accumulators(graph, &live, outputs);
         let mut kernels = Vec::new();
         // Adam steps that follow one another share dispatches (see
         // `adam_group_kernel`); anything else in between closes a group.
@@ -207,11 +209,14 @@ impl Plan {
         let mut adam_group: Vec<NodeId> = Vec::new();
         let mut spare: Vec<Buffer> = Vec::new();
         for i in (0..nodes.len()).filter(|&i| live[i]) {
-            // Leaves and views encode nothing, so they do not close a group.
-            if matches!(
-                nodes[i].op,
-                Op::Param { .. } | Op::Input(_) | Op::Const(_) | Op::Reshape
-            ) {
+            // Leaves and views encode nothing, so they do not close a group;
+            // a folded binary op is computed by its accumulator.
+            if folded[i]
+                || matches!(
+                    nodes[i].op,
+                    Op::Param { .. } | Op::Input(_) | Op::Const(_) | Op::Reshape
+                )
+            {
                 continue;
             }
             let grouped = group_size > 1
@@ -233,6 +238,8 @@ impl Plan {
             }
             if grouped {
                 adam_group.push(NodeId(i));
+            } else if let Some(k) = accumulate_folded(device, graph, NodeId(i), &folded, &buffer)? {
+                kernels.push(k);
             } else {
                 kernels.extend(build_kernels(device, graph, NodeId(i), &buffer)?);
             }
@@ -338,6 +345,75 @@ impl Plan {
             })
             .collect())
     }
+}
+
+/// Binary ops read only by a one-element accumulator, with operands of the
+/// op's own shape: the accumulator computes them as it sums
+/// (`accumulate_binary_kernel`), so their values never need a pass or a buffer.
+fn folded_into_accumulators(graph: &Graph, live: &[bool], outputs: &[NodeId]) -> Vec<bool> {
+    let nodes = graph.nodes();
+    let mut readers = vec![0usize; nodes.len()];
+    let mut reader = vec![None; nodes.len()];
+    for i in (0..nodes.len()).filter(|&i| live[i]) {
+        for x in &nodes[i].inputs {
+            readers[x.0] += 1;
+            reader[x.0] = Some(i);
+        }
+    }
+    for o in outputs {
+        readers[o.0] += 1;
+    }
+    (0..nodes.len())
+        .map(|v| {
+            let node = &nodes[v];
+            let same_shapes = node.inputs.iter().all(|x| graph.shape(*x) == node.shape);
+            live[v]
+                && matches!(node.op, Op::Binary(_))
+                && same_shapes
+                && readers[v] == 1
+                && reader[v].is_some_and(|r| {
+                    matches!(nodes[r].op, Op::Accumulate { .. })
+                        && nodes[r].numel() == 1
+                        && nodes[r].inputs[1] == NodeId(v)
+                })
+        })
+        .collect()
+}
+
+/// The accumulator of a folded binary op, as one kernel; `None` for any other node.
+fn accumulate_folded(
+    device: &Device,
+    graph: &Graph,
+    id: NodeId,
+    folded: &[bool],
+    buffer: &dyn Fn(NodeId) -> Buffer,
+) -> Result<Option<Kernel>> {
+    let node = graph.node(id);
+    let Op::Accumulate { keep, scale } = node.op else {
+        return Ok(None);
+    };
+    let value = node.inputs[1];
+    if !folded[value.0] {
+        return Ok(None);
+    }
+    let v = graph.node(value);
+    let Op::Binary(op) = v.op else {
+        return Ok(None);
+    };
+    let (a, b) = (buffer(v.inputs[0]), buffer(v.inputs[1]));
+    let layout = StridedLayout::contiguous(&v.shape);
+    Ok(Some(accumulate_binary_kernel(
+        device,
+        op,
+        &buffer(id),
+        Operand {
+            buffer: &a,
+            layout: layout.clone(),
+        },
+        Operand { buffer: &b, layout },
+        keep,
+        scale,
+    )?))
 }
 
 /// One grouped Adam kernel for the steps in `group` (emptied).

@@ -264,6 +264,61 @@ fn meta_out(
     Ok(words)
 }
 
+/// `acc[0] = keep·acc[0] + scale·Σ op(a, b)` over two contiguous operands of
+/// the same shape, in one invocation: a batch's loss or metric summed into its
+/// accumulator without materialising the per-element values.
+pub fn accumulate_binary_kernel(
+    device: &Device,
+    op: BinaryOp,
+    acc: &Buffer,
+    a: Operand<'_>,
+    b: Operand<'_>,
+    keep: f32,
+    scale: f32,
+) -> Result<Kernel> {
+    let shape = a.layout.shape.clone();
+    let contiguous = StridedLayout::contiguous(&shape);
+    if b.layout.shape != shape
+        || a.layout.strides != contiguous.strides
+        || b.layout.strides != contiguous.strides
+    {
+        return Err(crate::error::shape_error(
+            "accumulate",
+            format!(
+                "operands {:?} and {:?} must be contiguous and of one shape",
+                a.layout.shape, b.layout.shape
+            ),
+        ));
+    }
+    check_fits("accumulate", "a", a.buffer, &a.layout)?;
+    check_fits("accumulate", "b", b.buffer, &b.layout)?;
+    let mut words = meta("accumulate", 0, &[1], scale, &[&a.layout, &b.layout])?;
+    words[0] = a.layout.numel() as u32;
+    words[3] = keep.to_bits();
+    device.kernel(
+        ShaderId::Elementwise,
+        "accumulate_binary",
+        &[("OP", op.code() as f64)],
+        &[
+            KernelBinding {
+                binding: 0,
+                buffer: acc,
+            },
+            KernelBinding {
+                binding: 1,
+                buffer: a.buffer,
+            },
+            KernelBinding {
+                binding: 2,
+                buffer: b.buffer,
+            },
+        ],
+        4,
+        &words,
+        [1, 1, 1],
+    )
+}
+
 /// Contiguity bits of the parameter words (see `elementwise.wgsl`).
 const FLAT_A: u32 = 1;
 const FLAT_B: u32 = 2;
