@@ -20,6 +20,7 @@ override WG: u32 = 64u;
 @group(0) @binding(6) var<storage, read> dy: array<f32>;
 @group(0) @binding(7) var<storage, read> dbeta: array<f32>;
 @group(0) @binding(8) var<storage, read> dgamma: array<f32>;
+@group(0) @binding(9) var<storage, read_write> running: array<f32>;
 
 
 fn channels() -> u32 { return params[1]; }
@@ -41,11 +42,8 @@ fn channel_index(c: u32, o: u32, i: u32) -> u32 {
     return (o * channels() + c) * params[2] + i;
 }
 
-@compute @workgroup_size(WG)
-fn moments(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-           @builtin(local_invocation_index) lid: u32) {
-    let c = linear_index(wid, nwg, lid);
-    if (c >= channels()) { return; }
+// Per-channel mean and biased variance (as x and y).
+fn channel_moments(c: u32) -> vec2<f32> {
     let m = per_channel();
     var s = 0.0;
     for (var o = 0u; o < params[0]; o++) {
@@ -60,8 +58,33 @@ fn moments(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
             q += d * d;
         }
     }
-    out[c] = mean;
-    out[channels() + c] = q / f32(m);
+    return vec2<f32>(mean, q / f32(m));
+}
+
+@compute @workgroup_size(WG)
+fn moments(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(local_invocation_index) lid: u32) {
+    let c = linear_index(wid, nwg, lid);
+    if (c >= channels()) { return; }
+    let mv = channel_moments(c);
+    out[c] = mv.x;
+    out[channels() + c] = mv.y;
+}
+
+// moments, and the running statistics moved toward them (params 4 keep,
+// 5 variance factor).
+@compute @workgroup_size(WG)
+fn moments_update(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                  @builtin(local_invocation_index) lid: u32) {
+    let c = linear_index(wid, nwg, lid);
+    if (c >= channels()) { return; }
+    let mv = channel_moments(c);
+    let v = channels() + c;
+    out[c] = mv.x;
+    out[v] = mv.y;
+    let keep = bitcast<f32>(params[4]);
+    running[c] = keep * running[c] + (1.0 - keep) * mv.x;
+    running[v] = keep * running[v] + (1.0 - keep) * bitcast<f32>(params[5]) * mv.y;
 }
 
 fn channel_in_row(k: u32) -> u32 {

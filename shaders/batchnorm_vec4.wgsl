@@ -14,6 +14,7 @@ override WG: u32 = 64u;
 @group(0) @binding(6) var<storage, read> dy: array<vec4<f32>>;
 @group(0) @binding(7) var<storage, read> dbeta: array<vec4<f32>>;
 @group(0) @binding(8) var<storage, read> dgamma: array<vec4<f32>>;
+@group(0) @binding(9) var<storage, read_write> running: array<vec4<f32>>;
 
 fn c4() -> u32 { return params[1]; }
 fn rows() -> u32 { return params[0]; }
@@ -26,11 +27,12 @@ fn column(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
     return (wid.y * nwg.x + wid.x) * WG + lid;
 }
 
-@compute @workgroup_size(WG)
-fn moments(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-           @builtin(local_invocation_index) lid: u32) {
-    let c = column(wid, nwg, lid);
-    if (c >= c4()) { return; }
+struct Moments4 {
+    mean: vec4<f32>,
+    variance: vec4<f32>,
+}
+
+fn channel_moments(c: u32) -> Moments4 {
     var s = vec4<f32>(0.0);
     for (var r = 0u; r < rows(); r++) { s += x[r * c4() + c]; }
     let mean = s / f32(rows());
@@ -39,8 +41,33 @@ fn moments(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
         let d = x[r * c4() + c] - mean;
         q += d * d;
     }
-    out[c] = mean;
-    out[c4() + c] = q / f32(rows());
+    return Moments4(mean, q / f32(rows()));
+}
+
+@compute @workgroup_size(WG)
+fn moments(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(local_invocation_index) lid: u32) {
+    let c = column(wid, nwg, lid);
+    if (c >= c4()) { return; }
+    let mv = channel_moments(c);
+    out[c] = mv.mean;
+    out[c4() + c] = mv.variance;
+}
+
+// moments, and the running statistics moved toward them (params 4 keep,
+// 5 variance factor).
+@compute @workgroup_size(WG)
+fn moments_update(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                  @builtin(local_invocation_index) lid: u32) {
+    let c = column(wid, nwg, lid);
+    if (c >= c4()) { return; }
+    let mv = channel_moments(c);
+    let v = c4() + c;
+    out[c] = mv.mean;
+    out[v] = mv.variance;
+    let keep = bitcast<f32>(params[4]);
+    running[c] = keep * running[c] + (1.0 - keep) * mv.mean;
+    running[v] = keep * running[v] + (1.0 - keep) * bitcast<f32>(params[5]) * mv.variance;
 }
 
 // x over the channel groups, y over the rows (looping past the grid's limit).

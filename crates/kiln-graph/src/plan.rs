@@ -7,7 +7,8 @@
 use std::collections::HashMap;
 
 use kiln_backend::ops::batchnorm::{
-    grad_gamma_kernel, grad_input_kernel, moments_kernel, normalize_kernel, ChannelLayout,
+    grad_gamma_kernel, grad_input_kernel, moments_kernel, moments_update_kernel, normalize_kernel,
+    ChannelLayout,
 };
 use kiln_backend::ops::elementwise::{
     accumulate_binary_kernel, binary_kernel, fill_kernel, select_kernel, unary_into, unary_kernel,
@@ -202,6 +203,7 @@ impl Plan {
         };
 
         let folded = folded_into_accumulators(graph, &live, outputs);
+        let stats_update = running_stats_into_moments(graph, &live);
         let mut kernels = Vec::new();
         // Adam steps that follow one another share dispatches (see
         // `adam_group_kernel`); anything else in between closes a group.
@@ -211,7 +213,10 @@ impl Plan {
         for i in (0..nodes.len()).filter(|&i| live[i]) {
             // Leaves and views encode nothing, so they do not close a group;
             // a folded binary op is computed by its accumulator.
+            let fused_update = matches!(nodes[i].op, Op::RunningStats { .. })
+                && stats_update.contains(&Some(NodeId(i)));
             if folded[i]
+                || fused_update
                 || matches!(
                     nodes[i].op,
                     Op::Param { .. } | Op::Input(_) | Op::Const(_) | Op::Reshape
@@ -240,6 +245,20 @@ impl Plan {
                 adam_group.push(NodeId(i));
             } else if let Some(k) = accumulate_folded(device, graph, NodeId(i), &folded, &buffer)? {
                 kernels.push(k);
+            } else if let (Op::Moments { axis }, Some(update)) = (&nodes[i].op, stats_update[i]) {
+                let Op::RunningStats { keep, var_factor } = nodes[update.0].op else {
+                    unreachable!("only running statistics are fused into moments");
+                };
+                let x = nodes[i].inputs[0];
+                kernels.push(moments_update_kernel(
+                    device,
+                    &buffer(NodeId(i)),
+                    &buffer(x),
+                    ChannelLayout::of(graph.shape(x), *axis)?,
+                    &buffer(nodes[update.0].inputs[0]),
+                    keep,
+                    var_factor,
+                )?);
             } else {
                 kernels.extend(build_kernels(device, graph, NodeId(i), &buffer)?);
             }
@@ -414,6 +433,36 @@ fn accumulate_folded(
         keep,
         scale,
     )?))
+}
+
+/// For each Moments node, the running-statistics update that reads it, when
+/// the two can be one kernel: nothing between them reads the running
+/// statistics (the update moves earlier, to the moments' place).
+fn running_stats_into_moments(graph: &Graph, live: &[bool]) -> Vec<Option<NodeId>> {
+    let nodes = graph.nodes();
+    let mut fused = vec![None; nodes.len()];
+    for r in (0..nodes.len()).filter(|&r| live[r]) {
+        if !matches!(nodes[r].op, Op::RunningStats { .. }) {
+            continue;
+        }
+        let (running, moments) = (nodes[r].inputs[0], nodes[r].inputs[1]);
+        if !matches!(nodes[moments.0].op, Op::Moments { .. }) || fused[moments.0].is_some() {
+            continue;
+        }
+        let Op::Param { name, .. } = &nodes[running.0].op else {
+            continue;
+        };
+        let read_between = (moments.0 + 1..r).filter(|&j| live[j]).any(|j| {
+            nodes[j]
+                .inputs
+                .iter()
+                .any(|x| matches!(&nodes[x.0].op, Op::Param { name: n, .. } if n == name))
+        });
+        if !read_between {
+            fused[moments.0] = Some(NodeId(r));
+        }
+    }
+    fused
 }
 
 /// One grouped Adam kernel for the steps in `group` (emptied).

@@ -169,6 +169,42 @@ pub fn moments_kernel(
     per_channel_kernel(device, "moments", layout, 0.0, &[(0, out), (1, x)])
 }
 
+/// [`moments_kernel`] that also moves the running statistics `[mean; var]`
+/// (`running`, shape `[2, C]`) toward the batch's: `keep·run + (1 − keep)·batch`,
+/// the variance times `var_factor` — the training forward of batch norm in one
+/// pass over x instead of two dispatches.
+pub fn moments_update_kernel(
+    device: &Device,
+    out: &Buffer,
+    x: &Buffer,
+    layout: ChannelLayout,
+    running: &Buffer,
+    keep: f32,
+    var_factor: f32,
+) -> Result<Kernel> {
+    let (shader, c, meta) = if vec4_layout(layout) {
+        let c4 = layout.channels / 4;
+        (
+            ShaderId::BatchNormVec4,
+            c4,
+            [layout.outer as u32, c4 as u32, 0, 0],
+        )
+    } else {
+        (ShaderId::BatchNorm, layout.channels, layout.meta(0.0))
+    };
+    let mut words = meta.to_vec();
+    words.extend([keep.to_bits(), var_factor.to_bits()]);
+    device.kernel(
+        shader,
+        "moments_update",
+        &[("WG", WG as f64)],
+        &bindings(&[(0, out), (1, x), (9, running)]),
+        5,
+        &words,
+        device.linear_grid((c as u64).div_ceil(WG as u64))?,
+    )
+}
+
 /// `out = (x − mean)·rsqrt(var + eps)·gamma + beta`, with `stats` = `[mean; var]`.
 #[allow(clippy::too_many_arguments)] // the buffers of one formula
 pub fn normalize_kernel(
