@@ -20,10 +20,11 @@ pub enum ShaderId {
     BatchNormVec4,
     MatmulSmall,
     OptimMulti,
+    OptimMultiVec4,
 }
 
 /// Every file of `shaders/`, compiled in.
-const FILES: [(&str, &str); 20] = [
+const FILES: [(&str, &str); 21] = [
     (
         "activations.wgsl",
         include_str!("../../../shaders/activations.wgsl"),
@@ -95,11 +96,15 @@ const FILES: [(&str, &str); 20] = [
         "optim_multi.wgsl",
         include_str!("../../../shaders/optim_multi.wgsl"),
     ),
+    (
+        "optim_multi_vec4.wgsl",
+        include_str!("../../../shaders/optim_multi_vec4.wgsl"),
+    ),
 ];
 
 impl ShaderId {
     /// Every module kiln builds.
-    pub const ALL: [ShaderId; 16] = [
+    pub const ALL: [ShaderId; 17] = [
         ShaderId::Elementwise,
         ShaderId::Random,
         ShaderId::Reduce,
@@ -116,6 +121,7 @@ impl ShaderId {
         ShaderId::BatchNormVec4,
         ShaderId::MatmulSmall,
         ShaderId::OptimMulti,
+        ShaderId::OptimMultiVec4,
     ];
 
     pub fn name(self) -> &'static str {
@@ -136,6 +142,7 @@ impl ShaderId {
             ShaderId::BatchNormVec4 => "batchnorm_vec4",
             ShaderId::MatmulSmall => "matmul_small",
             ShaderId::OptimMulti => "optim_multi",
+            ShaderId::OptimMultiVec4 => "optim_multi_vec4",
         }
     }
 
@@ -155,6 +162,7 @@ impl ShaderId {
             ShaderId::OptimVec4 => &["optim_vec4.wgsl"],
             ShaderId::BatchNormVec4 => &["batchnorm_vec4.wgsl"],
             ShaderId::OptimMulti => &["optim_multi.wgsl"],
+            ShaderId::OptimMultiVec4 => &["optim_multi_vec4.wgsl"],
             ShaderId::MatmulSmall => &[
                 "activations.wgsl",
                 "matmul_common.wgsl",

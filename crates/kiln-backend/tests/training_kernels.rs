@@ -285,10 +285,15 @@ fn running_statistics_and_accumulators() {
 
 #[test]
 fn grouped_adam_updates_each_parameter_as_alone() {
+    // Sizes with a remainder (scalar kernel) and all multiples of 4 (vec4).
+    grouped_adam([7, 33, 1]);
+    grouped_adam([8, 36, 4]);
+}
+
+fn grouped_adam(sizes: [usize; 3]) {
     let dev = device();
     let mut rng = Rng(21);
     let hyper = t(&dev, &[0.01, 1e-7, 0.9, 0.999, 0.0, 0.0, 0.0, 0.0]);
-    let sizes = [7usize, 33, 1];
     let w0: Vec<Vec<f32>> = sizes.iter().map(|&n| rng.vec(n, -1.0, 1.0)).collect();
     let g: Vec<Vec<f32>> = sizes.iter().map(|&n| rng.vec(n, -0.5, 0.5)).collect();
     let (w, gt, m, v): (Vec<Tensor>, Vec<Tensor>, Vec<Tensor>, Vec<Tensor>) = (
@@ -303,7 +308,7 @@ fn grouped_adam_updates_each_parameter_as_alone() {
             .map(|&n| dev.full(&[n], 0.0).unwrap())
             .collect(),
     );
-    let spare: Vec<Tensor> = (0..4).map(|_| dev.full(&[1], 0.0).unwrap()).collect();
+    let spare: Vec<Tensor> = (0..4).map(|_| dev.full(&[4], 0.0).unwrap()).collect();
     let slots: Vec<AdamSlot<'_>> = (0..3)
         .map(|k| AdamSlot {
             n: sizes[k],
@@ -339,7 +344,7 @@ fn grouped_adam_updates_each_parameter_as_alone() {
     }
     assert_eq!(
         spare[0].to_vec_f32().unwrap(),
-        vec![0.0],
+        vec![0.0; 4],
         "spare buffers untouched"
     );
     assert!(adam_group_kernel(&dev, &[], hyper.buffer(), spares).is_err());

@@ -229,9 +229,13 @@ impl Plan {
                     == (Op::OptimizerStep {
                         rule: UpdateRule::Adam,
                     })
-                && adam_group
-                    .first()
-                    .is_none_or(|&first| nodes[first.0].inputs[4] == nodes[i].inputs[4]);
+                && adam_group.first().is_none_or(|&first| {
+                    // One hyperparameter input; sizes all multiples of 4 or
+                    // not, so a group of aligned ones runs four per invocation.
+                    nodes[first.0].inputs[4] == nodes[i].inputs[4]
+                        && nodes[first.0].numel().is_multiple_of(4)
+                            == nodes[i].numel().is_multiple_of(4)
+                });
             if !grouped || adam_group.len() == group_size {
                 kernels.extend(flush_adam_group(
                     device,
@@ -478,7 +482,7 @@ fn flush_adam_group(
     }
     if spare.is_empty() {
         for k in 0..4 {
-            spare.push(device.alloc(&format!("adam spare {k}"), 1, DType::F32)?);
+            spare.push(device.alloc(&format!("adam spare {k}"), 4, DType::F32)?);
         }
     }
     let held: Vec<[Buffer; 4]> = group

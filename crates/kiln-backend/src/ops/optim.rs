@@ -216,8 +216,10 @@ pub fn adam_group_size(device: &Device) -> usize {
     }
 }
 
-/// One Adam step on up to [`ADAM_GROUP`] parameters in a single dispatch.
-/// Unused slots are bound to `spare` buffers (four distinct ones) with a count of 0.
+/// One Adam step on up to [`ADAM_GROUP`] parameters in a single dispatch,
+/// four elements per invocation when every size is a multiple of 4. Unused
+/// slots are bound to `spare` buffers (four distinct ones, of at least 16
+/// bytes) with a count of 0.
 pub fn adam_group_kernel(
     device: &Device,
     slots: &[AdamSlot<'_>],
@@ -252,13 +254,21 @@ pub fn adam_group_kernel(
         }
     }
     bindings.push((16, hyper));
+    let vec4 = slots.iter().all(|s| s.n.is_multiple_of(4));
+    if vec4 {
+        counts.iter_mut().for_each(|c| *c /= 4);
+    }
     let total: u64 = counts.iter().map(|&c| c as u64).sum();
     let bindings: Vec<KernelBinding<'_>> = bindings
         .into_iter()
         .map(|(binding, buffer)| KernelBinding { binding, buffer })
         .collect();
     device.kernel(
-        ShaderId::OptimMulti,
+        if vec4 {
+            ShaderId::OptimMultiVec4
+        } else {
+            ShaderId::OptimMulti
+        },
         "adam",
         &[("WG", WG as f64)],
         &bindings,
