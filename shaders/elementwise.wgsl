@@ -8,7 +8,8 @@ override WG: u32 = 64u;
 
 const MAX_RANK: u32 = 8u;
 // params layout (u32 words):
-//   0 element count, 1 rank, 2 scalar parameter (f32 bits),
+//   0 element count, 1 rank, 2 scalar parameter (f32 bits; binary ops scale
+//     their result by it, 1 unless a constant factor was folded in),
 //   3 contiguity bits: bit k set when operand k (a, b, c, out) is read in the
 //     output's row-major order (offset + i), which skips the index arithmetic
 //     (integer division is scalar, and slow, on CPU adapters),
@@ -67,7 +68,7 @@ fn binary(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
           @builtin(local_invocation_index) lid: u32) {
     let i = linear_index(wid, nwg, lid);
     if (i >= params[0]) { return; }
-    out[operand_offset(i, META_OUT)] = apply_binary(a[operand_offset(i, META_A)], b[operand_offset(i, META_B)]);
+    out[operand_offset(i, META_OUT)] = apply_binary(a[operand_offset(i, META_A)], b[operand_offset(i, META_B)]) * param();
 }
 
 // The same maps when every operand and the output are read in row-major
@@ -85,7 +86,7 @@ fn binary_flat(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
                @builtin(local_invocation_index) lid: u32) {
     let i = linear_index(wid, nwg, lid);
     if (i >= params[0]) { return; }
-    out[params[META_OUT] + i] = apply_binary(a[params[META_A] + i], b[params[META_B] + i]);
+    out[params[META_OUT] + i] = apply_binary(a[params[META_A] + i], b[params[META_B] + i]) * param();
 }
 
 // out = c != 0 ? a : b

@@ -91,6 +91,12 @@ fn apply_binary(x: f32, y: f32) -> f32 {
         case 18u: { return max(x, 0.0) - x * y + log1p_small(exp(-abs(x))); }
         case 19u: { return stable_sigmoid(x) - y; }
         case 20u: { return select(0.0, 1.0, (x > 0.5) == (y > 0.5)); }
+        // sigmoid output x, target y: the clipped cross-entropy's gradient
+        // through the sigmoid, p − y, without the cancellation of the product
+        case 21u: {
+            if (x < BCE_EPSILON || x > 1.0 - BCE_EPSILON) { return 0.0; }
+            return x - y;
+        }
         default: { return x; }
     }
 }

@@ -35,7 +35,7 @@ fn binary(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     let u = a[params[4] + i];
     let v = b[params[5] + i];
     out[params[6] + i] = vec4<f32>(apply_binary(u.x, v.x), apply_binary(u.y, v.y),
-                                   apply_binary(u.z, v.z), apply_binary(u.w, v.w));
+                                   apply_binary(u.z, v.z), apply_binary(u.w, v.w)) * param();
 }
 
 // out[c] = Σ_r a[r, c] (OP 1: the mean) for a row-major [rows, 4·count] matrix:

@@ -163,6 +163,7 @@ fn binary_ops_broadcast_like_numpy() {
         BinaryOp::BceLogitsTerm,
         BinaryOp::BceLogitsGrad,
         BinaryOp::BinaryAccuracy,
+        BinaryOp::SigmoidBceGrad,
     ];
     let shapes: [(&[usize], &[usize]); 6] = [
         (&[257], &[257]),
@@ -181,6 +182,7 @@ fn binary_ops_broadcast_like_numpy() {
                     | BinaryOp::BceTerm
                     | BinaryOp::BceGrad
                     | BinaryOp::BinaryAccuracy
+                    | BinaryOp::SigmoidBceGrad
             );
             let (lo, hi) = if op == BinaryOp::Pow {
                 (0.1, 3.0)

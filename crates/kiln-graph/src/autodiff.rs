@@ -281,7 +281,8 @@ impl Graph {
                         | BinaryOp::SigmoidGrad
                         | BinaryOp::TanhGrad
                         | BinaryOp::BceGrad
-                        | BinaryOp::BceLogitsGrad,
+                        | BinaryOp::BceLogitsGrad
+                        | BinaryOp::SigmoidBceGrad,
                         _,
                     ) => return Err(unsupported(&format!("second derivatives ({op:?})"))),
                     // comparisons and accuracy are piecewise constant
@@ -434,6 +435,22 @@ fn activation_grad(gr: &mut Graph, act: Activation, y: NodeId, g: NodeId) -> Res
             };
             let (inputs, shape) = (gr.node(g).inputs.clone(), gr.shape(g).to_vec());
             return Ok(gr.push(op, inputs, shape));
+        }
+    }
+    // sigmoid then binary cross-entropy: g = c·BceGrad(y, t) for a constant
+    // c; through the sigmoid that is c·(y − t), one pass and no cancellation.
+    if act == Activation::Sigmoid && gr.node(g).op == Op::Binary(BinaryOp::Mul) {
+        let ins = gr.node(g).inputs.clone();
+        for (c, bce) in [(ins[0], ins[1]), (ins[1], ins[0])] {
+            let n = gr.node(bce);
+            if matches!(gr.node(c).op, Op::Const(_))
+                && n.op == Op::Binary(BinaryOp::BceGrad)
+                && n.inputs[0] == y
+            {
+                let t = n.inputs[1];
+                let d = gr.binary(BinaryOp::SigmoidBceGrad, y, t)?;
+                return gr.mul(c, d);
+            }
         }
     }
     let op = match act {

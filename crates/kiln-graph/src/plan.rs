@@ -11,8 +11,8 @@ use kiln_backend::ops::batchnorm::{
     ChannelLayout,
 };
 use kiln_backend::ops::elementwise::{
-    accumulate_binary_kernel, binary_kernel, fill_kernel, select_kernel, unary_into, unary_kernel,
-    Operand,
+    accumulate_binary_kernel, binary_kernel, fill_kernel, scaled_binary_kernel, select_kernel,
+    unary_into, unary_kernel, Operand,
 };
 use kiln_backend::ops::matmul::{matmul_kernel, MatmulBias, MatmulOperand, MatmulSpec};
 use kiln_backend::ops::optim::{
@@ -23,8 +23,8 @@ use kiln_backend::ops::random::dropout_kernel;
 use kiln_backend::ops::reduce::reduce_kernel;
 use kiln_backend::ops::softmax::softmax_kernel;
 use kiln_backend::{
-    Activation, Buffer, DType, Device, Kernel, MatmulVariant, ReduceOp, StridedLayout, Tensor,
-    UnaryOp,
+    Activation, BinaryOp, Buffer, DType, Device, Kernel, MatmulVariant, ReduceOp, StridedLayout,
+    Tensor, UnaryOp,
 };
 
 use crate::error::{GraphError, Result};
@@ -115,6 +115,22 @@ impl Plan {
         for o in outputs {
             last_use[root[o.0]] = usize::MAX;
         }
+        // A binary op folded into the product that scales it, or into the
+        // accumulator that sums it, is computed by that node's kernel: its
+        // operands must live until then.
+        let scaled = folded_into_scaling(graph, &live, outputs);
+        let folded = folded_into_accumulators(graph, &live, outputs);
+        for m in (0..nodes.len()).filter(|&m| live[m]) {
+            let inner = match (&nodes[m].op, scaled_product(graph, NodeId(m))) {
+                (_, Some((_, inner))) if scaled[inner.0] => inner,
+                (Op::Accumulate { .. }, _) if folded[nodes[m].inputs[1].0] => nodes[m].inputs[1],
+                _ => continue,
+            };
+            for x in &nodes[inner.0].inputs {
+                let r = root[x.0];
+                last_use[r] = last_use[r].max(m);
+            }
+        }
 
         let mut storage: Vec<Option<Storage>> = vec![None; nodes.len()];
         let mut slot_sizes: Vec<u64> = Vec::new();
@@ -202,7 +218,6 @@ impl Plan {
             }
         };
 
-        let folded = folded_into_accumulators(graph, &live, outputs);
         let stats_update = running_stats_into_moments(graph, &live);
         let mut kernels = Vec::new();
         // Adam steps that follow one another share dispatches (see
@@ -216,6 +231,7 @@ impl Plan {
             let fused_update = matches!(nodes[i].op, Op::RunningStats { .. })
                 && stats_update.contains(&Some(NodeId(i)));
             if folded[i]
+                || scaled[i]
                 || fused_update
                 || matches!(
                     nodes[i].op,
@@ -248,6 +264,8 @@ impl Plan {
             if grouped {
                 adam_group.push(NodeId(i));
             } else if let Some(k) = accumulate_folded(device, graph, NodeId(i), &folded, &buffer)? {
+                kernels.push(k);
+            } else if let Some(k) = scaling_folded(device, graph, NodeId(i), &scaled, &buffer)? {
                 kernels.push(k);
             } else if let (Op::Moments { axis }, Some(update)) = (&nodes[i].op, stats_update[i]) {
                 let Op::RunningStats { keep, var_factor } = nodes[update.0].op else {
@@ -401,6 +419,94 @@ fn folded_into_accumulators(graph: &Graph, live: &[bool], outputs: &[NodeId]) ->
                 })
         })
         .collect()
+}
+
+/// The uniform value of a constant whose elements are all equal.
+fn uniform_constant(graph: &Graph, id: NodeId) -> Option<f32> {
+    match &graph.node(id).op {
+        Op::Const(v) if v.iter().all(|&x| x.to_bits() == v[0].to_bits()) => Some(v[0]),
+        _ => None,
+    }
+}
+
+/// The binary op of `c · op(a, b)` (a product with a uniform constant), when
+/// `op(a, b)` is read by nothing else and has the product's shape: the
+/// product's kernel computes it with the factor applied.
+fn folded_into_scaling(graph: &Graph, live: &[bool], outputs: &[NodeId]) -> Vec<bool> {
+    let nodes = graph.nodes();
+    let mut readers = vec![0usize; nodes.len()];
+    for i in (0..nodes.len()).filter(|&i| live[i]) {
+        for x in &nodes[i].inputs {
+            readers[x.0] += 1;
+        }
+    }
+    for o in outputs {
+        readers[o.0] += 1;
+    }
+    let mut folded = vec![false; nodes.len()];
+    for m in (0..nodes.len()).filter(|&m| live[m]) {
+        if let Some((_, inner)) = scaled_product(graph, NodeId(m)) {
+            if readers[inner.0] == 1 && graph.shape(inner) == nodes[m].shape.as_slice() {
+                folded[inner.0] = true;
+            }
+        }
+    }
+    folded
+}
+
+/// (factor, binary node) when `id` is a product of a uniform constant and a
+/// binary op.
+fn scaled_product(graph: &Graph, id: NodeId) -> Option<(f32, NodeId)> {
+    let node = graph.node(id);
+    if node.op != Op::Binary(BinaryOp::Mul) {
+        return None;
+    }
+    let (a, b) = (node.inputs[0], node.inputs[1]);
+    let is_binary = |x: NodeId| matches!(graph.node(x).op, Op::Binary(_));
+    match (uniform_constant(graph, a), uniform_constant(graph, b)) {
+        (Some(c), _) if is_binary(b) => Some((c, b)),
+        (_, Some(c)) if is_binary(a) => Some((c, a)),
+        _ => None,
+    }
+}
+
+/// The product of a folded binary op and its constant, as one kernel.
+fn scaling_folded(
+    device: &Device,
+    graph: &Graph,
+    id: NodeId,
+    folded: &[bool],
+    buffer: &dyn Fn(NodeId) -> Buffer,
+) -> Result<Option<Kernel>> {
+    let Some((c, inner)) = scaled_product(graph, id) else {
+        return Ok(None);
+    };
+    if !folded[inner.0] {
+        return Ok(None);
+    }
+    let v = graph.node(inner);
+    let Op::Binary(op) = v.op else {
+        return Ok(None);
+    };
+    let what = graph.describe(inner);
+    let layout =
+        |x: NodeId| StridedLayout::contiguous(graph.shape(x)).broadcast_to(&what, &v.shape);
+    let (a, b) = (buffer(v.inputs[0]), buffer(v.inputs[1]));
+    Ok(Some(scaled_binary_kernel(
+        device,
+        op,
+        c,
+        &buffer(id),
+        0,
+        Operand {
+            buffer: &a,
+            layout: layout(v.inputs[0])?,
+        },
+        Operand {
+            buffer: &b,
+            layout: layout(v.inputs[1])?,
+        },
+    )?))
 }
 
 /// The accumulator of a folded binary op, as one kernel; `None` for any other node.

@@ -708,3 +708,33 @@ fn dense_relu_then_batch_norm_fuses_the_relu_backward() {
         .iter()
         .any(|n| n.op == Op::Binary(BinaryOp::ReluGrad)));
 }
+
+#[test]
+fn dense_sigmoid_then_cross_entropy_uses_the_fused_gradient() {
+    let build = |g: &mut Graph, x: &[NodeId]| {
+        let p = g
+            .dense(x[0], x[1], Some(x[2]), Activation::Sigmoid, false)
+            .unwrap();
+        let t = g.constant(&[0.0, 1.0, 1.0, 0.0, 1.0], &[5, 1]).unwrap();
+        let terms = g.binary(BinaryOp::BceTerm, p, t).unwrap();
+        g.mean_all(terms).unwrap()
+    };
+    check(
+        "dense sigmoid → BCE",
+        &[&[5, 3], &[3, 1], &[1]],
+        false,
+        build,
+    );
+    let mut g = Graph::new();
+    let ids: Vec<NodeId> = [[5usize, 3].as_slice(), &[3, 1], &[1]]
+        .iter()
+        .enumerate()
+        .map(|(i, s)| g.input(&format!("x{i}"), s))
+        .collect();
+    let loss = build(&mut g, &ids);
+    g.grad(loss, &ids[1..]).unwrap();
+    assert!(g
+        .nodes()
+        .iter()
+        .any(|n| n.op == Op::Binary(BinaryOp::SigmoidBceGrad)));
+}

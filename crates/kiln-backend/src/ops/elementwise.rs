@@ -140,6 +140,10 @@ pub enum BinaryOp {
     BceLogitsGrad,
     /// 1 where `a > 0.5` agrees with `b > 0.5` (Keras' binary accuracy).
     BinaryAccuracy,
+    /// `a − b` for a sigmoid output `a` and target `b` (zero where the clip of
+    /// [`BinaryOp::BceTerm`] is active): that loss's gradient through the
+    /// sigmoid, `BceGrad(a, b)·a·(1 − a)`, without its cancellation.
+    SigmoidBceGrad,
 }
 
 /// The probability clip of Keras' binary cross-entropy (its backend epsilon).
@@ -184,6 +188,13 @@ impl BinaryOp {
             BinaryOp::BceLogitsTerm => x.max(0.0) - x * y + (-x.abs()).exp().ln_1p(),
             BinaryOp::BceLogitsGrad => 1.0 / (1.0 + (-x).exp()) - y,
             BinaryOp::BinaryAccuracy => b((x > 0.5) == (y > 0.5)),
+            BinaryOp::SigmoidBceGrad => {
+                if (BCE_EPSILON..=1.0 - BCE_EPSILON).contains(&x) {
+                    x - y
+                } else {
+                    0.0
+                }
+            }
         }
     }
 }
@@ -528,6 +539,19 @@ pub fn binary_kernel(
     a: Operand<'_>,
     b: Operand<'_>,
 ) -> Result<Kernel> {
+    scaled_binary_kernel(device, op, 1.0, out, out_offset, a, b)
+}
+
+/// `out = scale · op(a, b)`: a constant factor folded into the op's pass.
+pub fn scaled_binary_kernel(
+    device: &Device,
+    op: BinaryOp,
+    scale: f32,
+    out: &Buffer,
+    out_offset: usize,
+    a: Operand<'_>,
+    b: Operand<'_>,
+) -> Result<Kernel> {
     let shape = a.layout.shape.clone();
     if b.layout.shape != shape {
         return Err(crate::error::shape_error(
@@ -541,13 +565,13 @@ pub fn binary_kernel(
     check_fits("binary", "a", a.buffer, &a.layout)?;
     check_fits("binary", "b", b.buffer, &b.layout)?;
     let n: usize = shape.iter().product();
-    let words = meta("binary", out_offset, &shape, 0.0, &[&a.layout, &b.layout])?;
+    let words = meta("binary", out_offset, &shape, scale, &[&a.layout, &b.layout])?;
     if words[3] == FLAT_A | FLAT_B | FLAT_OUT {
         if let Some(k) = vec4_kernel(
             device,
             "binary",
             op.code(),
-            0.0,
+            scale,
             words[0] as usize,
             (out, out_offset),
             &[(a.buffer, a.layout.offset), (b.buffer, b.layout.offset)],
