@@ -21,6 +21,7 @@ override WG: u32 = 64u;
 @group(0) @binding(7) var<storage, read> dbeta: array<f32>;
 @group(0) @binding(8) var<storage, read> dgamma: array<f32>;
 @group(0) @binding(9) var<storage, read_write> running: array<f32>;
+@group(0) @binding(10) var<storage, read> step: array<f32>;
 
 
 fn channels() -> u32 { return params[1]; }
@@ -104,6 +105,26 @@ fn normalize(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
     for (var o = wid.y; o < params[0]; o += nwg.y) {
         let i = o * row + k;
         out[i] = x[i] * scale + shift;
+    }
+}
+
+// normalize, then dropout of the result (the mask of random.wgsl's dropout
+// for the same seed and step): params 4, 5 seed words, 6 keep, 7 scale.
+@compute @workgroup_size(WG)
+fn normalize_dropout(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                     @builtin(local_invocation_index) lid: u32) {
+    let k = wid.x * WG + lid;
+    let row = channels() * params[2];
+    if (k >= row) { return; }
+    let c = channel_in_row(k);
+    let scale = inv_std(c) * gamma[c];
+    let shift = beta[c] - stats[c] * scale;
+    let key = dropout_key(params[4], params[5], u32(step[0]));
+    let keep = bitcast<f32>(params[6]);
+    let kept = bitcast<f32>(params[7]);
+    for (var o = wid.y; o < params[0]; o += nwg.y) {
+        let i = o * row + k;
+        out[i] = select(0.0, (x[i] * scale + shift) * kept, dropout_unit(i, key) < keep);
     }
 }
 

@@ -15,6 +15,7 @@ override WG: u32 = 64u;
 @group(0) @binding(7) var<storage, read> dbeta: array<vec4<f32>>;
 @group(0) @binding(8) var<storage, read> dgamma: array<vec4<f32>>;
 @group(0) @binding(9) var<storage, read_write> running: array<vec4<f32>>;
+@group(0) @binding(10) var<storage, read> step: array<f32>;
 
 fn c4() -> u32 { return params[1]; }
 fn rows() -> u32 { return params[0]; }
@@ -80,6 +81,26 @@ fn normalize(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
     let shift = beta[c] - stats[c] * scale;
     for (var r = wid.y; r < rows(); r += nwg.y) {
         out[r * c4() + c] = x[r * c4() + c] * scale + shift;
+    }
+}
+
+// normalize, then dropout (see batchnorm.wgsl): params 4, 5 seed words,
+// 6 keep, 7 scale; element e of vec4 i is flat element 4i + e.
+@compute @workgroup_size(WG)
+fn normalize_dropout(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                     @builtin(local_invocation_index) lid: u32) {
+    let c = wid.x * WG + lid;
+    if (c >= c4()) { return; }
+    let scale = inv_std(c) * gamma[c];
+    let shift = beta[c] - stats[c] * scale;
+    let key = dropout_key(params[4], params[5], u32(step[0]));
+    let keep = bitcast<f32>(params[6]);
+    let kept = bitcast<f32>(params[7]);
+    for (var r = wid.y; r < rows(); r += nwg.y) {
+        let i = r * c4() + c;
+        let u = vec4<f32>(dropout_unit(4u * i, key), dropout_unit(4u * i + 1u, key),
+                          dropout_unit(4u * i + 2u, key), dropout_unit(4u * i + 3u, key));
+        out[i] = select(vec4<f32>(0.0), (x[i] * scale + shift) * kept, u < vec4<f32>(keep));
     }
 }
 

@@ -1,6 +1,6 @@
 // Counter-based random numbers: element i of a draw is a pure function of
 // (seed, i), so the same seed gives the same numbers on every adapter and in
-// any dispatch order. The hash is PCG's output permutation applied in rounds.
+// any dispatch order. (Prefixed by hash.wgsl.)
 
 override WG: u32 = 64u;
 override NORMAL: bool = false;
@@ -11,20 +11,9 @@ override NORMAL: bool = false;
 @group(0) @binding(0) var<storage, read_write> out: array<f32>;
 @group(0) @binding(1) var<storage, read> params: array<u32>;
 
-fn pcg(x: u32) -> u32 {
-    let state = x * 747796405u + 2891336453u;
-    let word = ((state >> ((state >> 28u) + 4u)) ^ state) * 277803737u;
-    return (word >> 22u) ^ word;
-}
-
 fn draw(counter: u32) -> u32 {
     let key = pcg(params[1] ^ pcg(params[2]));
     return pcg(pcg(counter ^ key) + key);
-}
-
-// uniform in [0, 1) with 24 bits, exactly representable in f32
-fn unit(bits: u32) -> f32 {
-    return f32(bits >> 8u) * (1.0 / 16777216.0);
 }
 
 @compute @workgroup_size(WG)
@@ -55,8 +44,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 @group(0) @binding(3) var<storage, read> x: array<f32>;
 
 fn step_key() -> u32 {
-    let s = u32(step[0]);
-    return pcg(params[1] ^ pcg(params[2] ^ pcg(s + 0x9e3779b9u)));
+    return dropout_key(params[1], params[2], u32(step[0]));
 }
 
 // Four elements per invocation: the key (three hashes) and the parameter
@@ -72,7 +60,6 @@ fn dropout(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
     let scale = bitcast<f32>(params[5]);
     let base = params[3];
     for (var i = first; i < min(first + 4u, n); i++) {
-        let u = unit(pcg(pcg(i ^ key) + key));
-        out[base + i] = select(0.0, x[i] * scale, u < keep);
+        out[base + i] = select(0.0, x[i] * scale, dropout_unit(i, key) < keep);
     }
 }

@@ -24,7 +24,7 @@ pub enum ShaderId {
 }
 
 /// Every file of `shaders/`, compiled in.
-const FILES: [(&str, &str); 21] = [
+const FILES: [(&str, &str); 22] = [
     (
         "activations.wgsl",
         include_str!("../../../shaders/activations.wgsl"),
@@ -33,6 +33,7 @@ const FILES: [(&str, &str); 21] = [
         "elementwise.wgsl",
         include_str!("../../../shaders/elementwise.wgsl"),
     ),
+    ("hash.wgsl", include_str!("../../../shaders/hash.wgsl")),
     ("random.wgsl", include_str!("../../../shaders/random.wgsl")),
     ("reduce.wgsl", include_str!("../../../shaders/reduce.wgsl")),
     (
@@ -160,7 +161,7 @@ impl ShaderId {
                 "elementwise_vec4.wgsl",
             ],
             ShaderId::OptimVec4 => &["optim_vec4.wgsl"],
-            ShaderId::BatchNormVec4 => &["batchnorm_vec4.wgsl"],
+            ShaderId::BatchNormVec4 => &["hash.wgsl", "batchnorm_vec4.wgsl"],
             ShaderId::OptimMulti => &["optim_multi.wgsl"],
             ShaderId::OptimMultiVec4 => &["optim_multi_vec4.wgsl"],
             ShaderId::MatmulSmall => &[
@@ -169,7 +170,7 @@ impl ShaderId {
                 "matmul_scalar_loads.wgsl",
                 "matmul_small.wgsl",
             ],
-            ShaderId::Random => &["random.wgsl"],
+            ShaderId::Random => &["hash.wgsl", "random.wgsl"],
             ShaderId::Reduce => &["reduce.wgsl"],
             ShaderId::Softmax => &["softmax.wgsl"],
             ShaderId::MatmulBlocked => &[
@@ -189,7 +190,7 @@ impl ShaderId {
                 "matmul_common.wgsl",
                 "matmul_vec4_tn.wgsl",
             ],
-            ShaderId::BatchNorm => &["batchnorm.wgsl"],
+            ShaderId::BatchNorm => &["hash.wgsl", "batchnorm.wgsl"],
             ShaderId::Optim => &["optim.wgsl"],
             ShaderId::MatmulTiled => &[
                 "activations.wgsl",

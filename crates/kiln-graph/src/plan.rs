@@ -7,8 +7,8 @@
 use std::collections::HashMap;
 
 use kiln_backend::ops::batchnorm::{
-    grad_gamma_kernel, grad_input_kernel, moments_kernel, moments_update_kernel, normalize_kernel,
-    ChannelLayout,
+    grad_gamma_kernel, grad_input_kernel, moments_kernel, moments_update_kernel,
+    normalize_dropout_kernel, normalize_kernel, ChannelLayout,
 };
 use kiln_backend::ops::elementwise::{
     accumulate_binary_kernel, binary_kernel, fill_kernel, scaled_binary_kernel, select_kernel,
@@ -120,10 +120,12 @@ impl Plan {
         // operands must live until then.
         let scaled = folded_into_scaling(graph, &live, outputs);
         let folded = folded_into_accumulators(graph, &live, outputs);
+        let normalized = folded_into_dropout(graph, &live, outputs);
         for m in (0..nodes.len()).filter(|&m| live[m]) {
             let inner = match (&nodes[m].op, scaled_product(graph, NodeId(m))) {
                 (_, Some((_, inner))) if scaled[inner.0] => inner,
                 (Op::Accumulate { .. }, _) if folded[nodes[m].inputs[1].0] => nodes[m].inputs[1],
+                (Op::Dropout { .. }, _) if normalized[nodes[m].inputs[0].0] => nodes[m].inputs[0],
                 _ => continue,
             };
             for x in &nodes[inner.0].inputs {
@@ -232,6 +234,7 @@ impl Plan {
                 && stats_update.contains(&Some(NodeId(i)));
             if folded[i]
                 || scaled[i]
+                || normalized[i]
                 || fused_update
                 || matches!(
                     nodes[i].op,
@@ -266,6 +269,9 @@ impl Plan {
             } else if let Some(k) = accumulate_folded(device, graph, NodeId(i), &folded, &buffer)? {
                 kernels.push(k);
             } else if let Some(k) = scaling_folded(device, graph, NodeId(i), &scaled, &buffer)? {
+                kernels.push(k);
+            } else if let Some(k) = dropout_folded(device, graph, NodeId(i), &normalized, &buffer)?
+            {
                 kernels.push(k);
             } else if let (Op::Moments { axis }, Some(update)) = (&nodes[i].op, stats_update[i]) {
                 let Op::RunningStats { keep, var_factor } = nodes[update.0].op else {
@@ -419,6 +425,66 @@ fn folded_into_accumulators(graph: &Graph, live: &[bool], outputs: &[NodeId]) ->
                 })
         })
         .collect()
+}
+
+/// Batch norms read only by a dropout of their output: the dropout's kernel
+/// normalises and drops in one pass.
+fn folded_into_dropout(graph: &Graph, live: &[bool], outputs: &[NodeId]) -> Vec<bool> {
+    let nodes = graph.nodes();
+    let mut readers = vec![0usize; nodes.len()];
+    for i in (0..nodes.len()).filter(|&i| live[i]) {
+        for x in &nodes[i].inputs {
+            readers[x.0] += 1;
+        }
+    }
+    for o in outputs {
+        readers[o.0] += 1;
+    }
+    let mut folded = vec![false; nodes.len()];
+    for d in (0..nodes.len()).filter(|&d| live[d]) {
+        if matches!(nodes[d].op, Op::Dropout { .. }) {
+            let b = nodes[d].inputs[0];
+            if matches!(nodes[b.0].op, Op::BatchNorm { .. }) && readers[b.0] == 1 {
+                folded[b.0] = true;
+            }
+        }
+    }
+    folded
+}
+
+/// A dropout of a folded batch norm, as one kernel; `None` for any other node.
+fn dropout_folded(
+    device: &Device,
+    graph: &Graph,
+    id: NodeId,
+    folded: &[bool],
+    buffer: &dyn Fn(NodeId) -> Buffer,
+) -> Result<Option<Kernel>> {
+    let node = graph.node(id);
+    let Op::Dropout { rate, seed } = node.op else {
+        return Ok(None);
+    };
+    let bn = node.inputs[0];
+    if !folded[bn.0] {
+        return Ok(None);
+    }
+    let Op::BatchNorm { axis, eps, .. } = graph.node(bn).op else {
+        return Ok(None);
+    };
+    let x = &graph.node(bn).inputs;
+    Ok(Some(normalize_dropout_kernel(
+        device,
+        &buffer(id),
+        &buffer(x[0]),
+        &buffer(x[1]),
+        &buffer(x[2]),
+        &buffer(x[3]),
+        ChannelLayout::of(graph.shape(x[0]), axis)?,
+        eps,
+        &buffer(node.inputs[1]),
+        seed,
+        rate,
+    )?))
 }
 
 /// The uniform value of a constant whose elements are all equal.

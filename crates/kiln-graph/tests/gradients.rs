@@ -738,3 +738,28 @@ fn dense_sigmoid_then_cross_entropy_uses_the_fused_gradient() {
         .iter()
         .any(|n| n.op == Op::Binary(BinaryOp::SigmoidBceGrad)));
 }
+
+#[test]
+fn batch_norm_then_dropout_fused_equals_the_two_passes() {
+    let device = Device::auto().expect("an adapter");
+    let params = ParamStore::new(&device);
+    for c in [8usize, 5] {
+        let mut g = Graph::new();
+        let x = g.input("x", &[6, c]);
+        let step = g.constant(&[2.0], &[1]).unwrap();
+        let stats = g.moments(x, 1).unwrap();
+        let gamma = g.constant(&vec![1.5; c], &[c]).unwrap();
+        let beta = g.constant(&vec![-0.25; c], &[c]).unwrap();
+        let y = g.batch_norm(x, stats, gamma, beta, 1, 1e-3, true).unwrap();
+        let d = g.dropout(y, 0.4, 11, step).unwrap();
+        let xv = Rng(c as u64).vec(6 * c, 0.2, 2.0, false);
+        // Only the dropout is read: fused. Both read: two passes.
+        let mut fused = Plan::compile(&device, &g, &params, &[d]).unwrap();
+        let mut apart = Plan::compile(&device, &g, &params, &[d, y]).unwrap();
+        assert_eq!(apart.stats().dispatches, fused.stats().dispatches + 1);
+        let a = fused.run(&[("x", &xv)]).unwrap();
+        let b = apart.run(&[("x", &xv)]).unwrap();
+        assert_eq!(a[0], b[0], "{c} channels");
+        assert!(a[0].contains(&0.0) && a[0].iter().any(|&v| v != 0.0));
+    }
+}

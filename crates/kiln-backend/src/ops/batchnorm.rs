@@ -226,6 +226,75 @@ pub fn normalize_kernel(
     )
 }
 
+/// [`normalize_kernel`] followed by dropout of its result — the mask of
+/// `random::dropout_kernel` for the same `seed`, `rate` and step — in one
+/// pass (Keras' BatchNormalization → Dropout).
+#[allow(clippy::too_many_arguments)] // the buffers of one formula
+pub fn normalize_dropout_kernel(
+    device: &Device,
+    out: &Buffer,
+    x: &Buffer,
+    stats: &Buffer,
+    gamma: &Buffer,
+    beta: &Buffer,
+    layout: ChannelLayout,
+    eps: f32,
+    step: &Buffer,
+    seed: u64,
+    rate: f32,
+) -> Result<Kernel> {
+    if !(0.0..1.0).contains(&rate) {
+        return Err(crate::error::invalid(
+            "Dropout",
+            format!("rate {rate} must be in [0, 1)"),
+        ));
+    }
+    let keep = 1.0 - rate;
+    let (shader, mut words) = if vec4_layout(layout) {
+        let c4 = layout.channels / 4;
+        (
+            ShaderId::BatchNormVec4,
+            vec![layout.outer as u32, c4 as u32, 0, eps.to_bits()],
+        )
+    } else {
+        (ShaderId::BatchNorm, layout.meta(eps).to_vec())
+    };
+    words.extend([
+        seed as u32,
+        (seed >> 32) as u32,
+        keep.to_bits(),
+        (1.0 / keep).to_bits(),
+    ]);
+    let grid = if shader == ShaderId::BatchNormVec4 {
+        let limit = device.max_workgroups() as u64;
+        [
+            ((layout.channels / 4) as u64)
+                .div_ceil(WG as u64)
+                .min(limit) as u32,
+            (layout.outer as u64).min(limit) as u32,
+            1,
+        ]
+    } else {
+        row_grid(device, layout)?
+    };
+    device.kernel(
+        shader,
+        "normalize_dropout",
+        &[("WG", WG as f64)],
+        &bindings(&[
+            (0, out),
+            (1, x),
+            (2, stats),
+            (3, gamma),
+            (4, beta),
+            (10, step),
+        ]),
+        5,
+        &words,
+        grid,
+    )
+}
+
 /// `out[c] = Σ dy·x̂` over channel c: the gradient of gamma.
 pub fn grad_gamma_kernel(
     device: &Device,
