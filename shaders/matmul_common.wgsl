@@ -9,6 +9,9 @@ override TRANS_A: bool = false;
 override TRANS_B: bool = false;
 // 0 none, 1 relu, 2 sigmoid, 3 tanh
 override ACT: u32 = 0u;
+// Dropout of the result (the mask of random.wgsl's dropout kernel, indexed by
+// C's flat element): params 20, 21 seed words, 22 keep, 23 scale.
+override DROPOUT: bool = false;
 
 // params: 0 M, 1 N, 2 K, 3 batch,
 //       4 A offset, 5 A batch stride, 6 A row stride (of the stored matrix),
@@ -19,6 +22,7 @@ override ACT: u32 = 0u;
 @group(0) @binding(0) var<storage, read_write> c: array<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read> params: array<u32>;
+@group(0) @binding(5) var<storage, read> step: array<f32>;
 
 fn activate(x: f32) -> f32 {
     switch ACT {
@@ -41,12 +45,23 @@ struct Epilogue {
     bias_base: u32,
     bias_rs: u32,
     bias_cs: u32,
+    drop_key: u32,
+    keep: f32,
+    kept_scale: f32,
 }
 
 fn epilogue(batch: u32) -> Epilogue {
+    var key = 0u;
+    var keep = 1.0;
+    var kept_scale = 1.0;
+    if (DROPOUT) {
+        key = dropout_key(params[20], params[21], u32(step[0]));
+        keep = bitcast<f32>(params[22]);
+        kept_scale = bitcast<f32>(params[23]);
+    }
     return Epilogue(params[10] + batch * params[11], params[12], bitcast<f32>(params[17]),
                     bitcast<f32>(params[18]), params[14] != 0u, params[13] + batch * params[19],
-                    params[15], params[16]);
+                    params[15], params[16], key, keep, kept_scale);
 }
 
 fn store_at(e: Epilogue, m: u32, n: u32, product: f32) {
@@ -54,7 +69,13 @@ fn store_at(e: Epilogue, m: u32, n: u32, product: f32) {
     if (e.has_bias) {
         v += e.beta * bias[e.bias_base + m * e.bias_rs + n * e.bias_cs];
     }
-    c[e.c_base + m * e.ldc + n] = activate(v);
+    let at = e.c_base + m * e.ldc + n;
+    var out = activate(v);
+    if (DROPOUT) {
+        let i = at - params[10];
+        out = select(0.0, out * e.kept_scale, dropout_unit(i, e.drop_key) < e.keep);
+    }
+    c[at] = out;
 }
 
 // Stores row m of an 8-wide block (columns col0..col0+7, as two vec4s),

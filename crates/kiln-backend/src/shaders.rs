@@ -166,6 +166,7 @@ impl ShaderId {
             ShaderId::OptimMultiVec4 => &["optim_multi_vec4.wgsl"],
             ShaderId::MatmulSmall => &[
                 "activations.wgsl",
+                "hash.wgsl",
                 "matmul_common.wgsl",
                 "matmul_scalar_loads.wgsl",
                 "matmul_small.wgsl",
@@ -175,18 +176,26 @@ impl ShaderId {
             ShaderId::Softmax => &["softmax.wgsl"],
             ShaderId::MatmulBlocked => &[
                 "activations.wgsl",
+                "hash.wgsl",
                 "matmul_common.wgsl",
                 "matmul_scalar_loads.wgsl",
                 "matmul_blocked.wgsl",
             ],
-            ShaderId::MatmulVec4 => &["activations.wgsl", "matmul_common.wgsl", "matmul_vec4.wgsl"],
+            ShaderId::MatmulVec4 => &[
+                "activations.wgsl",
+                "hash.wgsl",
+                "matmul_common.wgsl",
+                "matmul_vec4.wgsl",
+            ],
             ShaderId::MatmulVec4Nt => &[
                 "activations.wgsl",
+                "hash.wgsl",
                 "matmul_common.wgsl",
                 "matmul_vec4_nt.wgsl",
             ],
             ShaderId::MatmulVec4Tn => &[
                 "activations.wgsl",
+                "hash.wgsl",
                 "matmul_common.wgsl",
                 "matmul_vec4_tn.wgsl",
             ],
@@ -194,6 +203,7 @@ impl ShaderId {
             ShaderId::Optim => &["optim.wgsl"],
             ShaderId::MatmulTiled => &[
                 "activations.wgsl",
+                "hash.wgsl",
                 "matmul_common.wgsl",
                 "matmul_scalar_loads.wgsl",
                 "matmul_tiled.wgsl",

@@ -349,3 +349,82 @@ fn grouped_adam(sizes: [usize; 3]) {
     );
     assert!(adam_group_kernel(&dev, &[], hyper.buffer(), spares).is_err());
 }
+
+#[test]
+fn matmul_with_dropout_in_its_epilogue() {
+    use kiln_backend::ops::matmul::*;
+    use kiln_backend::ops::random::reference_dropout;
+    let dev = device();
+    let mut rng = Rng(31);
+    let step = t(&dev, &[7.0]);
+    for (m, k, n, ta, tb, variant) in [
+        (9usize, 12usize, 8usize, false, false, MatmulVariant::Vec4),
+        (9, 7, 13, false, false, MatmulVariant::Blocked),
+        (16, 8, 12, false, true, MatmulVariant::Vec4),
+        (12, 8, 16, true, false, MatmulVariant::Vec4),
+        (5, 6, 3, false, false, MatmulVariant::Small),
+        (33, 9, 65, true, true, MatmulVariant::Tiled),
+    ] {
+        let a = rng.vec(m * k, -1.0, 1.0);
+        let b = rng.vec(k * n, -1.0, 1.0);
+        let (at, bt) = (t(&dev, &a), t(&dev, &b));
+        let c = dev.full(&[m * n], f32::NAN).unwrap();
+        let spec = MatmulSpec {
+            m,
+            n,
+            k,
+            batch: 1,
+            a: MatmulOperand {
+                buffer: at.buffer(),
+                offset: 0,
+                row_stride: if ta { m } else { k },
+                batch_stride: 0,
+            },
+            b: MatmulOperand {
+                buffer: bt.buffer(),
+                offset: 0,
+                row_stride: if tb { k } else { n },
+                batch_stride: 0,
+            },
+            c: MatmulOperand {
+                buffer: c.buffer(),
+                offset: 0,
+                row_stride: n,
+                batch_stride: m * n,
+            },
+            trans_a: ta,
+            trans_b: tb,
+            bias: None,
+            alpha: 1.0,
+            beta: 0.0,
+            activation: Activation::None,
+            variant,
+        };
+        let drop = MatmulDropout {
+            step: step.buffer(),
+            seed: 5,
+            rate: 0.25,
+        };
+        let kern = matmul_dropout_kernel(&dev, &spec, Some(drop)).unwrap();
+        dev.run(&[&kern]).unwrap();
+        let want: Vec<f64> = (0..m * n)
+            .map(|i| {
+                let (r, col) = (i / n, i % n);
+                let dot: f64 = (0..k)
+                    .map(|p| {
+                        let av = if ta { a[p * m + r] } else { a[r * k + p] };
+                        let bv = if tb { b[col * k + p] } else { b[p * n + col] };
+                        av as f64 * bv as f64
+                    })
+                    .sum();
+                dot * reference_dropout(5, 7, i as u32, 0.25) as f64
+            })
+            .collect();
+        close(
+            &format!("{variant:?} {m}x{k}x{n} {ta} {tb}"),
+            &c.to_vec_f32().unwrap(),
+            &want,
+            1e-5,
+        );
+    }
+}

@@ -14,7 +14,9 @@ use kiln_backend::ops::elementwise::{
     accumulate_binary_kernel, binary_kernel, fill_kernel, scaled_binary_kernel, select_kernel,
     unary_into, unary_kernel, Operand,
 };
-use kiln_backend::ops::matmul::{matmul_kernel, MatmulBias, MatmulOperand, MatmulSpec};
+use kiln_backend::ops::matmul::{
+    matmul_dropout_kernel, MatmulBias, MatmulDropout, MatmulOperand, MatmulSpec,
+};
 use kiln_backend::ops::optim::{
     accumulate_sum_kernel, adam_group_kernel, adam_group_size, axpby_kernel, optimizer_step_kernel,
     running_stats_kernel, AdamSlot, UpdateRule,
@@ -427,8 +429,8 @@ fn folded_into_accumulators(graph: &Graph, live: &[bool], outputs: &[NodeId]) ->
         .collect()
 }
 
-/// Batch norms read only by a dropout of their output: the dropout's kernel
-/// normalises and drops in one pass.
+/// Batch norms and matrix products read only by a dropout of their output:
+/// the dropout's kernel normalises (or multiplies) and drops in one pass.
 fn folded_into_dropout(graph: &Graph, live: &[bool], outputs: &[NodeId]) -> Vec<bool> {
     let nodes = graph.nodes();
     let mut readers = vec![0usize; nodes.len()];
@@ -444,7 +446,11 @@ fn folded_into_dropout(graph: &Graph, live: &[bool], outputs: &[NodeId]) -> Vec<
     for d in (0..nodes.len()).filter(|&d| live[d]) {
         if matches!(nodes[d].op, Op::Dropout { .. }) {
             let b = nodes[d].inputs[0];
-            if matches!(nodes[b.0].op, Op::BatchNorm { .. }) && readers[b.0] == 1 {
+            let producer = matches!(
+                nodes[b.0].op,
+                Op::BatchNorm { .. } | Op::MatMul { .. } | Op::Dense { .. }
+            );
+            if producer && readers[b.0] == 1 && nodes[b.0].shape == nodes[d].shape {
                 folded[b.0] = true;
             }
         }
@@ -469,7 +475,20 @@ fn dropout_folded(
         return Ok(None);
     }
     let Op::BatchNorm { axis, eps, .. } = graph.node(bn).op else {
-        return Ok(None);
+        let step = buffer(node.inputs[1]);
+        let dropout = MatmulDropout {
+            step: &step,
+            seed,
+            rate,
+        };
+        return Ok(Some(matmul_node_kernel(
+            device,
+            graph,
+            bn,
+            &buffer(id),
+            buffer,
+            Some(dropout),
+        )?));
     };
     let x = &graph.node(bn).inputs;
     Ok(Some(normalize_dropout_kernel(
@@ -686,6 +705,133 @@ fn flush_adam_group(
     Ok(Some(k))
 }
 
+/// The kernel of a MatMul or Dense node writing into `out`, with dropout of
+/// the result in the epilogue when given.
+fn matmul_node_kernel(
+    device: &Device,
+    graph: &Graph,
+    id: NodeId,
+    out: &Buffer,
+    buffer: &dyn Fn(NodeId) -> Buffer,
+    dropout: Option<MatmulDropout<'_>>,
+) -> Result<Kernel> {
+    let node = graph.node(id);
+    let x = |i: usize| node.inputs[i];
+    let out = out.clone();
+    Ok(match &node.op {
+        Op::MatMul { trans_a, trans_b } => {
+            let (a, b) = (buffer(x(0)), buffer(x(1)));
+            let (sa, sb) = (graph.shape(x(0)), graph.shape(x(1)));
+            let r = node.shape.len();
+            let (m, n) = (node.shape[r - 2], node.shape[r - 1]);
+            let k = if *trans_a {
+                sa[sa.len() - 2]
+            } else {
+                sa[sa.len() - 1]
+            };
+            let batch: usize = node.shape[..r - 2].iter().product();
+            // (row stride, batch stride); a rank-2 operand is shared by every batch.
+            let strides = |s: &[usize]| {
+                (
+                    s[s.len() - 1],
+                    if s.len() == 2 {
+                        0
+                    } else {
+                        s[s.len() - 2] * s[s.len() - 1]
+                    },
+                )
+            };
+            let (lda, bsa) = strides(sa);
+            let (ldb, bsb) = strides(sb);
+            let spec = MatmulSpec {
+                m,
+                n,
+                k,
+                batch,
+                a: MatmulOperand {
+                    buffer: &a,
+                    offset: 0,
+                    row_stride: lda,
+                    batch_stride: bsa,
+                },
+                b: MatmulOperand {
+                    buffer: &b,
+                    offset: 0,
+                    row_stride: ldb,
+                    batch_stride: bsb,
+                },
+                c: MatmulOperand {
+                    buffer: &out,
+                    offset: 0,
+                    row_stride: n,
+                    batch_stride: m * n,
+                },
+                trans_a: *trans_a,
+                trans_b: *trans_b,
+                bias: None,
+                alpha: 1.0,
+                beta: 0.0,
+                activation: Activation::None,
+                variant: MatmulVariant::Auto,
+            };
+            matmul_dropout_kernel(device, &spec, dropout)?
+        }
+        Op::Dense {
+            activation,
+            trans_w,
+        } => {
+            let (a, w) = (buffer(x(0)), buffer(x(1)));
+            let bias = node.inputs.get(2).map(|&b| buffer(b));
+            let (sx, sw) = (graph.shape(x(0)), graph.shape(x(1)));
+            let (m, n) = (node.shape[0], node.shape[1]);
+            let spec = MatmulSpec {
+                m,
+                n,
+                k: sx[1],
+                batch: 1,
+                a: MatmulOperand {
+                    buffer: &a,
+                    offset: 0,
+                    row_stride: sx[1],
+                    batch_stride: 0,
+                },
+                b: MatmulOperand {
+                    buffer: &w,
+                    offset: 0,
+                    row_stride: sw[1],
+                    batch_stride: 0,
+                },
+                c: MatmulOperand {
+                    buffer: &out,
+                    offset: 0,
+                    row_stride: n,
+                    batch_stride: m * n,
+                },
+                trans_a: false,
+                trans_b: *trans_w,
+                bias: bias.as_ref().map(|b| MatmulBias {
+                    buffer: b,
+                    offset: 0,
+                    row_stride: 0,
+                    col_stride: 1,
+                    batch_stride: 0,
+                }),
+                alpha: 1.0,
+                beta: 1.0,
+                activation: *activation,
+                variant: MatmulVariant::Auto,
+            };
+            matmul_dropout_kernel(device, &spec, dropout)?
+        }
+        _ => {
+            return Err(GraphError::Invalid(format!(
+                "{} is not a matrix product",
+                graph.describe(id)
+            )))
+        }
+    })
+}
+
 /// The kernels computing node `id`: none for views and leaves, one per input
 /// for a concatenation, else one.
 fn build_kernels(
@@ -788,62 +934,8 @@ fn build_kernels(
         Op::Softmax { axis, log } => {
             softmax_kernel(device, &out, &buffer(x(0)), &node.shape, *axis, *log)?
         }
-        Op::MatMul { trans_a, trans_b } => {
-            let (a, b) = (buffer(x(0)), buffer(x(1)));
-            let (sa, sb) = (graph.shape(x(0)), graph.shape(x(1)));
-            let r = node.shape.len();
-            let (m, n) = (node.shape[r - 2], node.shape[r - 1]);
-            let k = if *trans_a {
-                sa[sa.len() - 2]
-            } else {
-                sa[sa.len() - 1]
-            };
-            let batch: usize = node.shape[..r - 2].iter().product();
-            // (row stride, batch stride); a rank-2 operand is shared by every batch.
-            let strides = |s: &[usize]| {
-                (
-                    s[s.len() - 1],
-                    if s.len() == 2 {
-                        0
-                    } else {
-                        s[s.len() - 2] * s[s.len() - 1]
-                    },
-                )
-            };
-            let (lda, bsa) = strides(sa);
-            let (ldb, bsb) = strides(sb);
-            let spec = MatmulSpec {
-                m,
-                n,
-                k,
-                batch,
-                a: MatmulOperand {
-                    buffer: &a,
-                    offset: 0,
-                    row_stride: lda,
-                    batch_stride: bsa,
-                },
-                b: MatmulOperand {
-                    buffer: &b,
-                    offset: 0,
-                    row_stride: ldb,
-                    batch_stride: bsb,
-                },
-                c: MatmulOperand {
-                    buffer: &out,
-                    offset: 0,
-                    row_stride: n,
-                    batch_stride: m * n,
-                },
-                trans_a: *trans_a,
-                trans_b: *trans_b,
-                bias: None,
-                alpha: 1.0,
-                beta: 0.0,
-                activation: Activation::None,
-                variant: MatmulVariant::Auto,
-            };
-            matmul_kernel(device, &spec)?
+        Op::MatMul { .. } | Op::Dense { .. } => {
+            matmul_node_kernel(device, graph, id, &out, buffer, None)?
         }
         Op::Permute(perm) => {
             let b0 = buffer(x(0));
@@ -915,53 +1007,6 @@ fn build_kernels(
                 )?);
             }
             return Ok(ks);
-        }
-        Op::Dense {
-            activation,
-            trans_w,
-        } => {
-            let (a, w) = (buffer(x(0)), buffer(x(1)));
-            let bias = node.inputs.get(2).map(|&b| buffer(b));
-            let (sx, sw) = (graph.shape(x(0)), graph.shape(x(1)));
-            let (m, n) = (node.shape[0], node.shape[1]);
-            let spec = MatmulSpec {
-                m,
-                n,
-                k: sx[1],
-                batch: 1,
-                a: MatmulOperand {
-                    buffer: &a,
-                    offset: 0,
-                    row_stride: sx[1],
-                    batch_stride: 0,
-                },
-                b: MatmulOperand {
-                    buffer: &w,
-                    offset: 0,
-                    row_stride: sw[1],
-                    batch_stride: 0,
-                },
-                c: MatmulOperand {
-                    buffer: &out,
-                    offset: 0,
-                    row_stride: n,
-                    batch_stride: m * n,
-                },
-                trans_a: false,
-                trans_b: *trans_w,
-                bias: bias.as_ref().map(|b| MatmulBias {
-                    buffer: b,
-                    offset: 0,
-                    row_stride: 0,
-                    col_stride: 1,
-                    batch_stride: 0,
-                }),
-                alpha: 1.0,
-                beta: 1.0,
-                activation: *activation,
-                variant: MatmulVariant::Auto,
-            };
-            matmul_kernel(device, &spec)?
         }
         Op::Moments { axis } => moments_kernel(
             device,

@@ -763,3 +763,27 @@ fn batch_norm_then_dropout_fused_equals_the_two_passes() {
         assert!(a[0].contains(&0.0) && a[0].iter().any(|&v| v != 0.0));
     }
 }
+
+#[test]
+fn matmul_then_dropout_fused_equals_the_two_passes_and_differentiates() {
+    check("dense → dropout", &[&[6, 5], &[5, 8]], false, |g, x| {
+        let step = g.constant(&[4.0], &[1]).unwrap();
+        let h = g.dense(x[0], x[1], None, Activation::Tanh, false).unwrap();
+        g.dropout(h, 0.3, 21, step).unwrap()
+    });
+    let device = Device::auto().expect("an adapter");
+    let params = ParamStore::new(&device);
+    let mut g = Graph::new();
+    let a = g.input("a", &[7, 8]);
+    let b = g.input("b", &[8, 12]);
+    let step = g.constant(&[1.0], &[1]).unwrap();
+    let p = g.matmul(a, b, false, false).unwrap();
+    let d = g.dropout(p, 0.5, 3, step).unwrap();
+    let mut fused = Plan::compile(&device, &g, &params, &[d]).unwrap();
+    let mut apart = Plan::compile(&device, &g, &params, &[d, p]).unwrap();
+    assert_eq!(apart.stats().dispatches, fused.stats().dispatches + 1);
+    let av = Rng(1).vec(56, 0.2, 1.0, false);
+    let bv = Rng(2).vec(96, 0.2, 1.0, false);
+    let feeds = [("a", av.as_slice()), ("b", bv.as_slice())];
+    assert_eq!(fused.run(&feeds).unwrap()[0], apart.run(&feeds).unwrap()[0]);
+}

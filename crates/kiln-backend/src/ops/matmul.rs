@@ -112,8 +112,28 @@ fn vec4_shader(spec: &MatmulSpec<'_>) -> Option<ShaderId> {
     }
 }
 
+/// Dropout applied to a matmul's result in its epilogue: element i of C
+/// (flat, C contiguous) is kept with the mask of `random::dropout_kernel` for
+/// the same seed, rate and step.
+#[derive(Clone, Copy, Debug)]
+pub struct MatmulDropout<'a> {
+    pub step: &'a Buffer,
+    pub seed: u64,
+    pub rate: f32,
+}
+
 /// Builds the matmul kernel for `spec`.
 pub fn matmul_kernel(device: &Device, spec: &MatmulSpec<'_>) -> Result<Kernel> {
+    matmul_dropout_kernel(device, spec, None)
+}
+
+/// [`matmul_kernel`] with dropout of the result in the same pass (C must be
+/// contiguous: the mask is indexed by C's flat element index).
+pub fn matmul_dropout_kernel(
+    device: &Device,
+    spec: &MatmulSpec<'_>,
+    dropout: Option<MatmulDropout<'_>>,
+) -> Result<Kernel> {
     let MatmulSpec { m, n, k, batch, .. } = *spec;
     if m == 0 || n == 0 || k == 0 || batch == 0 {
         return Err(crate::BackendError::Empty {
@@ -207,6 +227,30 @@ pub fn matmul_kernel(device: &Device, spec: &MatmulSpec<'_>) -> Result<Kernel> {
         spec.beta.to_bits(),
         bias.map_or(0, |b| b.batch_stride as u32),
     ];
+    let mut words = words;
+    if let Some(d) = dropout {
+        if !(0.0..1.0).contains(&d.rate) {
+            return Err(invalid(
+                "matmul",
+                format!("dropout rate {} must be in [0, 1)", d.rate),
+            ));
+        }
+        if spec.c.row_stride != n || (batch > 1 && spec.c.batch_stride != m * n) {
+            return Err(invalid(
+                "matmul",
+                "dropout in the epilogue needs a contiguous C",
+            ));
+        }
+        let keep = 1.0 - d.rate;
+        words.extend([
+            d.seed as u32,
+            (d.seed >> 32) as u32,
+            keep.to_bits(),
+            (1.0 / keep).to_bits(),
+        ]);
+    }
+    // Without dropout the step binding is never read; any read-only buffer fills it.
+    let step = dropout.map_or(bias_buffer, |d| d.step);
     device.kernel(
         shader,
         "main",
@@ -214,6 +258,7 @@ pub fn matmul_kernel(device: &Device, spec: &MatmulSpec<'_>) -> Result<Kernel> {
             ("TRANS_A", spec.trans_a as u8 as f64),
             ("TRANS_B", spec.trans_b as u8 as f64),
             ("ACT", spec.activation as u32 as f64),
+            ("DROPOUT", dropout.is_some() as u8 as f64),
         ],
         &[
             KernelBinding {
@@ -231,6 +276,10 @@ pub fn matmul_kernel(device: &Device, spec: &MatmulSpec<'_>) -> Result<Kernel> {
             KernelBinding {
                 binding: 3,
                 buffer: bias_buffer,
+            },
+            KernelBinding {
+                binding: 5,
+                buffer: step,
             },
         ],
         4,
