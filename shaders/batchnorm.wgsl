@@ -22,6 +22,7 @@ override WG: u32 = 64u;
 @group(0) @binding(8) var<storage, read> dgamma: array<f32>;
 @group(0) @binding(9) var<storage, read_write> running: array<f32>;
 @group(0) @binding(10) var<storage, read> step: array<f32>;
+@group(0) @binding(11) var<storage, read_write> beta_out: array<f32>;
 
 
 fn channels() -> u32 { return params[1]; }
@@ -142,6 +143,27 @@ fn grad_gamma(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
         }
     }
     out[c] = s * inv_std(c);
+}
+
+// grad_gamma, and Σ dy (the gradient of beta) from the same loop.
+@compute @workgroup_size(WG)
+fn grad_gamma_beta(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                   @builtin(local_invocation_index) lid: u32) {
+    let c = linear_index(wid, nwg, lid);
+    if (c >= channels()) { return; }
+    let mean = stats[c];
+    var s = 0.0;
+    var t = 0.0;
+    for (var o = 0u; o < params[0]; o++) {
+        for (var i = 0u; i < params[2]; i++) {
+            let e = channel_index(c, o, i);
+            let d = dy[e];
+            s += d * (x[e] - mean);
+            t += d;
+        }
+    }
+    out[c] = s * inv_std(c);
+    beta_out[c] = t;
 }
 
 // dx = γ·σ⁻¹·(dy − Σdy/M − x̂·Σ(dy·x̂)/M): the batch statistics depend on x too.

@@ -16,6 +16,7 @@ override WG: u32 = 64u;
 @group(0) @binding(8) var<storage, read> dgamma: array<vec4<f32>>;
 @group(0) @binding(9) var<storage, read_write> running: array<vec4<f32>>;
 @group(0) @binding(10) var<storage, read> step: array<f32>;
+@group(0) @binding(11) var<storage, read_write> beta_out: array<vec4<f32>>;
 
 fn c4() -> u32 { return params[1]; }
 fn rows() -> u32 { return params[0]; }
@@ -116,6 +117,25 @@ fn grad_gamma(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
         s += dy[e] * (x[e] - mean);
     }
     out[c] = s * inv_std(c);
+}
+
+// grad_gamma, and Σ dy (the gradient of beta) from the same loop.
+@compute @workgroup_size(WG)
+fn grad_gamma_beta(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                   @builtin(local_invocation_index) lid: u32) {
+    let c = column(wid, nwg, lid);
+    if (c >= c4()) { return; }
+    let mean = stats[c];
+    var s = vec4<f32>(0.0);
+    var t = vec4<f32>(0.0);
+    for (var r = 0u; r < rows(); r++) {
+        let e = r * c4() + c;
+        let d = dy[e];
+        s += d * (x[e] - mean);
+        t += d;
+    }
+    out[c] = s * inv_std(c);
+    beta_out[c] = t;
 }
 
 // As batchnorm.wgsl: the _relu entries zero dx where x ≤ 0.

@@ -7,8 +7,8 @@
 use std::collections::HashMap;
 
 use kiln_backend::ops::batchnorm::{
-    grad_gamma_kernel, grad_input_kernel, moments_kernel, moments_update_kernel,
-    normalize_dropout_kernel, normalize_kernel, ChannelLayout,
+    grad_gamma_beta_kernel, grad_gamma_kernel, grad_input_kernel, moments_kernel,
+    moments_update_kernel, normalize_dropout_kernel, normalize_kernel, ChannelLayout,
 };
 use kiln_backend::ops::elementwise::{
     accumulate_binary_kernel, binary_kernel, fill_kernel, scaled_binary_kernel, select_kernel,
@@ -223,6 +223,7 @@ impl Plan {
         };
 
         let stats_update = running_stats_into_moments(graph, &live);
+        let beta_sums = beta_sums_into_gamma(graph, &live, outputs);
         let mut kernels = Vec::new();
         // Adam steps that follow one another share dispatches (see
         // `adam_group_kernel`); anything else in between closes a group.
@@ -234,7 +235,9 @@ impl Plan {
             // a folded binary op is computed by its accumulator.
             let fused_update = matches!(nodes[i].op, Op::RunningStats { .. })
                 && stats_update.contains(&Some(NodeId(i)));
+            let beta_done = beta_sums.contains(&Some(NodeId(i)));
             if folded[i]
+                || beta_done
                 || scaled[i]
                 || normalized[i]
                 || fused_update
@@ -275,6 +278,20 @@ impl Plan {
             } else if let Some(k) = dropout_folded(device, graph, NodeId(i), &normalized, &buffer)?
             {
                 kernels.push(k);
+            } else if let (Op::BatchNormGradGamma { axis, eps }, Some(beta)) =
+                (&nodes[i].op, beta_sums[i])
+            {
+                let x = &nodes[i].inputs;
+                kernels.push(grad_gamma_beta_kernel(
+                    device,
+                    &buffer(NodeId(i)),
+                    &buffer(beta),
+                    &buffer(x[0]),
+                    &buffer(x[1]),
+                    &buffer(x[2]),
+                    ChannelLayout::of(graph.shape(x[0]), *axis)?,
+                    *eps,
+                )?);
             } else if let (Op::Moments { axis }, Some(update)) = (&nodes[i].op, stats_update[i]) {
                 let Op::RunningStats { keep, var_factor } = nodes[update.0].op else {
                     unreachable!("only running statistics are fused into moments");
@@ -628,6 +645,44 @@ fn accumulate_folded(
         keep,
         scale,
     )?))
+}
+
+/// For each BatchNormGradGamma node, the earlier sum of the same upstream
+/// gradient over every axis but the channel one (the gradient of beta), when
+/// nothing reads that sum before the gamma gradient: both come from one pass.
+fn beta_sums_into_gamma(graph: &Graph, live: &[bool], outputs: &[NodeId]) -> Vec<Option<NodeId>> {
+    let nodes = graph.nodes();
+    let mut first_reader = vec![usize::MAX; nodes.len()];
+    for i in (0..nodes.len()).filter(|&i| live[i]) {
+        for x in &nodes[i].inputs {
+            first_reader[x.0] = first_reader[x.0].min(i);
+        }
+    }
+    for o in outputs {
+        first_reader[o.0] = 0;
+    }
+    let mut fused = vec![None; nodes.len()];
+    for g in (0..nodes.len()).filter(|&g| live[g]) {
+        let Op::BatchNormGradGamma { axis, .. } = nodes[g].op else {
+            continue;
+        };
+        let dy = nodes[g].inputs[2];
+        let rank = graph.shape(dy).len();
+        let others: Vec<usize> = (0..rank).filter(|&d| d != axis).collect();
+        let sum = (0..g).filter(|&r| live[r]).find(|&r| {
+            nodes[r].inputs.first() == Some(&dy)
+                && nodes[r].op
+                    == (Op::Reduce {
+                        op: ReduceOp::Sum,
+                        axes: others.clone(),
+                    })
+                && nodes[r].shape == nodes[g].shape
+                && first_reader[r] > g
+                && !fused.contains(&Some(NodeId(r)))
+        });
+        fused[g] = sum.map(NodeId);
+    }
+    fused
 }
 
 /// For each Moments node, the running-statistics update that reads it, when

@@ -314,6 +314,28 @@ pub fn grad_gamma_kernel(
     )
 }
 
+/// [`grad_gamma_kernel`] that also writes `Σ dy` per channel (the gradient of
+/// beta) to `out_beta`, from the same pass over dy.
+#[allow(clippy::too_many_arguments)] // the buffers of one formula
+pub fn grad_gamma_beta_kernel(
+    device: &Device,
+    out_gamma: &Buffer,
+    out_beta: &Buffer,
+    x: &Buffer,
+    stats: &Buffer,
+    dy: &Buffer,
+    layout: ChannelLayout,
+    eps: f32,
+) -> Result<Kernel> {
+    per_channel_kernel(
+        device,
+        "grad_gamma_beta",
+        layout,
+        eps,
+        &[(0, out_gamma), (1, x), (2, stats), (6, dy), (11, out_beta)],
+    )
+}
+
 /// The gradient of the input. With `batch` = `Some((dbeta, dgamma))` the
 /// statistics are the batch's own (training); with `None` they are constants.
 /// With `relu_input` the result is zeroed where `x ≤ 0` (x being a relu's
