@@ -228,7 +228,7 @@ impl Plan {
         // Adam steps that follow one another share dispatches (see
         // `adam_group_kernel`); anything else in between closes a group.
         let group_size = adam_group_size(device);
-        let mut adam_group: Vec<NodeId> = Vec::new();
+        let mut adam_run: Vec<NodeId> = Vec::new();
         let mut spare: Vec<Buffer> = Vec::new();
         for i in (0..nodes.len()).filter(|&i| live[i]) {
             // Leaves and views encode nothing, so they do not close a group;
@@ -248,29 +248,29 @@ impl Plan {
             {
                 continue;
             }
-            let grouped = group_size > 1
+            let adam = group_size > 1
                 && nodes[i].op
                     == (Op::OptimizerStep {
                         rule: UpdateRule::Adam,
-                    })
-                && adam_group.first().is_none_or(|&first| {
-                    // One hyperparameter input; sizes all multiples of 4 or
-                    // not, so a group of aligned ones runs four per invocation.
-                    nodes[first.0].inputs[4] == nodes[i].inputs[4]
-                        && nodes[first.0].numel().is_multiple_of(4)
-                            == nodes[i].numel().is_multiple_of(4)
-                });
-            if !grouped || adam_group.len() == group_size {
-                kernels.extend(flush_adam_group(
+                    });
+            // A run of Adam steps on one hyperparameter input is packed into
+            // grouped dispatches when it ends.
+            let same_run = adam_run
+                .first()
+                .is_none_or(|&first| nodes[first.0].inputs[4] == nodes[i].inputs[4]);
+            if !adam || !same_run {
+                kernels.extend(flush_adam_run(
                     device,
                     graph,
-                    &mut adam_group,
+                    &mut adam_run,
                     &buffer,
                     &mut spare,
+                    group_size,
                 )?);
             }
+            let grouped = adam;
             if grouped {
-                adam_group.push(NodeId(i));
+                adam_run.push(NodeId(i));
             } else if let Some(k) = accumulate_folded(device, graph, NodeId(i), &folded, &buffer)? {
                 kernels.push(k);
             } else if let Some(k) = scaling_folded(device, graph, NodeId(i), &scaled, &buffer)? {
@@ -310,12 +310,13 @@ impl Plan {
                 kernels.extend(build_kernels(device, graph, NodeId(i), &buffer)?);
             }
         }
-        kernels.extend(flush_adam_group(
+        kernels.extend(flush_adam_run(
             device,
             graph,
-            &mut adam_group,
+            &mut adam_run,
             &buffer,
             &mut spare,
+            group_size,
         )?);
         let outputs = outputs
             .iter()
@@ -713,6 +714,33 @@ fn running_stats_into_moments(graph: &Graph, live: &[bool]) -> Vec<Option<NodeId
         }
     }
     fused
+}
+
+/// Grouped Adam kernels for a run of steps (emptied): parameters whose sizes
+/// are multiples of 4 go four to a vec4 dispatch; the rest, with any aligned
+/// ones left over, four to a scalar dispatch.
+fn flush_adam_run(
+    device: &Device,
+    graph: &Graph,
+    run: &mut Vec<NodeId>,
+    buffer: &dyn Fn(NodeId) -> Buffer,
+    spare: &mut Vec<Buffer>,
+    group_size: usize,
+) -> Result<Vec<Kernel>> {
+    let (aligned, mut rest): (Vec<NodeId>, Vec<NodeId>) = run
+        .drain(..)
+        .partition(|&id| graph.node(id).numel().is_multiple_of(4));
+    let whole = aligned.len() - aligned.len() % group_size.max(1);
+    rest.extend_from_slice(&aligned[whole..]);
+    let mut kernels = Vec::new();
+    for chunk in aligned[..whole]
+        .chunks(group_size.max(1))
+        .chain(rest.chunks(group_size.max(1)))
+    {
+        let mut group = chunk.to_vec();
+        kernels.extend(flush_adam_group(device, graph, &mut group, buffer, spare)?);
+    }
+    Ok(kernels)
 }
 
 /// One grouped Adam kernel for the steps in `group` (emptied).
