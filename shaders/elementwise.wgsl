@@ -120,3 +120,27 @@ fn accumulate_binary() {
     let o = params[META_OUT];
     out[o] = bitcast<f32>(params[3]) * out[o] + bitcast<f32>(params[2]) * s;
 }
+
+// Two accumulators fed from one pass over the same two operands (a batch's
+// loss and a metric): acc_k[0] = keep_k·acc_k[0] + scale_k·Σ op_k(a[i], b[i]).
+// Words: 0 count, 2 scale₁, 3 keep₁, then META_SHAPE.. 4 op₁, 5 op₂, 6 scale₂,
+// 7 keep₂ (the shape words, which this entry does not need).
+@group(0) @binding(5) var<storage, read_write> out2: array<f32>;
+
+@compute @workgroup_size(1)
+fn accumulate_binary2() {
+    let op1 = params[META_SHAPE];
+    let op2 = params[META_SHAPE + 1u];
+    var s1 = 0.0;
+    var s2 = 0.0;
+    for (var i = 0u; i < params[0]; i++) {
+        let x = a[params[META_A] + i];
+        let y = b[params[META_B] + i];
+        s1 += binary_op(op1, x, y);
+        s2 += binary_op(op2, x, y);
+    }
+    let o = params[META_OUT];
+    out[o] = bitcast<f32>(params[3]) * out[o] + bitcast<f32>(params[2]) * s1;
+    out2[0] = bitcast<f32>(params[META_SHAPE + 3u]) * out2[0]
+        + bitcast<f32>(params[META_SHAPE + 2u]) * s2;
+}

@@ -60,7 +60,12 @@ fn log1p_small(t: f32) -> f32 {
 }
 
 fn apply_binary(x: f32, y: f32) -> f32 {
-    switch OP {
+    return binary_op(OP, x, y);
+}
+
+// The binary operation `code` (OP, or a code read at run time).
+fn binary_op(code: u32, x: f32, y: f32) -> f32 {
+    switch code {
         case 0u: { return x + y; }
         case 1u: { return x - y; }
         case 2u: { return x * y; }

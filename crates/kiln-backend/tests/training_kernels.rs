@@ -279,6 +279,35 @@ fn running_statistics_and_accumulators() {
         &[want],
         1e-6,
     );
+    // Two accumulators from one pass: a loss and an accuracy.
+    let (acc1, acc2) = (t(&dev, &[0.0]), t(&dev, &[2.0]));
+    let lay = StridedLayout::contiguous(&[3]);
+    let k = kiln_backend::ops::elementwise::accumulate_binary_pair_kernel(
+        &dev,
+        [BinaryOp::BceTerm, BinaryOp::BinaryAccuracy],
+        [acc1.buffer(), acc2.buffer()],
+        kiln_backend::ops::elementwise::Operand {
+            buffer: p.buffer(),
+            layout: lay.clone(),
+        },
+        kiln_backend::ops::elementwise::Operand {
+            buffer: y.buffer(),
+            layout: lay,
+        },
+        [1.0, 0.5],
+        [1.0, 3.0],
+    )
+    .unwrap();
+    dev.run(&[&k]).unwrap();
+    let bce = -((0.8f64).ln() + (0.9f64).ln() + (0.4f64).ln());
+    close("pair: loss", &acc1.to_vec_f32().unwrap(), &[bce], 1e-6);
+    // accuracy of p = [0.2, 0.9, 0.6] against y = [0, 1, 0]: 2 hits
+    close(
+        "pair: accuracy",
+        &acc2.to_vec_f32().unwrap(),
+        &[1.0 + 3.0 * 2.0],
+        1e-6,
+    );
     // Pooled buffers are rounded up, so ask for far more than any bucket holds.
     assert!(axpby_kernel(&dev, 100_000, acc.buffer(), v.buffer(), 1.0, 1.0).is_err());
 }

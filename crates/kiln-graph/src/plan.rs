@@ -11,8 +11,8 @@ use kiln_backend::ops::batchnorm::{
     moments_update_kernel, normalize_dropout_kernel, normalize_kernel, ChannelLayout,
 };
 use kiln_backend::ops::elementwise::{
-    accumulate_binary_kernel, binary_kernel, fill_kernel, scaled_binary_kernel, select_kernel,
-    unary_into, unary_kernel, Operand,
+    accumulate_binary_kernel, accumulate_binary_pair_kernel, binary_kernel, fill_kernel,
+    scaled_binary_kernel, select_kernel, unary_into, unary_kernel, Operand,
 };
 use kiln_backend::ops::matmul::{
     matmul_dropout_kernel, MatmulBias, MatmulDropout, MatmulOperand, MatmulSpec,
@@ -224,6 +224,7 @@ impl Plan {
 
         let stats_update = running_stats_into_moments(graph, &live);
         let beta_sums = beta_sums_into_gamma(graph, &live, outputs);
+        let acc_pairs = paired_accumulators(graph, &live, &folded);
         let mut kernels = Vec::new();
         // Adam steps that follow one another share dispatches (see
         // `adam_group_kernel`); anything else in between closes a group.
@@ -236,8 +237,10 @@ impl Plan {
             let fused_update = matches!(nodes[i].op, Op::RunningStats { .. })
                 && stats_update.contains(&Some(NodeId(i)));
             let beta_done = beta_sums.contains(&Some(NodeId(i)));
+            let paired = acc_pairs.contains(&Some(NodeId(i)));
             if folded[i]
                 || beta_done
+                || paired
                 || scaled[i]
                 || normalized[i]
                 || fused_update
@@ -271,6 +274,13 @@ impl Plan {
             let grouped = adam;
             if grouped {
                 adam_run.push(NodeId(i));
+            } else if let Some(second) = acc_pairs[i] {
+                kernels.push(accumulate_pair(
+                    device,
+                    graph,
+                    [NodeId(i), second],
+                    &buffer,
+                )?);
             } else if let Some(k) = accumulate_folded(device, graph, NodeId(i), &folded, &buffer)? {
                 kernels.push(k);
             } else if let Some(k) = scaling_folded(device, graph, NodeId(i), &scaled, &buffer)? {
@@ -610,6 +620,73 @@ fn scaling_folded(
             layout: layout(v.inputs[1])?,
         },
     )?))
+}
+
+/// For a one-element accumulator of a folded binary op, the next such
+/// accumulator over the same two operands (the loss and a metric of the same
+/// predictions): both are fed from one pass.
+fn paired_accumulators(graph: &Graph, live: &[bool], folded: &[bool]) -> Vec<Option<NodeId>> {
+    let nodes = graph.nodes();
+    let operands = |i: usize| -> Option<&[NodeId]> {
+        let n = &nodes[i];
+        match n.op {
+            Op::Accumulate { .. } if n.numel() == 1 && folded[n.inputs[1].0] => {
+                Some(nodes[n.inputs[1].0].inputs.as_slice())
+            }
+            _ => None,
+        }
+    };
+    let mut pairs = vec![None; nodes.len()];
+    let mut taken = vec![false; nodes.len()];
+    for i in (0..nodes.len()).filter(|&i| live[i]) {
+        let Some(ops) = operands(i) else { continue };
+        if taken[i] {
+            continue;
+        }
+        let partner = (i + 1..nodes.len())
+            .filter(|&j| live[j] && !taken[j])
+            .find(|&j| operands(j) == Some(ops));
+        if let Some(j) = partner {
+            pairs[i] = Some(NodeId(j));
+            taken[i] = true;
+            taken[j] = true;
+        }
+    }
+    pairs
+}
+
+/// Two paired accumulators as one kernel.
+fn accumulate_pair(
+    device: &Device,
+    graph: &Graph,
+    accs: [NodeId; 2],
+    buffer: &dyn Fn(NodeId) -> Buffer,
+) -> Result<Kernel> {
+    let parts = accs.map(|id| {
+        let node = graph.node(id);
+        let (Op::Accumulate { keep, scale }, Op::Binary(op)) =
+            (&node.op, &graph.node(node.inputs[1]).op)
+        else {
+            unreachable!("paired accumulators sum folded binary ops");
+        };
+        (*keep, *scale, *op, node.inputs[1])
+    });
+    let v = graph.node(parts[0].3);
+    let (a, b) = (buffer(v.inputs[0]), buffer(v.inputs[1]));
+    let layout = StridedLayout::contiguous(&v.shape);
+    let (acc0, acc1) = (buffer(accs[0]), buffer(accs[1]));
+    Ok(accumulate_binary_pair_kernel(
+        device,
+        [parts[0].2, parts[1].2],
+        [&acc0, &acc1],
+        Operand {
+            buffer: &a,
+            layout: layout.clone(),
+        },
+        Operand { buffer: &b, layout },
+        [parts[0].0, parts[1].0],
+        [parts[0].1, parts[1].1],
+    )?)
 }
 
 /// The accumulator of a folded binary op, as one kernel; `None` for any other node.

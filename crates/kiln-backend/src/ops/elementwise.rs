@@ -330,6 +330,69 @@ pub fn accumulate_binary_kernel(
     )
 }
 
+/// Two accumulators from one pass over the same operands:
+/// `accs[k][0] = keep_k·accs[k][0] + scale_k·Σ ops[k](a, b)` (a batch's loss
+/// and a metric of the same predictions and targets).
+pub fn accumulate_binary_pair_kernel(
+    device: &Device,
+    ops: [BinaryOp; 2],
+    accs: [&Buffer; 2],
+    a: Operand<'_>,
+    b: Operand<'_>,
+    keep: [f32; 2],
+    scale: [f32; 2],
+) -> Result<Kernel> {
+    let shape = a.layout.shape.clone();
+    let contiguous = StridedLayout::contiguous(&shape);
+    if b.layout.shape != shape
+        || a.layout.strides != contiguous.strides
+        || b.layout.strides != contiguous.strides
+    {
+        return Err(crate::error::shape_error(
+            "accumulate",
+            format!(
+                "operands {:?} and {:?} must be contiguous and of one shape",
+                a.layout.shape, b.layout.shape
+            ),
+        ));
+    }
+    check_fits("accumulate", "a", a.buffer, &a.layout)?;
+    check_fits("accumulate", "b", b.buffer, &b.layout)?;
+    let mut words = meta("accumulate", 0, &[1], scale[0], &[&a.layout, &b.layout])?;
+    words[0] = a.layout.numel() as u32;
+    words[3] = keep[0].to_bits();
+    words[4] = ops[0].code();
+    words[5] = ops[1].code();
+    words[6] = scale[1].to_bits();
+    words[7] = keep[1].to_bits();
+    device.kernel(
+        ShaderId::Elementwise,
+        "accumulate_binary2",
+        &[],
+        &[
+            KernelBinding {
+                binding: 0,
+                buffer: accs[0],
+            },
+            KernelBinding {
+                binding: 1,
+                buffer: a.buffer,
+            },
+            KernelBinding {
+                binding: 2,
+                buffer: b.buffer,
+            },
+            KernelBinding {
+                binding: 5,
+                buffer: accs[1],
+            },
+        ],
+        4,
+        &words,
+        [1, 1, 1],
+    )
+}
+
 /// Contiguity bits of the parameter words (see `elementwise.wgsl`).
 const FLAT_A: u32 = 1;
 const FLAT_B: u32 = 2;
