@@ -23,6 +23,7 @@
 
 mod autodiff;
 mod error;
+mod fusion;
 mod graph;
 mod nn_ops;
 mod params;
