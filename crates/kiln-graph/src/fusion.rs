@@ -91,7 +91,8 @@ pub(crate) fn folded_into_dropout(graph: &Graph, live: &[bool], outputs: &[NodeI
     folded
 }
 
-/// A dropout of a folded batch norm, as one kernel; `None` for any other node.
+/// A dropout of a folded batch norm or matrix product, as one kernel; `None`
+/// for any other node.
 pub(crate) fn dropout_folded(
     device: &Device,
     graph: &Graph,
