@@ -257,3 +257,44 @@ fn learning_rate_schedules() {
     };
     assert!((cos.at(1.0, 5) - 0.5).abs() < 1e-6 && cos.at(1.0, 10).abs() < 1e-6);
 }
+
+#[test]
+fn batch_norm_running_statistics_follow_each_framework() {
+    // One training step on a batch; the moving statistics of a batch norm on
+    // the raw input are then known on the host.
+    let device = device();
+    let x: Vec<f32> = (0..8 * 4)
+        .map(|i| ((i * 7 % 11) as f32) * 0.3 - 1.0)
+        .collect();
+    let y = vec![0.5f32; 8];
+    let (mut mean, mut var) = ([0.0f64; 4], [0.0f64; 4]);
+    for c in 0..4 {
+        let col: Vec<f64> = (0..8).map(|r| x[r * 4 + c] as f64).collect();
+        mean[c] = col.iter().sum::<f64>() / 8.0;
+        var[c] = col.iter().map(|v| (v - mean[c]).powi(2)).sum::<f64>() / 8.0;
+    }
+    for (config, keep, var_factor) in [
+        (BatchNormConfig::KERAS, 0.99, 1.0),
+        (BatchNormConfig::PYTORCH, 0.9, 8.0 / 7.0),
+    ] {
+        let mut m = Sequential::new(&device, 4)
+            .layer(Layer::BatchNorm(config))
+            .dense(1, Activation::None);
+        m.compile(Optimizer::sgd(0.1), Loss::MeanSquaredError, &[])
+            .unwrap();
+        m.train_on_batch(&x, &y).unwrap();
+        let stats = m.value("batch_normalization/moving_stats").unwrap();
+        for c in 0..4 {
+            let want_mean = (1.0 - keep) * mean[c];
+            let want_var = keep + (1.0 - keep) * var_factor * var[c];
+            assert!(
+                (stats[c] as f64 - want_mean).abs() < 1e-6,
+                "{config:?} mean[{c}]"
+            );
+            assert!(
+                (stats[4 + c] as f64 - want_var).abs() < 1e-5,
+                "{config:?} var[{c}]"
+            );
+        }
+    }
+}
