@@ -140,6 +140,11 @@ impl Sequential {
             }
             Validation::Data(v) => (data.clone(), Some(v)),
         };
+        if train.is_empty() {
+            return Err(ModelError::Invalid(
+                "fit needs at least one training row".into(),
+            ));
+        }
         let verbosity = match cfg.verbosity {
             Verbosity::Auto if std::io::stdout().is_terminal() => Verbosity::Auto,
             Verbosity::Auto => Verbosity::Lines,

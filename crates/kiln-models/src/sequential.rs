@@ -488,6 +488,19 @@ impl Sequential {
     /// Loss and metrics on `data` in inference mode.
     pub fn evaluate(&mut self, data: &Dataset, batch_size: usize) -> Result<Logs> {
         self.training_mut()?;
+        if data.is_empty() || batch_size == 0 {
+            return Err(ModelError::Invalid(format!(
+                "evaluate needs rows and a positive batch size (got {} rows, batch {batch_size})",
+                data.len()
+            )));
+        }
+        if data.n_features() != self.input_features {
+            return Err(ModelError::Invalid(format!(
+                "the data has {} features, the model takes {}",
+                data.n_features(),
+                self.input_features
+            )));
+        }
         self.take_logs("val", 1)?; // start from zero
         for idx in kiln_data::batch_order(data.len(), batch_size, None, 0) {
             let (x, y) = data.gather(&idx);
