@@ -70,32 +70,53 @@ fn vec4_layout(layout: ChannelLayout) -> bool {
     layout.inner == 1 && layout.channels.is_multiple_of(4)
 }
 
-fn vec4_kernel(
+/// How a batch-norm kernel covers its tensor: one invocation per channel
+/// (looping over the channel's elements), or a 2-D grid whose x covers a row
+/// of `channels · inner` and whose y strides over the outer index.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Cover {
+    PerChannel,
+    PerRow,
+}
+
+/// A batch-norm kernel: `batchnorm_vec4.wgsl` for `[N, C]` with C a multiple
+/// of 4 (four channels per invocation), else `batchnorm.wgsl`. Parameter
+/// words are the layout's and `eps`, then `extra` (entry-specific, from word 4).
+fn channel_kernel(
     device: &Device,
     entry: &str,
     layout: ChannelLayout,
     eps: f32,
+    extra: &[u32],
     list: &[(u32, &Buffer)],
-    per_row: bool,
+    cover: Cover,
 ) -> Result<Kernel> {
-    let c4 = (layout.channels / 4) as u64;
-    let grid = if per_row {
-        let limit = device.max_workgroups() as u64;
-        [
-            c4.div_ceil(WG as u64).min(limit) as u32,
-            (layout.outer as u64).min(limit) as u32,
-            1,
-        ]
+    let vec4 = vec4_layout(layout);
+    let (shader, mut words, channels, row) = if vec4 {
+        let c4 = layout.channels / 4;
+        let words = vec![layout.outer as u32, c4 as u32, 0, eps.to_bits()];
+        (ShaderId::BatchNormVec4, words, c4, c4)
     } else {
-        device.linear_grid(c4.div_ceil(WG as u64))?
+        let row = layout.channels * layout.inner;
+        (
+            ShaderId::BatchNorm,
+            layout.meta(eps).to_vec(),
+            layout.channels,
+            row,
+        )
+    };
+    words.extend_from_slice(extra);
+    let grid = match cover {
+        Cover::PerChannel => device.linear_grid((channels as u64).div_ceil(WG as u64))?,
+        Cover::PerRow => row_grid(device, layout, row)?,
     };
     device.kernel(
-        ShaderId::BatchNormVec4,
+        shader,
         entry,
         &[("WG", WG as f64)],
         &bindings(list),
         5,
-        &[layout.outer as u32, c4 as u32, 0, eps.to_bits()],
+        &words,
         grid,
     )
 }
@@ -107,18 +128,7 @@ fn per_channel_kernel(
     eps: f32,
     list: &[(u32, &Buffer)],
 ) -> Result<Kernel> {
-    if vec4_layout(layout) {
-        return vec4_kernel(device, entry, layout, eps, list, false);
-    }
-    device.kernel(
-        ShaderId::BatchNorm,
-        entry,
-        &[("WG", WG as f64)],
-        &bindings(list),
-        5,
-        &layout.meta(eps),
-        device.linear_grid((layout.channels as u64).div_ceil(WG as u64))?,
-    )
+    channel_kernel(device, entry, layout, eps, &[], list, Cover::PerChannel)
 }
 
 fn per_element_kernel(
@@ -128,24 +138,13 @@ fn per_element_kernel(
     eps: f32,
     list: &[(u32, &Buffer)],
 ) -> Result<Kernel> {
-    if vec4_layout(layout) {
-        return vec4_kernel(device, entry, layout, eps, list, true);
-    }
-    device.kernel(
-        ShaderId::BatchNorm,
-        entry,
-        &[("WG", WG as f64)],
-        &bindings(list),
-        5,
-        &layout.meta(eps),
-        row_grid(device, layout)?,
-    )
+    channel_kernel(device, entry, layout, eps, &[], list, Cover::PerRow)
 }
 
-/// x covers one row of `channels · inner` elements; y strides over the outer
-/// index (up to the adapter's limit; the shader loops past it).
-fn row_grid(device: &Device, layout: ChannelLayout) -> Result<[u32; 3]> {
-    let x = ((layout.channels * layout.inner) as u64).div_ceil(WG as u64);
+/// x covers one row of `row` invocations; y strides over the outer index (up
+/// to the adapter's limit; the shader loops past it).
+fn row_grid(device: &Device, layout: ChannelLayout, row: usize) -> Result<[u32; 3]> {
+    let x = (row as u64).div_ceil(WG as u64);
     let limit = device.max_workgroups() as u64;
     if x > limit {
         return Err(shape_error(
@@ -182,26 +181,14 @@ pub fn moments_update_kernel(
     keep: f32,
     var_factor: f32,
 ) -> Result<Kernel> {
-    let (shader, c, meta) = if vec4_layout(layout) {
-        let c4 = layout.channels / 4;
-        (
-            ShaderId::BatchNormVec4,
-            c4,
-            [layout.outer as u32, c4 as u32, 0, 0],
-        )
-    } else {
-        (ShaderId::BatchNorm, layout.channels, layout.meta(0.0))
-    };
-    let mut words = meta.to_vec();
-    words.extend([keep.to_bits(), var_factor.to_bits()]);
-    device.kernel(
-        shader,
+    channel_kernel(
+        device,
         "moments_update",
-        &[("WG", WG as f64)],
-        &bindings(&[(0, out), (1, x), (9, running)]),
-        5,
-        &words,
-        device.linear_grid((c as u64).div_ceil(WG as u64))?,
+        layout,
+        0.0,
+        &[keep.to_bits(), var_factor.to_bits()],
+        &[(0, out), (1, x), (9, running)],
+        Cover::PerChannel,
     )
 }
 
@@ -250,48 +237,26 @@ pub fn normalize_dropout_kernel(
         ));
     }
     let keep = 1.0 - rate;
-    let (shader, mut words) = if vec4_layout(layout) {
-        let c4 = layout.channels / 4;
-        (
-            ShaderId::BatchNormVec4,
-            vec![layout.outer as u32, c4 as u32, 0, eps.to_bits()],
-        )
-    } else {
-        (ShaderId::BatchNorm, layout.meta(eps).to_vec())
-    };
-    words.extend([
-        seed as u32,
-        (seed >> 32) as u32,
-        keep.to_bits(),
-        (1.0 / keep).to_bits(),
-    ]);
-    let grid = if shader == ShaderId::BatchNormVec4 {
-        let limit = device.max_workgroups() as u64;
-        [
-            ((layout.channels / 4) as u64)
-                .div_ceil(WG as u64)
-                .min(limit) as u32,
-            (layout.outer as u64).min(limit) as u32,
-            1,
-        ]
-    } else {
-        row_grid(device, layout)?
-    };
-    device.kernel(
-        shader,
+    channel_kernel(
+        device,
         "normalize_dropout",
-        &[("WG", WG as f64)],
-        &bindings(&[
+        layout,
+        eps,
+        &[
+            seed as u32,
+            (seed >> 32) as u32,
+            keep.to_bits(),
+            (1.0 / keep).to_bits(),
+        ],
+        &[
             (0, out),
             (1, x),
             (2, stats),
             (3, gamma),
             (4, beta),
             (10, step),
-        ]),
-        5,
-        &words,
-        grid,
+        ],
+        Cover::PerRow,
     )
 }
 
