@@ -275,18 +275,10 @@ fn meta_out(
     Ok(words)
 }
 
-/// `acc[0] = keep·acc[0] + scale·Σ op(a, b)` over two contiguous operands of
-/// the same shape, in one invocation: a batch's loss or metric summed into its
-/// accumulator without materialising the per-element values.
-pub fn accumulate_binary_kernel(
-    device: &Device,
-    op: BinaryOp,
-    acc: &Buffer,
-    a: Operand<'_>,
-    b: Operand<'_>,
-    keep: f32,
-    scale: f32,
-) -> Result<Kernel> {
+/// The parameter words of the accumulate entries: count, scale and keep in
+/// words 0, 2 and 3, the operands' offsets where the strided kernels keep
+/// them. Both operands must be contiguous and of one shape.
+fn accumulate_words(a: &Operand<'_>, b: &Operand<'_>, scale: f32, keep: f32) -> Result<Vec<u32>> {
     let shape = a.layout.shape.clone();
     let contiguous = StridedLayout::contiguous(&shape);
     if b.layout.shape != shape
@@ -306,6 +298,22 @@ pub fn accumulate_binary_kernel(
     let mut words = meta("accumulate", 0, &[1], scale, &[&a.layout, &b.layout])?;
     words[0] = a.layout.numel() as u32;
     words[3] = keep.to_bits();
+    Ok(words)
+}
+
+/// `acc[0] = keep·acc[0] + scale·Σ op(a, b)` over two contiguous operands of
+/// the same shape, in one invocation: a batch's loss or metric summed into its
+/// accumulator without materialising the per-element values.
+pub fn accumulate_binary_kernel(
+    device: &Device,
+    op: BinaryOp,
+    acc: &Buffer,
+    a: Operand<'_>,
+    b: Operand<'_>,
+    keep: f32,
+    scale: f32,
+) -> Result<Kernel> {
+    let words = accumulate_words(&a, &b, scale, keep)?;
     device.kernel(
         ShaderId::Elementwise,
         "accumulate_binary",
@@ -342,25 +350,7 @@ pub fn accumulate_binary_pair_kernel(
     keep: [f32; 2],
     scale: [f32; 2],
 ) -> Result<Kernel> {
-    let shape = a.layout.shape.clone();
-    let contiguous = StridedLayout::contiguous(&shape);
-    if b.layout.shape != shape
-        || a.layout.strides != contiguous.strides
-        || b.layout.strides != contiguous.strides
-    {
-        return Err(crate::error::shape_error(
-            "accumulate",
-            format!(
-                "operands {:?} and {:?} must be contiguous and of one shape",
-                a.layout.shape, b.layout.shape
-            ),
-        ));
-    }
-    check_fits("accumulate", "a", a.buffer, &a.layout)?;
-    check_fits("accumulate", "b", b.buffer, &b.layout)?;
-    let mut words = meta("accumulate", 0, &[1], scale[0], &[&a.layout, &b.layout])?;
-    words[0] = a.layout.numel() as u32;
-    words[3] = keep[0].to_bits();
+    let mut words = accumulate_words(&a, &b, scale[0], keep[0])?;
     words[4] = ops[0].code();
     words[5] = ops[1].code();
     words[6] = scale[1].to_bits();
