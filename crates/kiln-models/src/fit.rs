@@ -125,13 +125,7 @@ impl Sequential {
                 cfg.epochs, cfg.batch_size
             )));
         }
-        if data.n_features() != self.input_features() {
-            return Err(ModelError::Invalid(format!(
-                "the data has {} features, the model takes {}",
-                data.n_features(),
-                self.input_features()
-            )));
-        }
+        self.check_features(data)?;
         let (train, val) = match std::mem::take(&mut cfg.validation) {
             Validation::None => (data.clone(), None),
             Validation::Split(f) => {

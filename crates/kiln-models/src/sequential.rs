@@ -19,6 +19,13 @@ pub type NamedTensors = Vec<(String, Vec<f32>)>;
 /// Prefix of the device-side metric accumulators in the parameter store.
 const ACC: &str = "kiln.acc";
 
+/// Which compiled graphs a plan cache holds.
+#[derive(Clone, Copy)]
+enum Graphs {
+    Train,
+    Eval,
+}
+
 /// What `compile` fixed.
 struct Training {
     optimizer: Optimizer,
@@ -398,6 +405,18 @@ impl Sequential {
         )?)
     }
 
+    /// The data's rows have the features the model takes.
+    pub(crate) fn check_features(&self, data: &Dataset) -> Result<()> {
+        if data.n_features() != self.input_features {
+            return Err(ModelError::Invalid(format!(
+                "the data has {} features, the model takes {}",
+                data.n_features(),
+                self.input_features
+            )));
+        }
+        Ok(())
+    }
+
     fn check_batch(&self, x: &[f32], y: Option<&[f32]>) -> Result<usize> {
         let f = self.input_features;
         if x.is_empty() || !x.len().is_multiple_of(f) {
@@ -425,14 +444,10 @@ impl Sequential {
     /// [`Sequential::take_logs`].
     pub fn train_on_batch(&mut self, x: &[f32], y: &[f32]) -> Result<()> {
         let batch = self.check_batch(x, Some(y))?;
-        self.training_mut()?;
-        let key = [("x", &[batch][..])];
-        let mut cache = std::mem::take(&mut self.training.as_mut().expect("compiled").train_plans);
-        let plan = cache.get_or_compile(&key, || self.train_graph(batch).map_err(into_graph_error));
-        let result = plan.map_err(ModelError::from).and_then(|plan| {
-            let t = self.training.as_ref().expect("compiled");
-            let hyper = t.optimizer.hyper(t.lr, self.steps + 1);
-            let step = [self.draws as f32];
+        self.with_plan(Graphs::Train, batch, |model, plan| {
+            let t = model.training.as_ref().expect("compiled");
+            let hyper = t.optimizer.hyper(t.lr, model.steps + 1);
+            let step = [model.draws as f32];
             plan.run(&[
                 ("x", x),
                 ("y", y),
@@ -440,9 +455,7 @@ impl Sequential {
                 ("kiln.step", &step),
             ])?;
             Ok(())
-        });
-        self.training.as_mut().expect("compiled").train_plans = cache;
-        result?;
+        })?;
         self.steps += 1;
         self.draws += 1;
         Ok(())
@@ -451,13 +464,42 @@ impl Sequential {
     /// Runs the inference graph on a batch, accumulating validation loss and metrics.
     fn eval_on_batch(&mut self, x: &[f32], y: &[f32]) -> Result<()> {
         let batch = self.check_batch(x, Some(y))?;
+        self.with_plan(Graphs::Eval, batch, |_, plan| {
+            plan.run(&[("x", x), ("y", y)])?;
+            Ok(())
+        })
+    }
+
+    /// Runs `use_plan` on the compiled training or evaluation plan for
+    /// `batch` rows, compiling it on first use. The cache is taken out of the
+    /// model meanwhile, so compiling can read the model.
+    fn with_plan<T>(
+        &mut self,
+        graphs: Graphs,
+        batch: usize,
+        use_plan: impl FnOnce(&mut Self, &mut Plan) -> Result<T>,
+    ) -> Result<T> {
         let key = [("x", &[batch][..])];
-        let mut cache = std::mem::take(&mut self.training_mut()?.eval_plans);
-        let plan = cache.get_or_compile(&key, || self.eval_graph(batch).map_err(into_graph_error));
-        let result = plan
+        let t = self.training_mut()?;
+        let mut cache = std::mem::take(match graphs {
+            Graphs::Train => &mut t.train_plans,
+            Graphs::Eval => &mut t.eval_plans,
+        });
+        let result = cache
+            .get_or_compile(&key, || {
+                match graphs {
+                    Graphs::Train => self.train_graph(batch),
+                    Graphs::Eval => self.eval_graph(batch),
+                }
+                .map_err(into_graph_error)
+            })
             .map_err(ModelError::from)
-            .and_then(|plan| Ok(plan.run(&[("x", x), ("y", y)]).map(|_| ())?));
-        self.training.as_mut().expect("compiled").eval_plans = cache;
+            .and_then(|plan| use_plan(self, plan));
+        let t = self.training.as_mut().expect("compiled");
+        match graphs {
+            Graphs::Train => t.train_plans = cache,
+            Graphs::Eval => t.eval_plans = cache,
+        }
         result
     }
 
@@ -494,13 +536,7 @@ impl Sequential {
                 data.len()
             )));
         }
-        if data.n_features() != self.input_features {
-            return Err(ModelError::Invalid(format!(
-                "the data has {} features, the model takes {}",
-                data.n_features(),
-                self.input_features
-            )));
-        }
+        self.check_features(data)?;
         self.take_logs("val", 1)?; // start from zero
         for idx in kiln_data::batch_order(data.len(), batch_size, None, 0) {
             let (x, y) = data.gather(&idx);
@@ -578,25 +614,12 @@ impl Sequential {
     /// Compiles (or reuses) the training plan for `batch` rows and returns its
     /// counters: dispatches per step and planned intermediate bytes.
     pub fn train_plan_stats(&mut self, batch: usize) -> Result<kiln_graph::PlanStats> {
-        self.training_mut()?;
-        let key = [("x", &[batch][..])];
-        let mut cache = std::mem::take(&mut self.training.as_mut().expect("compiled").train_plans);
-        let stats = cache
-            .get_or_compile(&key, || self.train_graph(batch).map_err(into_graph_error))
-            .map(|p| p.stats());
-        self.training.as_mut().expect("compiled").train_plans = cache;
-        Ok(stats?)
+        self.with_plan(Graphs::Train, batch, |_, plan| Ok(plan.stats()))
     }
 
     /// Per-kernel median times of the training step at `batch` (see [`Plan::profile`]).
     pub fn profile_train_step(&mut self, batch: usize, reps: usize) -> Result<Vec<(String, f64)>> {
-        self.train_plan_stats(batch)?;
-        let key = [("x", &[batch][..])];
-        let t = self.training.as_mut().expect("compiled");
-        let plan = t
-            .train_plans
-            .get_or_compile(&key, || unreachable!("compiled just above"))?;
-        Ok(plan.profile(reps)?)
+        self.with_plan(Graphs::Train, batch, |_, plan| Ok(plan.profile(reps)?))
     }
 
     /// Optimizer steps and dropout draws, for checkpoints.
