@@ -2,6 +2,7 @@
 // accumulators. One invocation per element; every buffer is the parameter's size.
 // The step's hyperparameters come from a small buffer the host rewrites before
 // each run, so a learning-rate schedule needs no recompilation.
+// (Prefixed by adam_rule.wgsl.)
 
 override WG: u32 = 64u;
 
@@ -21,22 +22,16 @@ fn constant(k: u32) -> f32 {
     return bitcast<f32>(params[k]);
 }
 
-// hyper: 0 step size lr·√(1−β₂ᵗ)/(1−β₁ᵗ), 1 ε (as added to √v), 2 β₁, 3 β₂,
-//        4 decoupled decay lr·λ (AdamW), 5 L2 coefficient added to the gradient (Adam)
+// Adam (adam_rule.wgsl has the rule and the hyper words).
 @compute @workgroup_size(WG)
 fn adam(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
     let i = index(wid, nwg, lid);
     if (i >= params[0]) { return; }
-    let b1 = hyper[2];
-    let b2 = hyper[3];
-    let p = w[i];
-    let g = grad[i] + hyper[5] * p;
-    let m = b1 * s1[i] + (1.0 - b1) * g;
-    let v = b2 * s2[i] + (1.0 - b2) * g * g;
-    s1[i] = m;
-    s2[i] = v;
-    w[i] = p - hyper[4] * p - hyper[0] * m / (sqrt(v) + hyper[1]);
+    let r = adam_rule(w[i], grad[i], s1[i], s2[i]);
+    w[i] = r.x;
+    s1[i] = r.y;
+    s2[i] = r.z;
 }
 
 // hyper: 0 lr, 1 momentum, 2 weight decay (L2, added to the gradient), 3 nesterov (0 or 1)

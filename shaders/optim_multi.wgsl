@@ -2,7 +2,7 @@
 // optimizers): every parameter has its own buffers; invocation i updates
 // element i of the concatenation of the four. A training step then pays the
 // fixed cost of a dispatch once per four parameters rather than once per
-// parameter. Rule and hyperparameter words as in optim.wgsl.
+// parameter. (Prefixed by adam_rule.wgsl, which has the rule.)
 
 override WG: u32 = 64u;
 
@@ -26,22 +26,12 @@ override WG: u32 = 64u;
 @group(0) @binding(16) var<storage, read> hyper: array<f32>;
 @group(0) @binding(17) var<storage, read> params: array<u32>;
 
-// The new (w, m, v) of one element.
-fn adam_update(p: f32, grad: f32, m: f32, v: f32) -> vec3<f32> {
-    let b1 = hyper[2];
-    let b2 = hyper[3];
-    let g = grad + hyper[5] * p;
-    let m_new = b1 * m + (1.0 - b1) * g;
-    let v_new = b2 * v + (1.0 - b2) * g * g;
-    return vec3<f32>(p - hyper[4] * p - hyper[0] * m_new / (sqrt(v_new) + hyper[1]), m_new, v_new);
-}
-
 @compute @workgroup_size(WG)
 fn adam(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
     var i = (wid.y * nwg.x + wid.x) * WG + lid;
     if (i < params[0]) {
-        let r = adam_update(w0[i], g0[i], m0[i], v0[i]);
+        let r = adam_rule(w0[i], g0[i], m0[i], v0[i]);
         w0[i] = r.x;
         m0[i] = r.y;
         v0[i] = r.z;
@@ -49,7 +39,7 @@ fn adam(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
     i -= params[0];
     if (i < params[1]) {
-        let r = adam_update(w1[i], g1[i], m1[i], v1[i]);
+        let r = adam_rule(w1[i], g1[i], m1[i], v1[i]);
         w1[i] = r.x;
         m1[i] = r.y;
         v1[i] = r.z;
@@ -57,7 +47,7 @@ fn adam(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
     i -= params[1];
     if (i < params[2]) {
-        let r = adam_update(w2[i], g2[i], m2[i], v2[i]);
+        let r = adam_rule(w2[i], g2[i], m2[i], v2[i]);
         w2[i] = r.x;
         m2[i] = r.y;
         v2[i] = r.z;
@@ -65,7 +55,7 @@ fn adam(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
     i -= params[2];
     if (i < params[3]) {
-        let r = adam_update(w3[i], g3[i], m3[i], v3[i]);
+        let r = adam_rule(w3[i], g3[i], m3[i], v3[i]);
         w3[i] = r.x;
         m3[i] = r.y;
         v3[i] = r.z;

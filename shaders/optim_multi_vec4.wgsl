@@ -23,22 +23,12 @@ override WG: u32 = 64u;
 @group(0) @binding(16) var<storage, read> hyper: array<f32>;
 @group(0) @binding(17) var<storage, read> params: array<u32>;
 
-// The new (w, m, v) of one element.
-fn adam_update(p: vec4<f32>, grad: vec4<f32>, m: vec4<f32>, v: vec4<f32>) -> array<vec4<f32>, 3> {
-    let b1 = hyper[2];
-    let b2 = hyper[3];
-    let g = grad + hyper[5] * p;
-    let m_new = b1 * m + (1.0 - b1) * g;
-    let v_new = b2 * v + (1.0 - b2) * g * g;
-    return array<vec4<f32>, 3>(p - hyper[4] * p - hyper[0] * m_new / (sqrt(v_new) + hyper[1]), m_new, v_new);
-}
-
 @compute @workgroup_size(WG)
 fn adam(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
     var i = (wid.y * nwg.x + wid.x) * WG + lid;
     if (i < params[0]) {
-        let r = adam_update(w0[i], g0[i], m0[i], v0[i]);
+        let r = adam_rule4(w0[i], g0[i], m0[i], v0[i]);
         w0[i] = r[0];
         m0[i] = r[1];
         v0[i] = r[2];
@@ -46,7 +36,7 @@ fn adam(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
     i -= params[0];
     if (i < params[1]) {
-        let r = adam_update(w1[i], g1[i], m1[i], v1[i]);
+        let r = adam_rule4(w1[i], g1[i], m1[i], v1[i]);
         w1[i] = r[0];
         m1[i] = r[1];
         v1[i] = r[2];
@@ -54,7 +44,7 @@ fn adam(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
     i -= params[1];
     if (i < params[2]) {
-        let r = adam_update(w2[i], g2[i], m2[i], v2[i]);
+        let r = adam_rule4(w2[i], g2[i], m2[i], v2[i]);
         w2[i] = r[0];
         m2[i] = r[1];
         v2[i] = r[2];
@@ -62,7 +52,7 @@ fn adam(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
     i -= params[2];
     if (i < params[3]) {
-        let r = adam_update(w3[i], g3[i], m3[i], v3[i]);
+        let r = adam_rule4(w3[i], g3[i], m3[i], v3[i]);
         w3[i] = r[0];
         m3[i] = r[1];
         v3[i] = r[2];

@@ -1,5 +1,5 @@
 // Adam on four elements per invocation, for parameters whose size is a
-// multiple of 4 (see optim.wgsl for the rule and the hyperparameter words).
+// multiple of 4. (Prefixed by adam_rule.wgsl, which has the rule.)
 
 override WG: u32 = 64u;
 
@@ -16,13 +16,8 @@ fn adam(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         @builtin(local_invocation_index) lid: u32) {
     let i = (wid.y * nwg.x + wid.x) * WG + lid;
     if (i >= params[0]) { return; }
-    let b1 = hyper[2];
-    let b2 = hyper[3];
-    let p = w[i];
-    let g = grad[i] + hyper[5] * p;
-    let m = b1 * s1[i] + (1.0 - b1) * g;
-    let v = b2 * s2[i] + (1.0 - b2) * g * g;
-    s1[i] = m;
-    s2[i] = v;
-    w[i] = p - hyper[4] * p - hyper[0] * m / (sqrt(v) + hyper[1]);
+    let r = adam_rule4(w[i], grad[i], s1[i], s2[i]);
+    w[i] = r[0];
+    s1[i] = r[1];
+    s2[i] = r[2];
 }

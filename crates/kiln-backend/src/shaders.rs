@@ -24,7 +24,7 @@ pub enum ShaderId {
 }
 
 /// Every file of `shaders/`, compiled in.
-const FILES: [(&str, &str); 22] = [
+const FILES: [(&str, &str); 23] = [
     (
         "activations.wgsl",
         include_str!("../../../shaders/activations.wgsl"),
@@ -71,6 +71,10 @@ const FILES: [(&str, &str); 22] = [
     (
         "batchnorm.wgsl",
         include_str!("../../../shaders/batchnorm.wgsl"),
+    ),
+    (
+        "adam_rule.wgsl",
+        include_str!("../../../shaders/adam_rule.wgsl"),
     ),
     ("optim.wgsl", include_str!("../../../shaders/optim.wgsl")),
     (
@@ -160,10 +164,10 @@ impl ShaderId {
                 "elementwise_ops.wgsl",
                 "elementwise_vec4.wgsl",
             ],
-            ShaderId::OptimVec4 => &["optim_vec4.wgsl"],
+            ShaderId::OptimVec4 => &["adam_rule.wgsl", "optim_vec4.wgsl"],
             ShaderId::BatchNormVec4 => &["hash.wgsl", "batchnorm_vec4.wgsl"],
-            ShaderId::OptimMulti => &["optim_multi.wgsl"],
-            ShaderId::OptimMultiVec4 => &["optim_multi_vec4.wgsl"],
+            ShaderId::OptimMulti => &["adam_rule.wgsl", "optim_multi.wgsl"],
+            ShaderId::OptimMultiVec4 => &["adam_rule.wgsl", "optim_multi_vec4.wgsl"],
             ShaderId::MatmulSmall => &[
                 "activations.wgsl",
                 "hash.wgsl",
@@ -200,7 +204,7 @@ impl ShaderId {
                 "matmul_vec4_tn.wgsl",
             ],
             ShaderId::BatchNorm => &["hash.wgsl", "batchnorm.wgsl"],
-            ShaderId::Optim => &["optim.wgsl"],
+            ShaderId::Optim => &["adam_rule.wgsl", "optim.wgsl"],
             ShaderId::MatmulTiled => &[
                 "activations.wgsl",
                 "hash.wgsl",
