@@ -2,6 +2,8 @@
 //! inputs and its output shape, inferred and checked when the node is added.
 //! All values are f32; integer data (labels, indices) enter as exact floats.
 
+use std::collections::HashMap;
+
 use kiln_backend::ops::optim::UpdateRule;
 use kiln_backend::{broadcast_shapes, reduced_shape, Activation, BinaryOp, ReduceOp, UnaryOp};
 
@@ -148,6 +150,9 @@ impl Node {
 #[derive(Clone, Debug, Default)]
 pub struct Graph {
     nodes: Vec<Node>,
+    /// Nodes by (inputs, shape): the candidates `push` compares an op with,
+    /// so finding a common subexpression does not scan the whole graph.
+    by_inputs: HashMap<(Vec<NodeId>, Vec<usize>), Vec<usize>>,
 }
 
 fn op_name(op: &Op) -> String {
@@ -186,17 +191,19 @@ impl Graph {
         if let Some(values) = self.fold_constants(&op, &inputs, &shape) {
             return self.push(Op::Const(values), vec![], shape);
         }
+        let key = (inputs, shape);
         if !op.is_update() {
-            if let Some(i) = self
-                .nodes
-                .iter()
-                .rposition(|n| n.inputs == inputs && n.shape == shape && n.op == op)
-            {
-                return NodeId(i);
+            if let Some(same) = self.by_inputs.get(&key) {
+                if let Some(&i) = same.iter().rev().find(|&&i| self.nodes[i].op == op) {
+                    return NodeId(i);
+                }
             }
         }
+        let id = self.nodes.len();
+        self.by_inputs.entry(key.clone()).or_default().push(id);
+        let (inputs, shape) = key;
         self.nodes.push(Node { op, inputs, shape });
-        NodeId(self.nodes.len() - 1)
+        NodeId(id)
     }
 
     /// Elementwise ops, broadcasts and reshapes of small constants are
