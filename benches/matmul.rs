@@ -5,10 +5,8 @@
 //! (2·n³ per product), so `Gelem/s` reads as GFLOP/s.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use kiln::backend::{
-    ops::matmul::{matmul_kernel, MatmulOperand, MatmulSpec},
-    Activation, DType, Device, Kernel, MatmulVariant, Tensor,
-};
+use kiln::backend::codegen::{gemm_kernel, Expr, GemmLoad, GemmSpec, Program, Store};
+use kiln::backend::{DType, Device, Kernel, MatmulVariant, StridedLayout, Tensor};
 
 const SIZES: [usize; 4] = [256, 512, 1024, 2048];
 
@@ -18,12 +16,13 @@ fn inputs(n: usize) -> Vec<f32> {
         .collect()
 }
 
-fn operand(t: &Tensor, n: usize) -> MatmulOperand<'_> {
-    MatmulOperand {
+fn operand(t: &Tensor, n: usize, transposed: bool) -> GemmLoad<'_> {
+    GemmLoad {
         buffer: t.buffer(),
         offset: 0,
         row_stride: n,
         batch_stride: n * n,
+        transposed,
     }
 }
 
@@ -38,23 +37,23 @@ fn square_kernel(
     let a = Tensor::from_f32(device, &data, &[n, n]).unwrap();
     let b = Tensor::from_f32(device, &data, &[n, n]).unwrap();
     let c = Tensor::empty(device, &[n, n], DType::F32).unwrap();
-    let spec = MatmulSpec {
+    let spec = GemmSpec {
         m: n,
         n,
         k: n,
-        batch: 1,
-        a: operand(&a, n),
-        b: operand(&b, n),
-        c: operand(&c, n),
-        trans_a: trans.0,
-        trans_b: trans.1,
-        bias: None,
-        alpha: 1.0,
-        beta: 0.0,
-        activation: Activation::None,
+        shape: vec![n, n],
+        a: operand(&a, n, trans.0),
+        b: operand(&b, n, trans.1),
         variant,
     };
-    let kernel = matmul_kernel(device, &spec).unwrap();
+    let mut p = Program::default();
+    let v = p.push(Expr::Anchor);
+    let store = Store {
+        expr: v,
+        buffer: c.buffer(),
+        layout: StridedLayout::contiguous(&[n, n]),
+    };
+    let kernel = gemm_kernel(device, "matmul", &spec, &p, &[], &[store]).unwrap();
     (kernel, [a, b, c])
 }
 

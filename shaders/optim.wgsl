@@ -1,12 +1,12 @@
-// In-place parameter updates: optimizer steps, running statistics and metric
-// accumulators. One invocation per element; every buffer is the parameter's size.
+// In-place optimizer steps on one parameter. One invocation per element;
+// every buffer is the parameter's size.
 // The step's hyperparameters come from a small buffer the host rewrites before
 // each run, so a learning-rate schedule needs no recompilation.
 // (Prefixed by adam_rule.wgsl.)
 
 override WG: u32 = 64u;
 
-// params: 0 count, 1 and 2: f32 bits of the entry's two constants, 3 channels
+// params: 0 count
 @group(0) @binding(0) var<storage, read_write> w: array<f32>;
 @group(0) @binding(1) var<storage, read_write> s1: array<f32>;
 @group(0) @binding(2) var<storage, read_write> s2: array<f32>;
@@ -16,10 +16,6 @@ override WG: u32 = 64u;
 
 fn index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
     return (wid.y * nwg.x + wid.x) * WG + lid;
-}
-
-fn constant(k: u32) -> f32 {
-    return bitcast<f32>(params[k]);
 }
 
 // Adam (adam_rule.wgsl has the rule and the hyper words).
@@ -47,37 +43,4 @@ fn sgd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     let b = mu * s1[i] + g;
     s1[i] = b;
     w[i] = p - hyper[0] * select(b, g + mu * b, hyper[3] != 0.0);
-}
-
-// Accumulator: w = keep·w + scale·v, v given as `grad`; constants 1 keep, 2 scale.
-@compute @workgroup_size(WG)
-fn axpby(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-         @builtin(local_invocation_index) lid: u32) {
-    let i = index(wid, nwg, lid);
-    if (i >= params[0]) { return; }
-    w[i] = constant(1u) * w[i] + constant(2u) * grad[i];
-}
-
-// Running statistics [mean; variance] of shape [2, C] (params[3] = C), moved
-// toward a batch's [mean; biased variance]: w = keep·w + (1 − keep)·batch, the
-// variance row first multiplied by constant 2 (M/(M−1) for PyTorch's unbiased
-// running variance, 1 for Keras).
-@compute @workgroup_size(WG)
-fn running_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                 @builtin(local_invocation_index) lid: u32) {
-    let i = index(wid, nwg, lid);
-    if (i >= params[0]) { return; }
-    let keep = constant(1u);
-    let factor = select(1.0, constant(2u), i >= params[3]);
-    w[i] = keep * w[i] + (1.0 - keep) * factor * grad[i];
-}
-
-// One-element accumulator of a sum: w[0] = keep·w[0] + scale·Σ grad[0..count];
-// constants 1 keep, 2 scale. One invocation: the sums are of a batch's losses
-// or metric values, small.
-@compute @workgroup_size(1)
-fn accumulate_sum() {
-    var s = 0.0;
-    for (var j = 0u; j < params[0]; j++) { s += grad[j]; }
-    w[0] = constant(1u) * w[0] + constant(2u) * s;
 }

@@ -33,33 +33,3 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         out[params[3] + i] = p0 + (p1 - p0) * unit(draw(i));
     }
 }
-
-// Dropout: out[i] = x[i] · mask(i), mask(i) = `scale` with probability
-// `keep`, else 0, a pure function of (seed, step, i). The step number, read
-// from a buffer the host rewrites each run, is mixed into the key, so every
-// step draws a fresh mask from one compiled kernel; the backward pass applies
-// the same mask by recomputing it, so no mask is stored.
-// params as above, with p0 = keep probability and p1 = scale.
-@group(0) @binding(2) var<storage, read> step: array<f32>;
-@group(0) @binding(3) var<storage, read> x: array<f32>;
-
-fn step_key() -> u32 {
-    return dropout_key(params[1], params[2], u32(step[0]));
-}
-
-// Four elements per invocation: the key (three hashes) and the parameter
-// words are read once for the four.
-@compute @workgroup_size(WG)
-fn dropout(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-           @builtin(local_invocation_index) lid: u32) {
-    let first = ((wid.y * nwg.x + wid.x) * WG + lid) * 4u;
-    let n = params[0];
-    if (first >= n) { return; }
-    let key = step_key();
-    let keep = bitcast<f32>(params[4]);
-    let scale = bitcast<f32>(params[5]);
-    let base = params[3];
-    for (var i = first; i < min(first + 4u, n); i++) {
-        out[base + i] = select(0.0, x[i] * scale, dropout_unit(i, key) < keep);
-    }
-}

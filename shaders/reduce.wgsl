@@ -1,11 +1,9 @@
-// Reductions over any set of axes. The input is seen as kept axes × reduced
-// axes, each addressed through strides, so no transpose is needed first. One
-// workgroup computes one output element: a strided loop, then a tree reduction
-// in workgroup memory (f32 accumulation). OP: 0 sum, 1 mean, 2 max, 3 min.
-// The `argmax` entry point returns the first index of the maximum over the
-// reduced elements, row-major over the reduced axes.
+// Argmax over any set of axes: the first index of the maximum over the
+// reduced elements, row-major over the reduced axes. The input is seen as kept
+// axes × reduced axes, each addressed through strides. One workgroup computes
+// one output element: a strided loop, then a tree reduction in workgroup
+// memory. (Sums, means and extrema are generated kernels: codegen/reduction.rs.)
 
-override OP: u32 = 0u;
 override WG: u32 = 64u;
 
 const MAX_RANK: u32 = 8u;
@@ -17,7 +15,6 @@ const KEPT_STRIDES: u32 = 14u;
 const RED_SHAPE: u32 = 22u;
 const RED_STRIDES: u32 = 30u;
 
-@group(0) @binding(0) var<storage, read_write> out: array<f32>;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> params: array<u32>;
 @group(0) @binding(3) var<storage, read_write> out_index: array<i32>;
@@ -37,64 +34,6 @@ fn strided_offset(i: u32, rank: u32, shape_at: u32, strides_at: u32) -> u32 {
         rest = rest / size;
     }
     return off;
-}
-
-fn identity() -> f32 {
-    switch OP {
-        case 2u: { return bitcast<f32>(0xff800000u); }
-        case 3u: { return bitcast<f32>(0x7f800000u); }
-        default: { return 0.0; }
-    }
-}
-
-fn combine(p: f32, q: f32) -> f32 {
-    switch OP {
-        case 2u: { return max(p, q); }
-        case 3u: { return min(p, q); }
-        default: { return p + q; }
-    }
-}
-
-@compute @workgroup_size(WG)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-    let o = wid.y * nwg.x + wid.x;
-    if (o >= params[0]) { return; }
-    let count = params[3];
-    let base = params[4] + strided_offset(o, params[1], KEPT_SHAPE, KEPT_STRIDES);
-    var acc = identity();
-    for (var j = lid; j < count; j += WG) {
-        acc = combine(acc, x[base + strided_offset(j, params[2], RED_SHAPE, RED_STRIDES)]);
-    }
-    scratch[lid] = acc;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s = s / 2u) {
-        if (lid < s) { scratch[lid] = combine(scratch[lid], scratch[lid + s]); }
-        workgroupBarrier();
-    }
-    if (lid == 0u) {
-        var r = scratch[0];
-        if (OP == 1u) { r = r / f32(count); }
-        out[params[5] + o] = r;
-    }
-}
-
-// One invocation per output, no workgroup memory or barriers: for many
-// outputs each over few elements (a bias gradient), where barriers would cost
-// more than the sums (CPU adapters run invocations of a workgroup in turn).
-@compute @workgroup_size(WG)
-fn serial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-          @builtin(local_invocation_index) lid: u32) {
-    let o = (wid.y * nwg.x + wid.x) * WG + lid;
-    if (o >= params[0]) { return; }
-    let count = params[3];
-    let base = params[4] + strided_offset(o, params[1], KEPT_SHAPE, KEPT_STRIDES);
-    var acc = identity();
-    for (var j = 0u; j < count; j++) {
-        acc = combine(acc, x[base + strided_offset(j, params[2], RED_SHAPE, RED_STRIDES)]);
-    }
-    if (OP == 1u) { acc = acc / f32(count); }
-    out[params[5] + o] = acc;
 }
 
 @compute @workgroup_size(WG)

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
 use kiln_backend::{BinaryOp, Device, ReduceOp, UnaryOp};
-use kiln_graph::{Graph, NodeId, ParamStore, Plan};
+use kiln_graph::{Graph, NodeId, Plan};
 use kiln_models::{losses, optim, Reduction};
 use safetensors::{Dtype, SafeTensors};
 use serde_json::Value;
@@ -412,9 +412,8 @@ fn run_case(device: &Device, path: &Path) -> Result<Outcome> {
             targets.push((name, node, grtol, gatol));
         }
     }
-    let params = ParamStore::new(device);
     let nodes: Vec<NodeId> = targets.iter().map(|t| t.1).collect();
-    let mut plan = Plan::compile(device, &g, &params, &nodes)?;
+    let mut plan = Plan::compile(device, &g, &nodes)?;
     let feed_refs: Vec<(&str, &[f32])> = feeds
         .iter()
         .map(|(n, v)| (n.as_str(), v.as_slice()))

@@ -15,11 +15,13 @@ pub mod conform;
 /// What a model script needs, in one import: `use kiln::prelude::*;`.
 pub mod prelude {
     pub use kiln_backend::Device;
-    pub use kiln_data::{CsvDataset, Dataset, Standardizer};
-    pub use kiln_graph::Activation;
+    pub use kiln_data::{Array, CsvDataset, Dataset, Standardizer};
+    pub use kiln_graph::{Tape, Var};
     pub use kiln_models::{
-        BatchNormConfig, CsvLogger, EarlyStopping, Fit, History, Init, Layer, Loss, LrSchedule,
-        Metric, ModelCheckpoint, Optimizer, Sequential, TerminateOnNaN, Verbosity,
+        manual_seed, Activation, BatchNorm, BatchNormConfig, CsvLogger, Dense, Dropout,
+        EarlyStopping, Fit, Flatten, History, Init, Linear, Loss, LrSchedule, Metric, Model,
+        ModelCheckpoint, Module, ModuleExt, Optimizer, Sequential, Stack, TerminateOnNaN,
+        Trainable, Verbosity, Visitor,
     };
 }
 

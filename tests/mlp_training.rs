@@ -2,7 +2,7 @@
 //! early stopping with best-weight restore, checkpoint resume, NaN handling,
 //! and errors that name what is wrong.
 
-use kiln::models::checkpoint;
+use kiln::models::{checkpoint, Naming};
 use kiln::prelude::*;
 
 const CSV: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/breast_cancer.csv");
@@ -73,7 +73,9 @@ fn the_mlp_learns_the_breast_cancer_data_in_a_few_epochs() {
     assert!(e.metrics[0].1 >= 0.9, "test accuracy {}", e.metrics[0].1);
     // evaluate agrees with predict + a host-side accuracy
     let p = m.predict(test.features(), 50).unwrap();
+    assert_eq!(p.shape(), &[test.len(), 1]);
     let hits = p
+        .data()
         .iter()
         .zip(test.targets())
         .filter(|(&p, &t)| (p > 0.5) == (t > 0.5))
@@ -101,7 +103,7 @@ fn early_stopping_restores_the_best_epoch() {
     let values = [1.0, 0.9, 0.95, 0.96, 0.97, 0.5];
     let mut stopped_at = None;
     for (i, v) in values.iter().enumerate() {
-        m.set_weight("dense/bias", &[i as f32]).unwrap();
+        m.set_weight("dense.bias", &[i as f32]).unwrap();
         let logs = EpochLogs {
             epoch: i + 1,
             values: vec![("val_loss".into(), *v)],
@@ -120,7 +122,7 @@ fn early_stopping_restores_the_best_epoch() {
     assert_eq!(h.best_epoch, Some(2));
     assert!(h.restored_best && h.stopped_early);
     assert_eq!(
-        m.value("dense/bias").unwrap(),
+        m.value("dense.bias").unwrap(),
         vec![1.0],
         "epoch 2's weights are back"
     );
@@ -131,21 +133,28 @@ fn a_checkpoint_resumes_training_exactly() {
     let device = device();
     let (train, _) = data();
     let batches: Vec<(Vec<f32>, Vec<f32>)> = (0..5)
-        .map(|b| train.gather(&(b * 32..b * 32 + 32).collect::<Vec<_>>()))
+        .map(|b| {
+            train
+                .gather(&(b * 32..b * 32 + 32).collect::<Vec<_>>())
+                .unwrap()
+        })
         .collect();
     let path = std::env::temp_dir().join(format!("kiln-resume-{}.safetensors", std::process::id()));
     let mut a = mlp(&device, 9);
     for (x, y) in &batches[..3] {
         a.train_on_batch(x, y).unwrap();
     }
-    checkpoint::save(&mut a, &path, 3).unwrap();
+    checkpoint::save(&a, &path, 3).unwrap();
     for (x, y) in &batches[3..] {
         a.train_on_batch(x, y).unwrap();
     }
-    // A fresh model of the same layers, resumed from the checkpoint, takes the
-    // same two steps (same Adam moments, step count and dropout draws).
-    // The checkpoint carries the seed, so the dropout masks match too.
-    let mut b = mlp(&device, 12345);
+    // The same model built again (same seed: the same dropout masks) with
+    // its weights wiped, resumed from the checkpoint, takes the same two
+    // steps: same weights, Adam moments, step count and dropout draws.
+    let mut b = mlp(&device, 9);
+    for (name, w) in b.weights().unwrap() {
+        b.set_weight(&name, &vec![0.25; w.len()]).unwrap();
+    }
     assert_eq!(checkpoint::load(&mut b, &path).unwrap(), 3);
     for (x, y) in &batches[3..] {
         b.train_on_batch(x, y).unwrap();
@@ -169,7 +178,9 @@ fn a_checkpoint_resumes_training_exactly() {
         .unwrap();
     let e = checkpoint::load(&mut other, &path).unwrap_err().to_string();
     assert!(
-        e.contains("dense/") && e.contains("the model expects F32 [8]"),
+        e.contains("mis-shaped dense.kernel (file [30, 128], model [30, 8])")
+            && e.contains("unexpected")
+            && e.contains("dense_2.kernel"),
         "{e}"
     );
     std::fs::remove_file(&path).ok();
@@ -178,9 +189,10 @@ fn a_checkpoint_resumes_training_exactly() {
 #[test]
 fn a_nan_loss_with_terminate_on_nan_stops_with_a_message() {
     let device = device();
-    let (mut train, _) = data();
-    train.features_mut()[5] = f32::NAN;
+    let (train, _) = data();
     let mut m = mlp(&device, 1);
+    // A diverged model: its first layer's weights are NaN.
+    m.set_weight("dense.kernel", &[f32::NAN; 30 * 128]).unwrap();
     let h = m
         .fit(
             &train,
@@ -207,11 +219,11 @@ fn misuse_is_an_error_naming_what_is_wrong() {
     let device = device();
     let mut m = mlp(&device, 0);
     let e = m
-        .set_weight("dense/kernel", &[0.0; 29 * 128])
+        .set_weight("dense.kernel", &[0.0; 29 * 128])
         .unwrap_err()
         .to_string();
     assert!(
-        e.contains("dense/kernel") && e.contains("3712") && e.contains("[30, 128]"),
+        e.contains("dense.kernel") && e.contains("3712") && e.contains("[30, 128]"),
         "{e}"
     );
     let bad = Dataset::new(vec![0.0; 29 * 4], vec![0.0; 4], 29, 1).unwrap();
@@ -219,7 +231,7 @@ fn misuse_is_an_error_naming_what_is_wrong() {
         .fit(&bad, Fit::epochs(1).verbosity(Verbosity::Silent))
         .unwrap_err()
         .to_string();
-    assert!(e.contains("29 features") && e.contains("takes 30"), "{e}");
+    assert!(e.contains("shape [29]") && e.contains("takes [30]"), "{e}");
     let mut zero = Sequential::new(&device, 4)
         .dense(3, Activation::Relu)
         .dropout(1.5);
@@ -232,7 +244,7 @@ fn misuse_is_an_error_naming_what_is_wrong() {
         .train_on_batch(&[0.0; 30], &[0.0, 1.0])
         .unwrap_err()
         .to_string();
-    assert!(e.contains("2 target values for 1 rows"), "{e}");
+    assert!(e.contains("2 target values for 1 samples"), "{e}");
     let e = m
         .compile(Optimizer::adam(-1.0), Loss::BinaryCrossEntropy, &[])
         .unwrap_err()
@@ -278,23 +290,34 @@ fn batch_norm_running_statistics_follow_each_framework() {
         (BatchNormConfig::PYTORCH, 0.9, 8.0 / 7.0),
     ] {
         let mut m = Sequential::new(&device, 4)
-            .layer(Layer::BatchNorm(config))
+            .batch_norm_with(config)
             .dense(1, Activation::None);
         m.compile(Optimizer::sgd(0.1), Loss::MeanSquaredError, &[])
             .unwrap();
         m.train_on_batch(&x, &y).unwrap();
-        let stats = m.value("batch_normalization/moving_stats").unwrap();
+        let (mean_name, var_name) = match config.naming {
+            Naming::Keras => ("moving_mean", "moving_variance"),
+            Naming::PyTorch => ("running_mean", "running_var"),
+        };
+        let got_mean = m
+            .value(&format!("batch_normalization.{mean_name}"))
+            .unwrap();
+        let got_var = m.value(&format!("batch_normalization.{var_name}")).unwrap();
         for c in 0..4 {
             let want_mean = (1.0 - keep) * mean[c];
             let want_var = keep + (1.0 - keep) * var_factor * var[c];
             assert!(
-                (stats[c] as f64 - want_mean).abs() < 1e-6,
+                (got_mean[c] as f64 - want_mean).abs() < 1e-6,
                 "{config:?} mean[{c}]"
             );
             assert!(
-                (stats[4 + c] as f64 - want_var).abs() < 1e-5,
+                (got_var[c] as f64 - want_var).abs() < 1e-5,
                 "{config:?} var[{c}]"
             );
+        }
+        if config.naming == Naming::PyTorch {
+            let count = m.value("batch_normalization.num_batches_tracked").unwrap();
+            assert_eq!(count, vec![1.0], "one batch tracked");
         }
     }
 }

@@ -1,15 +1,18 @@
 //! The eager tensor API: each call builds its kernel, submits it and returns a
 //! new tensor. Convenient for tests and small jobs; training goes through the
-//! graph's compiled plans instead.
+//! graph's compiled plans instead. Elementwise maps, reductions and products
+//! are the generated kernels of [`crate::codegen`], with one-operation programs.
 
+use crate::codegen::{
+    elementwise_kernel, gemm_kernel, reduction_kernel, Expr, GemmLoad, GemmSpec, Operand, Program,
+    ReduceKind, ReduceOutput, Reduction, Store,
+};
 use crate::error::{shape_error, Result};
 use crate::layout::{broadcast_shapes, StridedLayout};
-use crate::ops::elementwise::{binary_kernel, fill_kernel, select_kernel, unary_kernel, Operand};
-use crate::ops::matmul::{matmul_kernel, MatmulBias, MatmulOperand, MatmulSpec};
 use crate::ops::random::{random_kernel, Distribution};
-use crate::ops::reduce::{argmax_kernel, reduce_kernel};
+use crate::ops::reduce::argmax_kernel;
 use crate::ops::softmax::softmax_kernel;
-use crate::{Activation, BinaryOp, DType, Device, MatmulVariant, ReduceOp, Tensor, UnaryOp};
+use crate::{BinaryOp, DType, Device, MatmulVariant, ReduceOp, Tensor, UnaryOp};
 
 fn operand(t: &Tensor) -> Operand<'_> {
     Operand {
@@ -30,36 +33,44 @@ fn f32_input(op: &str, t: &Tensor) -> Result<()> {
 }
 
 /// Options of [`Device::matmul`] beyond the two operands.
-#[derive(Clone, Debug)]
-pub struct MatmulOptions<'a> {
+#[derive(Clone, Debug, Default)]
+pub struct MatmulOptions {
     pub trans_a: bool,
     pub trans_b: bool,
-    /// Broadcast to the M×N output: shape `[N]`, `[1, N]`, `[M, 1]` or `[M, N]`.
-    pub bias: Option<&'a Tensor>,
-    pub activation: Activation,
     pub variant: MatmulVariant,
 }
 
-impl Default for MatmulOptions<'_> {
-    fn default() -> Self {
-        Self {
-            trans_a: false,
-            trans_b: false,
-            bias: None,
-            activation: Activation::None,
-            variant: MatmulVariant::Auto,
-        }
-    }
-}
-
 impl Device {
+    /// Runs `program` over `shape` into a new tensor (the program's last
+    /// expression is stored).
+    fn map(
+        &self,
+        label: &str,
+        shape: &[usize],
+        program: &Program,
+        operands: &[Operand<'_>],
+    ) -> Result<Tensor> {
+        let out = Tensor::empty(self, shape, DType::F32)?;
+        if out.numel() == 0 {
+            return Ok(out);
+        }
+        let store = Store {
+            expr: program.exprs.len() - 1,
+            buffer: out.buffer(),
+            layout: StridedLayout::contiguous(shape),
+        };
+        let k = elementwise_kernel(self, label, shape, program, operands, &[store])?;
+        self.run(&[&k])?;
+        Ok(out)
+    }
+
     /// `op(x)` elementwise.
     pub fn unary(&self, op: UnaryOp, x: &Tensor) -> Result<Tensor> {
         f32_input("unary", x)?;
-        let out = Tensor::empty(self, x.shape(), DType::F32)?;
-        let k = unary_kernel(self, op, out.buffer(), 0, operand(x))?;
-        self.run(&[&k])?;
-        Ok(out)
+        let mut p = Program::default();
+        let a = p.push(Expr::Load(0));
+        p.push(Expr::Unary(op, a));
+        self.map(op.name(), x.shape(), &p, &[operand(x)])
     }
 
     /// `op(a, b)` with NumPy broadcasting.
@@ -68,17 +79,18 @@ impl Device {
         f32_input("binary", b)?;
         let name = format!("{op:?}");
         let shape = broadcast_shapes(&name, a.shape(), b.shape())?;
-        let out = Tensor::empty(self, &shape, DType::F32)?;
-        let k = binary_kernel(
-            self,
-            op,
-            out.buffer(),
-            0,
-            broadcast_operand(&name, a, &shape)?,
-            broadcast_operand(&name, b, &shape)?,
-        )?;
-        self.run(&[&k])?;
-        Ok(out)
+        let mut p = Program::default();
+        let (x, y) = (p.push(Expr::Load(0)), p.push(Expr::Load(1)));
+        p.push(Expr::Binary(op, x, y));
+        self.map(
+            op.name(),
+            &shape,
+            &p,
+            &[
+                broadcast_operand(&name, a, &shape)?,
+                broadcast_operand(&name, b, &shape)?,
+            ],
+        )
     }
 
     /// `cond != 0 ? a : b`, broadcasting all three.
@@ -91,25 +103,30 @@ impl Device {
             &broadcast_shapes("select", cond.shape(), a.shape())?,
             b.shape(),
         )?;
-        let out = Tensor::empty(self, &shape, DType::F32)?;
-        let k = select_kernel(
-            self,
-            out.buffer(),
-            0,
-            broadcast_operand("select", cond, &shape)?,
-            broadcast_operand("select", a, &shape)?,
-            broadcast_operand("select", b, &shape)?,
-        )?;
-        self.run(&[&k])?;
-        Ok(out)
+        let mut p = Program::default();
+        let (c, x, y) = (
+            p.push(Expr::Load(0)),
+            p.push(Expr::Load(1)),
+            p.push(Expr::Load(2)),
+        );
+        p.push(Expr::Select(c, x, y));
+        self.map(
+            "select",
+            &shape,
+            &p,
+            &[
+                broadcast_operand("select", cond, &shape)?,
+                broadcast_operand("select", a, &shape)?,
+                broadcast_operand("select", b, &shape)?,
+            ],
+        )
     }
 
     /// A tensor of `shape` filled with `value`.
     pub fn full(&self, shape: &[usize], value: f32) -> Result<Tensor> {
-        let out = Tensor::empty(self, shape, DType::F32)?;
-        let k = fill_kernel(self, out.buffer(), 0, out.numel(), value)?;
-        self.run(&[&k])?;
-        Ok(out)
+        let mut p = Program::default();
+        p.push(Expr::Scalar(value));
+        self.map("fill", shape, &p, &[])
     }
 
     /// Axes reordered: axis `i` of the result is axis `perm[i]` of `x` (a
@@ -124,19 +141,19 @@ impl Device {
     /// Copies the elements `layout` describes (any offset and strides into
     /// `x`'s buffer) into a new contiguous tensor.
     pub fn strided_copy(&self, x: &Tensor, layout: StridedLayout) -> Result<Tensor> {
-        let out = Tensor::empty(self, &layout.shape, x.dtype())?;
-        let k = unary_kernel(
-            self,
-            UnaryOp::Identity,
-            out.buffer(),
-            0,
-            Operand {
+        f32_input("strided copy", x)?;
+        let mut p = Program::default();
+        p.push(Expr::Load(0));
+        let shape = layout.shape.clone();
+        self.map(
+            "copy",
+            &shape,
+            &p,
+            &[Operand {
                 buffer: x.buffer(),
                 layout,
-            },
-        )?;
-        self.run(&[&k])?;
-        Ok(out)
+            }],
+        )
     }
 
     /// Reduces over `axes`; with `keepdims` the reduced axes stay as size 1.
@@ -148,9 +165,44 @@ impl Device {
         keepdims: bool,
     ) -> Result<Tensor> {
         f32_input("reduce", x)?;
-        let shape = reduced_shape(x.shape(), axes, keepdims);
+        let mut sorted = axes.to_vec();
+        sorted.sort_unstable();
+        if sorted.windows(2).any(|w| w[0] == w[1]) || sorted.iter().any(|&a| a >= x.shape().len()) {
+            return Err(shape_error(
+                "reduce",
+                format!("axes {axes:?} must be distinct axes of {:?}", x.shape()),
+            ));
+        }
+        let shape = reduced_shape(x.shape(), &sorted, keepdims);
         let out = Tensor::empty(self, &shape, DType::F32)?;
-        let k = reduce_kernel(self, op, out.buffer(), 0, operand(x), axes)?;
+        if out.numel() == 0 {
+            return Ok(out);
+        }
+        let mut p = Program::default();
+        let v = p.push(Expr::Load(0));
+        let kind = match op {
+            ReduceOp::Sum => ReduceKind::Sum,
+            ReduceOp::Mean => ReduceKind::Mean,
+            ReduceOp::Max => ReduceKind::Max,
+            ReduceOp::Min => ReduceKind::Min,
+        };
+        let k = reduction_kernel(
+            self,
+            "reduce",
+            x.shape(),
+            &sorted,
+            &p,
+            &[operand(x)],
+            &[Reduction {
+                kind,
+                expr: v,
+                output: ReduceOutput::Write {
+                    buffer: out.buffer(),
+                    offset: 0,
+                },
+            }],
+            &[],
+        )?;
         self.run(&[&k])?;
         Ok(out)
     }
@@ -202,7 +254,7 @@ impl Device {
     /// assert_eq!(c.to_vec_f32()?, vec![7., 10., 15., 22.]);
     /// # Ok::<(), BackendError>(())
     /// ```
-    pub fn matmul(&self, a: &Tensor, b: &Tensor, opts: &MatmulOptions<'_>) -> Result<Tensor> {
+    pub fn matmul(&self, a: &Tensor, b: &Tensor, opts: &MatmulOptions) -> Result<Tensor> {
         f32_input("matmul", a)?;
         f32_input("matmul", b)?;
         let (ar, br) = (a.shape().len(), b.shape().len());
@@ -217,7 +269,6 @@ impl Device {
             ));
         }
         let batch_shape = &a.shape()[..ar - 2];
-        let batch: usize = batch_shape.iter().product();
         let (sa0, sa1) = (a.shape()[ar - 2], a.shape()[ar - 1]);
         let (sb0, sb1) = (b.shape()[br - 2], b.shape()[br - 1]);
         let (m, ka) = if opts.trans_a { (sa1, sa0) } else { (sa0, sa1) };
@@ -237,53 +288,35 @@ impl Device {
         let mut out_shape = batch_shape.to_vec();
         out_shape.extend([m, n]);
         let out = Tensor::empty(self, &out_shape, DType::F32)?;
-        let bias = match opts.bias {
-            None => None,
-            Some(t) => {
-                f32_input("matmul bias", t)?;
-                let l =
-                    StridedLayout::contiguous(t.shape()).broadcast_to("matmul bias", &[m, n])?;
-                Some(MatmulBias {
-                    buffer: t.buffer(),
-                    offset: 0,
-                    row_stride: l.strides[0],
-                    col_stride: l.strides[1],
-                    batch_stride: 0,
-                })
-            }
-        };
-        let spec = MatmulSpec {
+        let spec = GemmSpec {
             m,
             n,
             k: ka,
-            batch,
-            a: MatmulOperand {
+            shape: out_shape.clone(),
+            a: GemmLoad {
                 buffer: a.buffer(),
                 offset: 0,
                 row_stride: sa1,
                 batch_stride: sa0 * sa1,
+                transposed: opts.trans_a,
             },
-            b: MatmulOperand {
+            b: GemmLoad {
                 buffer: b.buffer(),
                 offset: 0,
                 row_stride: sb1,
                 batch_stride: sb0 * sb1,
+                transposed: opts.trans_b,
             },
-            c: MatmulOperand {
-                buffer: out.buffer(),
-                offset: 0,
-                row_stride: n,
-                batch_stride: m * n,
-            },
-            trans_a: opts.trans_a,
-            trans_b: opts.trans_b,
-            bias,
-            alpha: 1.0,
-            beta: 1.0,
-            activation: opts.activation,
             variant: opts.variant,
         };
-        let k = matmul_kernel(self, &spec)?;
+        let mut p = Program::default();
+        let v = p.push(Expr::Anchor);
+        let store = Store {
+            expr: v,
+            buffer: out.buffer(),
+            layout: StridedLayout::contiguous(&out_shape),
+        };
+        let k = gemm_kernel(self, "matmul", &spec, &p, &[], &[store])?;
         self.run(&[&k])?;
         Ok(out)
     }

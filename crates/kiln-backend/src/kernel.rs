@@ -23,8 +23,39 @@ pub struct Kernel {
     meta: wgpu::Buffer,
     grid: [u32; 3],
     label: String,
+    /// The WGSL of a generated kernel (handwritten ones are in `shaders/`).
+    source: Option<Arc<str>>,
     /// Keeps the bound buffers alive as long as the kernel.
     _buffers: Vec<Buffer>,
+}
+
+/// How many workgroups a generated kernel runs.
+pub(crate) enum Grid {
+    /// This many, folded into x and y (see [`Device::linear_grid`]).
+    Linear(u64),
+    Fixed([u32; 3]),
+}
+
+/// A generated kernel before it is built: its source, parameter words and
+/// buffers (bound in order as `b0`, `b1`, …, then the words).
+pub(crate) struct Generated<'a> {
+    pub label: String,
+    pub source: String,
+    pub words: Vec<u32>,
+    pub buffers: Vec<&'a Buffer>,
+    pub grid: Grid,
+    /// The generator proved every access in bounds on the host, so the
+    /// module is built without per-access checks.
+    pub trusted: bool,
+}
+
+impl std::fmt::Debug for Kernel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kernel")
+            .field("label", &self.label)
+            .field("grid", &self.grid)
+            .finish()
+    }
 }
 
 impl Kernel {
@@ -37,6 +68,12 @@ impl Kernel {
     /// `shader/entry`, naming the kernel in profiles.
     pub fn label(&self) -> &str {
         &self.label
+    }
+
+    /// The generated WGSL of this kernel (without the shared prelude), or
+    /// `None` for a handwritten one.
+    pub fn source(&self) -> Option<&str> {
+        self.source.as_deref()
     }
 
     /// The workgroup grid of the dispatch.
@@ -86,6 +123,23 @@ impl Device {
             });
         }
         let pipeline = self.pipeline(shader, entry, constants)?;
+        let label = format!("{}/{entry}", shader.name());
+        self.assemble(pipeline, label, None, bindings, meta_binding, meta, grid)
+    }
+
+    /// A kernel from its pipeline: the parameter words in a buffer of their
+    /// own at `meta_binding`, the bind group of `bindings`.
+    #[allow(clippy::too_many_arguments)] // the parts of a Kernel, assembled once
+    fn assemble(
+        &self,
+        pipeline: Arc<wgpu::ComputePipeline>,
+        label: String,
+        source: Option<Arc<str>>,
+        bindings: &[KernelBinding<'_>],
+        meta_binding: u32,
+        meta: &[u32],
+        grid: [u32; 3],
+    ) -> Result<Kernel> {
         let device = &self.inner.device;
         let meta_buf = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("kiln meta"),
@@ -104,7 +158,7 @@ impl Device {
             resource: meta_buf.as_entire_binding(),
         });
         let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some(shader.name()),
+            label: Some(&label),
             layout: &pipeline.get_bind_group_layout(0),
             entries: &entries,
         });
@@ -114,9 +168,58 @@ impl Device {
             bind_group,
             meta: meta_buf,
             grid,
-            label: format!("{}/{entry}", shader.name()),
+            label,
+            source,
             _buffers: bindings.iter().map(|b| b.buffer.clone()).collect(),
         })
+    }
+
+    /// Builds a generated kernel; its module is cached by its source text.
+    pub(crate) fn generated_kernel(&self, g: Generated<'_>) -> Result<Kernel> {
+        let grid = match g.grid {
+            Grid::Linear(groups) => self.linear_grid(groups)?,
+            Grid::Fixed(grid) => {
+                let limit = self.max_workgroups();
+                if grid.iter().any(|&d| d > limit) {
+                    return Err(BackendError::Invalid {
+                        op: g.label,
+                        detail: format!("grid {grid:?} exceeds {limit} workgroups per dimension"),
+                    });
+                }
+                grid
+            }
+        };
+        let max = self.inner.limits.max_storage_buffers_per_shader_stage as usize;
+        if g.buffers.len() + 1 > max {
+            return Err(BackendError::Invalid {
+                op: g.label,
+                detail: format!(
+                    "{} buffers exceed the adapter's {max} storage buffers per kernel",
+                    g.buffers.len() + 1
+                ),
+            });
+        }
+        let pipeline = self.generated_pipeline(&g.source, g.trusted)?;
+        let bindings: Vec<KernelBinding<'_>> = g
+            .buffers
+            .iter()
+            .enumerate()
+            .map(|(i, &buffer)| KernelBinding {
+                binding: i as u32,
+                buffer,
+            })
+            .collect();
+        let meta_binding = bindings.len() as u32;
+        let source = Some(Arc::from(g.source));
+        self.assemble(
+            pipeline,
+            g.label,
+            source,
+            &bindings,
+            meta_binding,
+            &g.words,
+            grid,
+        )
     }
 
     /// A grid of `groups` workgroups folded into x and y, since one dimension

@@ -14,6 +14,7 @@
 //! # Ok::<(), kiln_backend::BackendError>(())
 //! ```
 
+pub mod codegen;
 mod device;
 mod eager;
 pub use eager::{reduced_shape, MatmulOptions};
@@ -31,7 +32,7 @@ pub use error::{BackendError, Result};
 pub use kernel::{Kernel, KernelBinding};
 pub use layout::{broadcast_shapes, contiguous_strides, StridedLayout};
 pub use ops::elementwise::{BinaryOp, UnaryOp};
-pub use ops::matmul::{Activation, MatmulOperand, MatmulSpec, MatmulVariant};
+pub use ops::matmul::MatmulVariant;
 pub use ops::reduce::ReduceOp;
 pub use pool::{Buffer, PoolCounters};
 pub use tensor::{DType, Tensor};

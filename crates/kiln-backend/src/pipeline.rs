@@ -12,6 +12,8 @@ use crate::Device;
 pub(crate) struct PipelineCache {
     pipelines: Mutex<HashMap<String, Arc<wgpu::ComputePipeline>>>,
     modules: Mutex<HashMap<ShaderId, Arc<wgpu::ShaderModule>>>,
+    /// Generated kernels by source text (their structure).
+    generated: Mutex<HashMap<String, Arc<wgpu::ComputePipeline>>>,
 }
 
 impl Device {
@@ -41,25 +43,7 @@ impl Device {
                         label: Some(shader.name()),
                         source: wgpu::ShaderSource::Wgsl(shader.source().into()),
                     };
-                    let module = if shader.host_checked() {
-                        // SAFETY: the matmul launcher checks on the host that the
-                        // last element every operand reaches lies inside its
-                        // buffer, and the kernels clamp rows and columns, so no
-                        // load or store leaves its binding. Per-access bounds
-                        // checks cost these kernels a fifth of their speed on
-                        // software adapters.
-                        unsafe {
-                            self.inner.device.create_shader_module_trusted(
-                                desc,
-                                wgpu::ShaderRuntimeChecks {
-                                    bounds_checks: false,
-                                    ..wgpu::ShaderRuntimeChecks::checked()
-                                },
-                            )
-                        }
-                    } else {
-                        self.inner.device.create_shader_module(desc)
-                    };
+                    let module = self.inner.device.create_shader_module(desc);
                     Arc::new(module)
                 })
                 .clone()
@@ -88,6 +72,67 @@ impl Device {
         Ok(pipeline)
     }
 
+    /// The pipeline of a generated kernel's source (entry `main`), built on
+    /// first use with the shared prelude in front.
+    pub(crate) fn generated_pipeline(
+        &self,
+        source: &str,
+        trusted: bool,
+    ) -> Result<Arc<wgpu::ComputePipeline>> {
+        let cache = &self.inner.pipelines;
+        if let Some(p) = cache
+            .generated
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(source)
+        {
+            return Ok(p.clone());
+        }
+        let full = format!("{}\n{source}", crate::shaders::prelude());
+        let desc = wgpu::ShaderModuleDescriptor {
+            label: Some("kiln generated"),
+            source: wgpu::ShaderSource::Wgsl(full.into()),
+        };
+        let module = if trusted {
+            // SAFETY: the generators check on the host that every layout's
+            // last element lies inside its buffer and clamp or guard every
+            // index they compute, so no access leaves its binding.
+            unsafe {
+                self.inner.device.create_shader_module_trusted(
+                    desc,
+                    wgpu::ShaderRuntimeChecks {
+                        bounds_checks: false,
+                        ..wgpu::ShaderRuntimeChecks::checked()
+                    },
+                )
+            }
+        } else {
+            self.inner.device.create_shader_module(desc)
+        };
+        let pipeline =
+            self.inner
+                .device
+                .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some("kiln generated"),
+                    layout: None,
+                    module: &module,
+                    entry_point: Some("main"),
+                    compilation_options: wgpu::PipelineCompilationOptions {
+                        constants: &[],
+                        zero_initialize_workgroup_memory: false,
+                    },
+                    cache: None,
+                });
+        self.take_error()?;
+        let pipeline = Arc::new(pipeline);
+        cache
+            .generated
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(source.to_string(), pipeline.clone());
+        Ok(pipeline)
+    }
+
     /// Number of distinct pipelines created so far.
     pub fn pipeline_count(&self) -> usize {
         self.inner
@@ -96,5 +141,12 @@ impl Device {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .len()
+            + self
+                .inner
+                .pipelines
+                .generated
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .len()
     }
 }

@@ -1,7 +1,7 @@
 //! Adapter selection, the limits a device is opened with, and the pipeline
 //! cache.
 
-use kiln_backend::ops::elementwise::{unary_kernel, Operand};
+use kiln_backend::codegen::{elementwise_kernel, Expr, Operand, Program, Store};
 use kiln_backend::*;
 
 #[test]
@@ -60,39 +60,50 @@ fn an_unknown_adapter_name_lists_the_adapters_present() {
 }
 
 #[test]
-fn pipelines_are_created_once_per_specialisation() {
+fn generated_pipelines_are_cached_by_structure_not_values() {
     let device = Device::auto().unwrap();
-    let x = Tensor::from_f32(&device, &[1.0, -2.0, 3.0], &[3]).unwrap();
-    let out = Tensor::empty(&device, &[3], DType::F32).unwrap();
-    let build = |op| {
-        unary_kernel(
+    let build = |op, n: usize| {
+        let x = Tensor::from_f32(&device, &vec![1.5; n], &[n]).unwrap();
+        let out = Tensor::empty(&device, &[n], DType::F32).unwrap();
+        let mut p = Program::default();
+        let a = p.push(Expr::Load(0));
+        let r = p.push(Expr::Unary(op, a));
+        let k = elementwise_kernel(
             &device,
-            op,
-            out.buffer(),
-            0,
-            Operand {
+            "t",
+            &[n],
+            &p,
+            &[Operand {
                 buffer: x.buffer(),
-                layout: StridedLayout::contiguous(&[3]),
-            },
+                layout: StridedLayout::contiguous(&[n]),
+            }],
+            &[Store {
+                expr: r,
+                buffer: out.buffer(),
+                layout: StridedLayout::contiguous(&[n]),
+            }],
         )
+        .unwrap();
+        device.run(&[&k]).unwrap();
+        out.to_vec_f32().unwrap()[0]
     };
-    build(UnaryOp::Abs).unwrap();
+    build(UnaryOp::Abs, 3);
     let after_first = device.pipeline_count();
-    build(UnaryOp::Abs).unwrap();
+    build(UnaryOp::Abs, 7);
     assert_eq!(
         device.pipeline_count(),
         after_first,
-        "the same op reuses its pipeline"
+        "the same op at another size reuses its pipeline"
     );
-    build(UnaryOp::Exp).unwrap();
+    build(UnaryOp::Exp, 3);
     assert_eq!(
         device.pipeline_count(),
         after_first + 1,
-        "another op is another specialisation"
+        "another op is another structure"
     );
-    // A parameter that lives in the kernel's data, not its constants, needs no new pipeline.
-    build(UnaryOp::Scale(2.0)).unwrap();
+    // A scalar lives in the kernel's words, not its source: no new pipeline.
+    assert_eq!(build(UnaryOp::Scale(2.0), 3), 3.0);
     let with_scale = device.pipeline_count();
-    build(UnaryOp::Scale(3.0)).unwrap();
+    assert_eq!(build(UnaryOp::Scale(3.0), 3), 4.5);
     assert_eq!(device.pipeline_count(), with_scale);
 }

@@ -1,10 +1,11 @@
-//! The training kernels (batch norm, dropout masks, optimizer steps, running
-//! statistics, accumulators) against f64 references written from the
-//! formulas, at odd sizes, outputs poisoned with NaN first.
+//! The training kernels (batch moments and running statistics, dropout
+//! masks, optimizer steps, accumulators, reductions with a prologue) against
+//! f64 references written from the formulas, at odd sizes, outputs poisoned
+//! with NaN first.
 
-use kiln_backend::ops::batchnorm::*;
+use kiln_backend::codegen::*;
 use kiln_backend::ops::optim::*;
-use kiln_backend::ops::random::{dropout_kernel, reference_dropout};
+use kiln_backend::ops::random::reference_dropout;
 use kiln_backend::*;
 
 fn device() -> Device {
@@ -39,100 +40,370 @@ fn close(what: &str, got: &[f32], want: &[f64], tol: f64) {
     }
 }
 
+fn contiguous<'a>(t: &'a Tensor, shape: &[usize]) -> Operand<'a> {
+    Operand {
+        buffer: t.buffer(),
+        layout: StridedLayout::contiguous(t.shape())
+            .broadcast_to("test", shape)
+            .unwrap(),
+    }
+}
+
+/// Per-channel mean and biased variance of `x` (`shape`, channels on axis 1).
+fn reference_moments(x: &[f32], shape: &[usize]) -> (Vec<f64>, Vec<f64>) {
+    let c = shape[1];
+    let inner: usize = shape[2..].iter().product();
+    let m = (x.len() / c) as f64;
+    let ch = |i: usize| (i / inner) % c;
+    let mut mean = vec![0.0f64; c];
+    for (i, &v) in x.iter().enumerate() {
+        mean[ch(i)] += v as f64 / m;
+    }
+    let mut var = vec![0.0f64; c];
+    for (i, &v) in x.iter().enumerate() {
+        var[ch(i)] += (v as f64 - mean[ch(i)]).powi(2) / m;
+    }
+    (mean, var)
+}
+
 #[test]
-fn batch_norm_forward_for_features_and_images() {
+fn batch_moments_with_running_statistics_and_a_prologue() {
     let dev = device();
     let mut rng = Rng(5);
-    // [N, F] with channels on axis 1, and NCHW images.
-    // [N, C] with C a multiple of 4 takes the vec4 kernels.
+    // Features [N, C], images [N, C, H, W]; [2, 3, 40, 40] has few outputs over
+    // many elements each, the workgroup-per-output strategy.
     for shape in [
         vec![7usize, 33],
         vec![3, 5, 7, 9],
         vec![1, 3],
-        vec![9, 12],
         vec![5, 128],
+        vec![2, 3, 40, 40],
     ] {
-        let layout = ChannelLayout::of(&shape, 1).unwrap();
-        let (c, n) = (layout.channels, layout.numel());
+        let c = shape[1];
+        let n: usize = shape.iter().product();
         let x = rng.vec(n, -2.0, 3.0);
-        let gamma = rng.vec(c, 0.5, 1.5);
-        let beta = rng.vec(c, -0.5, 0.5);
-        let (xt, gt, bt) = (t(&dev, &x), t(&dev, &gamma), t(&dev, &beta));
-        let stats = dev.full(&[2 * c], f32::NAN).unwrap();
-        let out = dev.full(&[n], f32::NAN).unwrap();
-        let k1 = moments_kernel(&dev, stats.buffer(), xt.buffer(), layout).unwrap();
-        let k2 = normalize_kernel(
+        let xt = Tensor::from_f32(&dev, &x, &shape).unwrap();
+        let (mean, var) = (
+            dev.full(&[c], f32::NAN).unwrap(),
+            dev.full(&[c], f32::NAN).unwrap(),
+        );
+        let running_mean = t(&dev, &vec![0.5; c]);
+        let running_var = t(&dev, &vec![2.0; c]);
+        let count = t(&dev, &[3.0]);
+        let relu = dev.full(&shape, f32::NAN).unwrap();
+        // Moments of relu(x), with relu(x) stored on the way.
+        let mut p = Program::default();
+        let l = p.push(Expr::Load(0));
+        let r = p.push(Expr::Unary(UnaryOp::Relu, l));
+        let axes: Vec<usize> = (0..shape.len()).filter(|&d| d != 1).collect();
+        let k = reduction_kernel(
             &dev,
-            out.buffer(),
-            xt.buffer(),
-            stats.buffer(),
-            gt.buffer(),
-            bt.buffer(),
-            layout,
-            1e-3,
+            "moments",
+            &shape,
+            &axes,
+            &p,
+            &[contiguous(&xt, &shape)],
+            &[Reduction {
+                kind: ReduceKind::Moments,
+                expr: r,
+                output: ReduceOutput::Moments {
+                    mean: (mean.buffer(), 0),
+                    var: (var.buffer(), 0),
+                    running: Some(RunningUpdate {
+                        mean: running_mean.buffer(),
+                        var: running_var.buffer(),
+                        keep: 0.9,
+                        var_factor: 1.5,
+                        count: Some(count.buffer()),
+                    }),
+                },
+            }],
+            &[Store {
+                expr: r,
+                buffer: relu.buffer(),
+                layout: StridedLayout::contiguous(&shape),
+            }],
         )
         .unwrap();
-        dev.run(&[&k1, &k2]).unwrap();
-        // f64 reference
-        let ch = |i: usize| (i / layout.inner) % c;
-        let m = layout.per_channel() as f64;
-        let mut mean = vec![0.0f64; c];
-        for (i, &v) in x.iter().enumerate() {
-            mean[ch(i)] += v as f64 / m;
-        }
-        let mut var = vec![0.0f64; c];
-        for (i, &v) in x.iter().enumerate() {
-            var[ch(i)] += (v as f64 - mean[ch(i)]).powi(2) / m;
-        }
-        let want_stats: Vec<f64> = mean.iter().chain(&var).copied().collect();
+        dev.run(&[&k]).unwrap();
+        let xr: Vec<f32> = x.iter().map(|&v| v.max(0.0)).collect();
+        let (wm, wv) = reference_moments(&xr, &shape);
         close(
-            &format!("moments {shape:?}"),
-            &stats.to_vec_f32().unwrap(),
-            &want_stats,
+            &format!("mean {shape:?}"),
+            &mean.to_vec_f32().unwrap(),
+            &wm,
             1e-5,
         );
-        let want: Vec<f64> = (0..n)
-            .map(|i| {
-                let k = ch(i);
-                (x[i] as f64 - mean[k]) / (var[k] + 1e-3).sqrt() * gamma[k] as f64 + beta[k] as f64
-            })
-            .collect();
         close(
-            &format!("normalize {shape:?}"),
-            &out.to_vec_f32().unwrap(),
-            &want,
+            &format!("var {shape:?}"),
+            &var.to_vec_f32().unwrap(),
+            &wv,
             1e-5,
         );
+        let rm: Vec<f64> = wm.iter().map(|m| 0.9 * 0.5 + 0.1 * m).collect();
+        let rv: Vec<f64> = wv.iter().map(|v| 0.9 * 2.0 + 0.1 * 1.5 * v).collect();
+        close(
+            "running mean",
+            &running_mean.to_vec_f32().unwrap(),
+            &rm,
+            1e-5,
+        );
+        close("running var", &running_var.to_vec_f32().unwrap(), &rv, 1e-5);
+        assert_eq!(
+            count.to_vec_f32().unwrap(),
+            vec![4.0],
+            "one more batch tracked"
+        );
+        let stored: Vec<f64> = xr.iter().map(|&v| v as f64).collect();
+        close("stored relu", &relu.to_vec_f32().unwrap(), &stored, 0.0);
+    }
+}
+
+#[test]
+fn sibling_sums_with_a_prologue_and_accumulators() {
+    let dev = device();
+    let mut rng = Rng(6);
+    for (rows, cols) in [(64usize, 128usize), (7, 33), (3000, 2)] {
+        let a = rng.vec(rows * cols, -1.0, 1.0);
+        let b = rng.vec(cols, -1.0, 1.0);
+        let at = Tensor::from_f32(&dev, &a, &[rows, cols]).unwrap();
+        let bt = t(&dev, &b);
+        let shape = [rows, cols];
+        // Column sums of a·b and of a, and a running total of Σ (a·b)².
+        let s1 = dev.full(&[cols], f32::NAN).unwrap();
+        let s2 = dev.full(&[cols], f32::NAN).unwrap();
+        let mut p = Program::default();
+        let (la, lb) = (p.push(Expr::Load(0)), p.push(Expr::Load(1)));
+        let prod = p.push(Expr::Binary(BinaryOp::Mul, la, lb));
+        let k = reduction_kernel(
+            &dev,
+            "sums",
+            &shape,
+            &[0],
+            &p,
+            &[contiguous(&at, &shape), contiguous(&bt, &shape)],
+            &[
+                Reduction {
+                    kind: ReduceKind::Sum,
+                    expr: prod,
+                    output: ReduceOutput::Write {
+                        buffer: s1.buffer(),
+                        offset: 0,
+                    },
+                },
+                Reduction {
+                    kind: ReduceKind::Mean,
+                    expr: la,
+                    output: ReduceOutput::Write {
+                        buffer: s2.buffer(),
+                        offset: 0,
+                    },
+                },
+            ],
+            &[],
+        )
+        .unwrap();
+        dev.run(&[&k]).unwrap();
+        let col = |f: &dyn Fn(usize, usize) -> f64| -> Vec<f64> {
+            (0..cols)
+                .map(|j| (0..rows).map(|i| f(i, j)).sum())
+                .collect()
+        };
+        close(
+            "sum of a·b",
+            &s1.to_vec_f32().unwrap(),
+            &col(&|i, j| a[i * cols + j] as f64 * b[j] as f64),
+            1e-5,
+        );
+        close(
+            "mean of a",
+            &s2.to_vec_f32().unwrap(),
+            &col(&|i, j| a[i * cols + j] as f64 / rows as f64),
+            1e-5,
+        );
+        // Into a one-element accumulator: acc = 0.5·acc + 2·Σ (a·b)², twice.
+        let acc = t(&dev, &[1.0]);
+        let mut p = Program::default();
+        let (la, lb) = (p.push(Expr::Load(0)), p.push(Expr::Load(1)));
+        let prod = p.push(Expr::Binary(BinaryOp::Mul, la, lb));
+        let sq = p.push(Expr::Unary(UnaryOp::Square, prod));
+        let k = reduction_kernel(
+            &dev,
+            "accumulate",
+            &shape,
+            &[0, 1],
+            &p,
+            &[contiguous(&at, &shape), contiguous(&bt, &shape)],
+            &[Reduction {
+                kind: ReduceKind::Sum,
+                expr: sq,
+                output: ReduceOutput::Accumulate {
+                    buffer: acc.buffer(),
+                    offset: 0,
+                    keep: 0.5,
+                    scale: 2.0,
+                },
+            }],
+            &[],
+        )
+        .unwrap();
+        dev.run(&[&k, &k]).unwrap();
+        let total: f64 = (0..rows * cols)
+            .map(|i| (a[i] as f64 * b[i % cols] as f64).powi(2))
+            .sum();
+        let want = 0.5 * (0.5 * 1.0 + 2.0 * total) + 2.0 * total;
+        close("accumulator", &acc.to_vec_f32().unwrap(), &[want], 1e-5);
     }
 }
 
 #[test]
 fn dropout_masks_match_the_reference_and_the_rate() {
     let dev = device();
-    let n = 10_007;
-    let out = dev.full(&[n], f32::NAN).unwrap();
-    let ones = dev.full(&[n], 1.0).unwrap();
-    for (step, rate) in [(0u32, 0.3f32), (5, 0.3), (5, 0.5)] {
-        let s = t(&dev, &[step as f32]);
-        let k =
-            dropout_kernel(&dev, out.buffer(), ones.buffer(), n, 1234, rate, s.buffer()).unwrap();
-        dev.run(&[&k]).unwrap();
-        let got = out.to_vec_f32().unwrap();
-        let want: Vec<f32> = (0..n as u32)
-            .map(|i| reference_dropout(1234, step, i, rate))
-            .collect();
-        assert_eq!(got, want, "step {step} rate {rate}");
-        let kept = got.iter().filter(|&&v| v != 0.0).count() as f64 / n as f64;
-        assert!(
-            (kept - (1.0 - rate as f64)).abs() < 0.02,
-            "kept fraction {kept}"
-        );
-        assert!(got
-            .iter()
-            .all(|&v| v == 0.0 || (v - 1.0 / (1.0 - rate)).abs() < 1e-6));
+    // 10 007 elements take the scalar kernel, 10 008 the vec4 one.
+    for n in [10_007usize, 10_008] {
+        let out = dev.full(&[n], f32::NAN).unwrap();
+        let ones = dev.full(&[n], 1.0).unwrap();
+        for (step, rate) in [(0u32, 0.3f32), (5, 0.3), (5, 0.5)] {
+            let s = t(&dev, &[step as f32]);
+            let mut p = Program::default();
+            let x = p.push(Expr::Load(0));
+            let d = p.push(Expr::Dropout {
+                x,
+                rate,
+                seed: 1234,
+                step: 1,
+            });
+            let k = elementwise_kernel(
+                &dev,
+                "dropout",
+                &[n],
+                &p,
+                &[contiguous(&ones, &[n]), contiguous(&s, &[n])],
+                &[Store {
+                    expr: d,
+                    buffer: out.buffer(),
+                    layout: StridedLayout::contiguous(&[n]),
+                }],
+            )
+            .unwrap();
+            dev.run(&[&k]).unwrap();
+            let got = out.to_vec_f32().unwrap();
+            let want: Vec<f32> = (0..n as u32)
+                .map(|i| reference_dropout(1234, step, i, rate))
+                .collect();
+            assert_eq!(got, want, "n {n} step {step} rate {rate}");
+            let kept = got.iter().filter(|&&v| v != 0.0).count() as f64 / n as f64;
+            assert!(
+                (kept - (1.0 - rate as f64)).abs() < 0.02,
+                "kept fraction {kept}"
+            );
+        }
     }
-    let s = t(&dev, &[0.0]);
-    assert!(dropout_kernel(&dev, out.buffer(), ones.buffer(), n, 1, 1.0, s.buffer()).is_err());
+    // A rate of 1 keeps nothing and divides by zero: refused.
+    let mut p = Program::default();
+    let x = p.push(Expr::Load(0));
+    let d = p.push(Expr::Dropout {
+        x,
+        rate: 1.0,
+        seed: 1,
+        step: 0,
+    });
+    let one = t(&dev, &[1.0]);
+    let e = elementwise_kernel(
+        &dev,
+        "dropout",
+        &[1],
+        &p,
+        &[contiguous(&one, &[1])],
+        &[Store {
+            expr: d,
+            buffer: one.buffer(),
+            layout: StridedLayout::contiguous(&[1]),
+        }],
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("rate"), "{e}");
+}
+
+#[test]
+fn elementwise_programs_with_several_results_and_every_access() {
+    let dev = device();
+    let mut rng = Rng(8);
+    // [N, C] rows with per-column parameters: vec4 when C is a multiple of 4,
+    // and a transposed (strided) operand that forbids it.
+    for (rows, cols) in [(64usize, 128usize), (5, 7), (3, 12)] {
+        let shape = [rows, cols];
+        let x = rng.vec(rows * cols, -1.0, 1.0);
+        let xt_data = rng.vec(rows * cols, -1.0, 1.0);
+        let g = rng.vec(cols, 0.5, 1.5);
+        let (xt, tt, gt) = (
+            Tensor::from_f32(&dev, &x, &shape).unwrap(),
+            Tensor::from_f32(&dev, &xt_data, &[cols, rows]).unwrap(),
+            t(&dev, &g),
+        );
+        for transposed in [false, true] {
+            let (o1, o2) = (
+                dev.full(&shape, f32::NAN).unwrap(),
+                dev.full(&shape, f32::NAN).unwrap(),
+            );
+            let other = if transposed {
+                Operand {
+                    buffer: tt.buffer(),
+                    layout: StridedLayout::contiguous(&[cols, rows])
+                        .permuted("t", &[1, 0])
+                        .unwrap(),
+                }
+            } else {
+                contiguous(&xt, &shape)
+            };
+            // o1 = relu(x·g + other), o2 = tanh(x)
+            let mut p = Program::default();
+            let (lx, lg, lo) = (
+                p.push(Expr::Load(0)),
+                p.push(Expr::Load(1)),
+                p.push(Expr::Load(2)),
+            );
+            let m = p.push(Expr::Binary(BinaryOp::Mul, lx, lg));
+            let s = p.push(Expr::Binary(BinaryOp::Add, m, lo));
+            let r = p.push(Expr::Unary(UnaryOp::Relu, s));
+            let th = p.push(Expr::Unary(UnaryOp::Tanh, lx));
+            let k = elementwise_kernel(
+                &dev,
+                "two",
+                &shape,
+                &p,
+                &[contiguous(&xt, &shape), contiguous(&gt, &shape), other],
+                &[
+                    Store {
+                        expr: r,
+                        buffer: o1.buffer(),
+                        layout: StridedLayout::contiguous(&shape),
+                    },
+                    Store {
+                        expr: th,
+                        buffer: o2.buffer(),
+                        layout: StridedLayout::contiguous(&shape),
+                    },
+                ],
+            )
+            .unwrap();
+            dev.run(&[&k]).unwrap();
+            let want1: Vec<f64> = (0..rows * cols)
+                .map(|i| {
+                    let (r_, c_) = (i / cols, i % cols);
+                    let o = if transposed {
+                        xt_data[c_ * rows + r_]
+                    } else {
+                        x[i]
+                    };
+                    (x[i] as f64 * g[c_] as f64 + o as f64).max(0.0)
+                })
+                .collect();
+            let want2: Vec<f64> = x.iter().map(|&v| (v as f64).tanh()).collect();
+            close("relu result", &o1.to_vec_f32().unwrap(), &want1, 1e-6);
+            close("tanh result", &o2.to_vec_f32().unwrap(), &want2, 1e-6);
+        }
+    }
 }
 
 #[test]
@@ -221,98 +492,6 @@ fn optimizer_steps(n: usize) {
 }
 
 #[test]
-fn running_statistics_and_accumulators() {
-    let dev = device();
-    let running = t(&dev, &[0.0, 1.0, 1.0, 2.0]); // mean [0, 1], var [1, 2]
-    let batch = t(&dev, &[1.0, 3.0, 4.0, 6.0]);
-    let k = running_stats_kernel(&dev, 2, running.buffer(), batch.buffer(), 0.9, 2.0).unwrap();
-    dev.run(&[&k]).unwrap();
-    close(
-        "running",
-        &running.to_vec_f32().unwrap(),
-        &[0.1, 1.2, 0.9 + 0.1 * 2.0 * 4.0, 1.8 + 0.1 * 2.0 * 6.0],
-        1e-6,
-    );
-    let acc = t(&dev, &[1.5]);
-    let v = t(&dev, &[2.0]);
-    let k = axpby_kernel(&dev, 1, acc.buffer(), v.buffer(), 1.0, 32.0).unwrap();
-    dev.run(&[&k, &k]).unwrap();
-    assert_eq!(acc.to_vec_f32().unwrap(), vec![1.5 + 128.0]);
-    // A one-element accumulator of a sum.
-    let acc = t(&dev, &[0.5]);
-    let values: Vec<f32> = (1..=37).map(|i| i as f32).collect();
-    let v = t(&dev, &values);
-    let k = accumulate_sum_kernel(&dev, 37, acc.buffer(), v.buffer(), 0.5, 0.1).unwrap();
-    dev.run(&[&k]).unwrap();
-    close(
-        "accumulate sum",
-        &acc.to_vec_f32().unwrap(),
-        &[0.25 + 0.1 * 703.0],
-        1e-6,
-    );
-    // A sum of a binary op straight into an accumulator.
-    let p = t(&dev, &[0.2, 0.9, 0.6]);
-    let y = t(&dev, &[0.0, 1.0, 0.0]);
-    let acc = t(&dev, &[1.0]);
-    let lay = StridedLayout::contiguous(&[3]);
-    let k = kiln_backend::ops::elementwise::accumulate_binary_kernel(
-        &dev,
-        BinaryOp::BceTerm,
-        acc.buffer(),
-        kiln_backend::ops::elementwise::Operand {
-            buffer: p.buffer(),
-            layout: lay.clone(),
-        },
-        kiln_backend::ops::elementwise::Operand {
-            buffer: y.buffer(),
-            layout: lay,
-        },
-        0.5,
-        2.0,
-    )
-    .unwrap();
-    dev.run(&[&k]).unwrap();
-    let want = 0.5 + 2.0 * -((0.8f64).ln() + (0.9f64).ln() + (0.4f64).ln());
-    close(
-        "accumulate binary",
-        &acc.to_vec_f32().unwrap(),
-        &[want],
-        1e-6,
-    );
-    // Two accumulators from one pass: a loss and an accuracy.
-    let (acc1, acc2) = (t(&dev, &[0.0]), t(&dev, &[2.0]));
-    let lay = StridedLayout::contiguous(&[3]);
-    let k = kiln_backend::ops::elementwise::accumulate_binary_pair_kernel(
-        &dev,
-        [BinaryOp::BceTerm, BinaryOp::BinaryAccuracy],
-        [acc1.buffer(), acc2.buffer()],
-        kiln_backend::ops::elementwise::Operand {
-            buffer: p.buffer(),
-            layout: lay.clone(),
-        },
-        kiln_backend::ops::elementwise::Operand {
-            buffer: y.buffer(),
-            layout: lay,
-        },
-        [1.0, 0.5],
-        [1.0, 3.0],
-    )
-    .unwrap();
-    dev.run(&[&k]).unwrap();
-    let bce = -((0.8f64).ln() + (0.9f64).ln() + (0.4f64).ln());
-    close("pair: loss", &acc1.to_vec_f32().unwrap(), &[bce], 1e-6);
-    // accuracy of p = [0.2, 0.9, 0.6] against y = [0, 1, 0]: 2 hits
-    close(
-        "pair: accuracy",
-        &acc2.to_vec_f32().unwrap(),
-        &[1.0 + 3.0 * 2.0],
-        1e-6,
-    );
-    // Pooled buffers are rounded up, so ask for far more than any bucket holds.
-    assert!(axpby_kernel(&dev, 100_000, acc.buffer(), v.buffer(), 1.0, 1.0).is_err());
-}
-
-#[test]
 fn grouped_adam_updates_each_parameter_as_alone() {
     // Sizes with a remainder (scalar kernel) and all multiples of 4 (vec4).
     grouped_adam([7, 33, 1]);
@@ -381,8 +560,6 @@ fn grouped_adam(sizes: [usize; 3]) {
 
 #[test]
 fn matmul_with_dropout_in_its_epilogue() {
-    use kiln_backend::ops::matmul::*;
-    use kiln_backend::ops::random::reference_dropout;
     let dev = device();
     let mut rng = Rng(31);
     let step = t(&dev, &[7.0]);
@@ -398,43 +575,48 @@ fn matmul_with_dropout_in_its_epilogue() {
         let b = rng.vec(k * n, -1.0, 1.0);
         let (at, bt) = (t(&dev, &a), t(&dev, &b));
         let c = dev.full(&[m * n], f32::NAN).unwrap();
-        let spec = MatmulSpec {
+        let spec = GemmSpec {
             m,
             n,
             k,
-            batch: 1,
-            a: MatmulOperand {
+            shape: vec![m, n],
+            a: GemmLoad {
                 buffer: at.buffer(),
                 offset: 0,
                 row_stride: if ta { m } else { k },
                 batch_stride: 0,
+                transposed: ta,
             },
-            b: MatmulOperand {
+            b: GemmLoad {
                 buffer: bt.buffer(),
                 offset: 0,
                 row_stride: if tb { k } else { n },
                 batch_stride: 0,
+                transposed: tb,
             },
-            c: MatmulOperand {
-                buffer: c.buffer(),
-                offset: 0,
-                row_stride: n,
-                batch_stride: m * n,
-            },
-            trans_a: ta,
-            trans_b: tb,
-            bias: None,
-            alpha: 1.0,
-            beta: 0.0,
-            activation: Activation::None,
             variant,
         };
-        let drop = MatmulDropout {
-            step: step.buffer(),
-            seed: 5,
+        let mut p = Program::default();
+        let prod = p.push(Expr::Anchor);
+        let d = p.push(Expr::Dropout {
+            x: prod,
             rate: 0.25,
-        };
-        let kern = matmul_dropout_kernel(&dev, &spec, Some(drop)).unwrap();
+            seed: 5,
+            step: 0,
+        });
+        let kern = gemm_kernel(
+            &dev,
+            "matmul+dropout",
+            &spec,
+            &p,
+            &[contiguous(&step, &[m, n])],
+            &[Store {
+                expr: d,
+                buffer: c.buffer(),
+                layout: StridedLayout::contiguous(&[m, n]),
+            }],
+        )
+        .unwrap();
         dev.run(&[&kern]).unwrap();
         let want: Vec<f64> = (0..m * n)
             .map(|i| {

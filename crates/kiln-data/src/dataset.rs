@@ -1,15 +1,20 @@
-//! An in-memory dataset: rows of f32 features with f32 targets.
+//! An in-memory dataset: samples of f32 features of any shape (a feature
+//! vector, an image, a sequence), each with f32 targets of any shape (a
+//! label, a one-hot row, a class index as a scalar).
 
 use crate::error::{DataError, Result};
 use crate::rng::SplitMix64;
 
-/// Rows of `n_features` features and `n_targets` targets, row-major.
+/// Samples of shape `sample_shape` with targets of shape `target_shape`,
+/// row-major, sample after sample.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Dataset {
     features: Vec<f32>,
     targets: Vec<f32>,
     n_features: usize,
     n_targets: usize,
+    sample_shape: Vec<usize>,
+    target_shape: Vec<usize>,
     feature_names: Vec<String>,
 }
 
@@ -42,8 +47,36 @@ impl Dataset {
             targets,
             n_features,
             n_targets,
+            sample_shape: vec![n_features],
+            target_shape: vec![n_targets],
             feature_names,
         })
+    }
+
+    /// A dataset of samples of `sample_shape` (`[1, 28, 28]` images, `[10, 3]`
+    /// windows) with targets of `target_shape` (`[]` for a class index).
+    ///
+    /// ```
+    /// let images = vec![0.5; 2 * 28 * 28];
+    /// let labels = vec![3.0, 7.0];
+    /// let d = kiln_data::Dataset::with_shapes(images, &[1, 28, 28], labels, &[])?;
+    /// assert_eq!((d.len(), d.sample_shape()), (2, &[1usize, 28, 28][..]));
+    /// # Ok::<(), kiln_data::DataError>(())
+    /// ```
+    pub fn with_shapes(
+        features: Vec<f32>,
+        sample_shape: &[usize],
+        targets: Vec<f32>,
+        target_shape: &[usize],
+    ) -> Result<Self> {
+        let (nf, nt) = (
+            sample_shape.iter().product::<usize>(),
+            target_shape.iter().product::<usize>(),
+        );
+        let mut d = Self::new(features, targets, nf, nt)?;
+        d.sample_shape = sample_shape.to_vec();
+        d.target_shape = target_shape.to_vec();
+        Ok(d)
     }
 
     /// Names the features (a CSV header gives them).
@@ -67,8 +100,19 @@ impl Dataset {
         self.len() == 0
     }
 
+    /// Feature values per sample (the product of the sample shape).
     pub fn n_features(&self) -> usize {
         self.n_features
+    }
+
+    /// The shape of one sample.
+    pub fn sample_shape(&self) -> &[usize] {
+        &self.sample_shape
+    }
+
+    /// The shape of one sample's targets.
+    pub fn target_shape(&self) -> &[usize] {
+        &self.target_shape
     }
 
     pub fn n_targets(&self) -> usize {
@@ -91,15 +135,13 @@ impl Dataset {
         &self.targets
     }
 
+    pub fn targets_mut(&mut self) -> &mut [f32] {
+        &mut self.targets
+    }
+
     /// The rows `indices`, in that order.
     pub fn subset(&self, indices: &[usize]) -> Result<Self> {
-        if let Some(&bad) = indices.iter().find(|&&i| i >= self.len()) {
-            return Err(DataError::Invalid(format!(
-                "row {bad} is out of range for {} rows",
-                self.len()
-            )));
-        }
-        let (f, t) = self.gather(indices);
+        let (f, t) = self.gather(indices)?;
         Ok(Self {
             features: f,
             targets: t,
@@ -113,19 +155,27 @@ impl Dataset {
             targets: vec![],
             n_features: self.n_features,
             n_targets: self.n_targets,
+            sample_shape: self.sample_shape.clone(),
+            target_shape: self.target_shape.clone(),
             feature_names: self.feature_names.clone(),
         }
     }
 
     /// Features and targets of the rows `indices`, concatenated (a batch).
-    pub fn gather(&self, indices: &[usize]) -> (Vec<f32>, Vec<f32>) {
+    pub fn gather(&self, indices: &[usize]) -> Result<(Vec<f32>, Vec<f32>)> {
+        if let Some(&bad) = indices.iter().find(|&&i| i >= self.len()) {
+            return Err(DataError::Invalid(format!(
+                "row {bad} is out of range for {} rows",
+                self.len()
+            )));
+        }
         let mut f = Vec::with_capacity(indices.len() * self.n_features);
         let mut t = Vec::with_capacity(indices.len() * self.n_targets);
         for &i in indices {
             f.extend_from_slice(&self.features[i * self.n_features..(i + 1) * self.n_features]);
             t.extend_from_slice(&self.targets[i * self.n_targets..(i + 1) * self.n_targets]);
         }
-        (f, t)
+        Ok((f, t))
     }
 
     /// A seeded shuffle, then the first `train_fraction` of rows and the rest

@@ -11,6 +11,7 @@
 //! # Ok::<(), kiln_data::DataError>(())
 //! ```
 
+mod array;
 mod batches;
 mod csv_loader;
 mod dataset;
@@ -18,6 +19,7 @@ mod error;
 mod rng;
 mod standardize;
 
+pub use array::Array;
 pub use batches::batch_order;
 pub use csv_loader::CsvDataset;
 pub use dataset::Dataset;

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use kiln_backend::{Activation, BinaryOp, ReduceOp, UnaryOp};
+use kiln_backend::{broadcast_shapes, BinaryOp, ReduceOp, UnaryOp};
 
 use crate::error::{shape_err, GraphError, Result};
 use crate::graph::{Graph, NodeId, Op};
@@ -14,6 +14,7 @@ impl Graph {
     /// in the order of `wrt`. Nodes that do not lead to `wrt` get no backward
     /// nodes; frozen parameters never do.
     pub fn grad(&mut self, loss: NodeId, wrt: &[NodeId]) -> Result<Vec<NodeId>> {
+        self.check("grad", &[loss])?;
         if self.node(loss).numel() != 1 {
             return Err(shape_err(
                 "grad",
@@ -33,6 +34,7 @@ impl Graph {
     /// to `wrt`. A `wrt` node the outputs do not depend on gets zeros.
     pub fn backward(&mut self, seeds: &[(NodeId, NodeId)], wrt: &[NodeId]) -> Result<Vec<NodeId>> {
         for &(out, seed) in seeds {
+            self.check("backward", &[out, seed])?;
             if self.shape(out) != self.shape(seed) {
                 return Err(shape_err(
                     "backward",
@@ -44,6 +46,7 @@ impl Graph {
                 ));
             }
         }
+        self.check("backward", wrt)?;
         for &w in wrt {
             if matches!(
                 self.node(w).op,
@@ -53,35 +56,63 @@ impl Graph {
                 }
             ) {
                 return Err(GraphError::Invalid(format!(
-                    "node {} is a frozen parameter: it has no gradient",
-                    w.0
+                    "node {} ({}) is a frozen parameter: it has no gradient",
+                    w.index(),
+                    self.describe(w)
                 )));
             }
         }
-        let last = seeds.iter().map(|s| s.0 .0).max().unwrap_or(0);
+        let last = seeds.iter().map(|s| s.0.index()).max().unwrap_or(0);
         // Which nodes depend on something in `wrt`: only they need adjoints.
         let mut needs = vec![false; last + 1];
         for i in 0..=last {
-            needs[i] = wrt.contains(&NodeId(i))
+            let id = self.id_at(i);
+            needs[i] = wrt.contains(&id)
                 || self
-                    .node(NodeId(i))
+                    .node(id)
                     .inputs
                     .iter()
-                    .any(|x| x.0 <= last && needs[x.0]);
+                    .any(|x| x.index() <= last && needs[x.index()]);
         }
         let mut adjoint: HashMap<NodeId, NodeId> = HashMap::new();
+        // Gradients of the results of multi-result nodes, by (node, result).
+        let mut results: HashMap<(NodeId, usize), NodeId> = HashMap::new();
         for &(out, seed) in seeds {
             accumulate(self, &mut adjoint, out, seed)?;
         }
         for i in (0..=last).rev() {
-            let id = NodeId(i);
-            let Some(&g) = adjoint.get(&id) else { continue };
+            let id = self.id_at(i);
             if !needs[i] {
                 continue;
             }
             let node = self.node(id).clone();
+            if !node.results.is_empty() {
+                let gs: Vec<Option<NodeId>> = (0..node.results.len())
+                    .map(|k| results.get(&(id, k)).copied())
+                    .collect();
+                if gs.iter().all(Option::is_none) {
+                    continue;
+                }
+                for (slot, input) in node.inputs.iter().enumerate() {
+                    if needs[input.index()] {
+                        if let Some(gi) = self.multi_vjp(id, slot, &gs)? {
+                            accumulate(self, &mut adjoint, *input, gi)?;
+                        }
+                    }
+                }
+                continue;
+            }
+            let Some(&g) = adjoint.get(&id) else { continue };
+            if let Op::Output(k) = node.op {
+                let sum = match results.get(&(node.inputs[0], k)) {
+                    Some(&prev) => self.add(prev, g)?,
+                    None => g,
+                };
+                results.insert((node.inputs[0], k), sum);
+                continue;
+            }
             for (slot, input) in node.inputs.iter().enumerate() {
-                if !needs[input.0] {
+                if !needs[input.index()] {
                     continue;
                 }
                 if let Some(gi) = self.vjp(id, slot, g)? {
@@ -103,9 +134,16 @@ impl Graph {
 
     /// Sums `g` over the axes along which `shape` was broadcast to `g`'s shape.
     pub fn unbroadcast(&mut self, g: NodeId, shape: &[usize]) -> Result<NodeId> {
+        self.check("unbroadcast", &[g])?;
         let gs = self.shape(g).to_vec();
         if gs == shape {
             return Ok(g);
+        }
+        if broadcast_shapes("unbroadcast", shape, &gs).ok().as_deref() != Some(&gs[..]) {
+            return Err(shape_err(
+                "unbroadcast",
+                format!("{shape:?} does not broadcast to the gradient's {gs:?}"),
+            ));
         }
         let lead = gs.len() - shape.len();
         let axes: Vec<i64> = (0..gs.len())
@@ -119,6 +157,52 @@ impl Graph {
         };
         let target: Vec<i64> = shape.iter().map(|&s| s as i64).collect();
         self.reshape(summed, &target)
+    }
+
+    /// The gradient flowing into input `slot` of the multi-result node `id`,
+    /// given the gradients of its results (`None` where a result has none).
+    fn multi_vjp(
+        &mut self,
+        id: NodeId,
+        slot: usize,
+        gs: &[Option<NodeId>],
+    ) -> Result<Option<NodeId>> {
+        let node = self.node(id).clone();
+        match &node.op {
+            Op::Moments { axes } => {
+                // d mean/dx = 1/M, d var/dx = 2(x − mean)/M, per slice.
+                let x = node.inputs[0];
+                let xs = self.shape(x).to_vec();
+                let m = axes.iter().map(|&a| xs[a]).product::<usize>() as f32;
+                let kept: Vec<i64> = xs
+                    .iter()
+                    .enumerate()
+                    .map(|(d, &s)| if axes.contains(&d) { 1 } else { s as i64 })
+                    .collect();
+                let mut total: Option<NodeId> = None;
+                if let Some(g_mean) = gs[0] {
+                    let g = self.reshape(g_mean, &kept)?;
+                    let u = self.scale(g, 1.0 / m)?;
+                    total = Some(self.expand(u, &xs)?);
+                }
+                if let Some(g_var) = gs[1] {
+                    let mean_shape = node.results[0].clone();
+                    let mean = self.push(Op::Output(0), vec![id], mean_shape);
+                    let mean = self.reshape(mean, &kept)?;
+                    let centred = self.sub(x, mean)?;
+                    let g = self.reshape(g_var, &kept)?;
+                    let t = self.mul(centred, g)?;
+                    let t = self.scale(t, 2.0 / m)?;
+                    total = Some(match total {
+                        Some(u) => self.add(u, t)?,
+                        None => t,
+                    });
+                }
+                let _ = slot;
+                Ok(total)
+            }
+            _ => Err(unsupported(&format!("gradients of {}", self.describe(id)))),
+        }
     }
 
     /// The gradient flowing into input `slot` of node `id`, given the node's
@@ -136,85 +220,11 @@ impl Graph {
             | Op::OptimizerStep { .. }
             | Op::RunningStats { .. }
             | Op::Accumulate { .. } => return Ok(None),
-            Op::BatchNormGradGamma { .. } | Op::BatchNormGradInput { .. } => {
-                return Err(unsupported("second derivatives of batch normalisation"))
-            }
-            Op::Dense {
-                activation,
-                trans_w,
-            } => {
-                let dz = activation_grad(self, *activation, id, g)?;
-                match slot {
-                    0 => self.matmul(dz, x(1), false, !trans_w)?,
-                    1 if *trans_w => self.matmul(dz, x(0), true, false)?,
-                    1 => self.matmul(x(0), dz, true, false)?,
-                    _ => self.sum(dz, &[0], false)?,
-                }
-            }
-            Op::BatchNorm {
-                axis,
-                eps,
-                batch_stats,
-            } => {
-                let (xx, stats, gamma) = (x(0), x(1), x(2));
-                let rank = self.shape(xx).len();
-                let others: Vec<i64> = (0..rank).filter(|d| d != axis).map(|d| d as i64).collect();
-                let dbeta = |gr: &mut Graph| gr.sum(g, &others, false);
-                let dgamma = |gr: &mut Graph| {
-                    let c = gr.shape(gamma).to_vec();
-                    Ok::<_, GraphError>(gr.push(
-                        Op::BatchNormGradGamma {
-                            axis: *axis,
-                            eps: *eps,
-                        },
-                        vec![xx, stats, g],
-                        c,
-                    ))
-                };
-                match slot {
-                    0 => {
-                        let mut inputs = vec![xx, stats, gamma, g];
-                        if *batch_stats {
-                            inputs.push(dbeta(self)?);
-                            inputs.push(dgamma(self)?);
-                        }
-                        let shape = self.shape(xx).to_vec();
-                        self.push(
-                            Op::BatchNormGradInput {
-                                axis: *axis,
-                                eps: *eps,
-                                batch_stats: *batch_stats,
-                                relu_input: false,
-                            },
-                            inputs,
-                            shape,
-                        )
-                    }
-                    // Batch statistics: their path is inside dx above.
-                    1 if *batch_stats => return Ok(None),
-                    1 => return Err(unsupported("gradients of fixed batch-norm statistics")),
-                    2 => dgamma(self)?,
-                    _ => dbeta(self)?,
-                }
-            }
-            Op::Moments { axis } => {
-                // d mean/dx = 1/M, d var/dx = 2(x − mean)/M, per channel.
-                let xs = self.shape(x(0)).to_vec();
-                let c = xs[*axis];
-                let m = (xs.iter().product::<usize>() / c) as f32;
-                let mut row = vec![1usize; xs.len()];
-                row[*axis] = c;
-                let pick = |gr: &mut Graph, t: NodeId, r: usize| -> Result<NodeId> {
-                    let s = gr.slice(t, 0, r, r + 1)?;
-                    gr.reshape_to(s, &row)
-                };
-                let (g_mean, g_var, mean) =
-                    (pick(self, g, 0)?, pick(self, g, 1)?, pick(self, id, 0)?);
-                let centred = self.sub(x(0), mean)?;
-                let t = self.mul(centred, g_var)?;
-                let t = self.scale(t, 2.0 / m)?;
-                let u = self.scale(g_mean, 1.0 / m)?;
-                self.add(t, u)?
+            Op::Moments { .. } | Op::Output(_) => {
+                return Err(GraphError::Invalid(format!(
+                    "autodiff: {} is differentiated through its results",
+                    self.describe(id)
+                )))
             }
             Op::Unary(op) => match unary_vjp(self, *op, x(0), id, g)? {
                 Some(v) => v,
@@ -280,9 +290,9 @@ impl Graph {
                         BinaryOp::ReluGrad
                         | BinaryOp::SigmoidGrad
                         | BinaryOp::TanhGrad
+                        | BinaryOp::HardSigmoidGrad
                         | BinaryOp::BceGrad
-                        | BinaryOp::BceLogitsGrad
-                        | BinaryOp::SigmoidBceGrad,
+                        | BinaryOp::BceLogitsGrad,
                         _,
                     ) => return Err(unsupported(&format!("second derivatives ({op:?})"))),
                     // comparisons and accuracy are piecewise constant
@@ -413,55 +423,6 @@ fn unsupported(what: &str) -> GraphError {
     GraphError::Invalid(format!("autodiff: {what} are not supported"))
 }
 
-/// The upstream gradient through a fused activation, from the op's output `y`.
-fn activation_grad(gr: &mut Graph, act: Activation, y: NodeId, g: NodeId) -> Result<NodeId> {
-    // relu then batch norm: the batch norm's input gradient carries the relu's too.
-    if let (
-        Activation::Relu,
-        Op::BatchNormGradInput {
-            axis,
-            eps,
-            batch_stats,
-            relu_input: false,
-        },
-    ) = (act, &gr.node(g).op)
-    {
-        if gr.node(g).inputs[0] == y {
-            let op = Op::BatchNormGradInput {
-                axis: *axis,
-                eps: *eps,
-                batch_stats: *batch_stats,
-                relu_input: true,
-            };
-            let (inputs, shape) = (gr.node(g).inputs.clone(), gr.shape(g).to_vec());
-            return Ok(gr.push(op, inputs, shape));
-        }
-    }
-    // sigmoid then binary cross-entropy: g = c·BceGrad(y, t) for a constant
-    // c; through the sigmoid that is c·(y − t), one pass and no cancellation.
-    if act == Activation::Sigmoid && gr.node(g).op == Op::Binary(BinaryOp::Mul) {
-        let ins = gr.node(g).inputs.clone();
-        for (c, bce) in [(ins[0], ins[1]), (ins[1], ins[0])] {
-            let n = gr.node(bce);
-            if matches!(gr.node(c).op, Op::Const(_))
-                && n.op == Op::Binary(BinaryOp::BceGrad)
-                && n.inputs[0] == y
-            {
-                let t = n.inputs[1];
-                let d = gr.binary(BinaryOp::SigmoidBceGrad, y, t)?;
-                return gr.mul(c, d);
-            }
-        }
-    }
-    let op = match act {
-        Activation::None => return Ok(g),
-        Activation::Relu => BinaryOp::ReluGrad,
-        Activation::Sigmoid => BinaryOp::SigmoidGrad,
-        Activation::Tanh => BinaryOp::TanhGrad,
-    };
-    gr.binary(op, y, g)
-}
-
 /// The VJP of a unary op `out = op(x)` for upstream `g`.
 fn unary_vjp(
     gr: &mut Graph,
@@ -518,6 +479,7 @@ fn unary_vjp(
             gr.scale(t, 2.0)?
         }
         UnaryOp::Sign | UnaryOp::Step => return Ok(None),
+        UnaryOp::HardSigmoid => gr.binary(BinaryOp::HardSigmoidGrad, x, g)?,
         UnaryOp::Scale(s) => gr.scale(g, s)?,
         UnaryOp::PowScalar(p) => {
             let t = gr.unary(UnaryOp::PowScalar(p - 1.0), x)?;

@@ -1,472 +1,759 @@
-//! Plan-level fusions: patterns in a compiled graph that one kernel can
-//! compute where the graph says two (a batch norm and the dropout of its
-//! output, a binary op and the accumulator that sums it, Adam steps on
-//! several parameters, …). Each detector returns which nodes it folds; the
-//! plan skips those and has the surviving node's kernel compute them, after
-//! extending the folded operands' lifetimes to that kernel.
-//! On CPU adapters every dispatch has a fixed cost, so these matter there most.
+//! The fusion pass: which nodes share a kernel. It works by rule on any
+//! graph, in three steps.
+//!
+//! 1. **Inlining.** An elementwise node (map, broadcast, select, dropout) is
+//!    computed inside every kernel that reads it, never stored, when all its
+//!    readers can take it in: other elementwise nodes, the value a reduction
+//!    reduces (its prologue), or the value an in-place update writes. Views
+//!    (slices, transposes) are inlined as the layout through which their
+//!    stored input is read. Everything else is *materialised*: it gets a
+//!    buffer and is the root of a kernel of its own.
+//! 2. **Groups.** Each materialised node roots a group over an iteration
+//!    space: elementwise roots over their shape, reductions over their
+//!    input's shape and axes, matrix products over their output, other ops
+//!    on their own.
+//! 3. **Merging.** Groups over the same iteration space merge when no
+//!    dependency path leaves one and re-enters the other: elementwise groups
+//!    with each other (one kernel storing several results), into a product's
+//!    epilogue (bias, activation, scaling, dropout, residual additions), and
+//!    into a reduction's pass (stored on the way); reductions over the same
+//!    axes share their pass. Running statistics join the batch moments they
+//!    are moved toward, and Adam steps on one hyperparameter input share
+//!    grouped kernels.
+//!
+//! What stays special, and why: batch moments are one op (two passes in one
+//! kernel, since the one-pass variance cancels catastrophically); the
+//! grouped Adam kernels read four parameters per dispatch (PyTorch's foreach
+//! optimizers), which a per-shape fusion cannot express; softmax and
+//! concatenation keep their own kernels.
 
-use kiln_backend::ops::batchnorm::{normalize_dropout_kernel, ChannelLayout};
-use kiln_backend::ops::elementwise::{
-    accumulate_binary_kernel, accumulate_binary_pair_kernel, scaled_binary_kernel, Operand,
-};
-use kiln_backend::ops::matmul::MatmulDropout;
-use kiln_backend::ops::optim::{adam_group_kernel, AdamSlot};
-use kiln_backend::{BinaryOp, Buffer, DType, Device, Kernel, ReduceOp, StridedLayout};
+use std::collections::{BTreeMap, HashMap};
 
-use crate::error::Result;
-use crate::graph::{Graph, NodeId, Op};
-use crate::plan::matmul_node_kernel;
+use kiln_backend::ops::optim::UpdateRule;
 
-/// How many live nodes (and outputs) read each node.
-fn reader_counts(graph: &Graph, live: &[bool], outputs: &[NodeId]) -> Vec<usize> {
-    let nodes = graph.nodes();
-    let mut readers = vec![0usize; nodes.len()];
-    for i in (0..nodes.len()).filter(|&i| live[i]) {
-        for x in &nodes[i].inputs {
-            readers[x.0] += 1;
-        }
-    }
-    for o in outputs {
-        readers[o.0] += 1;
-    }
-    readers
+use crate::graph::{Graph, Op};
+
+/// How the pass treats a node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Class {
+    /// Inputs, parameters, constants: storage of their own, no kernel.
+    Leaf,
+    /// A reshape (its input's storage) or a result of a multi-result node
+    /// (storage its producer writes).
+    Alias,
+    /// Elementwise: computed wherever it is read, or stored by its own group.
+    Map,
+    /// A slice or transpose: read through a layout, or copied when stored.
+    View,
+    /// A reduction, batch moments, or a one-element accumulator of a sum.
+    Reduction,
+    /// An in-place elementwise update (assign, accumulate, running statistics).
+    Update,
+    /// A matrix product.
+    Gemm,
+    /// An op with its own kernels (softmax, concatenation, optimizer steps).
+    Single,
 }
 
-/// Binary ops read only by a one-element accumulator, with operands of the
-/// op's own shape: the accumulator computes them as it sums
-/// (`accumulate_binary_kernel`), so their values never need a pass or a buffer.
-pub(crate) fn folded_into_accumulators(
-    graph: &Graph,
-    live: &[bool],
-    outputs: &[NodeId],
-) -> Vec<bool> {
-    let nodes = graph.nodes();
-    let mut readers = vec![0usize; nodes.len()];
-    let mut reader = vec![None; nodes.len()];
-    for i in (0..nodes.len()).filter(|&i| live[i]) {
-        for x in &nodes[i].inputs {
-            readers[x.0] += 1;
-            reader[x.0] = Some(i);
-        }
-    }
-    for o in outputs {
-        readers[o.0] += 1;
-    }
-    (0..nodes.len())
-        .map(|v| {
-            let node = &nodes[v];
-            let same_shapes = node.inputs.iter().all(|x| graph.shape(*x) == node.shape);
-            live[v]
-                && matches!(node.op, Op::Binary(_))
-                && same_shapes
-                && readers[v] == 1
-                && reader[v].is_some_and(|r| {
-                    matches!(nodes[r].op, Op::Accumulate { .. })
-                        && nodes[r].numel() == 1
-                        && nodes[r].inputs[1] == NodeId(v)
-                })
-        })
-        .collect()
-}
-
-/// Batch norms and matrix products read only by a dropout of their output:
-/// the dropout's kernel normalises (or multiplies) and drops in one pass.
-pub(crate) fn folded_into_dropout(graph: &Graph, live: &[bool], outputs: &[NodeId]) -> Vec<bool> {
-    let nodes = graph.nodes();
-    let readers = reader_counts(graph, live, outputs);
-    let mut folded = vec![false; nodes.len()];
-    for d in (0..nodes.len()).filter(|&d| live[d]) {
-        if matches!(nodes[d].op, Op::Dropout { .. }) {
-            let b = nodes[d].inputs[0];
-            let producer = matches!(
-                nodes[b.0].op,
-                Op::BatchNorm { .. } | Op::MatMul { .. } | Op::Dense { .. }
-            );
-            if producer && readers[b.0] == 1 && nodes[b.0].shape == nodes[d].shape {
-                folded[b.0] = true;
-            }
-        }
-    }
-    folded
-}
-
-/// A dropout of a folded batch norm or matrix product, as one kernel; `None`
-/// for any other node.
-pub(crate) fn dropout_folded(
-    device: &Device,
-    graph: &Graph,
-    id: NodeId,
-    folded: &[bool],
-    buffer: &dyn Fn(NodeId) -> Buffer,
-) -> Result<Option<Kernel>> {
-    let node = graph.node(id);
-    let Op::Dropout { rate, seed } = node.op else {
-        return Ok(None);
-    };
-    let bn = node.inputs[0];
-    if !folded[bn.0] {
-        return Ok(None);
-    }
-    let Op::BatchNorm { axis, eps, .. } = graph.node(bn).op else {
-        let step = buffer(node.inputs[1]);
-        let dropout = MatmulDropout {
-            step: &step,
-            seed,
-            rate,
-        };
-        return Ok(Some(matmul_node_kernel(
-            device,
-            graph,
-            bn,
-            &buffer(id),
-            buffer,
-            Some(dropout),
-        )?));
-    };
-    let x = &graph.node(bn).inputs;
-    Ok(Some(normalize_dropout_kernel(
-        device,
-        &buffer(id),
-        &buffer(x[0]),
-        &buffer(x[1]),
-        &buffer(x[2]),
-        &buffer(x[3]),
-        ChannelLayout::of(graph.shape(x[0]), axis)?,
-        eps,
-        &buffer(node.inputs[1]),
-        seed,
-        rate,
-    )?))
-}
-
-/// The uniform value of a constant whose elements are all equal.
-pub(crate) fn uniform_constant(graph: &Graph, id: NodeId) -> Option<f32> {
-    match &graph.node(id).op {
-        Op::Const(v) if v.iter().all(|&x| x.to_bits() == v[0].to_bits()) => Some(v[0]),
-        _ => None,
+pub(crate) fn class(graph: &Graph, i: usize) -> Class {
+    let node = &graph.nodes()[i];
+    match &node.op {
+        Op::Input(_) | Op::Param { .. } | Op::Const(_) => Class::Leaf,
+        Op::Reshape | Op::Output(_) => Class::Alias,
+        Op::Unary(_) | Op::Binary(_) | Op::Select | Op::Expand | Op::Dropout { .. } => Class::Map,
+        Op::Slice { .. } | Op::Permute(_) => Class::View,
+        Op::Reduce { .. } | Op::Moments { .. } => Class::Reduction,
+        Op::Accumulate { .. } if node.numel() == 1 => Class::Reduction,
+        Op::Assign | Op::Accumulate { .. } | Op::RunningStats { .. } => Class::Update,
+        Op::MatMul { .. } => Class::Gemm,
+        Op::Softmax { .. } | Op::Concat { .. } | Op::OptimizerStep { .. } => Class::Single,
     }
 }
 
-/// The binary op of `c · op(a, b)` (a product with a uniform constant), when
-/// `op(a, b)` is read by nothing else and has the product's shape: the
-/// product's kernel computes it with the factor applied.
-pub(crate) fn folded_into_scaling(graph: &Graph, live: &[bool], outputs: &[NodeId]) -> Vec<bool> {
-    let nodes = graph.nodes();
-    let readers = reader_counts(graph, live, outputs);
-    let mut folded = vec![false; nodes.len()];
-    for m in (0..nodes.len()).filter(|&m| live[m]) {
-        if let Some((_, inner)) = scaled_product(graph, NodeId(m)) {
-            if readers[inner.0] == 1 && graph.shape(inner) == nodes[m].shape.as_slice() {
-                folded[inner.0] = true;
-            }
-        }
-    }
-    folded
+/// True for a reshape that only inserts or removes axes of size 1: the same
+/// elements in the same order, so it can be evaluated inside a kernel (see
+/// `kernels.rs`' frames) rather than needing its input stored.
+pub(crate) fn unit_reshape(graph: &Graph, i: usize) -> bool {
+    let node = &graph.nodes()[i];
+    node.op == Op::Reshape && same_elements(&node.shape, graph.shape(node.inputs[0]))
 }
 
-/// (factor, binary node) when `id` is a product of a uniform constant and a
-/// binary op.
-pub(crate) fn scaled_product(graph: &Graph, id: NodeId) -> Option<(f32, NodeId)> {
-    let node = graph.node(id);
-    if node.op != Op::Binary(BinaryOp::Mul) {
-        return None;
-    }
-    let (a, b) = (node.inputs[0], node.inputs[1]);
-    let is_binary = |x: NodeId| matches!(graph.node(x).op, Op::Binary(_));
-    match (uniform_constant(graph, a), uniform_constant(graph, b)) {
-        (Some(c), _) if is_binary(b) => Some((c, b)),
-        (_, Some(c)) if is_binary(a) => Some((c, a)),
-        _ => None,
-    }
+/// Two shapes with the same axes once those of size 1 are dropped.
+pub(crate) fn same_elements(a: &[usize], b: &[usize]) -> bool {
+    a.iter()
+        .filter(|&&d| d != 1)
+        .eq(b.iter().filter(|&&d| d != 1))
 }
 
-/// The product of a folded binary op and its constant, as one kernel.
-pub(crate) fn scaling_folded(
-    device: &Device,
-    graph: &Graph,
-    id: NodeId,
-    folded: &[bool],
-    buffer: &dyn Fn(NodeId) -> Buffer,
-) -> Result<Option<Kernel>> {
-    let Some((c, inner)) = scaled_product(graph, id) else {
-        return Ok(None);
-    };
-    if !folded[inner.0] {
-        return Ok(None);
-    }
-    let v = graph.node(inner);
-    let Op::Binary(op) = v.op else {
-        return Ok(None);
-    };
-    let what = graph.describe(inner);
-    let layout =
-        |x: NodeId| StridedLayout::contiguous(graph.shape(x)).broadcast_to(&what, &v.shape);
-    let (a, b) = (buffer(v.inputs[0]), buffer(v.inputs[1]));
-    Ok(Some(scaled_binary_kernel(
-        device,
-        op,
-        c,
-        &buffer(id),
-        0,
-        Operand {
-            buffer: &a,
-            layout: layout(v.inputs[0])?,
-        },
-        Operand {
-            buffer: &b,
-            layout: layout(v.inputs[1])?,
-        },
-    )?))
+/// The iteration space of a group.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Space {
+    /// Elementwise over a shape.
+    Map(Vec<usize>),
+    /// A reduction over `axes` of `shape`.
+    Reduce { shape: Vec<usize>, axes: Vec<usize> },
+    /// The product of node `anchor`, its epilogue over its output shape.
+    Gemm { anchor: usize, shape: Vec<usize> },
+    /// One node with kernels of its own.
+    Single(usize),
+    /// Adam steps run as grouped kernels.
+    Adam(Vec<usize>),
 }
 
-/// For a one-element accumulator of a folded binary op, the next such
-/// accumulator over the same two operands (the loss and a metric of the same
-/// predictions): both are fed from one pass.
-pub(crate) fn paired_accumulators(
-    graph: &Graph,
-    live: &[bool],
-    folded: &[bool],
-) -> Vec<Option<NodeId>> {
-    let nodes = graph.nodes();
-    let operands = |i: usize| -> Option<&[NodeId]> {
-        let n = &nodes[i];
-        match n.op {
-            Op::Accumulate { .. } if n.numel() == 1 && folded[n.inputs[1].0] => {
-                Some(nodes[n.inputs[1].0].inputs.as_slice())
+impl Space {
+    /// The shape a merge compares, for the spaces that can merge.
+    fn shape(&self) -> Option<&[usize]> {
+        match self {
+            Space::Map(s) | Space::Reduce { shape: s, .. } | Space::Gemm { shape: s, .. } => {
+                Some(s)
             }
             _ => None,
         }
-    };
-    let mut pairs = vec![None; nodes.len()];
-    let mut taken = vec![false; nodes.len()];
-    for i in (0..nodes.len()).filter(|&i| live[i]) {
-        let Some(ops) = operands(i) else { continue };
-        if taken[i] {
-            continue;
-        }
-        let partner = (i + 1..nodes.len())
-            .filter(|&j| live[j] && !taken[j])
-            .find(|&j| operands(j) == Some(ops));
-        if let Some(j) = partner {
-            pairs[i] = Some(NodeId(j));
-            taken[i] = true;
-            taken[j] = true;
-        }
     }
-    pairs
 }
 
-/// Two paired accumulators as one kernel.
-pub(crate) fn accumulate_pair(
-    device: &Device,
-    graph: &Graph,
-    accs: [NodeId; 2],
-    buffer: &dyn Fn(NodeId) -> Buffer,
-) -> Result<Kernel> {
-    let parts = accs.map(|id| {
-        let node = graph.node(id);
-        let (Op::Accumulate { keep, scale }, Op::Binary(op)) =
-            (&node.op, &graph.node(node.inputs[1]).op)
-        else {
-            unreachable!("paired accumulators sum folded binary ops");
-        };
-        (*keep, *scale, *op, node.inputs[1])
-    });
-    let v = graph.node(parts[0].3);
-    let (a, b) = (buffer(v.inputs[0]), buffer(v.inputs[1]));
-    let layout = StridedLayout::contiguous(&v.shape);
-    let (acc0, acc1) = (buffer(accs[0]), buffer(accs[1]));
-    Ok(accumulate_binary_pair_kernel(
-        device,
-        [parts[0].2, parts[1].2],
-        [&acc0, &acc1],
-        Operand {
-            buffer: &a,
-            layout: layout.clone(),
-        },
-        Operand { buffer: &b, layout },
-        [parts[0].0, parts[1].0],
-        [parts[0].1, parts[1].1],
-    )?)
+/// A set of nodes computed by one kernel (or, for [`Space::Single`] and
+/// [`Space::Adam`], by the node's own kernels).
+#[derive(Clone, Debug)]
+pub(crate) struct Group {
+    pub space: Space,
+    /// Nodes evaluated inside, in graph order: inlined producers and the
+    /// materialised roots.
+    pub members: Vec<usize>,
+    /// Materialised members of the group (roots of merged groups).
+    pub roots: Vec<usize>,
 }
 
-/// The accumulator of a folded binary op, as one kernel; `None` for any other node.
-pub(crate) fn accumulate_folded(
-    device: &Device,
-    graph: &Graph,
-    id: NodeId,
-    folded: &[bool],
-    buffer: &dyn Fn(NodeId) -> Buffer,
-) -> Result<Option<Kernel>> {
-    let node = graph.node(id);
-    let Op::Accumulate { keep, scale } = node.op else {
-        return Ok(None);
-    };
-    let value = node.inputs[1];
-    if !folded[value.0] {
-        return Ok(None);
+/// The fusion decisions for a graph.
+pub(crate) struct Fused {
+    pub groups: Vec<Group>,
+    /// For every materialised node, the group that computes it.
+    pub producer: Vec<Option<usize>>,
+    /// Whether each node has storage of its own (or is an alias of one).
+    pub materialised: Vec<bool>,
+}
+
+/// The storage a node's value lives in: itself, or what it aliases (a
+/// reshape its input's, an in-place update the parameter it writes).
+pub(crate) fn storage_root(graph: &Graph, mut i: usize) -> usize {
+    let nodes = graph.nodes();
+    while nodes[i].op == Op::Reshape || nodes[i].op.is_update() {
+        i = nodes[i].inputs[0].index();
     }
-    let v = graph.node(value);
-    let Op::Binary(op) = v.op else {
-        return Ok(None);
-    };
-    let (a, b) = (buffer(v.inputs[0]), buffer(v.inputs[1]));
-    let layout = StridedLayout::contiguous(&v.shape);
-    Ok(Some(accumulate_binary_kernel(
-        device,
-        op,
-        &buffer(id),
-        Operand {
-            buffer: &a,
-            layout: layout.clone(),
-        },
-        Operand { buffer: &b, layout },
-        keep,
-        scale,
-    )?))
+    i
 }
 
-/// For each BatchNormGradGamma node, the earlier sum of the same upstream
-/// gradient over every axis but the channel one (the gradient of beta), when
-/// nothing reads that sum before the gamma gradient: both come from one pass.
-pub(crate) fn beta_sums_into_gamma(
+/// Runs the pass. `outputs` are materialised; `max_buffers` bounds the
+/// buffers one kernel binds (the adapter's storage-buffer limit, less one for
+/// the parameter words). With `enabled` false every node keeps a kernel of
+/// its own.
+pub(crate) fn fuse(
     graph: &Graph,
     live: &[bool],
-    outputs: &[NodeId],
-) -> Vec<Option<NodeId>> {
+    outputs: &[usize],
+    enabled: bool,
+    max_buffers: usize,
+) -> Fused {
     let nodes = graph.nodes();
-    let mut first_reader = vec![usize::MAX; nodes.len()];
-    for i in (0..nodes.len()).filter(|&i| live[i]) {
+    let n = nodes.len();
+    let classes: Vec<Class> = (0..n).map(|i| class(graph, i)).collect();
+    let mut readers: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for i in (0..n).filter(|&i| live[i]) {
         for x in &nodes[i].inputs {
-            first_reader[x.0] = first_reader[x.0].min(i);
+            if !readers[x.index()].contains(&i) {
+                readers[x.index()].push(i);
+            }
         }
     }
-    for o in outputs {
-        first_reader[o.0] = 0;
-    }
-    let mut fused = vec![None; nodes.len()];
-    for g in (0..nodes.len()).filter(|&g| live[g]) {
-        let Op::BatchNormGradGamma { axis, .. } = nodes[g].op else {
+    let is_output: Vec<bool> = {
+        let mut v = vec![false; n];
+        for &o in outputs {
+            v[o] = true;
+        }
+        v
+    };
+    let mut forced = vec![false; n];
+    // Inlining tries, and where a kernel would bind too many buffers, the
+    // heaviest inlined node is stored instead and the pass runs again.
+    loop {
+        let (materialised, homes) = inline(
+            graph, live, &classes, &readers, &is_output, &forced, enabled,
+        );
+        let mut groups = initial_groups(graph, live, &classes, &materialised, &homes);
+        if enabled {
+            merge_groups(graph, &mut groups, &materialised, max_buffers);
+        }
+        if let Some(node) = too_wide(graph, &groups, &materialised, max_buffers) {
+            forced[node] = true;
             continue;
+        }
+        let producer = producers(&groups, n);
+        return Fused {
+            groups,
+            producer,
+            materialised,
         };
-        let dy = nodes[g].inputs[2];
-        let rank = graph.shape(dy).len();
-        let others: Vec<usize> = (0..rank).filter(|&d| d != axis).collect();
-        let sum = (0..g).filter(|&r| live[r]).find(|&r| {
-            nodes[r].inputs.first() == Some(&dy)
-                && nodes[r].op
-                    == (Op::Reduce {
-                        op: ReduceOp::Sum,
-                        axes: others.clone(),
-                    })
-                && nodes[r].shape == nodes[g].shape
-                && first_reader[r] > g
-                && !fused.contains(&Some(NodeId(r)))
-        });
-        fused[g] = sum.map(NodeId);
     }
-    fused
 }
 
-/// For each Moments node, the running-statistics update that reads it, when
-/// the two can be one kernel: nothing between them reads the running
-/// statistics (the update moves earlier, to the moments' place).
-pub(crate) fn running_stats_into_moments(graph: &Graph, live: &[bool]) -> Vec<Option<NodeId>> {
+/// The group computing each materialised node (of `n`).
+fn producers(groups: &[Group], n: usize) -> Vec<Option<usize>> {
+    let mut producer = vec![None; n];
+    for (g, group) in groups.iter().enumerate() {
+        for &r in &group.roots {
+            producer[r] = Some(g);
+        }
+    }
+    producer
+}
+
+/// Decides which nodes are inlined, and into which roots' groups.
+fn inline(
+    graph: &Graph,
+    live: &[bool],
+    classes: &[Class],
+    readers: &[Vec<usize>],
+    is_output: &[bool],
+    forced: &[bool],
+    enabled: bool,
+) -> (Vec<bool>, Vec<Vec<usize>>) {
     let nodes = graph.nodes();
-    let mut fused = vec![None; nodes.len()];
-    for r in (0..nodes.len()).filter(|&r| live[r]) {
-        if !matches!(nodes[r].op, Op::RunningStats { .. }) {
+    let n = nodes.len();
+    let mut materialised = vec![false; n];
+    let mut homes: Vec<Vec<usize>> = vec![Vec::new(); n];
+    // Views need their input addressable: stored, or itself a view.
+    let mut must_store = forced.to_vec();
+    // The iteration shape of the group a root anchors.
+    let space_shape = |r: usize| -> Vec<usize> {
+        match classes[r] {
+            Class::Reduction => match &nodes[r].op {
+                Op::Accumulate { .. } => nodes[r].inputs[1],
+                _ => nodes[r].inputs[0],
+            }
+            .pipe(|x| graph.shape(x).to_vec()),
+            _ => nodes[r].shape.clone(),
+        }
+    };
+    for i in (0..n).rev().filter(|&i| live[i]) {
+        match classes[i] {
+            Class::Map | Class::View => {}
+            Class::Alias if unit_reshape(graph, i) => {}
+            _ => {
+                materialised[i] = true;
+                continue;
+            }
+        }
+        let mut fusable = enabled && !is_output[i] && !must_store[i];
+        let mut home: Vec<usize> = Vec::new();
+        for &r in &readers[i] {
+            if !fusable {
+                break;
+            }
+            let slot_ok = |slots: &[usize]| {
+                nodes[r]
+                    .inputs
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, x)| x.index() == i)
+                    .all(|(k, _)| slots.contains(&k))
+            };
+            let ok = match (classes[r], &nodes[r].op) {
+                (Class::Map, Op::Dropout { .. }) => slot_ok(&[0]),
+                (Class::Map, _) => true,
+                // A unit reshape computed in its readers' kernels.
+                (Class::Alias, Op::Reshape) => !materialised[r],
+                // A view's input must be addressable: another view, not a map.
+                (Class::View, _) => classes[i] == Class::View,
+                (Class::Reduction, Op::Accumulate { .. }) => slot_ok(&[1]),
+                (Class::Reduction, _) => slot_ok(&[0]),
+                (Class::Update, Op::Assign) => slot_ok(&[1]),
+                (Class::Update, Op::Accumulate { .. }) => {
+                    slot_ok(&[1]) && graph.shape(nodes[r].inputs[0]) == nodes[i].shape.as_slice()
+                }
+                (Class::Update, Op::RunningStats { .. }) => slot_ok(&[2, 3]),
+                _ => false,
+            };
+            if !ok {
+                fusable = false;
+                break;
+            }
+            let targets: Vec<usize> = if materialised[r] {
+                vec![r]
+            } else {
+                homes[r].clone()
+            };
+            for t in targets {
+                if !home.contains(&t) {
+                    home.push(t);
+                }
+            }
+        }
+        // Dropout counts elements in its own shape: only spaces of that shape.
+        if fusable && matches!(nodes[i].op, Op::Dropout { .. }) {
+            fusable = home
+                .iter()
+                .all(|&h| same_elements(&space_shape(h), &nodes[i].shape));
+        }
+        if fusable && home.is_empty() {
+            fusable = false;
+        }
+        if fusable {
+            homes[i] = home;
+            if classes[i] == Class::View {
+                let x = nodes[i].inputs[0].index();
+                if classes[x] == Class::Map {
+                    must_store[x] = true;
+                }
+            }
+        } else {
+            materialised[i] = true;
+            // Stored views and maps read their inputs as any root does.
+        }
+    }
+    (materialised, homes)
+}
+
+trait Pipe: Sized {
+    fn pipe<T>(self, f: impl FnOnce(Self) -> T) -> T {
+        f(self)
+    }
+}
+impl<T> Pipe for T {}
+
+fn initial_groups(
+    graph: &Graph,
+    live: &[bool],
+    classes: &[Class],
+    materialised: &[bool],
+    homes: &[Vec<usize>],
+) -> Vec<Group> {
+    let nodes = graph.nodes();
+    let mut inlined_into: HashMap<usize, Vec<usize>> = HashMap::new();
+    for (i, h) in homes.iter().enumerate() {
+        for &r in h {
+            inlined_into.entry(r).or_default().push(i);
+        }
+    }
+    let mut groups = Vec::new();
+    for r in (0..nodes.len()).filter(|&r| live[r] && materialised[r]) {
+        let space = match classes[r] {
+            Class::Leaf | Class::Alias => continue,
+            Class::Map | Class::View | Class::Update => Space::Map(nodes[r].shape.clone()),
+            Class::Reduction => match &nodes[r].op {
+                Op::Reduce { axes, .. } | Op::Moments { axes } => {
+                    let shape = graph.shape(nodes[r].inputs[0]).to_vec();
+                    let axes = canonical_axes(&shape, axes);
+                    Space::Reduce { shape, axes }
+                }
+                _ => {
+                    let shape = graph.shape(nodes[r].inputs[1]).to_vec();
+                    let axes = canonical_axes(&shape, &(0..shape.len()).collect::<Vec<_>>());
+                    Space::Reduce { shape, axes }
+                }
+            },
+            Class::Gemm => Space::Gemm {
+                anchor: r,
+                shape: nodes[r].shape.clone(),
+            },
+            Class::Single => Space::Single(r),
+        };
+        let mut members = inlined_into.remove(&r).unwrap_or_default();
+        members.push(r);
+        members.sort_unstable();
+        groups.push(Group {
+            space,
+            members,
+            roots: vec![r],
+        });
+    }
+    groups
+}
+
+/// The groups each group reads from (by materialised inputs, and by the
+/// order of in-place updates against every other read of what they write).
+pub(crate) fn dependencies(
+    graph: &Graph,
+    groups: &[Group],
+    materialised: &[bool],
+) -> Vec<Vec<usize>> {
+    let nodes = graph.nodes();
+    let n = nodes.len();
+    let mut producer = producers(groups, n);
+    // Output(k) nodes are written by their tuple's group.
+    for i in 0..n {
+        if let Op::Output(_) = nodes[i].op {
+            producer[i] = producer[nodes[i].inputs[0].index()];
+        }
+    }
+    let mut deps: Vec<Vec<usize>> = vec![Vec::new(); groups.len()];
+    let add = |deps: &mut Vec<Vec<usize>>, from: usize, to: usize| {
+        if from != to && !deps[to].contains(&from) {
+            deps[to].push(from);
+        }
+    };
+    // Which parameter each read touches, with the reading node.
+    let mut param_reads: BTreeMap<u64, Vec<(usize, usize)>> = BTreeMap::new();
+    for (g, group) in groups.iter().enumerate() {
+        let steps: Vec<usize> = match &group.space {
+            Space::Adam(s) => s.clone(),
+            _ => group.members.clone(),
+        };
+        for &m in &steps {
+            for x in &nodes[m].inputs {
+                let root = storage_root(graph, x.index());
+                if let Op::Param { param, .. } = &nodes[root].op {
+                    param_reads.entry(param.id()).or_default().push((m, g));
+                }
+                if steps.contains(&x.index()) {
+                    continue;
+                }
+                if let Some(p) = producer[root] {
+                    add(&mut deps, p, g);
+                } else if materialised[root] {
+                    // a leaf: no producer
+                }
+            }
+        }
+    }
+    // An update runs after every earlier read of what it writes, and before
+    // every later one.
+    for reads in param_reads.values() {
+        for &(u, ug) in reads {
+            let node = &nodes[u];
+            if !node.op.is_update() {
+                continue;
+            }
+            let written: Vec<u64> = node
+                .op
+                .written_inputs(node.inputs.len())
+                .iter()
+                .filter_map(
+                    |&k| match &nodes[storage_root(graph, node.inputs[k].index())].op {
+                        Op::Param { param, .. } => Some(param.id()),
+                        _ => None,
+                    },
+                )
+                .collect();
+            for pid in written {
+                for &(r, rg) in &param_reads[&pid] {
+                    if r < u {
+                        add(&mut deps, rg, ug);
+                    } else if r > u {
+                        add(&mut deps, ug, rg);
+                    }
+                }
+            }
+        }
+    }
+    deps
+}
+
+/// True when `to` is reachable from `from` along dependencies (`deps[g]`
+/// lists what g reads from), other than by the direct edge.
+fn reaches_indirectly(deps: &[Vec<usize>], from: usize, to: usize) -> bool {
+    // Walk backwards from `to` through its dependencies, skipping `from`
+    // itself as a direct predecessor.
+    let mut seen = vec![false; deps.len()];
+    let mut stack: Vec<usize> = deps[to].iter().copied().filter(|&d| d != from).collect();
+    while let Some(g) = stack.pop() {
+        if g == from {
+            return true;
+        }
+        if std::mem::replace(&mut seen[g], true) {
             continue;
         }
-        let (running, moments) = (nodes[r].inputs[0], nodes[r].inputs[1]);
-        if !matches!(nodes[moments.0].op, Op::Moments { .. }) || fused[moments.0].is_some() {
+        stack.extend(deps[g].iter().copied());
+    }
+    false
+}
+
+/// Whether merging groups `a` and `b` keeps the schedule acyclic.
+fn can_merge(deps: &[Vec<usize>], a: usize, b: usize) -> bool {
+    !reaches_indirectly(deps, a, b) && !reaches_indirectly(deps, b, a)
+}
+
+/// Whether every value `to` reads from `from` can be handed over inside one
+/// kernel: an elementwise value (or the product of a GEMM), read at the same
+/// element of the shared iteration space by an elementwise member or as what
+/// a reduction reduces. A reduction's result, a product's operand, or a
+/// value read through a reshape or a broadcast must be stored first.
+fn hand_over(graph: &Graph, from: &Group, to: &Group, shape: &[usize]) -> bool {
+    let nodes = graph.nodes();
+    let produced = |x: usize| {
+        from.roots.contains(&x)
+            || matches!(nodes[x].op, Op::Output(_))
+                && from.roots.contains(&nodes[x].inputs[0].index())
+    };
+    for &m in &to.members {
+        if from.members.contains(&m) {
             continue;
         }
-        let Op::Param { name, .. } = &nodes[running.0].op else {
+        for (slot, x) in nodes[m].inputs.iter().enumerate() {
+            let root = storage_root(graph, x.index());
+            if !produced(root) {
+                continue;
+            }
+            let x = x.index();
+            let elementwise_reader = match (class(graph, m), &nodes[m].op) {
+                (Class::Map, Op::Dropout { .. }) => slot == 0,
+                (Class::Map, _) => true,
+                (Class::Update, Op::Assign) => slot == 1,
+                (Class::Update, Op::Accumulate { .. }) => slot == 1,
+                (Class::Reduction, Op::Accumulate { .. }) => slot == 1,
+                (Class::Reduction, _) => slot == 0,
+                _ => false,
+            };
+            let same_element = x == root && nodes[x].shape == shape;
+            let stored_value = matches!(class(graph, x), Class::Map | Class::View | Class::Update)
+                || matches!(from.space, Space::Gemm { anchor, .. } if anchor == x);
+            if !(elementwise_reader && same_element && stored_value) {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+/// The space two groups make together, if they can share a kernel.
+fn merged_space(a: &Space, b: &Space) -> Option<Space> {
+    if a.shape()? != b.shape()? {
+        return None;
+    }
+    match (a, b) {
+        (Space::Map(_), other) | (other, Space::Map(_)) => Some(other.clone()),
+        (Space::Reduce { axes: x, .. }, Space::Reduce { axes: y, .. }) if x == y => Some(a.clone()),
+        _ => None,
+    }
+}
+
+/// Reduced axes of size 1 change nothing: they are dropped, so reductions
+/// that differ only in them share a space.
+fn canonical_axes(shape: &[usize], axes: &[usize]) -> Vec<usize> {
+    axes.iter().copied().filter(|&a| shape[a] != 1).collect()
+}
+
+/// How many earlier groups of the same shape a group tries to merge with
+/// (besides those it reads from): enough for the chains of one layer, and it
+/// bounds the pass on deep graphs.
+const MERGE_WINDOW: usize = 8;
+
+fn merge_groups(graph: &Graph, groups: &mut Vec<Group>, materialised: &[bool], max_buffers: usize) {
+    let nodes = graph.nodes();
+    // Sibling merges over one iteration space, in graph order. Merged-away
+    // groups become `None`; dependencies are kept up to date as groups merge.
+    let mut slots: Vec<Option<Group>> = groups.drain(..).map(Some).collect();
+    slots.sort_by_key(|g| g.as_ref().map(|g| g.roots[0]));
+    let mut deps = dependencies(
+        graph,
+        &slots.iter().flatten().cloned().collect::<Vec<_>>(),
+        materialised,
+    );
+    let mut by_shape: HashMap<Vec<usize>, Vec<usize>> = HashMap::new();
+    for b in 0..slots.len() {
+        let Some(shape) = slots[b]
+            .as_ref()
+            .and_then(|g| g.space.shape().map(<[usize]>::to_vec))
+        else {
             continue;
         };
-        let read_between = (moments.0 + 1..r).filter(|&j| live[j]).any(|j| {
-            nodes[j]
-                .inputs
+        let earlier = by_shape.entry(shape).or_default();
+        // Producers this group reads first (an epilogue, a reduction fed on
+        // the way), then the most recent others.
+        let mut candidates: Vec<usize> = earlier
+            .iter()
+            .rev()
+            .copied()
+            .filter(|a| deps[b].contains(a))
+            .collect();
+        candidates.extend(
+            earlier
                 .iter()
-                .any(|x| matches!(&nodes[x.0].op, Op::Param { name: n, .. } if n == name))
-        });
-        if !read_between {
-            fused[moments.0] = Some(NodeId(r));
+                .rev()
+                .copied()
+                .filter(|a| !deps[b].contains(a))
+                .take(MERGE_WINDOW),
+        );
+        let mut merged_into = None;
+        for a in candidates {
+            let (Some(ga), Some(gb)) = (slots[a].as_ref(), slots[b].as_ref()) else {
+                continue;
+            };
+            let Some(space) = merged_space(&ga.space, &gb.space) else {
+                continue;
+            };
+            if !can_merge(&deps, a, b) {
+                continue;
+            }
+            let shape = space
+                .shape()
+                .expect("mergeable spaces have shapes")
+                .to_vec();
+            if !hand_over(graph, ga, gb, &shape) || !hand_over(graph, gb, ga, &shape) {
+                continue;
+            }
+            let mut merged = ga.clone();
+            merged.space = space;
+            for &m in &gb.members {
+                if !merged.members.contains(&m) {
+                    merged.members.push(m);
+                }
+            }
+            merged.members.sort_unstable();
+            merged.roots.extend(gb.roots.iter().copied());
+            merged.roots.sort_unstable();
+            if buffers_of(graph, &merged, materialised) > max_buffers {
+                continue;
+            }
+            slots[a] = Some(merged);
+            slots[b] = None;
+            // a takes over b's dependencies and dependents.
+            let from_b: Vec<usize> = std::mem::take(&mut deps[b]);
+            for d in from_b {
+                if d != a && !deps[a].contains(&d) {
+                    deps[a].push(d);
+                }
+            }
+            for list in deps.iter_mut() {
+                if let Some(p) = list.iter().position(|&d| d == b) {
+                    list.remove(p);
+                    if !list.contains(&a) {
+                        list.push(a);
+                    }
+                }
+            }
+            deps[a].retain(|&d| d != a);
+            merged_into = Some(a);
+            break;
+        }
+        if merged_into.is_none() {
+            earlier.push(b);
         }
     }
-    fused
-}
-
-/// Grouped Adam kernels for a run of steps (emptied): parameters whose sizes
-/// are multiples of 4 go four to a vec4 dispatch; the rest, with any aligned
-/// ones left over, four to a scalar dispatch.
-pub(crate) fn flush_adam_run(
-    device: &Device,
-    graph: &Graph,
-    run: &mut Vec<NodeId>,
-    buffer: &dyn Fn(NodeId) -> Buffer,
-    spare: &mut Vec<Buffer>,
-    group_size: usize,
-) -> Result<Vec<Kernel>> {
-    let (aligned, mut rest): (Vec<NodeId>, Vec<NodeId>) = run
-        .drain(..)
-        .partition(|&id| graph.node(id).numel().is_multiple_of(4));
-    let whole = aligned.len() - aligned.len() % group_size.max(1);
-    rest.extend_from_slice(&aligned[whole..]);
-    let mut kernels = Vec::new();
-    for chunk in aligned[..whole]
-        .chunks(group_size.max(1))
-        .chain(rest.chunks(group_size.max(1)))
-    {
-        let mut group = chunk.to_vec();
-        kernels.extend(flush_adam_group(device, graph, &mut group, buffer, spare)?);
+    *groups = slots.into_iter().flatten().collect();
+    // Running statistics join the batch moments they move toward.
+    let mut g = 0;
+    while g < groups.len() {
+        let root = groups[g].roots[0];
+        let stats_of = |m: usize| -> Option<usize> {
+            let node = &nodes[m];
+            if !matches!(node.op, Op::RunningStats { .. }) {
+                return None;
+            }
+            let (mean, var) = (node.inputs[2].index(), node.inputs[3].index());
+            match (&nodes[mean].op, &nodes[var].op) {
+                (Op::Output(0), Op::Output(1)) if nodes[mean].inputs[0] == nodes[var].inputs[0] => {
+                    Some(nodes[mean].inputs[0].index())
+                }
+                _ => None,
+            }
+        };
+        if groups[g].roots.len() == 1 && groups[g].members == [root] {
+            if let Some(moments) = stats_of(root) {
+                let deps = dependencies(graph, groups, materialised);
+                let target = groups
+                    .iter()
+                    .position(|h| h.roots.contains(&moments) && h.members.contains(&moments));
+                if let Some(t) = target {
+                    if t != g && can_merge(&deps, t, g) {
+                        groups[t].members.push(root);
+                        groups[t].members.sort_unstable();
+                        groups[t].roots.push(root);
+                        groups.remove(g);
+                        continue;
+                    }
+                }
+            }
+        }
+        g += 1;
     }
-    Ok(kernels)
-}
-
-/// One grouped Adam kernel for the steps in `group` (emptied).
-pub(crate) fn flush_adam_group(
-    device: &Device,
-    graph: &Graph,
-    group: &mut Vec<NodeId>,
-    buffer: &dyn Fn(NodeId) -> Buffer,
-    spare: &mut Vec<Buffer>,
-) -> Result<Option<Kernel>> {
-    if group.is_empty() {
-        return Ok(None);
-    }
-    if spare.is_empty() {
-        for k in 0..4 {
-            spare.push(device.alloc(&format!("adam spare {k}"), 4, DType::F32)?);
+    // Adam steps on one hyperparameter input share grouped kernels.
+    let mut by_hyper: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for (g, group) in groups.iter().enumerate() {
+        if let Space::Single(s) = group.space {
+            if nodes[s].op
+                == (Op::OptimizerStep {
+                    rule: UpdateRule::Adam,
+                })
+            {
+                by_hyper
+                    .entry(nodes[s].inputs[4].index())
+                    .or_default()
+                    .push(g);
+            }
         }
     }
-    let held: Vec<[Buffer; 4]> = group
-        .iter()
-        .map(|&id| {
-            let x = &graph.node(id).inputs;
-            [buffer(x[0]), buffer(x[1]), buffer(x[2]), buffer(x[3])]
-        })
-        .collect();
-    let slots: Vec<AdamSlot<'_>> = group
-        .iter()
-        .zip(&held)
-        .map(|(&id, b)| AdamSlot {
-            n: graph.node(id).numel(),
-            param: &b[0],
-            grad: &b[1],
-            m: &b[2],
-            v: &b[3],
-        })
-        .collect();
-    let hyper = buffer(graph.node(group[0]).inputs[4]);
-    let k = adam_group_kernel(
-        device,
-        &slots,
-        &hyper,
-        [&spare[0], &spare[1], &spare[2], &spare[3]],
-    )?;
-    group.clear();
-    Ok(Some(k))
+    let mut remove: Vec<usize> = Vec::new();
+    for (_, gs) in by_hyper {
+        if gs.len() < 2 {
+            continue;
+        }
+        let steps: Vec<usize> = gs.iter().map(|&g| groups[g].roots[0]).collect();
+        let first = gs[0];
+        groups[first] = Group {
+            space: Space::Adam(steps.clone()),
+            members: steps.clone(),
+            roots: steps,
+        };
+        remove.extend(&gs[1..]);
+    }
+    remove.sort_unstable();
+    for g in remove.into_iter().rev() {
+        groups.remove(g);
+    }
+}
+
+/// The distinct buffers a group's kernel binds, roughly: every stored input
+/// it reads and every result it writes.
+pub(crate) fn buffers_of(graph: &Graph, group: &Group, materialised: &[bool]) -> usize {
+    let nodes = graph.nodes();
+    let mut seen: Vec<usize> = Vec::new();
+    let mut add = |i: usize| {
+        if !seen.contains(&i) {
+            seen.push(i);
+        }
+    };
+    for &m in &group.members {
+        for x in &nodes[m].inputs {
+            let root = storage_root(graph, x.index());
+            if !group.members.contains(&x.index()) && !matches!(nodes[root].op, Op::Const(_)) {
+                add(root);
+            }
+        }
+        if materialised[m] {
+            add(m);
+        }
+    }
+    seen.len()
+}
+
+/// A group whose kernel would bind more buffers than the adapter allows, and
+/// the inlined node to store instead.
+fn too_wide(
+    graph: &Graph,
+    groups: &[Group],
+    materialised: &[bool],
+    max_buffers: usize,
+) -> Option<usize> {
+    let nodes = graph.nodes();
+    for g in groups {
+        if matches!(g.space, Space::Single(_) | Space::Adam(_)) {
+            continue;
+        }
+        if buffers_of(graph, g, materialised) > max_buffers {
+            // The inlined node reading the most stored inputs.
+            return g
+                .members
+                .iter()
+                .copied()
+                .filter(|&m| !materialised[m])
+                .max_by_key(|&m| {
+                    nodes[m]
+                        .inputs
+                        .iter()
+                        .filter(|x| !g.members.contains(&x.index()))
+                        .count()
+                });
+        }
+    }
+    None
 }

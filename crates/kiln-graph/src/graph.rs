@@ -1,27 +1,44 @@
 //! The graph IR: nodes are appended in topological order, each with its op, its
 //! inputs and its output shape, inferred and checked when the node is added.
 //! All values are f32; integer data (labels, indices) enter as exact floats.
+//! The ops are primitives (maps, reductions, products, views, updates):
+//! layers compose them, and the plan compiler fuses them back into few
+//! kernels by rule.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use kiln_backend::ops::optim::UpdateRule;
-use kiln_backend::{broadcast_shapes, reduced_shape, Activation, BinaryOp, ReduceOp, UnaryOp};
+use kiln_backend::{broadcast_shapes, reduced_shape, BinaryOp, ReduceOp, UnaryOp};
 
 use crate::error::{shape_err, GraphError, Result};
-use crate::params::ParamStore;
+use crate::params::{Param, ParamStore};
 
-/// Index of a node in its [`Graph`].
+static NEXT_GRAPH: AtomicU64 = AtomicU64::new(1);
+
+/// A node of a [`Graph`]: its position, and which graph it belongs to, so an
+/// id from another graph is an error rather than silently another node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct NodeId(pub usize);
+pub struct NodeId {
+    graph: u64,
+    index: usize,
+}
+
+impl NodeId {
+    /// The node's position in its graph (nodes are in topological order).
+    pub fn index(self) -> usize {
+        self.index
+    }
+}
 
 /// What a node computes.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Op {
     /// A value fed at every run, by name.
     Input(String),
-    /// A persistent tensor of the [`ParamStore`]; only trainable ones get gradients.
+    /// A persistent tensor; only trainable ones get gradients.
     Param {
-        name: String,
+        param: Param,
         trainable: bool,
     },
     /// Values fixed when the graph is built.
@@ -33,6 +50,11 @@ pub enum Op {
     Select,
     Reduce {
         op: ReduceOp,
+        axes: Vec<usize>,
+    },
+    /// Mean and biased variance over `axes`: a node with two results
+    /// ([`Op::Output`] 0 and 1), each of the reduced shape.
+    Moments {
         axes: Vec<usize>,
     },
     Softmax {
@@ -59,42 +81,8 @@ pub enum Op {
     Concat {
         axis: usize,
     },
-    /// Writes `inputs[1]` into the parameter `inputs[0]` (an in-place update).
-    Assign,
-    /// `act(x · W + b)` for `[x, W, b]` (or `[x, W]`), W `[in, out]`, or
-    /// `[out, in]` with `trans_w`: one matmul with the bias and activation fused.
-    Dense {
-        activation: Activation,
-        trans_w: bool,
-    },
-    /// Per-channel `[mean; biased variance]` (shape `[2, C]`) of the input
-    /// with channels on `axis`.
-    Moments {
-        axis: usize,
-    },
-    /// `(x − mean)·rsqrt(var + eps)·γ + β` for `[x, stats, γ, β]`, stats
-    /// `[2, C]`. With `batch_stats`, stats is `Moments(x)` and the gradient of
-    /// x includes the path through them.
-    BatchNorm {
-        axis: usize,
-        eps: f32,
-        batch_stats: bool,
-    },
-    /// Backward of [`Op::BatchNorm`]: `Σ dy·x̂` per channel, for `[x, stats, dy]`.
-    BatchNormGradGamma {
-        axis: usize,
-        eps: f32,
-    },
-    /// Backward of [`Op::BatchNorm`]: dx for `[x, stats, γ, dy]`, plus
-    /// `[dβ, dγ]` with `batch_stats`. With `relu_input`, x is a relu's output
-    /// and the result is carried on through that relu (zero where x ≤ 0): a
-    /// dense layer with relu before batch norm needs no separate kernel.
-    BatchNormGradInput {
-        axis: usize,
-        eps: f32,
-        batch_stats: bool,
-        relu_input: bool,
-    },
+    /// Result `k` of a node with several results.
+    Output(usize),
     /// Dropout of `[x, step]`: x times a mask (`1/(1 − rate)` or 0) drawn
     /// under `seed` and the step number held by `step` (shape `[1]`). The mask
     /// is recomputed, not stored: the backward pass is the same op on the
@@ -103,18 +91,23 @@ pub enum Op {
         rate: f32,
         seed: u64,
     },
+    /// Writes `inputs[1]` into the parameter `inputs[0]` (an in-place update).
+    Assign,
     /// An optimizer step on `[param, grad, state1, (state2,) hyper]`: writes the
     /// parameter and its state in place.
     OptimizerStep {
         rule: UpdateRule,
     },
-    /// `[running, batch]` running statistics: `keep·running + (1 − keep)·batch`,
-    /// the variance row times `var_factor`; in place.
+    /// `[running_mean, running_var, mean, var (, count)]`: the running
+    /// statistics move toward the batch's, `keep·running + (1 − keep)·batch`,
+    /// the variance times `var_factor`; `count` (PyTorch's
+    /// `num_batches_tracked`) goes up by one. In place.
     RunningStats {
         keep: f32,
         var_factor: f32,
     },
-    /// `[acc, value]`: `acc = keep·acc + scale·value`, in place.
+    /// `[acc, value]`: `acc = keep·acc + scale·value`, in place; a
+    /// one-element accumulator adds the sum of a value of any shape.
     Accumulate {
         keep: f32,
         scale: f32,
@@ -130,14 +123,41 @@ impl Op {
             Op::Assign | Op::OptimizerStep { .. } | Op::RunningStats { .. } | Op::Accumulate { .. }
         )
     }
+
+    /// The inputs (by position) an update writes in place.
+    pub fn written_inputs(&self, inputs: usize) -> Vec<usize> {
+        match self {
+            Op::Assign | Op::Accumulate { .. } => vec![0],
+            Op::OptimizerStep { .. } => (0..inputs - 1).filter(|&i| i != 1).collect(),
+            Op::RunningStats { .. } if inputs == 5 => vec![0, 1, 4],
+            Op::RunningStats { .. } => vec![0, 1],
+            _ => vec![],
+        }
+    }
+
+    /// A short name for messages and kernel labels.
+    pub fn name(&self) -> String {
+        match self {
+            Op::Unary(u) => u.name().to_string(),
+            Op::Binary(b) => b.name().to_string(),
+            other => format!("{other:?}")
+                .split(['(', ' ', '{'])
+                .next()
+                .unwrap_or("op")
+                .to_lowercase(),
+        }
+    }
 }
 
-/// One node: its op, inputs and output shape.
+/// One node: its op, inputs and output shape. A node with several results
+/// has shape `[]` and lists their shapes in `results`; [`Op::Output`] nodes
+/// read them.
 #[derive(Clone, Debug)]
 pub struct Node {
     pub op: Op,
     pub inputs: Vec<NodeId>,
     pub shape: Vec<usize>,
+    pub results: Vec<Vec<usize>>,
 }
 
 impl Node {
@@ -147,47 +167,71 @@ impl Node {
 }
 
 /// A computation graph under construction.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Graph {
+    id: u64,
     nodes: Vec<Node>,
     /// Nodes by (inputs, shape): the candidates `push` compares an op with,
     /// so finding a common subexpression does not scan the whole graph.
     by_inputs: HashMap<(Vec<NodeId>, Vec<usize>), Vec<usize>>,
 }
 
-fn op_name(op: &Op) -> String {
-    match op {
-        Op::Unary(u) => format!("{u:?}"),
-        Op::Binary(b) => format!("{b:?}"),
-        other => format!("{other:?}")
-            .split(['(', ' ', '{'])
-            .next()
-            .unwrap_or("op")
-            .to_string(),
+impl Default for Graph {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
 impl Graph {
     pub fn new() -> Self {
-        Self::default()
+        Self {
+            id: NEXT_GRAPH.fetch_add(1, Ordering::Relaxed),
+            nodes: Vec::new(),
+            by_inputs: HashMap::new(),
+        }
     }
 
     pub fn nodes(&self) -> &[Node] {
         &self.nodes
     }
 
+    /// The id of the node at `index` (nodes are in topological order).
+    pub fn id_at(&self, index: usize) -> NodeId {
+        NodeId {
+            graph: self.id,
+            index,
+        }
+    }
+
+    /// The node `id` names. Panics on an id of another graph: public
+    /// builders check ids with [`Graph::check`] first.
     pub fn node(&self, id: NodeId) -> &Node {
-        &self.nodes[id.0]
+        &self.nodes[id.index]
     }
 
     pub fn shape(&self, id: NodeId) -> &[usize] {
-        &self.nodes[id.0].shape
+        &self.nodes[id.index].shape
+    }
+
+    /// True when `id` names a node of this graph.
+    pub fn contains(&self, id: NodeId) -> bool {
+        id.graph == self.id && id.index < self.nodes.len()
     }
 
     /// Appends a node, or returns the existing node that computes the same
     /// thing (common-subexpression elimination: backward formulas that share
     /// a term, such as a dense layer's activation gradient, compute it once).
     pub(crate) fn push(&mut self, op: Op, inputs: Vec<NodeId>, shape: Vec<usize>) -> NodeId {
+        self.push_node(op, inputs, shape, vec![])
+    }
+
+    fn push_node(
+        &mut self,
+        op: Op,
+        inputs: Vec<NodeId>,
+        shape: Vec<usize>,
+        results: Vec<Vec<usize>>,
+    ) -> NodeId {
         if let Some(values) = self.fold_constants(&op, &inputs, &shape) {
             return self.push(Op::Const(values), vec![], shape);
         }
@@ -195,15 +239,35 @@ impl Graph {
         if !op.is_update() {
             if let Some(same) = self.by_inputs.get(&key) {
                 if let Some(&i) = same.iter().rev().find(|&&i| self.nodes[i].op == op) {
-                    return NodeId(i);
+                    return self.id_at(i);
                 }
             }
         }
         let id = self.nodes.len();
         self.by_inputs.entry(key.clone()).or_default().push(id);
         let (inputs, shape) = key;
-        self.nodes.push(Node { op, inputs, shape });
-        NodeId(id)
+        self.nodes.push(Node {
+            op,
+            inputs,
+            shape,
+            results,
+        });
+        self.id_at(id)
+    }
+
+    /// A node with several results, and one [`Op::Output`] node per result.
+    pub(crate) fn push_multi(
+        &mut self,
+        op: Op,
+        inputs: Vec<NodeId>,
+        results: Vec<Vec<usize>>,
+    ) -> Vec<NodeId> {
+        let node = self.push_node(op, inputs, vec![], results.clone());
+        results
+            .into_iter()
+            .enumerate()
+            .map(|(k, shape)| self.push(Op::Output(k), vec![node], shape))
+            .collect()
     }
 
     /// Elementwise ops, broadcasts and reshapes of small constants are
@@ -217,14 +281,14 @@ impl Graph {
         }
         let values: Vec<&[f32]> = inputs
             .iter()
-            .map(|&i| match &self.nodes[i.0].op {
+            .map(|&i| match &self.nodes[i.index].op {
                 Op::Const(v) => Some(v.as_slice()),
                 _ => None,
             })
             .collect::<Option<_>>()?;
         // Element `i` of the output read from input `k` under NumPy broadcasting.
         let read = |k: usize, i: usize| -> f64 {
-            let s = &self.nodes[inputs[k].0].shape;
+            let s = &self.nodes[inputs[k].index].shape;
             let lead = shape.len() - s.len();
             let (mut rest, mut at, mut stride) = (i, 0, 1);
             for d in (0..shape.len()).rev() {
@@ -252,11 +316,17 @@ impl Graph {
         Some(out)
     }
 
-    pub(crate) fn check(&self, op: &str, ids: &[NodeId]) -> Result<()> {
-        match ids.iter().find(|id| id.0 >= self.nodes.len()) {
+    /// An error unless every id names a node of this graph.
+    pub fn check(&self, op: &str, ids: &[NodeId]) -> Result<()> {
+        match ids.iter().find(|&&id| !self.contains(id)) {
+            Some(id) if id.graph != self.id => Err(GraphError::Invalid(format!(
+                "{op}: node {} belongs to another graph",
+                id.index
+            ))),
             Some(id) => Err(GraphError::Invalid(format!(
-                "{op}: node {} is not in this graph",
-                id.0
+                "{op}: node {} is not in this graph (it has {} nodes)",
+                id.index,
+                self.nodes.len()
             ))),
             None => Ok(()),
         }
@@ -267,30 +337,42 @@ impl Graph {
         self.push(Op::Input(name.to_string()), vec![], shape.to_vec())
     }
 
-    /// A trainable parameter from `store`.
+    /// Parameter `name` of `store`, trainable unless it was frozen.
     pub fn param(&mut self, store: &ParamStore, name: &str) -> Result<NodeId> {
-        let shape = store.get(name)?.shape().to_vec();
-        Ok(self.push(
-            Op::Param {
-                name: name.to_string(),
-                trainable: true,
-            },
-            vec![],
-            shape,
-        ))
+        let p = store.get(name)?.clone();
+        Ok(self.param_node(&p))
     }
 
-    /// A frozen parameter: read, never differentiated.
+    /// Parameter `name` of `store`, read and never differentiated.
     pub fn frozen_param(&mut self, store: &ParamStore, name: &str) -> Result<NodeId> {
-        let shape = store.get(name)?.shape().to_vec();
-        Ok(self.push(
+        let p = store.get(name)?.clone();
+        Ok(self.frozen(&p))
+    }
+
+    /// A parameter, differentiated when it is trainable.
+    pub fn param_node(&mut self, param: &Param) -> NodeId {
+        let trainable = param.is_trainable();
+        self.push(
             Op::Param {
-                name: name.to_string(),
+                param: param.clone(),
+                trainable,
+            },
+            vec![],
+            param.shape().to_vec(),
+        )
+    }
+
+    /// A parameter read and never differentiated (optimizer state, running
+    /// statistics, frozen weights).
+    pub fn frozen(&mut self, param: &Param) -> NodeId {
+        self.push(
+            Op::Param {
+                param: param.clone(),
                 trainable: false,
             },
             vec![],
-            shape,
-        ))
+            param.shape().to_vec(),
+        )
     }
 
     /// A constant tensor.
@@ -371,14 +453,32 @@ impl Graph {
 
     /// The mean of every element, as a scalar.
     pub fn mean_all(&mut self, x: NodeId) -> Result<NodeId> {
+        self.check("mean_all", &[x])?;
         let axes: Vec<i64> = (0..self.shape(x).len() as i64).collect();
         self.reduce(ReduceOp::Mean, x, &axes, false)
     }
 
     /// The sum of every element, as a scalar.
     pub fn sum_all(&mut self, x: NodeId) -> Result<NodeId> {
+        self.check("sum_all", &[x])?;
         let axes: Vec<i64> = (0..self.shape(x).len() as i64).collect();
         self.reduce(ReduceOp::Sum, x, &axes, false)
+    }
+
+    /// Mean and biased variance of `x` over `axes` (reduced away), each of
+    /// the reduced shape: batch normalisation's statistics, two passes in
+    /// one kernel.
+    pub fn moments(&mut self, x: NodeId, axes: &[i64]) -> Result<(NodeId, NodeId)> {
+        self.check("Moments", &[x])?;
+        let shape = self.shape(x).to_vec();
+        let mut axes = normalize_axes("Moments", axes, shape.len())?;
+        axes.sort_unstable();
+        if axes.is_empty() {
+            return Err(shape_err("Moments", "needs at least one axis"));
+        }
+        let out = reduced_shape(&shape, &axes, false);
+        let r = self.push_multi(Op::Moments { axes }, vec![x], vec![out.clone(), out]);
+        Ok((r[0], r[1]))
     }
 
     pub fn softmax(&mut self, x: NodeId, axis: i64, log: bool) -> Result<NodeId> {
@@ -519,6 +619,7 @@ impl Graph {
 
     /// Collapses axes `..axis` and `axis..` into a 2-D tensor (ONNX Flatten).
     pub fn flatten(&mut self, x: NodeId, axis: i64) -> Result<NodeId> {
+        self.check("flatten", &[x])?;
         let s = self.shape(x).to_vec();
         let axis = if axis < 0 {
             axis + s.len() as i64
@@ -618,8 +719,9 @@ impl Graph {
         self.check("assign", &[param, value])?;
         if !matches!(self.node(param).op, Op::Param { .. }) {
             return Err(GraphError::Invalid(format!(
-                "Assign: node {} is not a parameter",
-                param.0
+                "Assign: node {} ({}) is not a parameter",
+                param.index,
+                self.describe(param)
             )));
         }
         if self.shape(param) != self.shape(value) {
@@ -636,9 +738,10 @@ impl Graph {
         Ok(self.push(Op::Assign, vec![param, value], shape))
     }
 
-    pub(crate) fn describe(&self, id: NodeId) -> String {
+    /// The op and shape of a node, for messages.
+    pub fn describe(&self, id: NodeId) -> String {
         let n = self.node(id);
-        format!("{} {:?}", op_name(&n.op), n.shape)
+        format!("{} {:?}", n.op.name(), n.shape)
     }
 }
 

@@ -1,7 +1,7 @@
 //! kiln-graph: the computation graph. Model code adds nodes (shapes checked as
 //! they are added), [`Graph::grad`] appends the backward nodes, and
-//! [`Plan::compile`] turns the graph into kernels over liveness-planned buffers
-//! that [`Plan::run`] replays as one GPU submission.
+//! [`Plan::compile`] fuses the graph into generated kernels over
+//! liveness-planned buffers that [`Plan::run`] replays as one GPU submission.
 //!
 //! ```no_run
 //! use kiln_graph::{Graph, ParamStore, Plan};
@@ -15,7 +15,7 @@
 //! let y = g.matmul(x, w, false, false)?;
 //! let loss = g.mean_all(y)?;
 //! let grads = g.grad(loss, &[w])?;
-//! let mut plan = Plan::compile(&device, &g, &params, &[loss, grads[0]])?;
+//! let mut plan = Plan::compile(&device, &g, &[loss, grads[0]])?;
 //! let out = plan.run(&[("x", &[1.0, 2.0])])?;
 //! assert_eq!(out[0], vec![4.5]);
 //! # Ok::<(), kiln_graph::GraphError>(())
@@ -25,16 +25,21 @@ mod autodiff;
 mod error;
 mod fusion;
 mod graph;
+mod kernels;
 mod nn_ops;
 mod params;
 mod plan;
 mod plan_cache;
+mod tape;
 mod updates;
+mod var;
 
 pub use error::{GraphError, Result};
 pub use graph::{Graph, Node, NodeId, Op};
 pub use kiln_backend::ops::optim::{UpdateRule, HYPER_WORDS};
-pub use kiln_backend::{Activation, BinaryOp, ReduceOp, UnaryOp};
-pub use params::ParamStore;
-pub use plan::{Plan, PlanStats};
+pub use kiln_backend::{BinaryOp, ReduceOp, UnaryOp};
+pub use params::{Param, ParamStore};
+pub use plan::{Plan, PlanOptions, PlanStats};
 pub use plan_cache::{PlanCache, ShapeKey};
+pub use tape::{Mode, Tape, STEP_INPUT};
+pub use var::Var;

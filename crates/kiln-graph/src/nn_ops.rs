@@ -1,131 +1,61 @@
-//! Fused ops of neural-network layers: a dense layer with its bias and
-//! activation in the matmul, batch normalisation, dropout masks. Each is one
-//! kernel where the primitive ops would be several, which matters on adapters
-//! where every dispatch has a fixed cost.
+//! Neural-network building blocks written in primitive ops: batch
+//! normalisation's formula, dropout masks. The plan compiler fuses what they
+//! expand to (a normalisation and the dropout after it run as one kernel).
 
-use kiln_backend::ops::batchnorm::ChannelLayout;
-use kiln_backend::Activation;
+use kiln_backend::UnaryOp;
 
 use crate::error::{shape_err, Result};
 use crate::graph::{Graph, NodeId, Op};
 
 impl Graph {
-    /// `act(x · W + b)`: x `[batch, in]`, W `[in, out]` (Keras' kernel) or
-    /// `[out, in]` with `trans_w` (PyTorch's weight), b `[out]`.
+    /// Batch normalisation of `x` with per-channel statistics on `axis`:
+    /// `(x − mean)·rsqrt(var + eps)·γ + β`, each of `mean`, `var`, `γ`, `β`
+    /// of shape `[C]` (`γ` and `β` optional). Training passes the batch's
+    /// [`Graph::moments`], inference the running statistics; autodiff
+    /// differentiates through either.
     ///
     /// ```
     /// # use kiln_graph::*;
-    /// # use kiln_backend::Activation;
     /// let mut g = Graph::new();
-    /// let x = g.input("x", &[8, 30]);
-    /// let w = g.input("w", &[30, 128]);
-    /// let b = g.input("b", &[128]);
-    /// let h = g.dense(x, w, Some(b), Activation::Relu, false)?;
-    /// assert_eq!(g.shape(h), &[8, 128]);
+    /// let x = g.input("x", &[8, 3, 4, 4]);
+    /// let (mean, var) = g.moments(x, &[0, 2, 3])?;
+    /// let y = g.batch_norm(x, mean, var, None, None, 1, 1e-5)?;
+    /// assert_eq!(g.shape(y), &[8, 3, 4, 4]);
     /// # Ok::<(), GraphError>(())
     /// ```
-    pub fn dense(
+    #[allow(clippy::too_many_arguments)] // the formula's five tensors and two settings
+    pub fn batch_norm(
         &mut self,
         x: NodeId,
-        w: NodeId,
-        b: Option<NodeId>,
-        activation: Activation,
-        trans_w: bool,
-    ) -> Result<NodeId> {
-        let mut inputs = vec![x, w];
-        inputs.extend(b);
-        self.check("Dense", &inputs)?;
-        let (sx, sw) = (self.shape(x).to_vec(), self.shape(w).to_vec());
-        let bad = |detail: String| shape_err("Dense", detail);
-        if sx.len() != 2 || sw.len() != 2 {
-            return Err(bad(format!(
-                "input {sx:?} and weight {sw:?} must both be 2-D (flatten first)"
-            )));
-        }
-        let (w_in, w_out) = if trans_w {
-            (sw[1], sw[0])
-        } else {
-            (sw[0], sw[1])
-        };
-        if sx[1] != w_in {
-            return Err(bad(format!(
-                "input has {} features, the weight {sw:?} expects {w_in}",
-                sx[1]
-            )));
-        }
-        if let Some(b) = b {
-            if self.shape(b) != [w_out] {
-                return Err(bad(format!("bias {:?} should be [{w_out}]", self.shape(b))));
-            }
-        }
-        Ok(self.push(
-            Op::Dense {
-                activation,
-                trans_w,
-            },
-            inputs,
-            vec![sx[0], w_out],
-        ))
-    }
-
-    /// Per-channel `[mean; biased variance]` of `x`, shape `[2, C]`, channels on `axis`.
-    pub fn moments(&mut self, x: NodeId, axis: usize) -> Result<NodeId> {
-        self.check("Moments", &[x])?;
-        let layout = ChannelLayout::of(self.shape(x), axis)?;
-        Ok(self.push(Op::Moments { axis }, vec![x], vec![2, layout.channels]))
-    }
-
-    fn check_channels(
-        &self,
-        op: &str,
-        x: NodeId,
+        mean: NodeId,
+        var: NodeId,
+        gamma: Option<NodeId>,
+        beta: Option<NodeId>,
         axis: usize,
-        per_channel: &[NodeId],
-    ) -> Result<usize> {
-        let c = ChannelLayout::of(self.shape(x), axis)?.channels;
-        for &p in per_channel {
+        eps: f32,
+    ) -> Result<NodeId> {
+        let mut all = vec![x, mean, var];
+        all.extend(gamma);
+        all.extend(beta);
+        self.check("BatchNorm", &all)?;
+        let shape = self.shape(x).to_vec();
+        if axis >= shape.len() {
+            return Err(shape_err(
+                "BatchNorm",
+                format!("channel axis {axis} is out of range for {shape:?}"),
+            ));
+        }
+        let c = shape[axis];
+        for &p in &all[1..] {
             if self.shape(p) != [c] {
                 return Err(shape_err(
-                    op,
+                    "BatchNorm",
                     format!(
-                        "a per-channel input has shape {:?}, {c} channels need [{c}]",
+                        "a per-channel input has shape {:?}; {c} channels need [{c}]",
                         self.shape(p)
                     ),
                 ));
             }
-        }
-        Ok(c)
-    }
-
-    /// Batch normalisation of `x` with `stats` `[mean; var]` (`[2, C]`).
-    /// Training passes `stats = self.moments(x, axis)` and `batch_stats = true`;
-    /// inference passes the running statistics and `false`.
-    #[allow(clippy::too_many_arguments)] // the op's four inputs and three settings
-    pub fn batch_norm(
-        &mut self,
-        x: NodeId,
-        stats: NodeId,
-        gamma: NodeId,
-        beta: NodeId,
-        axis: usize,
-        eps: f32,
-        batch_stats: bool,
-    ) -> Result<NodeId> {
-        self.check("BatchNorm", &[x, stats, gamma, beta])?;
-        let c = self.check_channels("BatchNorm", x, axis, &[gamma, beta])?;
-        if self.shape(stats) != [2, c] {
-            return Err(shape_err(
-                "BatchNorm",
-                format!("statistics {:?} should be [2, {c}]", self.shape(stats)),
-            ));
-        }
-        let own_moments = self.node(stats).op == (Op::Moments { axis })
-            && self.node(stats).inputs.first() == Some(&x);
-        if batch_stats && !own_moments {
-            return Err(shape_err(
-                "BatchNorm",
-                "batch statistics must be the moments of the normalised input itself",
-            ));
         }
         if eps.is_nan() || eps <= 0.0 {
             return Err(shape_err(
@@ -133,16 +63,25 @@ impl Graph {
                 format!("epsilon {eps} must be positive"),
             ));
         }
-        let shape = self.shape(x).to_vec();
-        Ok(self.push(
-            Op::BatchNorm {
-                axis,
-                eps,
-                batch_stats,
-            },
-            vec![x, stats, gamma, beta],
-            shape,
-        ))
+        // [C] broadcast along `axis`: C followed by ones.
+        let mut column = vec![c];
+        column.extend(std::iter::repeat_n(1, shape.len() - axis - 1));
+        let per_channel = |g: &mut Graph, p: NodeId| g.reshape_to(p, &column);
+        let m = per_channel(self, mean)?;
+        let v = per_channel(self, var)?;
+        let v = self.unary(UnaryOp::AddScalar(eps), v)?;
+        let rstd = self.unary(UnaryOp::Rsqrt, v)?;
+        let centred = self.sub(x, m)?;
+        let mut y = self.mul(centred, rstd)?;
+        if let Some(gamma) = gamma {
+            let g = per_channel(self, gamma)?;
+            y = self.mul(y, g)?;
+        }
+        if let Some(beta) = beta {
+            let b = per_channel(self, beta)?;
+            y = self.add(y, b)?;
+        }
+        Ok(y)
     }
 
     /// Dropout of `x` (training mode): each element is kept and scaled by

@@ -1,48 +1,34 @@
-//! Compiling a graph into a [`Plan`]: only the nodes the outputs and parameter
-//! updates need, in topological order; every intermediate gets a slot in a
-//! pool of buffers shared by liveness; every kernel (pipeline, bind group,
-//! parameters) is created once. [`Plan::run`] then writes the inputs, encodes
-//! every dispatch into one compute pass and submits once.
+//! Compiling a graph into a [`Plan`]: only the nodes the outputs and the
+//! parameter updates need; fused into kernels by rule (see `fusion.rs`);
+//! scheduled in dependency order; every stored intermediate given a slot in
+//! a pool of buffers shared by liveness; every kernel (pipeline, bind group,
+//! parameter words) created once. [`Plan::run`] then writes the inputs,
+//! encodes every dispatch into one compute pass and submits once.
 
-use std::collections::HashMap;
+use std::collections::{BinaryHeap, HashMap};
 
-use kiln_backend::ops::batchnorm::{
-    grad_gamma_beta_kernel, grad_gamma_kernel, grad_input_kernel, moments_kernel,
-    moments_update_kernel, normalize_kernel, ChannelLayout,
-};
-use kiln_backend::ops::elementwise::{
-    binary_kernel, fill_kernel, select_kernel, unary_into, unary_kernel, Operand,
-};
-use kiln_backend::ops::matmul::{
-    matmul_dropout_kernel, MatmulBias, MatmulDropout, MatmulOperand, MatmulSpec,
-};
-use kiln_backend::ops::optim::{
-    accumulate_sum_kernel, adam_group_size, axpby_kernel, optimizer_step_kernel,
-    running_stats_kernel, UpdateRule,
-};
-use kiln_backend::ops::random::dropout_kernel;
-use kiln_backend::ops::reduce::reduce_kernel;
-use kiln_backend::ops::softmax::softmax_kernel;
-use kiln_backend::{
-    Activation, Buffer, DType, Device, Kernel, MatmulVariant, ReduceOp, StridedLayout, Tensor,
-    UnaryOp,
-};
+use kiln_backend::{Buffer, DType, Device, Kernel, Tensor};
 
 use crate::error::{GraphError, Result};
-use crate::fusion::{
-    accumulate_folded, accumulate_pair, beta_sums_into_gamma, dropout_folded, flush_adam_run,
-    folded_into_accumulators, folded_into_dropout, folded_into_scaling, paired_accumulators,
-    running_stats_into_moments, scaled_product, scaling_folded,
-};
+use crate::fusion::{self, storage_root, Fused, Space};
 use crate::graph::{Graph, NodeId, Op};
-use crate::params::ParamStore;
+use crate::kernels::{build_group, Storage};
 
-/// Where a node's value lives.
-#[derive(Clone)]
-enum Storage {
-    Param(Buffer),
-    Owned(Buffer),
-    Slot(usize),
+/// How a plan is compiled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PlanOptions {
+    /// Fuse elementwise chains, epilogues and prologues into generated
+    /// kernels (on unless the environment sets `KILN_FUSION=0`). Off, every
+    /// op gets a kernel of its own: for debugging and equality tests.
+    pub fusion: bool,
+}
+
+impl Default for PlanOptions {
+    fn default() -> Self {
+        Self {
+            fusion: std::env::var("KILN_FUSION").map_or(true, |v| v != "0"),
+        }
+    }
 }
 
 /// Sizes and counts of a compiled plan.
@@ -72,142 +58,150 @@ fn bytes_of(numel: usize) -> u64 {
 }
 
 impl Plan {
-    /// Compiles the part of `graph` that `outputs` and every `Assign` need.
-    pub fn compile(
+    /// Compiles the part of `graph` that `outputs` and every in-place update
+    /// need, with the default [`PlanOptions`].
+    pub fn compile(device: &Device, graph: &Graph, outputs: &[NodeId]) -> Result<Self> {
+        Self::compile_with(device, graph, outputs, PlanOptions::default())
+    }
+
+    /// [`Plan::compile`] with explicit options.
+    pub fn compile_with(
         device: &Device,
         graph: &Graph,
-        params: &ParamStore,
         outputs: &[NodeId],
+        options: PlanOptions,
     ) -> Result<Self> {
+        graph.check("Plan::compile", outputs)?;
         let nodes = graph.nodes();
-        for o in outputs {
-            if o.0 >= nodes.len() {
+        let n = nodes.len();
+        let outputs_idx: Vec<usize> = outputs.iter().map(|o| o.index()).collect();
+        for &o in &outputs_idx {
+            if !nodes[o].results.is_empty() {
                 return Err(GraphError::Invalid(format!(
-                    "output node {} is not in the graph",
-                    o.0
+                    "output {} ({}) has several results: ask for its Output nodes",
+                    o,
+                    graph.describe(graph.id_at(o))
                 )));
             }
         }
         // Live nodes: ancestors of the outputs and of the parameter updates.
-        let mut live = vec![false; nodes.len()];
-        let mut stack: Vec<NodeId> = outputs.to_vec();
-        stack.extend(
-            (0..nodes.len())
-                .filter(|&i| nodes[i].op.is_update())
-                .map(NodeId),
-        );
-        while let Some(n) = stack.pop() {
-            if !std::mem::replace(&mut live[n.0], true) {
-                stack.extend(nodes[n.0].inputs.iter().copied());
+        let mut live = vec![false; n];
+        let mut stack: Vec<usize> = outputs_idx.clone();
+        stack.extend((0..n).filter(|&i| nodes[i].op.is_update()));
+        while let Some(i) = stack.pop() {
+            if !std::mem::replace(&mut live[i], true) {
+                stack.extend(nodes[i].inputs.iter().map(|x| x.index()));
             }
         }
-        // Views share their input's storage: `root` follows them down.
-        let mut root: Vec<usize> = (0..nodes.len()).collect();
-        for i in 0..nodes.len() {
-            match nodes[i].op {
-                Op::Reshape => root[i] = root[nodes[i].inputs[0].0],
-                ref op if op.is_update() => root[i] = root[nodes[i].inputs[0].0],
-                _ => {}
-            }
-        }
-        // The last step at which each storage root is read.
-        let mut last_use = vec![0usize; nodes.len()];
-        for i in (0..nodes.len()).filter(|&i| live[i]) {
-            last_use[root[i]] = last_use[root[i]].max(i);
-            for x in &nodes[i].inputs {
-                last_use[root[x.0]] = last_use[root[x.0]].max(i);
-            }
-        }
-        for o in outputs {
-            last_use[root[o.0]] = usize::MAX;
-        }
-        // A binary op folded into the product that scales it, or into the
-        // accumulator that sums it, is computed by that node's kernel: its
-        // operands must live until then.
-        let scaled = folded_into_scaling(graph, &live, outputs);
-        let folded = folded_into_accumulators(graph, &live, outputs);
-        let normalized = folded_into_dropout(graph, &live, outputs);
-        for m in (0..nodes.len()).filter(|&m| live[m]) {
-            let inner = match (&nodes[m].op, scaled_product(graph, NodeId(m))) {
-                (_, Some((_, inner))) if scaled[inner.0] => inner,
-                (Op::Accumulate { .. }, _) if folded[nodes[m].inputs[1].0] => nodes[m].inputs[1],
-                (Op::Dropout { .. }, _) if normalized[nodes[m].inputs[0].0] => nodes[m].inputs[0],
-                _ => continue,
-            };
-            for x in &nodes[inner.0].inputs {
-                let r = root[x.0];
-                last_use[r] = last_use[r].max(m);
+        // One less than the adapter's storage buffers: the parameter words.
+        let max_buffers = (device.summary().max_storage_buffers_per_stage as usize)
+            .saturating_sub(1)
+            .max(4);
+        let fused = fusion::fuse(graph, &live, &outputs_idx, options.fusion, max_buffers);
+        let order = schedule(graph, &fused)?;
+        if std::env::var_os("KILN_FUSION_DEBUG").is_some() {
+            for &g in &order {
+                let group = &fused.groups[g];
+                let describe = |v: &[usize]| -> Vec<String> {
+                    v.iter()
+                        .map(|&i| format!("{i}:{}", graph.describe(graph.id_at(i))))
+                        .collect()
+                };
+                eprintln!(
+                    "group {g} {:?}\n  members {:?}\n  roots {:?}",
+                    group.space,
+                    describe(&group.members),
+                    describe(&group.roots)
+                );
             }
         }
 
-        let mut storage: Vec<Option<Storage>> = vec![None; nodes.len()];
-        let mut slot_sizes: Vec<u64> = Vec::new();
-        let mut free_slots: Vec<usize> = Vec::new();
+        // Which group reads each stored value last, and which groups produce it.
+        let mut producer: Vec<Option<usize>> = fused.producer.clone();
+        for i in 0..n {
+            if let Op::Output(_) = nodes[i].op {
+                producer[i] = producer[nodes[i].inputs[0].index()];
+            }
+        }
+        let position: HashMap<usize, usize> =
+            order.iter().enumerate().map(|(p, &g)| (g, p)).collect();
+        let mut last_use = vec![0usize; n];
+        for (p, &g) in order.iter().enumerate() {
+            for x in group_reads(graph, &fused, g) {
+                last_use[x] = last_use[x].max(p);
+            }
+        }
+        for &o in &outputs_idx {
+            last_use[storage_root(graph, o)] = usize::MAX;
+        }
+        let stored = stored_values(graph, &fused, &live, &outputs_idx);
+
+        // Storage: leaves own buffers, stored values get slots by liveness.
+        let mut storage: Vec<Option<Buffer>> = vec![None; n];
         let mut inputs = Vec::new();
-        let mut intermediate_bytes = 0;
-        let mut expiring: HashMap<usize, Vec<usize>> = HashMap::new();
-        for i in (0..nodes.len()).filter(|&i| live[i]) {
-            let node = &nodes[i];
-            let st = match &node.op {
-                Op::Param { name, .. } => Storage::Param(params.get(name)?.buffer().clone()),
+        for i in (0..n).filter(|&i| live[i]) {
+            match &nodes[i].op {
+                Op::Param { param, .. } => storage[i] = Some(param.buffer().clone()),
                 Op::Input(name) => {
                     let b = device.alloc(
                         &format!("input {name:?}"),
-                        node.numel().max(1),
+                        nodes[i].numel().max(1),
                         DType::F32,
                     )?;
-                    inputs.push((name.clone(), b.clone(), node.shape.clone()));
-                    Storage::Owned(b)
+                    inputs.push((name.clone(), b.clone(), nodes[i].shape.clone()));
+                    storage[i] = Some(b);
                 }
-                Op::Const(values) => Storage::Owned(
-                    Tensor::from_f32(device, values, &[values.len()])?
-                        .buffer()
-                        .clone(),
-                ),
-                op if *op == Op::Reshape || op.is_update() => {
-                    storage[root[i]].clone().expect("views follow their root")
+                Op::Const(values) => {
+                    storage[i] = Some(
+                        Tensor::from_f32(device, values, &[values.len()])?
+                            .buffer()
+                            .clone(),
+                    )
                 }
-                _ => {
-                    let need = bytes_of(node.numel());
-                    intermediate_bytes += need;
-                    // Best fit among free slots, else a new slot.
-                    let pick = free_slots
+                _ => {}
+            }
+        }
+        let mut slot_sizes: Vec<u64> = Vec::new();
+        let mut slot_of: Vec<Option<usize>> = vec![None; n];
+        let mut free_slots: Vec<usize> = Vec::new();
+        let mut intermediate_bytes = 0;
+        let mut expiring: HashMap<usize, Vec<usize>> = HashMap::new();
+        for (p, &g) in order.iter().enumerate() {
+            for &v in &stored[g] {
+                let need = bytes_of(nodes[v].numel());
+                intermediate_bytes += need;
+                // Best fit among free slots, else grow the largest free one, else a new slot.
+                let pick = free_slots
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, &s)| slot_sizes[s] >= need)
+                    .min_by_key(|(_, &s)| slot_sizes[s])
+                    .map(|(k, _)| k);
+                let slot = match pick {
+                    Some(k) => free_slots.swap_remove(k),
+                    None => match free_slots
                         .iter()
                         .enumerate()
-                        .filter(|(_, &s)| slot_sizes[s] >= need)
-                        .min_by_key(|(_, &s)| slot_sizes[s])
-                        .map(|(k, _)| k);
-                    let slot = match pick {
-                        Some(k) => free_slots.swap_remove(k),
-                        None => {
-                            // Grow the largest free slot rather than add one.
-                            match free_slots
-                                .iter()
-                                .enumerate()
-                                .max_by_key(|(_, &s)| slot_sizes[s])
-                                .map(|(k, _)| k)
-                            {
-                                Some(k) => {
-                                    let s = free_slots.swap_remove(k);
-                                    slot_sizes[s] = need;
-                                    s
-                                }
-                                None => {
-                                    slot_sizes.push(need);
-                                    slot_sizes.len() - 1
-                                }
-                            }
+                        .max_by_key(|(_, &s)| slot_sizes[s])
+                        .map(|(k, _)| k)
+                    {
+                        Some(k) => {
+                            let s = free_slots.swap_remove(k);
+                            slot_sizes[s] = need;
+                            s
                         }
-                    };
-                    if last_use[i] != usize::MAX {
-                        expiring.entry(last_use[i].max(i)).or_default().push(slot);
-                    }
-                    Storage::Slot(slot)
+                        None => {
+                            slot_sizes.push(need);
+                            slot_sizes.len() - 1
+                        }
+                    },
+                };
+                slot_of[v] = Some(slot);
+                if last_use[v] != usize::MAX {
+                    expiring.entry(last_use[v].max(p)).or_default().push(slot);
                 }
-            };
-            storage[i] = Some(st);
-            // Slots whose last reader is this node become free after it.
-            if let Some(done) = expiring.remove(&i) {
+            }
+            if let Some(done) = expiring.remove(&p) {
                 free_slots.extend(done);
             }
         }
@@ -216,126 +210,22 @@ impl Plan {
             .enumerate()
             .map(|(k, &b)| device.alloc(&format!("plan slot {k}"), (b / 4) as usize, DType::F32))
             .collect::<std::result::Result<_, _>>()?;
-        let buffer = |id: NodeId| -> Buffer {
-            match storage[id.0]
-                .as_ref()
-                .expect("inputs of live nodes are live")
-            {
-                Storage::Param(b) | Storage::Owned(b) => b.clone(),
-                Storage::Slot(s) => slot_buffers[*s].clone(),
-            }
-        };
-
-        let stats_update = running_stats_into_moments(graph, &live);
-        let beta_sums = beta_sums_into_gamma(graph, &live, outputs);
-        let acc_pairs = paired_accumulators(graph, &live, &folded);
-        let mut kernels = Vec::new();
-        // Adam steps that follow one another share dispatches (see
-        // `adam_group_kernel`); anything else in between closes a group.
-        let group_size = adam_group_size(device);
-        let mut adam_run: Vec<NodeId> = Vec::new();
-        let mut spare: Vec<Buffer> = Vec::new();
-        for i in (0..nodes.len()).filter(|&i| live[i]) {
-            // Leaves and views encode nothing, so they do not close a group;
-            // a folded binary op is computed by its accumulator.
-            let fused_update = matches!(nodes[i].op, Op::RunningStats { .. })
-                && stats_update.contains(&Some(NodeId(i)));
-            let beta_done = beta_sums.contains(&Some(NodeId(i)));
-            let paired = acc_pairs.contains(&Some(NodeId(i)));
-            if folded[i]
-                || beta_done
-                || paired
-                || scaled[i]
-                || normalized[i]
-                || fused_update
-                || matches!(
-                    nodes[i].op,
-                    Op::Param { .. } | Op::Input(_) | Op::Const(_) | Op::Reshape
-                )
-            {
-                continue;
-            }
-            let adam = group_size > 1
-                && nodes[i].op
-                    == (Op::OptimizerStep {
-                        rule: UpdateRule::Adam,
-                    });
-            // A run of Adam steps on one hyperparameter input is packed into
-            // grouped dispatches when it ends.
-            let same_run = adam_run
-                .first()
-                .is_none_or(|&first| nodes[first.0].inputs[4] == nodes[i].inputs[4]);
-            if !adam || !same_run {
-                kernels.extend(flush_adam_run(
-                    device,
-                    graph,
-                    &mut adam_run,
-                    &buffer,
-                    &mut spare,
-                    group_size,
-                )?);
-            }
-            let grouped = adam;
-            if grouped {
-                adam_run.push(NodeId(i));
-            } else if let Some(second) = acc_pairs[i] {
-                kernels.push(accumulate_pair(
-                    device,
-                    graph,
-                    [NodeId(i), second],
-                    &buffer,
-                )?);
-            } else if let Some(k) = accumulate_folded(device, graph, NodeId(i), &folded, &buffer)? {
-                kernels.push(k);
-            } else if let Some(k) = scaling_folded(device, graph, NodeId(i), &scaled, &buffer)? {
-                kernels.push(k);
-            } else if let Some(k) = dropout_folded(device, graph, NodeId(i), &normalized, &buffer)?
-            {
-                kernels.push(k);
-            } else if let (Op::BatchNormGradGamma { axis, eps }, Some(beta)) =
-                (&nodes[i].op, beta_sums[i])
-            {
-                let x = &nodes[i].inputs;
-                kernels.push(grad_gamma_beta_kernel(
-                    device,
-                    &buffer(NodeId(i)),
-                    &buffer(beta),
-                    &buffer(x[0]),
-                    &buffer(x[1]),
-                    &buffer(x[2]),
-                    ChannelLayout::of(graph.shape(x[0]), *axis)?,
-                    *eps,
-                )?);
-            } else if let (Op::Moments { axis }, Some(update)) = (&nodes[i].op, stats_update[i]) {
-                let Op::RunningStats { keep, var_factor } = nodes[update.0].op else {
-                    unreachable!("only running statistics are fused into moments");
-                };
-                let x = nodes[i].inputs[0];
-                kernels.push(moments_update_kernel(
-                    device,
-                    &buffer(NodeId(i)),
-                    &buffer(x),
-                    ChannelLayout::of(graph.shape(x), *axis)?,
-                    &buffer(nodes[update.0].inputs[0]),
-                    keep,
-                    var_factor,
-                )?);
-            } else {
-                kernels.extend(build_kernels(device, graph, NodeId(i), &buffer)?);
+        for i in 0..n {
+            if let Some(s) = slot_of[i] {
+                storage[i] = Some(slot_buffers[s].clone());
             }
         }
-        kernels.extend(flush_adam_run(
-            device,
-            graph,
-            &mut adam_run,
-            &buffer,
-            &mut spare,
-            group_size,
-        )?);
-        let outputs = outputs
+        let storage = Storage::new(device, graph, storage);
+
+        let mut kernels = Vec::new();
+        for &g in &order {
+            kernels.extend(build_group(device, graph, &fused, g, &stored[g], &storage)?);
+        }
+        let _ = position;
+        let outputs = outputs_idx
             .iter()
-            .map(|&o| (buffer(o), nodes[o.0].numel()))
-            .collect();
+            .map(|&o| Ok((storage.buffer(o)?, nodes[o].numel())))
+            .collect::<Result<_>>()?;
         let stats = PlanStats {
             dispatches: kernels.len(),
             planned_bytes: slot_sizes.iter().sum(),
@@ -376,6 +266,11 @@ impl Plan {
 
     pub fn stats(&self) -> PlanStats {
         self.stats
+    }
+
+    /// The kernels of the plan, in the order they run.
+    pub fn kernels(&self) -> &[Kernel] {
+        &self.kernels
     }
 
     /// Names and shapes of the inputs the plan expects.
@@ -428,408 +323,114 @@ impl Plan {
     }
 }
 
-/// The kernel of a MatMul or Dense node writing into `out`, with dropout of
-/// the result in the epilogue when given.
-pub(crate) fn matmul_node_kernel(
-    device: &Device,
-    graph: &Graph,
-    id: NodeId,
-    out: &Buffer,
-    buffer: &dyn Fn(NodeId) -> Buffer,
-    dropout: Option<MatmulDropout<'_>>,
-) -> Result<Kernel> {
-    let node = graph.node(id);
-    let x = |i: usize| node.inputs[i];
-    let out = out.clone();
-    Ok(match &node.op {
-        Op::MatMul { trans_a, trans_b } => {
-            let (a, b) = (buffer(x(0)), buffer(x(1)));
-            let (sa, sb) = (graph.shape(x(0)), graph.shape(x(1)));
-            let r = node.shape.len();
-            let (m, n) = (node.shape[r - 2], node.shape[r - 1]);
-            let k = if *trans_a {
-                sa[sa.len() - 2]
-            } else {
-                sa[sa.len() - 1]
-            };
-            let batch: usize = node.shape[..r - 2].iter().product();
-            // (row stride, batch stride); a rank-2 operand is shared by every batch.
-            let strides = |s: &[usize]| {
-                (
-                    s[s.len() - 1],
-                    if s.len() == 2 {
-                        0
-                    } else {
-                        s[s.len() - 2] * s[s.len() - 1]
-                    },
-                )
-            };
-            let (lda, bsa) = strides(sa);
-            let (ldb, bsb) = strides(sb);
-            let spec = MatmulSpec {
-                m,
-                n,
-                k,
-                batch,
-                a: MatmulOperand {
-                    buffer: &a,
-                    offset: 0,
-                    row_stride: lda,
-                    batch_stride: bsa,
-                },
-                b: MatmulOperand {
-                    buffer: &b,
-                    offset: 0,
-                    row_stride: ldb,
-                    batch_stride: bsb,
-                },
-                c: MatmulOperand {
-                    buffer: &out,
-                    offset: 0,
-                    row_stride: n,
-                    batch_stride: m * n,
-                },
-                trans_a: *trans_a,
-                trans_b: *trans_b,
-                bias: None,
-                alpha: 1.0,
-                beta: 0.0,
-                activation: Activation::None,
-                variant: MatmulVariant::Auto,
-            };
-            matmul_dropout_kernel(device, &spec, dropout)?
+/// The groups in an order every dependency allows, nearest to graph order.
+fn schedule(graph: &Graph, fused: &Fused) -> Result<Vec<usize>> {
+    let deps = fusion::dependencies(graph, &fused.groups, &fused.materialised);
+    let g = fused.groups.len();
+    let mut waiting: Vec<usize> = deps.iter().map(Vec::len).collect();
+    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); g];
+    for (to, list) in deps.iter().enumerate() {
+        for &from in list {
+            dependents[from].push(to);
         }
-        Op::Dense {
-            activation,
-            trans_w,
-        } => {
-            let (a, w) = (buffer(x(0)), buffer(x(1)));
-            let bias = node.inputs.get(2).map(|&b| buffer(b));
-            let (sx, sw) = (graph.shape(x(0)), graph.shape(x(1)));
-            let (m, n) = (node.shape[0], node.shape[1]);
-            let spec = MatmulSpec {
-                m,
-                n,
-                k: sx[1],
-                batch: 1,
-                a: MatmulOperand {
-                    buffer: &a,
-                    offset: 0,
-                    row_stride: sx[1],
-                    batch_stride: 0,
-                },
-                b: MatmulOperand {
-                    buffer: &w,
-                    offset: 0,
-                    row_stride: sw[1],
-                    batch_stride: 0,
-                },
-                c: MatmulOperand {
-                    buffer: &out,
-                    offset: 0,
-                    row_stride: n,
-                    batch_stride: m * n,
-                },
-                trans_a: false,
-                trans_b: *trans_w,
-                bias: bias.as_ref().map(|b| MatmulBias {
-                    buffer: b,
-                    offset: 0,
-                    row_stride: 0,
-                    col_stride: 1,
-                    batch_stride: 0,
-                }),
-                alpha: 1.0,
-                beta: 1.0,
-                activation: *activation,
-                variant: MatmulVariant::Auto,
-            };
-            matmul_dropout_kernel(device, &spec, dropout)?
+    }
+    let key = |i: usize| std::cmp::Reverse(fused.groups[i].roots[0]);
+    let mut ready: BinaryHeap<(std::cmp::Reverse<usize>, usize)> = (0..g)
+        .filter(|&i| waiting[i] == 0)
+        .map(|i| (key(i), i))
+        .collect();
+    let mut order = Vec::with_capacity(g);
+    while let Some((_, i)) = ready.pop() {
+        order.push(i);
+        for &d in &dependents[i] {
+            waiting[d] -= 1;
+            if waiting[d] == 0 {
+                ready.push((key(d), d));
+            }
         }
-        _ => {
-            return Err(GraphError::Invalid(format!(
-                "{} is not a matrix product",
-                graph.describe(id)
-            )))
-        }
-    })
+    }
+    if order.len() != g {
+        return Err(GraphError::Invalid(
+            "the fused kernels depend on each other in a cycle (a fusion bug): compile with \
+             KILN_FUSION=0 to work around it"
+                .into(),
+        ));
+    }
+    Ok(order)
 }
 
-/// The kernels computing node `id`: none for views and leaves, one per input
-/// for a concatenation, else one.
-fn build_kernels(
-    device: &Device,
-    graph: &Graph,
-    id: NodeId,
-    buffer: &dyn Fn(NodeId) -> Buffer,
-) -> Result<Vec<Kernel>> {
-    let node = graph.node(id);
-    if node.numel() == 0 {
-        return Ok(vec![]); // nothing to compute
-    }
-    let out = buffer(id);
-    // An output computed from no elements is the operation's identity.
-    let empty_input = node.inputs.iter().any(|&i| graph.node(i).numel() == 0);
-    match &node.op {
-        Op::Reduce { op, .. } if empty_input => {
-            let identity = match op {
-                ReduceOp::Sum => 0.0,
-                ReduceOp::Mean => f32::NAN,
-                ReduceOp::Max => f32::NEG_INFINITY,
-                ReduceOp::Min => f32::INFINITY,
-            };
-            return Ok(vec![fill_kernel(device, &out, 0, node.numel(), identity)?]);
-        }
-        Op::MatMul { .. } if empty_input => {
-            return Ok(vec![fill_kernel(device, &out, 0, node.numel(), 0.0)?])
-        }
-        _ => {}
-    }
-    let x = |i: usize| node.inputs[i];
-    let contiguous = |i: usize| StridedLayout::contiguous(graph.shape(x(i)));
-    let broadcast = |i: usize| contiguous(i).broadcast_to(&graph.describe(id), &node.shape);
-    let kernel = match &node.op {
-        Op::Input(_) | Op::Param { .. } | Op::Const(_) | Op::Reshape => return Ok(vec![]),
-        Op::Unary(op) => {
-            let b0 = buffer(x(0));
-            unary_kernel(
-                device,
-                *op,
-                &out,
-                0,
-                Operand {
-                    buffer: &b0,
-                    layout: contiguous(0),
-                },
-            )?
-        }
-        Op::Binary(op) => {
-            let (b0, b1) = (buffer(x(0)), buffer(x(1)));
-            binary_kernel(
-                device,
-                *op,
-                &out,
-                0,
-                Operand {
-                    buffer: &b0,
-                    layout: broadcast(0)?,
-                },
-                Operand {
-                    buffer: &b1,
-                    layout: broadcast(1)?,
-                },
-            )?
-        }
-        Op::Select => {
-            let (b0, b1, b2) = (buffer(x(0)), buffer(x(1)), buffer(x(2)));
-            select_kernel(
-                device,
-                &out,
-                0,
-                Operand {
-                    buffer: &b0,
-                    layout: broadcast(0)?,
-                },
-                Operand {
-                    buffer: &b1,
-                    layout: broadcast(1)?,
-                },
-                Operand {
-                    buffer: &b2,
-                    layout: broadcast(2)?,
-                },
-            )?
-        }
-        Op::Reduce { op, axes } => {
-            let b0 = buffer(x(0));
-            reduce_kernel(
-                device,
-                *op,
-                &out,
-                0,
-                Operand {
-                    buffer: &b0,
-                    layout: contiguous(0),
-                },
-                axes,
-            )?
-        }
-        Op::Softmax { axis, log } => {
-            softmax_kernel(device, &out, &buffer(x(0)), &node.shape, *axis, *log)?
-        }
-        Op::MatMul { .. } | Op::Dense { .. } => {
-            matmul_node_kernel(device, graph, id, &out, buffer, None)?
-        }
-        Op::Permute(perm) => {
-            let b0 = buffer(x(0));
-            unary_kernel(
-                device,
-                UnaryOp::Identity,
-                &out,
-                0,
-                Operand {
-                    buffer: &b0,
-                    layout: contiguous(0).permuted("Transpose", perm)?,
-                },
-            )?
-        }
-        Op::Expand => {
-            let b0 = buffer(x(0));
-            unary_kernel(
-                device,
-                UnaryOp::Identity,
-                &out,
-                0,
-                Operand {
-                    buffer: &b0,
-                    layout: broadcast(0)?,
-                },
-            )?
-        }
-        Op::Slice { axis, start, .. } => {
-            let b0 = buffer(x(0));
-            let mut l = contiguous(0);
-            l.offset = start * l.strides[*axis];
-            l.shape = node.shape.clone();
-            unary_kernel(
-                device,
-                UnaryOp::Identity,
-                &out,
-                0,
-                Operand {
-                    buffer: &b0,
-                    layout: l,
-                },
-            )?
-        }
-        Op::Concat { axis } => {
-            // One copy per input, each into its strided region of the output.
-            let full = StridedLayout::contiguous(&node.shape);
-            let mut at = 0;
-            let mut ks = Vec::new();
-            for i in 0..node.inputs.len() {
-                let s = graph.shape(x(i)).to_vec();
-                let region = StridedLayout {
-                    offset: at * full.strides[*axis],
-                    shape: s.clone(),
-                    strides: full.strides.clone(),
-                };
-                at += s[*axis];
-                let bi = buffer(x(i));
-                ks.push(unary_into(
-                    device,
-                    UnaryOp::Identity,
-                    Operand {
-                        buffer: &out,
-                        layout: region,
-                    },
-                    Operand {
-                        buffer: &bi,
-                        layout: contiguous(i),
-                    },
-                )?);
-            }
-            return Ok(ks);
-        }
-        Op::Moments { axis } => moments_kernel(
-            device,
-            &out,
-            &buffer(x(0)),
-            ChannelLayout::of(graph.shape(x(0)), *axis)?,
-        )?,
-        Op::BatchNorm { axis, eps, .. } => normalize_kernel(
-            device,
-            &out,
-            &buffer(x(0)),
-            &buffer(x(1)),
-            &buffer(x(2)),
-            &buffer(x(3)),
-            ChannelLayout::of(graph.shape(x(0)), *axis)?,
-            *eps,
-        )?,
-        Op::BatchNormGradGamma { axis, eps } => grad_gamma_kernel(
-            device,
-            &out,
-            &buffer(x(0)),
-            &buffer(x(1)),
-            &buffer(x(2)),
-            ChannelLayout::of(graph.shape(x(0)), *axis)?,
-            *eps,
-        )?,
-        Op::BatchNormGradInput {
-            axis,
-            eps,
-            batch_stats,
-            relu_input,
-        } => {
-            let sums = batch_stats.then(|| (buffer(x(4)), buffer(x(5))));
-            grad_input_kernel(
-                device,
-                &out,
-                &buffer(x(0)),
-                &buffer(x(1)),
-                &buffer(x(2)),
-                &buffer(x(3)),
-                sums.as_ref().map(|(a, b)| (a, b)),
-                ChannelLayout::of(graph.shape(x(0)), *axis)?,
-                *eps,
-                *relu_input,
-            )?
-        }
-        Op::Dropout { rate, seed } => dropout_kernel(
-            device,
-            &out,
-            &buffer(x(0)),
-            node.numel(),
-            *seed,
-            *rate,
-            &buffer(x(1)),
-        )?,
-        Op::OptimizerStep { rule } => {
-            let n = node.inputs.len();
-            let s2 = (n == 5).then(|| buffer(x(3)));
-            optimizer_step_kernel(
-                device,
-                *rule,
-                node.numel(),
-                &out,
-                &buffer(x(1)),
-                (&buffer(x(2)), s2.as_ref()),
-                &buffer(x(n - 1)),
-            )?
-        }
-        Op::RunningStats { keep, var_factor } => running_stats_kernel(
-            device,
-            node.shape[1],
-            &out,
-            &buffer(x(1)),
-            *keep,
-            *var_factor,
-        )?,
-        Op::Accumulate { keep, scale } if node.numel() == 1 => accumulate_sum_kernel(
-            device,
-            graph.node(x(1)).numel(),
-            &out,
-            &buffer(x(1)),
-            *keep,
-            *scale,
-        )?,
-        Op::Accumulate { keep, scale } => {
-            axpby_kernel(device, node.numel(), &out, &buffer(x(1)), *keep, *scale)?
-        }
-        Op::Assign => {
-            let v = buffer(x(1));
-            unary_kernel(
-                device,
-                UnaryOp::Identity,
-                &out,
-                0,
-                Operand {
-                    buffer: &v,
-                    layout: contiguous(1),
-                },
-            )?
-        }
+/// The stored values (storage roots) group `g`'s kernels read.
+fn group_reads(graph: &Graph, fused: &Fused, g: usize) -> Vec<usize> {
+    let nodes = graph.nodes();
+    let group = &fused.groups[g];
+    let mut out = Vec::new();
+    let steps: &[usize] = match &group.space {
+        Space::Adam(s) => s,
+        _ => &group.members,
     };
-    Ok(vec![kernel])
+    for &m in steps {
+        for x in &nodes[m].inputs {
+            if group.members.contains(&x.index()) && !matches!(group.space, Space::Single(_)) {
+                continue;
+            }
+            let root = storage_root(graph, x.index());
+            if !out.contains(&root) {
+                out.push(root);
+            }
+        }
+        // An in-place update reads what it writes.
+        if nodes[m].op.is_update() {
+            let root = storage_root(graph, m);
+            if !out.contains(&root) {
+                out.push(root);
+            }
+        }
+    }
+    out
+}
+
+/// For each group, the values it stores in slots: materialised results
+/// another group reads (or that are asked for), and the results of its
+/// multi-result nodes.
+fn stored_values(
+    graph: &Graph,
+    fused: &Fused,
+    live: &[bool],
+    outputs: &[usize],
+) -> Vec<Vec<usize>> {
+    let nodes = graph.nodes();
+    let n = nodes.len();
+    let mut read_by: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for g in 0..fused.groups.len() {
+        for x in group_reads(graph, fused, g) {
+            read_by[x].push(g);
+        }
+    }
+    let mut tuple_results: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for i in (0..n).filter(|&i| live[i]) {
+        if let Op::Output(_) = nodes[i].op {
+            tuple_results[nodes[i].inputs[0].index()].push(i);
+        }
+    }
+    fused
+        .groups
+        .iter()
+        .enumerate()
+        .map(|(g, group)| {
+            let mut out = Vec::new();
+            for &r in &group.roots {
+                match &nodes[r].op {
+                    op if op.is_update() => {}
+                    Op::Moments { .. } => out.extend(tuple_results[r].iter().copied()),
+                    _ => {
+                        let asked = outputs.iter().any(|&o| storage_root(graph, o) == r);
+                        if asked || read_by[r].iter().any(|&h| h != g) {
+                            out.push(r);
+                        }
+                    }
+                }
+            }
+            out
+        })
+        .collect()
 }

@@ -14,7 +14,7 @@ impl Graph {
             Op::Param { .. } => Ok(()),
             _ => Err(GraphError::Invalid(format!(
                 "{op}: node {} ({}) is not a parameter",
-                id.0,
+                id.index(),
                 self.describe(id)
             ))),
         }
@@ -72,35 +72,54 @@ impl Graph {
         Ok(self.push(Op::OptimizerStep { rule }, inputs, shape))
     }
 
-    /// Moves the running statistics `running` (`[2, C]`) toward `batch`.
+    /// Moves the running statistics toward a batch's `mean` and `var`
+    /// (see [`Op::RunningStats`]); `count`, a one-element parameter, counts
+    /// the batches (PyTorch's `num_batches_tracked`).
+    #[allow(clippy::too_many_arguments)] // the four statistics, the counter and two settings
     pub fn running_stats(
         &mut self,
-        running: NodeId,
-        batch: NodeId,
+        running_mean: NodeId,
+        running_var: NodeId,
+        mean: NodeId,
+        var: NodeId,
+        count: Option<NodeId>,
         keep: f32,
         var_factor: f32,
     ) -> Result<NodeId> {
-        self.check("RunningStats", &[running, batch])?;
-        self.check_param("RunningStats", running)?;
-        if self.shape(running) != self.shape(batch)
-            || self.shape(running).len() != 2
-            || self.shape(running)[0] != 2
-        {
+        let mut inputs = vec![running_mean, running_var, mean, var];
+        inputs.extend(count);
+        self.check("RunningStats", &inputs)?;
+        self.check_param("RunningStats", running_mean)?;
+        self.check_param("RunningStats", running_var)?;
+        let s = self.shape(running_mean).to_vec();
+        if self.shape(running_var) != s || self.shape(mean) != s || self.shape(var) != s {
             return Err(shape_err(
                 "RunningStats",
                 format!(
-                    "running {:?} and batch {:?} must both be [2, C]",
-                    self.shape(running),
-                    self.shape(batch)
+                    "running {:?}/{:?} and batch {:?}/{:?} statistics must have one shape",
+                    s,
+                    self.shape(running_var),
+                    self.shape(mean),
+                    self.shape(var)
                 ),
             ));
         }
-        let shape = self.shape(running).to_vec();
-        Ok(self.push(
-            Op::RunningStats { keep, var_factor },
-            vec![running, batch],
-            shape,
-        ))
+        if let Some(c) = count {
+            self.check_param("RunningStats", c)?;
+            if self.node(c).numel() != 1 {
+                return Err(shape_err(
+                    "RunningStats",
+                    format!("the batch counter {:?} must hold one value", self.shape(c)),
+                ));
+            }
+        }
+        if !(0.0..=1.0).contains(&keep) || var_factor.is_nan() {
+            return Err(shape_err(
+                "RunningStats",
+                format!("momentum {keep} must be in [0, 1] and the variance factor a number"),
+            ));
+        }
+        Ok(self.push(Op::RunningStats { keep, var_factor }, inputs, s))
     }
 
     /// `acc = keep·acc + scale·value`, in place: device-side metric sums.

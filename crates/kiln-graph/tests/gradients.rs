@@ -1,12 +1,13 @@
 //! Every op's vector-Jacobian product against central finite differences in
 //! f64. The differences are taken on an independent f64 interpreter of the
-//! graph (below), so they check both kiln's autodiff and its kernels.
+//! graph (below), so they check both kiln's autodiff and its kernels; every
+//! gradient graph runs with fusion on and off.
 
 use std::collections::HashMap;
 
 use kiln_backend::ops::random::reference_dropout;
-use kiln_backend::{contiguous_strides, Activation, BinaryOp, Device, ReduceOp, UnaryOp};
-use kiln_graph::{Graph, NodeId, Op, ParamStore, Plan};
+use kiln_backend::{contiguous_strides, BinaryOp, Device, ReduceOp, UnaryOp};
+use kiln_graph::{Graph, NodeId, Op, ParamStore, Plan, PlanOptions};
 
 struct Rng(u64);
 impl Rng {
@@ -59,23 +60,29 @@ fn bcast_read(data: &[f64], shape: &[usize], c: &[usize]) -> f64 {
     data[index(&cc, shape)]
 }
 
-/// Channel index of flat element `i` with channels on `axis`, and the channel count.
-fn channel_of(i: usize, shape: &[usize], axis: usize) -> usize {
-    coords(i, shape)[axis]
-}
-
-/// Per-channel mean and biased variance.
-fn moments(x: &[f64], shape: &[usize], axis: usize) -> (Vec<f64>, Vec<f64>) {
-    let c = shape[axis];
-    let m = (x.len() / c) as f64;
-    let mut mean = vec![0.0; c];
+/// Mean and biased variance over `axes`, laid out over the kept axes.
+fn moments(x: &[f64], shape: &[usize], axes: &[usize]) -> (Vec<f64>, Vec<f64>) {
+    let kept: Vec<usize> = shape
+        .iter()
+        .enumerate()
+        .map(|(d, &k)| if axes.contains(&d) { 1 } else { k })
+        .collect();
+    let slot = |i: usize| {
+        let mut c = coords(i, shape);
+        for &a in axes {
+            c[a] = 0;
+        }
+        index(&c, &kept)
+    };
+    let outs: usize = kept.iter().product();
+    let m = (x.len() / outs) as f64;
+    let mut mean = vec![0.0; outs];
     for (i, &a) in x.iter().enumerate() {
-        mean[channel_of(i, shape, axis)] += a / m;
+        mean[slot(i)] += a / m;
     }
-    let mut var = vec![0.0; c];
+    let mut var = vec![0.0; outs];
     for (i, &a) in x.iter().enumerate() {
-        let k = channel_of(i, shape, axis);
-        var[k] += (a - mean[k]).powi(2) / m;
+        var[slot(i)] += (a - mean[slot(i)]).powi(2) / m;
     }
     (mean, var)
 }
@@ -84,11 +91,12 @@ fn moments(x: &[f64], shape: &[usize], axis: usize) -> (Vec<f64>, Vec<f64>) {
 fn eval(g: &Graph, feeds: &HashMap<String, Vec<f64>>, last: usize) -> Vec<Vec<f64>> {
     let mut v: Vec<Vec<f64>> = Vec::new();
     for node in &g.nodes()[..=last] {
-        let x = |i: usize| &v[node.inputs[i].0];
+        let x = |i: usize| &v[node.inputs[i].index()];
         let xs = |i: usize| g.shape(node.inputs[i]);
         let n = node.numel();
         let out: Vec<f64> = match &node.op {
-            Op::Input(name) | Op::Param { name, .. } => feeds[name].clone(),
+            Op::Input(name) => feeds[name].clone(),
+            Op::Param { param, .. } => feeds[param.name()].clone(),
             Op::Const(c) => c.iter().map(|&a| a as f64).collect(),
             Op::Unary(op) => x(0).iter().map(|&a| op.reference(a)).collect(),
             Op::Binary(op) => (0..n)
@@ -208,57 +216,20 @@ fn eval(g: &Graph, feeds: &HashMap<String, Vec<f64>>, last: usize) -> Vec<Vec<f6
                 y
             }
             Op::Reshape | Op::Assign => x(node.inputs.len() - 1).clone(),
-            Op::Dense {
-                activation,
-                trans_w,
-            } => {
-                let (sx, sw) = (xs(0), xs(1));
-                let (rows, k, cols) = (sx[0], sx[1], node.shape[1]);
-                let mut y = vec![0.0; n];
-                for r in 0..rows {
-                    for j in 0..cols {
-                        let mut z: f64 = (0..k)
-                            .map(|p| {
-                                let w = if *trans_w {
-                                    x(1)[j * sw[1] + p]
-                                } else {
-                                    x(1)[p * sw[1] + j]
-                                };
-                                x(0)[r * k + p] * w
-                            })
-                            .sum();
-                        if node.inputs.len() == 3 {
-                            z += x(2)[j];
-                        }
-                        y[r * cols + j] = match activation {
-                            Activation::None => z,
-                            Activation::Relu => z.max(0.0),
-                            Activation::Sigmoid => 1.0 / (1.0 + (-z).exp()),
-                            Activation::Tanh => z.tanh(),
-                        };
-                    }
-                }
-                y
-            }
             Op::Dropout { rate, seed } => (0..n)
                 .map(|i| {
                     let mask = reference_dropout(*seed, x(1)[0] as u32, i as u32, *rate);
                     x(0)[i] * mask as f64
                 })
                 .collect(),
-            Op::Moments { axis } => {
-                let (mean, var) = moments(x(0), xs(0), *axis);
+            Op::Moments { axes } => {
+                let (mean, var) = moments(x(0), xs(0), axes);
                 mean.into_iter().chain(var).collect()
             }
-            Op::BatchNorm { axis, eps, .. } => {
-                let c = xs(0)[*axis];
-                let st = x(1);
-                (0..n)
-                    .map(|i| {
-                        let k = channel_of(i, xs(0), *axis);
-                        (x(0)[i] - st[k]) / (st[c + k] + *eps as f64).sqrt() * x(2)[k] + x(3)[k]
-                    })
-                    .collect()
+            Op::Output(k) => {
+                let both = x(0);
+                let half = both.len() / 2;
+                both[k * half..(k + 1) * half].to_vec()
             }
             Op::Permute(perm) => (0..n)
                 .map(|i| {
@@ -308,8 +279,9 @@ fn check(
     f: impl Fn(&mut Graph, &[NodeId]) -> NodeId,
 ) {
     let device = Device::auto().expect("an adapter");
-    let params = ParamStore::new(&device);
-    let mut rng = Rng(name.bytes().fold(7, |h, b| h * 31 + b as u64));
+    let mut rng = Rng(name
+        .bytes()
+        .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64)));
     let mut g = Graph::new();
     let names: Vec<String> = (0..shapes.len()).map(|i| format!("x{i}")).collect();
     let xs: Vec<NodeId> = shapes
@@ -324,7 +296,6 @@ fn check(
     let prod = g.mul(y, r).unwrap();
     let loss = g.sum_all(prod).unwrap();
     let grads = g.grad(loss, &xs).unwrap();
-    let mut plan = Plan::compile(&device, &g, &params, &grads).unwrap();
 
     let values: Vec<Vec<f32>> = shapes
         .iter()
@@ -335,7 +306,21 @@ fn check(
         .map(String::as_str)
         .zip(values.iter().map(Vec::as_slice))
         .collect();
-    let got = plan.run(&feeds).unwrap();
+    let run = |fusion: bool| {
+        Plan::compile_with(&device, &g, &grads, PlanOptions { fusion })
+            .unwrap()
+            .run(&feeds)
+            .unwrap()
+    };
+    let (got, unfused) = (run(true), run(false));
+    for (k, input) in names.iter().enumerate() {
+        for (i, (&a, &b)) in got[k].iter().zip(&unfused[k]).enumerate() {
+            assert!(
+                (a - b).abs() <= 1e-5 * (1.0 + a.abs()),
+                "{name}: d/d{input}[{i}] fused {a} vs unfused {b}"
+            );
+        }
+    }
 
     let mut f64_feeds: HashMap<String, Vec<f64>> = names
         .iter()
@@ -347,9 +332,9 @@ fn check(
         for i in 0..values[k].len() {
             let base = f64_feeds[input][i];
             f64_feeds.get_mut(input).unwrap()[i] = base + h;
-            let up = eval(&g, &f64_feeds, loss.0)[loss.0][0];
+            let up = eval(&g, &f64_feeds, loss.index())[loss.index()][0];
             f64_feeds.get_mut(input).unwrap()[i] = base - h;
-            let down = eval(&g, &f64_feeds, loss.0)[loss.0][0];
+            let down = eval(&g, &f64_feeds, loss.index())[loss.index()][0];
             f64_feeds.get_mut(input).unwrap()[i] = base;
             let fd = (up - down) / (2.0 * h);
             let kiln = got[k][i] as f64;
@@ -381,6 +366,7 @@ fn unary_ops() {
         (UnaryOp::PowScalar(3.0), false),
         (UnaryOp::PowScalar(0.5), true),
         (UnaryOp::Rsqrt, true),
+        (UnaryOp::HardSigmoid, false),
     ];
     for (op, positive) in ops {
         check(&format!("{op:?}"), &[&[3, 7]], positive, |g, x| {
@@ -522,10 +508,10 @@ fn frozen_parameters_get_no_gradient() {
     // d/dx of Σ w·x is w: no node computes anything for w's side.
     let added = &g.nodes()[before..];
     assert!(
-        added.iter().all(|n| n.inputs.iter().all(|i| i.0 != x.0)),
+        added.iter().all(|n| n.inputs.iter().all(|&i| i != x)),
         "the backward of w·x w.r.t. x never reads x"
     );
-    let mut plan = Plan::compile(&device, &g, &params, &[gx[0]]).unwrap();
+    let mut plan = Plan::compile(&device, &g, &[gx[0]]).unwrap();
     assert_eq!(plan.run(&[("x", &[5.0, 6.0])]).unwrap()[0], vec![1.0, 2.0]);
 }
 
@@ -546,58 +532,74 @@ fn matmul_broadcasting_and_vectors() {
 }
 
 #[test]
-fn dense_with_each_activation_and_layout() {
+fn dense_layers_with_each_activation() {
     for act in [
-        Activation::None,
-        Activation::Relu,
-        Activation::Sigmoid,
-        Activation::Tanh,
+        None,
+        Some(UnaryOp::Relu),
+        Some(UnaryOp::Sigmoid),
+        Some(UnaryOp::Tanh),
     ] {
         check(
             &format!("dense {act:?}"),
             &[&[5, 7], &[7, 3], &[3]],
             false,
-            |g, x| g.dense(x[0], x[1], Some(x[2]), act, false).unwrap(),
+            |g, x| {
+                let z = g.matmul(x[0], x[1], false, false).unwrap();
+                let z = g.add(z, x[2]).unwrap();
+                match act {
+                    Some(a) => g.unary(a, z).unwrap(),
+                    None => z,
+                }
+            },
         );
     }
     check(
         "dense transposed weight",
         &[&[5, 7], &[3, 7]],
         false,
-        |g, x| g.dense(x[0], x[1], None, Activation::Tanh, true).unwrap(),
+        |g, x| {
+            let z = g.matmul(x[0], x[1], false, true).unwrap();
+            g.unary(UnaryOp::Tanh, z).unwrap()
+        },
     );
 }
 
 #[test]
 fn batch_norm_training_and_inference() {
     // Features ([N, F], Keras) and images ([N, C, H, W], PyTorch).
-    for (shape, eps) in [(&[6usize, 4][..], 1e-3f32), (&[2, 3, 2, 3][..], 1e-5)] {
+    for (shape, axes, eps) in [
+        (&[6usize, 4][..], &[0i64][..], 1e-3f32),
+        (&[2, 3, 2, 3][..], &[0, 2, 3][..], 1e-5),
+    ] {
         let c = shape[1];
         check(
             &format!("batch norm {shape:?}"),
             &[shape, &[c], &[c]],
             false,
             |g, x| {
-                let stats = g.moments(x[0], 1).unwrap();
-                g.batch_norm(x[0], stats, x[1], x[2], 1, eps, true).unwrap()
+                let (mean, var) = g.moments(x[0], axes).unwrap();
+                g.batch_norm(x[0], mean, var, Some(x[1]), Some(x[2]), 1, eps)
+                    .unwrap()
             },
         );
     }
-    // Fixed statistics: the statistics are an input that is not differentiated.
+    // Fixed statistics (inference): parameters that are not differentiated.
     let device = Device::auto().expect("an adapter");
     let mut params = ParamStore::new(&device);
-    params
-        .insert("stats", &[0.1, -0.2, 0.3, 0.5, 1.5, 0.8], &[2, 3])
-        .unwrap();
+    params.insert("mean", &[0.1, -0.2, 0.3], &[3]).unwrap();
+    params.insert("var", &[0.5, 1.5, 0.8], &[3]).unwrap();
     let mut g = Graph::new();
-    let stats = g.frozen_param(&params, "stats").unwrap();
+    let mean = g.frozen_param(&params, "mean").unwrap();
+    let var = g.frozen_param(&params, "var").unwrap();
     let x = g.input("x", &[4, 3]);
     let gamma = g.input("gamma", &[3]);
     let beta = g.input("beta", &[3]);
-    let y = g.batch_norm(x, stats, gamma, beta, 1, 1e-3, false).unwrap();
+    let y = g
+        .batch_norm(x, mean, var, Some(gamma), Some(beta), 1, 1e-3)
+        .unwrap();
     let loss = g.sum_all(y).unwrap();
     let grads = g.grad(loss, &[x, gamma, beta]).unwrap();
-    let mut plan = Plan::compile(&device, &g, &params, &grads).unwrap();
+    let mut plan = Plan::compile(&device, &g, &grads).unwrap();
     let xv: Vec<f32> = (0..12).map(|i| 0.3 * i as f32 - 1.0).collect();
     let out = plan
         .run(&[
@@ -623,12 +625,22 @@ fn batch_norm_training_and_inference() {
 
 #[test]
 fn moments_on_their_own() {
-    check("moments", &[&[5, 3]], false, |g, x| {
-        g.moments(x[0], 1).unwrap()
-    });
-    check("moments images", &[&[2, 2, 3]], false, |g, x| {
-        g.moments(x[0], 1).unwrap()
-    });
+    for (shape, axes) in [
+        (&[5usize, 3][..], &[0i64][..]),
+        (&[2, 2, 3][..], &[0, 2][..]),
+    ] {
+        check(&format!("mean {shape:?}"), &[shape], false, |g, x| {
+            g.moments(x[0], axes).unwrap().0
+        });
+        check(&format!("variance {shape:?}"), &[shape], false, |g, x| {
+            g.moments(x[0], axes).unwrap().1
+        });
+        check(&format!("both {shape:?}"), &[shape], false, |g, x| {
+            let (m, v) = g.moments(x[0], axes).unwrap();
+            let m2 = g.unary(UnaryOp::Square, m).unwrap();
+            g.add(m2, v).unwrap()
+        });
+    }
 }
 
 #[test]
@@ -660,130 +672,55 @@ fn dropout_backward_applies_the_same_mask() {
 }
 
 #[test]
-fn dense_relu_then_batch_norm_fuses_the_relu_backward() {
-    // [N, C] with C a multiple of 4 (vec4 kernels) and not (scalar kernels).
+fn dense_relu_then_batch_norm_then_dropout() {
+    // The MLP's chain: [N, C] with C a multiple of 4 (vec4 kernels) and not.
     for c in [4usize, 3] {
         check(
-            &format!("dense relu → batch norm, {c} units"),
+            &format!("dense relu → batch norm → dropout, {c} units"),
             &[&[6, 5], &[5, c], &[c]],
             false,
             |g, x| {
-                let h = g
-                    .dense(x[0], x[1], Some(x[2]), Activation::Relu, false)
-                    .unwrap();
-                let stats = g.moments(h, 1).unwrap();
+                let h = g.matmul(x[0], x[1], false, false).unwrap();
+                let h = g.add(h, x[2]).unwrap();
+                let h = g.unary(UnaryOp::Relu, h).unwrap();
+                let (mean, var) = g.moments(h, &[0]).unwrap();
                 let ones = g.constant(&vec![1.5; c], &[c]).unwrap();
-                let zeros = g.constant(&vec![0.1; c], &[c]).unwrap();
-                g.batch_norm(h, stats, ones, zeros, 1, 1e-3, true).unwrap()
+                let beta = g.constant(&vec![0.1; c], &[c]).unwrap();
+                let y = g
+                    .batch_norm(h, mean, var, Some(ones), Some(beta), 1, 1e-3)
+                    .unwrap();
+                let step = g.constant(&[2.0], &[1]).unwrap();
+                g.dropout(y, 0.25, 9, step).unwrap()
             },
         );
     }
-    // The fused op is what autodiff emitted.
-    let mut g = Graph::new();
-    let x = g.input("x", &[6, 5]);
-    let w = g.input("w", &[5, 4]);
-    let h = g.dense(x, w, None, Activation::Relu, false).unwrap();
-    let stats = g.moments(h, 1).unwrap();
-    let gamma = g.input("gamma", &[4]);
-    let beta = g.input("beta", &[4]);
-    let y = g.batch_norm(h, stats, gamma, beta, 1, 1e-3, true).unwrap();
-    let loss = g.sum_all(y).unwrap();
-    g.grad(loss, &[w]).unwrap();
-    let fused = g
-        .nodes()
-        .iter()
-        .filter(|n| {
-            matches!(
-                n.op,
-                Op::BatchNormGradInput {
-                    relu_input: true,
-                    ..
-                }
-            )
-        })
-        .count();
-    assert_eq!(fused, 1);
-    assert!(!g
-        .nodes()
-        .iter()
-        .any(|n| n.op == Op::Binary(BinaryOp::ReluGrad)));
 }
 
 #[test]
-fn dense_sigmoid_then_cross_entropy_uses_the_fused_gradient() {
-    let build = |g: &mut Graph, x: &[NodeId]| {
-        let p = g
-            .dense(x[0], x[1], Some(x[2]), Activation::Sigmoid, false)
-            .unwrap();
-        let t = g.constant(&[0.0, 1.0, 1.0, 0.0, 1.0], &[5, 1]).unwrap();
-        let terms = g.binary(BinaryOp::BceTerm, p, t).unwrap();
-        g.mean_all(terms).unwrap()
-    };
+fn dense_sigmoid_then_cross_entropy() {
     check(
         "dense sigmoid → BCE",
         &[&[5, 3], &[3, 1], &[1]],
         false,
-        build,
+        |g, x| {
+            let z = g.matmul(x[0], x[1], false, false).unwrap();
+            let z = g.add(z, x[2]).unwrap();
+            let p = g.unary(UnaryOp::Sigmoid, z).unwrap();
+            let t = g.constant(&[0.0, 1.0, 1.0, 0.0, 1.0], &[5, 1]).unwrap();
+            let terms = g.binary(BinaryOp::BceTerm, p, t).unwrap();
+            g.mean_all(terms).unwrap()
+        },
     );
-    let mut g = Graph::new();
-    let ids: Vec<NodeId> = [[5usize, 3].as_slice(), &[3, 1], &[1]]
-        .iter()
-        .enumerate()
-        .map(|(i, s)| g.input(&format!("x{i}"), s))
-        .collect();
-    let loss = build(&mut g, &ids);
-    g.grad(loss, &ids[1..]).unwrap();
-    assert!(g
-        .nodes()
-        .iter()
-        .any(|n| n.op == Op::Binary(BinaryOp::SigmoidBceGrad)));
 }
 
 #[test]
-fn batch_norm_then_dropout_fused_equals_the_two_passes() {
-    let device = Device::auto().expect("an adapter");
-    let params = ParamStore::new(&device);
-    for c in [8usize, 5] {
-        let mut g = Graph::new();
-        let x = g.input("x", &[6, c]);
-        let step = g.constant(&[2.0], &[1]).unwrap();
-        let stats = g.moments(x, 1).unwrap();
-        let gamma = g.constant(&vec![1.5; c], &[c]).unwrap();
-        let beta = g.constant(&vec![-0.25; c], &[c]).unwrap();
-        let y = g.batch_norm(x, stats, gamma, beta, 1, 1e-3, true).unwrap();
-        let d = g.dropout(y, 0.4, 11, step).unwrap();
-        let xv = Rng(c as u64).vec(6 * c, 0.2, 2.0, false);
-        // Only the dropout is read: fused. Both read: two passes.
-        let mut fused = Plan::compile(&device, &g, &params, &[d]).unwrap();
-        let mut apart = Plan::compile(&device, &g, &params, &[d, y]).unwrap();
-        assert_eq!(apart.stats().dispatches, fused.stats().dispatches + 1);
-        let a = fused.run(&[("x", &xv)]).unwrap();
-        let b = apart.run(&[("x", &xv)]).unwrap();
-        assert_eq!(a[0], b[0], "{c} channels");
-        assert!(a[0].contains(&0.0) && a[0].iter().any(|&v| v != 0.0));
-    }
-}
-
-#[test]
-fn matmul_then_dropout_fused_equals_the_two_passes_and_differentiates() {
-    check("dense → dropout", &[&[6, 5], &[5, 8]], false, |g, x| {
-        let step = g.constant(&[4.0], &[1]).unwrap();
-        let h = g.dense(x[0], x[1], None, Activation::Tanh, false).unwrap();
-        g.dropout(h, 0.3, 21, step).unwrap()
+fn residual_block() {
+    // y = relu(x + tanh(x·W1)·W2): a skip connection around two layers.
+    check("residual", &[&[4, 6], &[6, 5], &[5, 6]], false, |g, x| {
+        let h = g.matmul(x[0], x[1], false, false).unwrap();
+        let h = g.unary(UnaryOp::Tanh, h).unwrap();
+        let r = g.matmul(h, x[2], false, false).unwrap();
+        let s = g.add(x[0], r).unwrap();
+        g.unary(UnaryOp::Relu, s).unwrap()
     });
-    let device = Device::auto().expect("an adapter");
-    let params = ParamStore::new(&device);
-    let mut g = Graph::new();
-    let a = g.input("a", &[7, 8]);
-    let b = g.input("b", &[8, 12]);
-    let step = g.constant(&[1.0], &[1]).unwrap();
-    let p = g.matmul(a, b, false, false).unwrap();
-    let d = g.dropout(p, 0.5, 3, step).unwrap();
-    let mut fused = Plan::compile(&device, &g, &params, &[d]).unwrap();
-    let mut apart = Plan::compile(&device, &g, &params, &[d, p]).unwrap();
-    assert_eq!(apart.stats().dispatches, fused.stats().dispatches + 1);
-    let av = Rng(1).vec(56, 0.2, 1.0, false);
-    let bv = Rng(2).vec(96, 0.2, 1.0, false);
-    let feeds = [("a", av.as_slice()), ("b", bv.as_slice())];
-    assert_eq!(fused.run(&feeds).unwrap()[0], apart.run(&feeds).unwrap()[0]);
 }

@@ -27,7 +27,7 @@ fn build(device: &Device, params: &ParamStore, batch: usize) -> Result<Plan> {
         let next = g.add(param, step)?;
         g.assign(param, next)?;
     }
-    Plan::compile(device, &g, params, &[loss])
+    Plan::compile(device, &g, &[loss])
 }
 
 /// The same steps in f64 on the CPU.

@@ -74,7 +74,7 @@ fn one_submission_per_step_and_the_loss_falls() {
         let updated = g.add(*w, step).unwrap();
         g.assign(*w, updated).unwrap();
     }
-    let mut plan = Plan::compile(&device, &g, &params, &[loss]).unwrap();
+    let mut plan = Plan::compile(&device, &g, &[loss]).unwrap();
 
     // A fixed batch whose label is a linear rule of the features.
     let xs = rng.vec(batch * features, 1.0);
@@ -142,11 +142,10 @@ fn shape_mismatch_is_an_error_naming_both_shapes() {
 #[test]
 fn missing_or_wrong_sized_feed_is_an_error() {
     let device = Device::auto().expect("an adapter");
-    let params = ParamStore::new(&device);
     let mut g = Graph::new();
     let x = g.input("x", &[2, 3]);
     let y = g.unary(UnaryOp::Exp, x).unwrap();
-    let mut plan = Plan::compile(&device, &g, &params, &[y]).unwrap();
+    let mut plan = Plan::compile(&device, &g, &[y]).unwrap();
     assert!(plan.run(&[]).unwrap_err().to_string().contains("\"x\""));
     assert!(plan
         .run(&[("x", &[1.0; 5])])

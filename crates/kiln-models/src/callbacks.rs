@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use crate::error::{ModelError, Result};
 use crate::history::{EpochLogs, History};
-use crate::Sequential;
+use crate::trainable::Trainable;
 
 /// Whether training goes on after an epoch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,11 +20,11 @@ pub trait Callback {
     fn on_epoch_end(
         &mut self,
         logs: &EpochLogs,
-        model: &mut Sequential,
+        model: &mut dyn Trainable,
         history: &mut History,
     ) -> Result<Control>;
 
-    fn on_train_end(&mut self, _model: &mut Sequential, _history: &mut History) -> Result<()> {
+    fn on_train_end(&mut self, _model: &mut dyn Trainable, _history: &mut History) -> Result<()> {
         Ok(())
     }
 }
@@ -120,7 +120,7 @@ impl Callback for EarlyStopping {
     fn on_epoch_end(
         &mut self,
         logs: &EpochLogs,
-        model: &mut Sequential,
+        model: &mut dyn Trainable,
         history: &mut History,
     ) -> Result<Control> {
         let value = monitored(logs, &self.monitor)?;
@@ -142,11 +142,9 @@ impl Callback for EarlyStopping {
         Ok(Control::Continue)
     }
 
-    fn on_train_end(&mut self, model: &mut Sequential, history: &mut History) -> Result<()> {
+    fn on_train_end(&mut self, model: &mut dyn Trainable, history: &mut History) -> Result<()> {
         if let Some(weights) = self.best_weights.take() {
-            for (name, values) in weights {
-                model.set_weight(&name, &values)?;
-            }
+            model.set_weights(&weights)?;
             history.best_epoch = Some(self.best_epoch);
             history.restored_best = true;
         }
@@ -178,7 +176,7 @@ impl Callback for ModelCheckpoint {
     fn on_epoch_end(
         &mut self,
         logs: &EpochLogs,
-        model: &mut Sequential,
+        model: &mut dyn Trainable,
         _history: &mut History,
     ) -> Result<Control> {
         let value = monitored(logs, &self.monitor)?;
@@ -189,7 +187,7 @@ impl Callback for ModelCheckpoint {
         };
         if better {
             self.best = Some(value);
-            crate::checkpoint::save(model, &self.path, logs.epoch)?;
+            crate::checkpoint::save(&*model, &self.path, logs.epoch)?;
         }
         Ok(Control::Continue)
     }
@@ -214,7 +212,7 @@ impl Callback for CsvLogger {
     fn on_epoch_end(
         &mut self,
         logs: &EpochLogs,
-        _model: &mut Sequential,
+        _model: &mut dyn Trainable,
         _history: &mut History,
     ) -> Result<Control> {
         let io = |e: std::io::Error| ModelError::Invalid(format!("{}: {e}", self.path.display()));
@@ -240,7 +238,7 @@ impl Callback for TerminateOnNaN {
     fn on_epoch_end(
         &mut self,
         logs: &EpochLogs,
-        _model: &mut Sequential,
+        _model: &mut dyn Trainable,
         history: &mut History,
     ) -> Result<Control> {
         let loss = monitored(logs, "loss")?;

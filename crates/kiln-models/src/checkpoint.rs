@@ -1,4 +1,4 @@
-//! Checkpoints: every weight and optimizer state of a model in one
+//! Checkpoints: every weight, buffer and optimizer state of a model in one
 //! safetensors file, with the step counters in its metadata. Writes are
 //! atomic: a temporary file beside the target, synced, then renamed over it,
 //! so an interrupted write leaves the previous checkpoint intact.
@@ -11,9 +11,11 @@ use safetensors::tensor::{Dtype, TensorView};
 use safetensors::SafeTensors;
 
 use crate::error::{ModelError, Result};
-use crate::Sequential;
+use crate::trainable::{Trainable, TrainingState};
 
-const FORMAT: &str = "kiln-checkpoint-1";
+const FORMAT: &str = "kiln-checkpoint-2";
+/// Optimizer state is stored under this prefix, beside the state dict.
+const OPTIMIZER: &str = "optimizer.";
 
 fn err(path: &Path, detail: impl Into<String>) -> ModelError {
     ModelError::Checkpoint {
@@ -48,14 +50,20 @@ pub(crate) fn write_atomic(
     std::fs::rename(&tmp, path).map_err(io)
 }
 
-pub(crate) fn serialize(model: &mut Sequential, epoch: usize) -> Result<Vec<u8>> {
-    let names = model.checkpoint_names()?;
-    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
-    for name in names {
-        let values = model.value(&name)?;
-        let shape = model.params()?.get(&name)?.shape().to_vec();
-        tensors.push((name, shape, bytemuck::cast_slice(&values).to_vec()));
-    }
+pub(crate) fn serialize(model: &dyn Trainable, epoch: usize) -> Result<Vec<u8>> {
+    let state = model.training_state()?;
+    let tensors: Vec<(String, Vec<usize>, Vec<u8>)> = state
+        .weights
+        .iter()
+        .map(|(n, s, v)| (n.clone(), s.clone(), bytemuck::cast_slice(v).to_vec()))
+        .chain(state.optimizer.iter().map(|(n, s, v)| {
+            (
+                format!("{OPTIMIZER}{n}"),
+                s.clone(),
+                bytemuck::cast_slice(v).to_vec(),
+            )
+        }))
+        .collect();
     let views: Vec<(String, TensorView<'_>)> = tensors
         .iter()
         .map(|(n, s, b)| {
@@ -64,28 +72,28 @@ pub(crate) fn serialize(model: &mut Sequential, epoch: usize) -> Result<Vec<u8>>
                 .map_err(|e| ModelError::Invalid(format!("tensor {n}: {e}")))
         })
         .collect::<Result<_>>()?;
-    let (steps, draws) = model.counters();
     let meta: HashMap<String, String> = [
         ("format".to_string(), FORMAT.to_string()),
         ("epoch".to_string(), epoch.to_string()),
-        ("steps".to_string(), steps.to_string()),
-        ("draws".to_string(), draws.to_string()),
-        ("seed".to_string(), model.seed_value().to_string()),
+        ("steps".to_string(), state.steps.to_string()),
+        ("draws".to_string(), state.draws.to_string()),
     ]
     .into();
     safetensors::serialize(views, Some(meta))
         .map_err(|e| ModelError::Invalid(format!("serialising a checkpoint: {e}")))
 }
 
-/// Saves every weight and optimizer state of `model` (after `epoch`) to `path`.
-pub fn save(model: &mut Sequential, path: impl AsRef<Path>, epoch: usize) -> Result<()> {
+/// Saves every weight, buffer and optimizer state of `model` (after
+/// `epoch`) to `path`.
+pub fn save(model: &dyn Trainable, path: impl AsRef<Path>, epoch: usize) -> Result<()> {
     let bytes = serialize(model, epoch)?;
     write_atomic(path.as_ref(), &bytes, None)
 }
 
-/// Restores a checkpoint written by [`save`] into a model of the same layers
-/// (compiled with the same optimizer); returns the epoch it was taken after.
-pub fn load(model: &mut Sequential, path: impl AsRef<Path>) -> Result<usize> {
+/// Restores a checkpoint written by [`save`] into a model of the same
+/// structure (compiled with the same optimizer); returns the epoch it was
+/// taken after. Everything is checked before anything is written.
+pub fn load(model: &mut dyn Trainable, path: impl AsRef<Path>) -> Result<usize> {
     let path = path.as_ref();
     let bytes = std::fs::read(path).map_err(|e| err(path, e.to_string()))?;
     let st = SafeTensors::deserialize(&bytes).map_err(|e| err(path, e.to_string()))?;
@@ -103,47 +111,43 @@ pub fn load(model: &mut Sequential, path: impl AsRef<Path>) -> Result<usize> {
             .ok_or_else(|| err(path, format!("metadata {key:?} is missing or not a number")))
     };
     let (epoch, steps, draws) = (number("epoch")?, number("steps")?, number("draws")?);
-    let seed = number("seed")?;
-    // Check everything before writing anything.
-    let mut updates = Vec::new();
-    for name in model.checkpoint_names()? {
-        let want = model.params()?.get(&name)?.shape().to_vec();
-        let t = st.tensor(&name).map_err(|_| {
-            err(
-                path,
-                format!("tensor {name:?} is missing; the model has it with shape {want:?}"),
-            )
-        })?;
-        if t.dtype() != Dtype::F32 || t.shape() != want.as_slice() {
+    let mut state = TrainingState {
+        steps,
+        draws,
+        ..Default::default()
+    };
+    for (name, view) in st.tensors() {
+        if view.dtype() != Dtype::F32 {
             return Err(err(
                 path,
                 format!(
-                    "tensor {name:?} is {:?} {:?}, the model expects F32 {want:?}",
-                    t.dtype(),
-                    t.shape()
+                    "tensor {name:?} is {:?}; checkpoints hold F32",
+                    view.dtype()
                 ),
             ));
         }
-        let values: Vec<f32> = t
+        let values: Vec<f32> = view
             .data()
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect();
-        updates.push((name, values));
+        match name.strip_prefix(OPTIMIZER) {
+            Some(n) => state
+                .optimizer
+                .push((n.to_string(), view.shape().to_vec(), values)),
+            None => state.weights.push((name, view.shape().to_vec(), values)),
+        }
     }
-    for (name, values) in updates {
-        model.set_weight(&name, &values)?;
-    }
-    model.set_counters(steps, draws);
-    model.reseed(seed);
+    model
+        .restore(&state)
+        .map_err(|e| err(path, e.to_string()))?;
     Ok(epoch as usize)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Loss, Metric, Optimizer};
-    use kiln_graph::Activation;
+    use crate::{Activation, Loss, Metric, Optimizer, Sequential};
 
     #[test]
     fn an_interrupted_write_leaves_the_previous_checkpoint_loadable() {
@@ -159,16 +163,16 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("kiln-ckpt-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("model.safetensors");
-        save(&mut model, &path, 1).unwrap();
-        let saved = model.value("dense/kernel").unwrap();
+        save(&model, &path, 1).unwrap();
+        let saved = model.value("dense.kernel").unwrap();
 
         // Train, then crash halfway through writing the next checkpoint.
         model
             .train_on_batch(&[1.0, 2.0, 3.0], &[0.5, -0.5])
             .unwrap();
-        let moved = model.value("dense/kernel").unwrap();
+        let moved = model.value("dense.kernel").unwrap();
         assert_ne!(moved, saved);
-        let bytes = serialize(&mut model, 2).unwrap();
+        let bytes = serialize(&model, 2).unwrap();
         let e = write_atomic(&path, &bytes, Some(bytes.len() / 2)).unwrap_err();
         assert!(e.to_string().contains("interrupted"), "{e}");
         assert!(
@@ -178,13 +182,13 @@ mod tests {
 
         // The previous checkpoint loads, whole.
         assert_eq!(load(&mut model, &path).unwrap(), 1);
-        assert_eq!(model.value("dense/kernel").unwrap(), saved);
+        assert_eq!(model.value("dense.kernel").unwrap(), saved);
         assert_eq!(model.steps(), 0);
         // A completed save replaces it.
-        model.set_weight("dense/kernel", &moved).unwrap();
-        save(&mut model, &path, 2).unwrap();
+        model.set_weight("dense.kernel", &moved).unwrap();
+        save(&model, &path, 2).unwrap();
         assert_eq!(load(&mut model, &path).unwrap(), 2);
-        assert_eq!(model.value("dense/kernel").unwrap(), moved);
+        assert_eq!(model.value("dense.kernel").unwrap(), moved);
         std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -18,6 +18,27 @@ pub enum ModelError {
     Invalid(String),
     #[error("checkpoint {path}: {detail}")]
     Checkpoint { path: String, detail: String },
+    /// A state dict that does not fit the model: every problem, by name.
+    #[error("{}", state_dict_message(missing, unexpected, mismatched))]
+    StateDict {
+        missing: Vec<String>,
+        unexpected: Vec<String>,
+        mismatched: Vec<String>,
+    },
+}
+
+fn state_dict_message(missing: &[String], unexpected: &[String], mismatched: &[String]) -> String {
+    let mut parts = vec!["the state dict does not fit the model:".to_string()];
+    if !missing.is_empty() {
+        parts.push(format!("missing {}", missing.join(", ")));
+    }
+    if !unexpected.is_empty() {
+        parts.push(format!("unexpected {}", unexpected.join(", ")));
+    }
+    if !mismatched.is_empty() {
+        parts.push(format!("mis-shaped {}", mismatched.join(", ")));
+    }
+    parts.join(" ")
 }
 
 impl From<kiln_backend::BackendError> for ModelError {

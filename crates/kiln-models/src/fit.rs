@@ -8,8 +8,9 @@ use kiln_data::{batch_order, Dataset};
 use crate::callbacks::{Callback, Control};
 use crate::error::{ModelError, Result};
 use crate::history::{EpochLogs, History};
+use crate::model::Model;
+use crate::module::Module;
 use crate::optimizer::LrSchedule;
-use crate::Sequential;
 
 /// Where validation data comes from.
 #[derive(Clone, Debug, Default)]
@@ -33,7 +34,7 @@ pub enum Verbosity {
     Silent,
 }
 
-/// Settings of [`Sequential::fit`], Keras' `fit` arguments as a builder.
+/// Settings of [`Model::fit`](crate::Model::fit), Keras' `fit` arguments as a builder.
 ///
 /// ```
 /// use kiln_models::{Fit, EarlyStopping};
@@ -113,7 +114,7 @@ fn format_logs(logs: &EpochLogs) -> String {
         .join(" - ")
 }
 
-impl Sequential {
+impl<M: Module> Model<M> {
     /// Trains on `data` as Keras' `fit` does and returns the [`History`].
     pub fn fit(&mut self, data: &Dataset, mut cfg: Fit) -> Result<History> {
         let base_lr = self
@@ -125,7 +126,7 @@ impl Sequential {
                 cfg.epochs, cfg.batch_size
             )));
         }
-        self.check_features(data)?;
+        self.check_data(data)?;
         let (train, val) = match std::mem::take(&mut cfg.validation) {
             Validation::None => (data.clone(), None),
             Validation::Split(f) => {
@@ -145,7 +146,7 @@ impl Sequential {
             v => v,
         };
         let mut history = History::default();
-        self.take_logs("train", 1)?; // start from zero
+        self.take_train_logs(1)?; // start from zero
         for epoch in 0..cfg.epochs {
             self.set_learning_rate(cfg.schedule.at(base_lr, epoch))?;
             let batches = batch_order(train.len(), cfg.batch_size, cfg.shuffle, epoch as u64);
@@ -163,7 +164,7 @@ impl Sequential {
             });
             let mut seen = 0;
             for (k, idx) in batches.iter().enumerate() {
-                let (x, y) = train.gather(idx);
+                let (x, y) = train.gather(idx)?;
                 self.train_on_batch(&x, &y)?;
                 seen += idx.len();
                 if let Some(bar) = &bar {
@@ -173,7 +174,7 @@ impl Sequential {
                     }
                 }
             }
-            let t = self.take_logs("train", train.len())?;
+            let t = self.take_train_logs(train.len())?;
             let mut values = vec![("loss".to_string(), t.loss)];
             values.extend(t.metrics);
             if let Some(v) = &val {

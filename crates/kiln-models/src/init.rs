@@ -14,11 +14,19 @@ pub enum Init {
     KaimingUniform,
 }
 
+/// `n` values uniform in ±`bound`, drawn under `seed`.
+pub(crate) fn uniform(n: usize, bound: f64, seed: u64) -> Vec<f32> {
+    let mut rng = SplitMix64::new(seed);
+    (0..n)
+        .map(|_| ((rng.next_f64() * 2.0 - 1.0) * bound) as f32)
+        .collect()
+}
+
 impl Init {
     /// Weight values for a `fan_in × fan_out` layer and the bias values.
     pub fn values(self, fan_in: usize, fan_out: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {
         let mut rng = SplitMix64::new(seed);
-        let mut uniform = |n: usize, bound: f64| -> Vec<f32> {
+        let mut draw = |n: usize, bound: f64| -> Vec<f32> {
             (0..n)
                 .map(|_| ((rng.next_f64() * 2.0 - 1.0) * bound) as f32)
                 .collect()
@@ -26,12 +34,12 @@ impl Init {
         match self {
             Init::GlorotUniform => {
                 let bound = (6.0 / (fan_in + fan_out) as f64).sqrt();
-                (uniform(fan_in * fan_out, bound), vec![0.0; fan_out])
+                (draw(fan_in * fan_out, bound), vec![0.0; fan_out])
             }
             Init::KaimingUniform => {
                 let bound = 1.0 / (fan_in as f64).sqrt();
-                let w = uniform(fan_in * fan_out, bound);
-                (w, uniform(fan_out, bound))
+                let w = draw(fan_in * fan_out, bound);
+                (w, draw(fan_out, bound))
             }
         }
     }

@@ -1,6 +1,10 @@
-//! kiln-models: layers, a Keras-style `Sequential` model, losses, metrics,
-//! optimizers, the fit loop, callbacks and checkpoints. Losses and optimizer
-//! steps are graph ops, so they differentiate, compile and run like any graph.
+//! kiln-models: the model layer. A [`Module`] trait (PyTorch's `nn.Module`:
+//! a forward pass over [`Var`](kiln_graph::Var)s and named parameters),
+//! layers with PyTorch's and Keras' names, a [`Model`] wrapper with Keras'
+//! `compile`/`fit`/`evaluate`/`predict` for any module, the Keras-style
+//! [`Sequential`] builder, losses, metrics, optimizers, callbacks and
+//! checkpoints. Losses and optimizer steps are graph ops, so they
+//! differentiate, compile and run like any graph.
 
 pub mod callbacks;
 pub mod checkpoint;
@@ -8,21 +12,31 @@ mod error;
 mod fit;
 mod history;
 mod init;
-mod layer;
+mod layers;
 pub mod losses;
 mod metrics;
+mod model;
+mod module;
 pub mod optim;
 mod optimizer;
 mod plot;
+mod rng;
 mod sequential;
+mod trainable;
 
 pub use callbacks::{Callback, Control, CsvLogger, EarlyStopping, ModelCheckpoint, TerminateOnNaN};
 pub use error::{ModelError, Result};
 pub use fit::{Fit, Validation, Verbosity};
 pub use history::{EpochLogs, History};
 pub use init::Init;
-pub use layer::{BatchNormConfig, Layer, Mode};
+pub use layers::{
+    Activation, BatchNorm, BatchNormConfig, Dense, Dropout, Flatten, Linear, Naming, Stack,
+};
 pub use losses::{Loss, Reduction};
 pub use metrics::Metric;
+pub use model::{IntoShape, Logs, Model, NamedTensors};
+pub use module::{walk, Entry, Module, ModuleExt, StateDict, Visitor};
 pub use optimizer::{EpsilonConvention, LrSchedule, Optimizer};
-pub use sequential::{Logs, NamedTensors, Sequential};
+pub use rng::{manual_seed, next_seed};
+pub use sequential::Sequential;
+pub use trainable::{ShapedTensors, Trainable, TrainingState};

@@ -144,19 +144,74 @@ pub enum Loss {
     CategoricalCrossEntropy,
     /// Logits against one-hot targets (log-softmax inside).
     CategoricalCrossEntropyFromLogits,
+    /// Probabilities against integer class indices (one per sample).
+    SparseCategoricalCrossEntropy,
+    /// Logits against integer class indices: PyTorch's `cross_entropy`.
+    SparseCategoricalCrossEntropyFromLogits,
     MeanSquaredError,
     MeanAbsoluteError,
 }
 
 impl Loss {
-    /// The per-element (or per-sample) terms whose mean is the loss.
+    /// True for the losses whose targets are class indices.
+    pub fn sparse(self) -> bool {
+        matches!(
+            self,
+            Loss::SparseCategoricalCrossEntropy | Loss::SparseCategoricalCrossEntropyFromLogits
+        )
+    }
+
+    /// The shape of one sample's targets for predictions of `pred` per sample.
+    pub fn target_shape(self, pred: &[usize]) -> Vec<usize> {
+        if self.sparse() {
+            pred[..pred.len().saturating_sub(1)].to_vec()
+        } else {
+            pred.to_vec()
+        }
+    }
+
+    /// Checks the targets where the loss's definition requires it: 0/1 (or
+    /// in [0, 1]) for binary cross-entropy, class indices in `0..classes` for
+    /// the sparse losses; every loss needs finite targets. The error names
+    /// the first bad value.
+    pub fn validate_targets(
+        self,
+        targets: &[f32],
+        classes: usize,
+    ) -> std::result::Result<(), String> {
+        for (i, &t) in targets.iter().enumerate() {
+            let bad = match self {
+                _ if !t.is_finite() => Some("is not a finite number".to_string()),
+                Loss::BinaryCrossEntropy | Loss::BinaryCrossEntropyFromLogits
+                    if !(0.0..=1.0).contains(&t) =>
+                {
+                    Some("is outside [0, 1], which binary cross-entropy needs".to_string())
+                }
+                Loss::SparseCategoricalCrossEntropy
+                | Loss::SparseCategoricalCrossEntropyFromLogits
+                    if t < 0.0 || t.fract() != 0.0 || t as usize >= classes =>
+                {
+                    Some(format!("is not a class index in 0..{classes}"))
+                }
+                _ => None,
+            };
+            if let Some(why) = bad {
+                return Err(format!("target {i} ({t}) {why}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The per-sample (or per-element) terms whose mean is the loss.
     pub fn terms(self, g: &mut Graph, pred: NodeId, target: NodeId) -> Result<NodeId> {
-        if g.shape(pred) != g.shape(target) {
+        let want = self.target_shape(g.shape(pred));
+        if g.shape(target) != want.as_slice() {
             return Err(GraphError::Shape {
                 op: format!("{self:?}"),
                 detail: format!(
-                    "predictions {:?} and targets {:?} differ",
+                    "predictions {:?} need targets {:?}, got {:?}",
                     g.shape(pred),
+                    want,
                     g.shape(target)
                 ),
             });
@@ -166,11 +221,7 @@ impl Loss {
             Loss::BinaryCrossEntropyFromLogits => g.binary(BinaryOp::BceLogitsTerm, pred, target),
             Loss::CategoricalCrossEntropy => {
                 // Keras: clip, then −Σ t·log p over the classes.
-                let lo = g.scalar(1e-7);
-                let hi = g.scalar(1.0 - 1e-7);
-                let p = g.binary(BinaryOp::Max, pred, lo)?;
-                let p = g.binary(BinaryOp::Min, p, hi)?;
-                let lp = g.unary(UnaryOp::Log, p)?;
+                let lp = clipped_log(g, pred)?;
                 let t = g.mul(target, lp)?;
                 let s = g.sum(t, &[-1], false)?;
                 g.scale(s, -1.0)
@@ -180,6 +231,16 @@ impl Loss {
                 let t = g.mul(target, lp)?;
                 let s = g.sum(t, &[-1], false)?;
                 g.scale(s, -1.0)
+            }
+            Loss::SparseCategoricalCrossEntropy => {
+                let lp = clipped_log(g, pred)?;
+                let lp = classes_second(g, lp)?;
+                nll_loss(g, lp, target, None, None, Reduction::None)
+            }
+            Loss::SparseCategoricalCrossEntropyFromLogits => {
+                let lp = g.softmax(pred, -1, true)?;
+                let lp = classes_second(g, lp)?;
+                nll_loss(g, lp, target, None, None, Reduction::None)
             }
             Loss::MeanSquaredError => {
                 let d = g.sub(pred, target)?;
@@ -191,4 +252,25 @@ impl Loss {
             }
         }
     }
+}
+
+/// log of probabilities clipped to [1e-7, 1 − 1e-7], as Keras does.
+fn clipped_log(g: &mut Graph, p: NodeId) -> Result<NodeId> {
+    let lo = g.scalar(1e-7);
+    let hi = g.scalar(1.0 - 1e-7);
+    let p = g.binary(BinaryOp::Max, p, lo)?;
+    let p = g.binary(BinaryOp::Min, p, hi)?;
+    g.unary(UnaryOp::Log, p)
+}
+
+/// `[N, d.., C]` with the classes last, as models produce them, to
+/// `[N, C, d..]`, as the NLL loss (ONNX, PyTorch) takes them.
+fn classes_second(g: &mut Graph, x: NodeId) -> Result<NodeId> {
+    let r = g.shape(x).len();
+    if r <= 2 {
+        return Ok(x);
+    }
+    let mut perm = vec![0, r - 1];
+    perm.extend(1..r - 1);
+    g.permute(x, &perm)
 }

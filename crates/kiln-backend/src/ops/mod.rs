@@ -1,7 +1,7 @@
-//! Kernel launchers. Each builds a [`crate::Kernel`] from buffers and layouts;
-//! the eager tensor API and the graph's compiled plans both go through them.
+//! Handwritten kernel launchers and the operations they and the generated
+//! kernels share: elementwise operations (with their WGSL), matmul variants,
+//! optimizer steps, random numbers, softmax and argmax.
 
-pub mod batchnorm;
 pub mod elementwise;
 pub mod matmul;
 pub mod optim;

@@ -58,58 +58,6 @@ pub fn random_kernel(
     )
 }
 
-/// Dropout of `n` elements of `x` into `out`: each is scaled by `1/(1 − rate)`
-/// with probability `1 − rate`, else zeroed, by a mask drawn under `seed` and
-/// the step number stored (as an f32) in `step`, so one kernel gives a fresh
-/// mask every step, and the same kernel on the upstream gradient is the
-/// backward pass.
-pub fn dropout_kernel(
-    device: &Device,
-    out: &Buffer,
-    x: &Buffer,
-    n: usize,
-    seed: u64,
-    rate: f32,
-    step: &Buffer,
-) -> Result<Kernel> {
-    if !(0.0..1.0).contains(&rate) {
-        return Err(crate::error::invalid(
-            "Dropout",
-            format!("rate {rate} must be in [0, 1)"),
-        ));
-    }
-    let keep = 1.0 - rate;
-    device.kernel(
-        ShaderId::Random,
-        "dropout",
-        &[("WG", WG as f64)],
-        &[
-            KernelBinding {
-                binding: 0,
-                buffer: out,
-            },
-            KernelBinding {
-                binding: 2,
-                buffer: step,
-            },
-            KernelBinding {
-                binding: 3,
-                buffer: x,
-            },
-        ],
-        1,
-        &random_meta(
-            n,
-            seed,
-            Distribution::Uniform {
-                low: keep,
-                high: 1.0 / keep,
-            },
-        ),
-        device.linear_grid((n as u64).div_ceil(4 * WG as u64))?,
-    )
-}
-
 fn pcg(x: u32) -> u32 {
     let state = x.wrapping_mul(747796405).wrapping_add(2891336453);
     let word = ((state >> ((state >> 28) + 4)) ^ state).wrapping_mul(277803737);

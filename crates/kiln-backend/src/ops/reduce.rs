@@ -1,14 +1,15 @@
-//! Reductions over a set of axes, and argmax.
+//! What a reduction computes, and argmax over a set of axes. (Sums, means
+//! and extrema are generated kernels: see `codegen::reduction_kernel`.)
 
+use crate::codegen::Operand;
 use crate::error::{shape_error, Result};
 use crate::kernel::{Kernel, KernelBinding};
 use crate::layout::{check_rank, padded, StridedLayout};
-use crate::ops::elementwise::Operand;
 use crate::ops::WG;
 use crate::shaders::ShaderId;
 use crate::{Buffer, Device};
 
-/// What a reduction computes. The codes match `reduce.wgsl`.
+/// What a reduction computes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ReduceOp {
     Sum,
@@ -93,60 +94,6 @@ fn reduce_meta(
     words.extend(padded(&rs, 1));
     words.extend(padded(&rst, 0));
     Ok((words, n_out))
-}
-
-/// Reduces `x` over `axes`; the output (kept axes, row-major) goes to `out`.
-pub fn reduce_kernel(
-    device: &Device,
-    op: ReduceOp,
-    out: &Buffer,
-    out_offset: usize,
-    x: Operand<'_>,
-    axes: &[usize],
-) -> Result<Kernel> {
-    let (words, n_out) = reduce_meta("reduce", &x.layout, axes, out_offset)?;
-    let count = words[3] as usize;
-    // Sums down the rows of a row-major matrix (bias gradients) go four columns at a time.
-    let l = &x.layout;
-    let row_major_2d = l.shape.len() == 2 && l.strides == [l.shape[1], 1];
-    if axes == [0] && row_major_2d && matches!(op, ReduceOp::Sum | ReduceOp::Mean) {
-        if let Some(k) = crate::ops::elementwise::column_sum_kernel(
-            device,
-            op == ReduceOp::Mean,
-            (out, out_offset),
-            (x.buffer, l.offset),
-            l.shape[0],
-            l.shape[1],
-        ) {
-            return k;
-        }
-    }
-    // Few elements per output, or outputs enough to fill the device: one
-    // invocation per output. Else a workgroup per output with a tree.
-    let serial = count <= 1024 || n_out >= 2048;
-    let grid = if serial {
-        device.linear_grid((n_out as u64).div_ceil(WG as u64))?
-    } else {
-        device.linear_grid(n_out as u64)?
-    };
-    device.kernel(
-        ShaderId::Reduce,
-        if serial { "serial" } else { "main" },
-        &[("OP", op as u32 as f64), ("WG", WG as f64)],
-        &[
-            KernelBinding {
-                binding: 0,
-                buffer: out,
-            },
-            KernelBinding {
-                binding: 1,
-                buffer: x.buffer,
-            },
-        ],
-        2,
-        &words,
-        grid,
-    )
 }
 
 /// Index of the first maximum over `axes` (row-major over the reduced axes),

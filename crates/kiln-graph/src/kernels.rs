@@ -1,0 +1,811 @@
+//! Turning each fused group into kernels: the nodes of an elementwise,
+//! reduction or GEMM group become one generated kernel's program (inlined
+//! producers as expressions, stored inputs as strided loads, materialised
+//! results as stores); the other groups call their handwritten kernels.
+
+use std::collections::HashMap;
+
+use kiln_backend::codegen::{
+    elementwise_kernel, gemm_kernel, reduction_kernel, Expr, GemmLoad, GemmSpec, Operand, Program,
+    ReduceKind, ReduceOutput, Reduction, RunningUpdate, Store,
+};
+use kiln_backend::ops::optim::{
+    adam_group_kernel, adam_group_size, optimizer_step_kernel, AdamSlot,
+};
+use kiln_backend::ops::softmax::softmax_kernel;
+use kiln_backend::{
+    Buffer, DType, Device, Kernel, MatmulVariant, ReduceOp, StridedLayout, UnaryOp,
+};
+
+use crate::error::{GraphError, Result};
+use crate::fusion::{class, storage_root, Class, Fused, Space};
+use crate::graph::{Graph, Op};
+
+/// The buffer of every stored value.
+pub(crate) struct Storage<'g> {
+    device: Device,
+    graph: &'g Graph,
+    buffers: Vec<Option<Buffer>>,
+}
+
+impl<'g> Storage<'g> {
+    pub fn new(device: &Device, graph: &'g Graph, buffers: Vec<Option<Buffer>>) -> Self {
+        Self {
+            device: device.clone(),
+            graph,
+            buffers,
+        }
+    }
+
+    /// The buffer holding node `i`'s value (its storage root's).
+    pub fn buffer(&self, i: usize) -> Result<Buffer> {
+        let root = storage_root(self.graph, i);
+        self.buffers[root].clone().ok_or_else(|| {
+            GraphError::Invalid(format!(
+                "internal: {} has no storage",
+                self.graph.describe(self.graph.id_at(root))
+            ))
+        })
+    }
+
+    /// A buffer for a result nothing reads (an unused batch statistic).
+    fn scratch(&self, numel: usize) -> Result<Buffer> {
+        Ok(self
+            .device
+            .alloc("unused result", numel.max(1), DType::F32)?)
+    }
+}
+
+/// The value of a uniform constant: one number repeated.
+fn uniform(op: &Op) -> Option<f32> {
+    match op {
+        Op::Const(v) if v.iter().all(|x| x.to_bits() == v[0].to_bits()) => Some(v[0]),
+        _ => None,
+    }
+}
+
+/// A unit reshape (see `fusion::unit_reshape`) being looked through: values
+/// inside it are computed in the index space of its input, `from`, then seen
+/// as `to`, then as whatever encloses it.
+type Frame = Vec<(Vec<usize>, Vec<usize>)>;
+
+/// The strides of `l` (over `from`) seen over `to`, which has the same axes
+/// but for axes of size 1.
+fn unit_reshape(l: StridedLayout, to: &[usize]) -> StridedLayout {
+    let mut strides = l
+        .shape
+        .iter()
+        .zip(&l.strides)
+        .filter(|(&d, _)| d != 1)
+        .map(|(_, &s)| s);
+    StridedLayout {
+        offset: l.offset,
+        shape: to.to_vec(),
+        strides: to
+            .iter()
+            .map(|&d| {
+                if d == 1 {
+                    0
+                } else {
+                    strides.next().unwrap_or(0)
+                }
+            })
+            .collect(),
+    }
+}
+
+/// Builds the program of one group over its iteration space: members are
+/// computed where they are needed (recursively, memoised per frame), any
+/// other value is loaded.
+struct Builder<'a, 'g> {
+    graph: &'g Graph,
+    storage: &'a Storage<'g>,
+    shape: Vec<usize>,
+    members: &'a [usize],
+    program: Program,
+    exprs: HashMap<(usize, usize), usize>,
+    frames: Vec<Frame>,
+    frame: usize,
+    buffers: Vec<Buffer>,
+    layouts: Vec<(usize, StridedLayout)>,
+    anchor: Option<usize>,
+}
+
+impl<'a, 'g> Builder<'a, 'g> {
+    fn new(
+        graph: &'g Graph,
+        storage: &'a Storage<'g>,
+        shape: &[usize],
+        members: &'a [usize],
+    ) -> Self {
+        Self {
+            graph,
+            storage,
+            shape: shape.to_vec(),
+            members,
+            program: Program::default(),
+            exprs: HashMap::new(),
+            frames: vec![Vec::new()],
+            frame: 0,
+            buffers: Vec::new(),
+            layouts: Vec::new(),
+            anchor: None,
+        }
+    }
+
+    /// `l`, a layout over some node's shape in the current frame, seen over
+    /// the group's iteration space.
+    fn to_space(&self, l: StridedLayout, what: &str) -> Result<StridedLayout> {
+        let mut l = l;
+        for (from, to) in &self.frames[self.frame] {
+            l = unit_reshape(l.broadcast_to(what, from)?, to);
+        }
+        Ok(l.broadcast_to(what, &self.shape)?)
+    }
+
+    /// The layout through which node `x` is read: contiguous over its
+    /// storage, or a view (slice, transpose) of what it reads.
+    fn layout_of(&self, x: usize) -> Result<StridedLayout> {
+        let node = &self.graph.nodes()[x];
+        let what = self.graph.describe(self.graph.id_at(x));
+        if self.members.contains(&x) {
+            let inner = self.layout_of(node.inputs[0].index())?;
+            return Ok(match &node.op {
+                Op::Slice { axis, start, .. } => {
+                    let mut l = inner;
+                    l.offset += start * l.strides[*axis];
+                    l.shape = node.shape.clone();
+                    l
+                }
+                Op::Permute(perm) => inner.permuted(&what, perm)?,
+                Op::Reshape => unit_reshape(inner, &node.shape),
+                _ => {
+                    return Err(GraphError::Invalid(format!(
+                        "internal: {what} is read through a layout but is no view"
+                    )))
+                }
+            });
+        }
+        Ok(StridedLayout::contiguous(&node.shape))
+    }
+
+    /// The operand index of node `x`'s value, read at the current element.
+    fn operand(&mut self, x: usize) -> Result<usize> {
+        let mut root = x;
+        while self.members.contains(&root) {
+            root = self.graph.nodes()[root].inputs[0].index();
+        }
+        let buffer = self.storage.buffer(root)?;
+        let what = self.graph.describe(self.graph.id_at(x));
+        let layout = self.to_space(self.layout_of(x)?, &what)?;
+        let b = match self.buffers.iter().position(|b| b.same(&buffer)) {
+            Some(b) => b,
+            None => {
+                self.buffers.push(buffer);
+                self.buffers.len() - 1
+            }
+        };
+        if let Some(k) = self
+            .layouts
+            .iter()
+            .position(|(bb, l)| *bb == b && *l == layout)
+        {
+            return Ok(k);
+        }
+        self.layouts.push((b, layout));
+        Ok(self.layouts.len() - 1)
+    }
+
+    /// The expression of node `x`'s value at the current element: computed
+    /// when `x` is a member, loaded otherwise.
+    fn value(&mut self, x: usize) -> Result<usize> {
+        if let Some(&e) = self.exprs.get(&(x, self.frame)) {
+            return Ok(e);
+        }
+        let node = self.graph.nodes()[x].clone();
+        let input = |k: usize| node.inputs[k].index();
+        let e = if !self.members.contains(&x) {
+            match uniform(&node.op) {
+                Some(c) => self.program.push(Expr::Scalar(c)),
+                None => {
+                    let k = self.operand(x)?;
+                    self.program.push(Expr::Load(k))
+                }
+            }
+        } else {
+            match &node.op {
+                Op::Unary(op) => {
+                    let a = self.value(input(0))?;
+                    self.program.push(Expr::Unary(*op, a))
+                }
+                Op::Binary(op) => {
+                    let (a, b) = (self.value(input(0))?, self.value(input(1))?);
+                    self.program.push(Expr::Binary(*op, a, b))
+                }
+                Op::Select => {
+                    let c = self.value(input(0))?;
+                    let (a, b) = (self.value(input(1))?, self.value(input(2))?);
+                    self.program.push(Expr::Select(c, a, b))
+                }
+                Op::Expand => self.value(input(0))?,
+                Op::Dropout { rate, seed } => {
+                    let v = self.value(input(0))?;
+                    let step = self.operand(input(1))?;
+                    self.program.push(Expr::Dropout {
+                        x: v,
+                        rate: *rate,
+                        seed: *seed,
+                        step,
+                    })
+                }
+                Op::Slice { .. } | Op::Permute(_) => {
+                    let k = self.operand(x)?;
+                    self.program.push(Expr::Load(k))
+                }
+                Op::Reshape => {
+                    // Look through the reshape: its input in a frame of its own.
+                    let mut frame = vec![(
+                        self.graph.shape(node.inputs[0]).to_vec(),
+                        node.shape.clone(),
+                    )];
+                    frame.extend(self.frames[self.frame].iter().cloned());
+                    let outer = self.frame;
+                    self.frame = match self.frames.iter().position(|f| *f == frame) {
+                        Some(f) => f,
+                        None => {
+                            self.frames.push(frame);
+                            self.frames.len() - 1
+                        }
+                    };
+                    let v = self.value(input(0));
+                    self.frame = outer;
+                    v?
+                }
+                Op::MatMul { .. } => match self.anchor {
+                    Some(_) if self.frame == 0 => self.program.push(Expr::Anchor),
+                    Some(_) => {
+                        return Err(GraphError::Invalid(
+                            "internal: a product read through a reshape in its own epilogue".into(),
+                        ))
+                    }
+                    None => self.program.push(Expr::Scalar(0.0)),
+                },
+                _ => {
+                    return Err(GraphError::Invalid(format!(
+                        "internal: {} is not computed elementwise",
+                        self.graph.describe(self.graph.id_at(x))
+                    )))
+                }
+            }
+        };
+        self.exprs.insert((x, self.frame), e);
+        Ok(e)
+    }
+
+    fn operands(&self) -> Vec<Operand<'_>> {
+        self.layouts
+            .iter()
+            .map(|(b, l)| Operand {
+                buffer: &self.buffers[*b],
+                layout: l.clone(),
+            })
+            .collect()
+    }
+
+    /// A label naming the ops of the kernel, so a profile reads.
+    fn label(&self, kind: &str) -> String {
+        let mut names: Vec<String> = Vec::new();
+        for &m in self.members {
+            let op = &self.graph.nodes()[m].op;
+            let name = match op {
+                Op::Expand | Op::Output(_) | Op::Reshape => continue,
+                other => other.name(),
+            };
+            if names.last() != Some(&name) {
+                names.push(name);
+            }
+        }
+        let joined = names.join("+");
+        match joined.char_indices().nth(60) {
+            Some((cut, _)) => format!("{kind}:{}…", &joined[..cut]),
+            None => format!("{kind}:{joined}"),
+        }
+    }
+}
+
+/// The kernels of group `g`; `stored` lists the values it stores in slots.
+pub(crate) fn build_group(
+    device: &Device,
+    graph: &Graph,
+    fused: &Fused,
+    g: usize,
+    stored: &[usize],
+    storage: &Storage<'_>,
+) -> Result<Vec<Kernel>> {
+    let group = &fused.groups[g];
+    let nodes = graph.nodes();
+    let shape = match &group.space {
+        Space::Single(s) => return single(device, graph, *s, storage),
+        Space::Adam(steps) => return adam(device, graph, steps, storage),
+        Space::Map(s) | Space::Reduce { shape: s, .. } | Space::Gemm { shape: s, .. } => s.clone(),
+    };
+    let numel: usize = shape.iter().product();
+    let mut b = Builder::new(graph, storage, &shape, &group.members);
+    let gemm = match &group.space {
+        Space::Gemm { anchor, .. } => {
+            let inputs = &nodes[*anchor].inputs;
+            let a_shape = graph.shape(inputs[0]);
+            let Op::MatMul { trans_a, .. } = nodes[*anchor].op else {
+                unreachable!("a GEMM group is anchored at a matrix product");
+            };
+            let k = if trans_a {
+                a_shape[a_shape.len() - 2]
+            } else {
+                a_shape[a_shape.len() - 1]
+            };
+            (k > 0).then_some(*anchor)
+        }
+        _ => None,
+    };
+    b.anchor = gemm;
+    // Stores of materialised elementwise results and the product.
+    let mut stores: Vec<(usize, Buffer, StridedLayout)> = Vec::new();
+    for &v in stored {
+        // Results of reductions are written by the reduction itself.
+        if matches!(nodes[v].op, Op::Output(_)) || class(graph, v) == Class::Reduction {
+            continue;
+        }
+        let e = b.value(v)?;
+        stores.push((
+            e,
+            storage.buffer(v)?,
+            StridedLayout::contiguous(&nodes[v].shape),
+        ));
+    }
+    // In-place updates: assignments and accumulators of the same size.
+    let mut extra: Vec<Kernel> = Vec::new();
+    for &r in &group.roots {
+        let node = &nodes[r];
+        let x = |k: usize| node.inputs[k].index();
+        match (&node.op, class(graph, r)) {
+            (Op::Assign, _) => {
+                let e = b.value(x(1))?;
+                stores.push((
+                    e,
+                    storage.buffer(x(0))?,
+                    StridedLayout::contiguous(&node.shape),
+                ));
+            }
+            (Op::Accumulate { keep, scale }, Class::Update) => {
+                let acc = b.value(x(0))?;
+                let v = b.value(x(1))?;
+                let e = axpby(&mut b.program, acc, v, *keep, *scale);
+                stores.push((
+                    e,
+                    storage.buffer(x(0))?,
+                    StridedLayout::contiguous(&node.shape),
+                ));
+            }
+            (Op::RunningStats { keep, var_factor }, _) if matches!(group.space, Space::Map(_)) => {
+                for (running, batch, factor) in [(0, 2, 1.0), (1, 3, *var_factor)] {
+                    let old = b.value(x(running))?;
+                    let new = b.value(x(batch))?;
+                    let new = b.program.push(Expr::Unary(UnaryOp::Scale(factor), new));
+                    let e = axpby(&mut b.program, old, new, *keep, 1.0 - keep);
+                    stores.push((
+                        e,
+                        storage.buffer(x(running))?,
+                        StridedLayout::contiguous(&node.shape),
+                    ));
+                }
+                if node.inputs.len() == 5 {
+                    extra.push(count_up(device, storage.buffer(x(4))?)?);
+                }
+            }
+            _ => {}
+        }
+    }
+    // Reductions.
+    struct Red {
+        kind: ReduceKind,
+        expr: usize,
+        out: Vec<Buffer>,
+        acc: Option<(f32, f32)>,
+        running: Option<(Buffer, Buffer, f32, f32, Option<Buffer>)>,
+    }
+    let mut reds: Vec<Red> = Vec::new();
+    for &r in &group.roots {
+        let node = &nodes[r];
+        match &node.op {
+            Op::Reduce { op, .. } => {
+                let expr = b.value(node.inputs[0].index())?;
+                let kind = match op {
+                    ReduceOp::Sum => ReduceKind::Sum,
+                    ReduceOp::Mean => ReduceKind::Mean,
+                    ReduceOp::Max => ReduceKind::Max,
+                    ReduceOp::Min => ReduceKind::Min,
+                };
+                reds.push(Red {
+                    kind,
+                    expr,
+                    out: vec![storage.buffer(r)?],
+                    acc: None,
+                    running: None,
+                });
+            }
+            Op::Accumulate { keep, scale } if class(graph, r) == Class::Reduction => {
+                let expr = b.value(node.inputs[1].index())?;
+                reds.push(Red {
+                    kind: ReduceKind::Sum,
+                    expr,
+                    out: vec![storage.buffer(node.inputs[0].index())?],
+                    acc: Some((*keep, *scale)),
+                    running: None,
+                });
+            }
+            Op::Moments { .. } => {
+                let expr = b.value(node.inputs[0].index())?;
+                let results: Vec<Buffer> = (0..2)
+                    .map(|k| {
+                        match stored.iter().find(|&&o| {
+                            nodes[o].op == Op::Output(k) && nodes[o].inputs[0].index() == r
+                        }) {
+                            Some(&o) => storage.buffer(o),
+                            None => storage.scratch(node.results[k].iter().product()),
+                        }
+                    })
+                    .collect::<Result<_>>()?;
+                // Running statistics moved toward these moments in the same pass.
+                let running = group.roots.iter().find_map(|&u| {
+                    let un = &nodes[u];
+                    let Op::RunningStats { keep, var_factor } = un.op else {
+                        return None;
+                    };
+                    let mean = un.inputs[2].index();
+                    (nodes[mean].inputs.first().map(|i| i.index()) == Some(r)).then(|| {
+                        let buf = |k: usize| storage.buffer(un.inputs[k].index());
+                        Ok::<_, GraphError>((
+                            buf(0)?,
+                            buf(1)?,
+                            keep,
+                            var_factor,
+                            un.inputs
+                                .get(4)
+                                .map(|c| storage.buffer(c.index()))
+                                .transpose()?,
+                        ))
+                    })
+                });
+                reds.push(Red {
+                    kind: ReduceKind::Moments,
+                    expr,
+                    out: results,
+                    acc: None,
+                    running: running.transpose()?,
+                });
+            }
+            _ => {}
+        }
+    }
+    let operands = b.operands();
+    let store_list: Vec<Store<'_>> = stores
+        .iter()
+        .map(|(e, buf, l)| Store {
+            expr: *e,
+            buffer: buf,
+            layout: l.clone(),
+        })
+        .collect();
+    let mut kernels = Vec::new();
+    let has_work = numel > 0 && !store_list.is_empty();
+    match &group.space {
+        Space::Map(_) if has_work => {
+            let label = b.label("map");
+            kernels.push(elementwise_kernel(
+                device,
+                &label,
+                &shape,
+                &b.program,
+                &operands,
+                &store_list,
+            )?);
+        }
+        Space::Gemm { anchor, .. } if gemm.is_some() && has_work => {
+            let ((m, n, k), [(lda, bsa, ta), (ldb, bsb, tb)]) = gemm_shape(graph, *anchor, &shape);
+            let inputs = &nodes[*anchor].inputs;
+            let (a_buf, b_buf) = (
+                storage.buffer(inputs[0].index())?,
+                storage.buffer(inputs[1].index())?,
+            );
+            let spec = GemmSpec {
+                m,
+                n,
+                k,
+                shape: shape.clone(),
+                a: GemmLoad {
+                    buffer: &a_buf,
+                    offset: 0,
+                    row_stride: lda,
+                    batch_stride: bsa,
+                    transposed: ta,
+                },
+                b: GemmLoad {
+                    buffer: &b_buf,
+                    offset: 0,
+                    row_stride: ldb,
+                    batch_stride: bsb,
+                    transposed: tb,
+                },
+                variant: MatmulVariant::Auto,
+            };
+            kernels.push(gemm_kernel(
+                device,
+                &b.label("gemm"),
+                &spec,
+                &b.program,
+                &operands,
+                &store_list,
+            )?);
+        }
+        Space::Gemm { .. } if has_work => {
+            // An empty inner dimension: the product is zeros.
+            {
+                kernels.push(elementwise_kernel(
+                    device,
+                    &b.label("map"),
+                    &shape,
+                    &b.program,
+                    &operands,
+                    &store_list,
+                )?);
+            }
+        }
+        Space::Reduce { axes, .. } => {
+            let reductions: Vec<Reduction<'_>> = reds
+                .iter()
+                .map(|r| Reduction {
+                    kind: r.kind,
+                    expr: r.expr,
+                    output: match (r.kind, &r.acc) {
+                        (ReduceKind::Moments, _) => ReduceOutput::Moments {
+                            mean: (&r.out[0], 0),
+                            var: (&r.out[1], 0),
+                            running: r.running.as_ref().map(|(m, v, keep, f, c)| RunningUpdate {
+                                mean: m,
+                                var: v,
+                                keep: *keep,
+                                var_factor: *f,
+                                count: c.as_ref(),
+                            }),
+                        },
+                        (_, Some((keep, scale))) => ReduceOutput::Accumulate {
+                            buffer: &r.out[0],
+                            offset: 0,
+                            keep: *keep,
+                            scale: *scale,
+                        },
+                        _ => ReduceOutput::Write {
+                            buffer: &r.out[0],
+                            offset: 0,
+                        },
+                    },
+                })
+                .collect();
+            let outputs: usize = (0..shape.len())
+                .filter(|d| !axes.contains(d))
+                .map(|d| shape[d])
+                .product();
+            if outputs > 0 {
+                kernels.push(reduction_kernel(
+                    device,
+                    &b.label("reduce"),
+                    &shape,
+                    axes,
+                    &b.program,
+                    &operands,
+                    &reductions,
+                    &store_list,
+                )?);
+            }
+        }
+        _ => {}
+    }
+    kernels.extend(extra);
+    Ok(kernels)
+}
+
+/// `keep·acc + scale·v`.
+fn axpby(p: &mut Program, acc: usize, v: usize, keep: f32, scale: f32) -> usize {
+    let a = p.push(Expr::Unary(UnaryOp::Scale(keep), acc));
+    let s = p.push(Expr::Unary(UnaryOp::Scale(scale), v));
+    p.push(Expr::Binary(kiln_backend::BinaryOp::Add, a, s))
+}
+
+/// `count[0] += 1`: a batch counter.
+fn count_up(device: &Device, count: Buffer) -> Result<Kernel> {
+    let mut p = Program::default();
+    let c = p.push(Expr::Load(0));
+    let e = p.push(Expr::Unary(UnaryOp::AddScalar(1.0), c));
+    let layout = StridedLayout::contiguous(&[1]);
+    Ok(elementwise_kernel(
+        device,
+        "map:count",
+        &[1],
+        &p,
+        &[Operand {
+            buffer: &count,
+            layout: layout.clone(),
+        }],
+        &[Store {
+            expr: e,
+            buffer: &count,
+            layout,
+        }],
+    )?)
+}
+
+/// How a product reads its operands: (rows, columns, inner size), and for
+/// A and B (row stride, batch stride, transposed). A rank-2 operand is
+/// shared by every batch.
+type GemmShape = ((usize, usize, usize), [(usize, usize, bool); 2]);
+
+fn gemm_shape(graph: &Graph, anchor: usize, shape: &[usize]) -> GemmShape {
+    let node = &graph.nodes()[anchor];
+    let Op::MatMul { trans_a, trans_b } = node.op else {
+        unreachable!("a GEMM group is anchored at a matrix product");
+    };
+    let (sa, sb) = (graph.shape(node.inputs[0]), graph.shape(node.inputs[1]));
+    let r = shape.len();
+    let k = if trans_a {
+        sa[sa.len() - 2]
+    } else {
+        sa[sa.len() - 1]
+    };
+    let strides = |s: &[usize], t: bool| {
+        let batch = if s.len() == 2 {
+            0
+        } else {
+            s[s.len() - 2] * s[s.len() - 1]
+        };
+        (s[s.len() - 1], batch, t)
+    };
+    (
+        (shape[r - 2], shape[r - 1], k),
+        [strides(sa, trans_a), strides(sb, trans_b)],
+    )
+}
+
+/// The kernels of an op that has its own: softmax, concatenation, an
+/// optimizer step.
+fn single(device: &Device, graph: &Graph, s: usize, storage: &Storage<'_>) -> Result<Vec<Kernel>> {
+    let node = &graph.nodes()[s];
+    let x = |k: usize| node.inputs[k].index();
+    if node.numel() == 0 {
+        return Ok(vec![]);
+    }
+    Ok(match &node.op {
+        Op::Softmax { axis, log } => vec![softmax_kernel(
+            device,
+            &storage.buffer(s)?,
+            &storage.buffer(x(0))?,
+            &node.shape,
+            *axis,
+            *log,
+        )?],
+        Op::Concat { axis } => {
+            // One copy per input, each into its strided region of the output.
+            let out = storage.buffer(s)?;
+            let full = StridedLayout::contiguous(&node.shape);
+            let mut at = 0;
+            let mut ks = Vec::new();
+            for i in 0..node.inputs.len() {
+                let shape = graph.shape(node.inputs[i]).to_vec();
+                let region = StridedLayout {
+                    offset: at * full.strides[*axis],
+                    shape: shape.clone(),
+                    strides: full.strides.clone(),
+                };
+                at += shape[*axis];
+                if shape.iter().product::<usize>() == 0 {
+                    continue;
+                }
+                let src = storage.buffer(x(i))?;
+                let mut p = Program::default();
+                let l = p.push(Expr::Load(0));
+                ks.push(elementwise_kernel(
+                    device,
+                    "concat",
+                    &shape,
+                    &p,
+                    &[Operand {
+                        buffer: &src,
+                        layout: StridedLayout::contiguous(&shape),
+                    }],
+                    &[Store {
+                        expr: l,
+                        buffer: &out,
+                        layout: region,
+                    }],
+                )?);
+            }
+            ks
+        }
+        Op::OptimizerStep { rule } => {
+            let n = node.inputs.len();
+            let s2 = (n == 5).then(|| storage.buffer(x(3))).transpose()?;
+            vec![optimizer_step_kernel(
+                device,
+                *rule,
+                node.numel(),
+                &storage.buffer(x(0))?,
+                &storage.buffer(x(1))?,
+                (&storage.buffer(x(2))?, s2.as_ref()),
+                &storage.buffer(x(n - 1))?,
+            )?]
+        }
+        other => {
+            return Err(GraphError::Invalid(format!(
+                "internal: {} has no kernel of its own",
+                other.name()
+            )))
+        }
+    })
+}
+
+/// Grouped Adam kernels for steps on one hyperparameter input: parameters
+/// whose sizes are multiples of 4 go four to a vec4 dispatch; the rest, with
+/// any aligned ones left over, four to a scalar dispatch.
+fn adam(
+    device: &Device,
+    graph: &Graph,
+    steps: &[usize],
+    storage: &Storage<'_>,
+) -> Result<Vec<Kernel>> {
+    let nodes = graph.nodes();
+    let group_size = adam_group_size(device).max(1);
+    let (aligned, mut rest): (Vec<usize>, Vec<usize>) = steps
+        .iter()
+        .partition(|&&s| nodes[s].numel().is_multiple_of(4));
+    let whole = aligned.len() - aligned.len() % group_size;
+    rest.extend_from_slice(&aligned[whole..]);
+    let spare: Vec<Buffer> = (0..4)
+        .map(|k| device.alloc(&format!("adam spare {k}"), 4, DType::F32))
+        .collect::<std::result::Result<_, _>>()?;
+    let mut kernels = Vec::new();
+    for chunk in aligned[..whole]
+        .chunks(group_size)
+        .chain(rest.chunks(group_size))
+    {
+        let held: Vec<[Buffer; 4]> = chunk
+            .iter()
+            .map(|&s| {
+                let x = &nodes[s].inputs;
+                Ok([
+                    storage.buffer(x[0].index())?,
+                    storage.buffer(x[1].index())?,
+                    storage.buffer(x[2].index())?,
+                    storage.buffer(x[3].index())?,
+                ])
+            })
+            .collect::<Result<_>>()?;
+        let slots: Vec<AdamSlot<'_>> = chunk
+            .iter()
+            .zip(&held)
+            .map(|(&s, b)| AdamSlot {
+                n: nodes[s].numel(),
+                param: &b[0],
+                grad: &b[1],
+                m: &b[2],
+                v: &b[3],
+            })
+            .collect();
+        let hyper = storage.buffer(nodes[chunk[0]].inputs[4].index())?;
+        kernels.push(adam_group_kernel(
+            device,
+            &slots,
+            &hyper,
+            [&spare[0], &spare[1], &spare[2], &spare[3]],
+        )?);
+    }
+    Ok(kernels)
+}

@@ -1,0 +1,55 @@
+//! Dropout: in training, zeroes a `rate` fraction of values and scales the
+//! rest by `1/(1 − rate)`; the identity in inference.
+
+use std::cell::Cell;
+
+use kiln_graph::Var;
+
+use crate::error::{ModelError, Result};
+use crate::module::Module;
+use crate::rng::next_seed;
+
+/// Dropout with masks drawn from its seed and the training step.
+pub struct Dropout {
+    rate: f32,
+    seed: u64,
+    training: Cell<bool>,
+}
+
+impl Dropout {
+    /// Dropout at `rate`, its masks seeded from the generator.
+    pub fn new(rate: f32) -> Result<Self> {
+        Self::with_seed(rate, next_seed())
+    }
+
+    pub fn with_seed(rate: f32, seed: u64) -> Result<Self> {
+        if !(0.0..1.0).contains(&rate) {
+            return Err(ModelError::Invalid(format!(
+                "dropout rate {rate} must be in [0, 1)"
+            )));
+        }
+        Ok(Self {
+            rate,
+            seed,
+            training: Cell::new(true),
+        })
+    }
+
+    pub fn rate(&self) -> f32 {
+        self.rate
+    }
+}
+
+impl Module for Dropout {
+    fn forward(&self, x: &Var) -> Result<Var> {
+        if self.training.get() {
+            Ok(x.dropout(self.rate, self.seed)?)
+        } else {
+            Ok(x.clone())
+        }
+    }
+
+    fn set_training(&self, on: bool) {
+        self.training.set(on);
+    }
+}

@@ -1,0 +1,18 @@
+//! Layers: each a [`Module`](crate::Module) with PyTorch's (or, for the
+//! Keras-style builder's, Keras') parameter names and initialisation.
+
+mod activation;
+mod batch_norm;
+mod dense;
+mod dropout;
+mod flatten;
+mod linear;
+mod stack;
+
+pub use activation::Activation;
+pub use batch_norm::{BatchNorm, BatchNormConfig, Naming};
+pub use dense::Dense;
+pub use dropout::Dropout;
+pub use flatten::Flatten;
+pub use linear::Linear;
+pub use stack::Stack;

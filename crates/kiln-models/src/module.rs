@@ -1,0 +1,474 @@
+//! The [`Module`] trait, PyTorch's `nn.Module` in Rust: a `forward` from a
+//! [`Var`] to a `Var`, and a `visit` that lists the module's parameters,
+//! buffers and children under their names. Everything else — dotted names
+//! as PyTorch's `state_dict()` prints them, loading and saving, freezing,
+//! train/eval — is derived from those two by [`ModuleExt`], for every module.
+//!
+//! ```
+//! use kiln_models::{Linear, Module, ModuleExt, Result, Visitor};
+//! use kiln_graph::Var;
+//!
+//! /// y = relu(fc2(relu(fc1(x))) + x): a residual block.
+//! struct Residual {
+//!     fc1: Linear,
+//!     fc2: Linear,
+//! }
+//!
+//! impl Module for Residual {
+//!     fn forward(&self, x: &Var) -> Result<Var> {
+//!         let h = self.fc1.forward(x)?.relu()?;
+//!         Ok((&self.fc2.forward(&h)? + x)?.relu()?)
+//!     }
+//!     fn visit(&self, v: &mut dyn Visitor) {
+//!         v.module("fc1", &self.fc1);
+//!         v.module("fc2", &self.fc2);
+//!     }
+//! }
+//!
+//! let device = kiln_backend::Device::auto()?;
+//! let block = Residual { fc1: Linear::new(&device, 8, 8)?, fc2: Linear::new(&device, 8, 8)? };
+//! let names: Vec<String> = block.named_parameters().into_iter().map(|(n, _)| n).collect();
+//! assert_eq!(names, ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"]);
+//! block.fc1.freeze();
+//! assert!(!block.fc1.weight.is_trainable());
+//! # Ok::<(), anyhow::Error>(())
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use kiln_graph::{Param, Var};
+use safetensors::tensor::{Dtype, TensorView};
+use safetensors::SafeTensors;
+
+use crate::error::{ModelError, Result};
+
+/// A layer or a model: anything with a forward pass and named state.
+pub trait Module {
+    /// Adds this module's nodes for input `x` to `x`'s graph.
+    fn forward(&self, x: &Var) -> Result<Var>;
+
+    /// Lists the parameters, buffers and children, in the order PyTorch's
+    /// `state_dict()` lists them: own parameters, own buffers, then children.
+    fn visit(&self, v: &mut dyn Visitor) {
+        let _ = v;
+    }
+
+    /// Switches this module's own training behaviour (dropout, batch
+    /// statistics); [`ModuleExt::train`] and [`ModuleExt::eval`] call it on
+    /// every module of a tree.
+    fn set_training(&self, on: bool) {
+        let _ = on;
+    }
+
+    /// The module's type, for summaries (`Linear`, `Conv2d`).
+    fn kind(&self) -> String {
+        let full = std::any::type_name::<Self>();
+        let base = full.split('<').next().unwrap_or(full);
+        base.rsplit("::").next().unwrap_or(base).to_string()
+    }
+
+    /// [`Module::forward`], reporting each direct child's output on the
+    /// way (name, child, output) where the children run one after another:
+    /// summaries use it to show every layer's output shape. By default
+    /// nothing is reported.
+    fn trace(&self, x: &Var, report: &mut dyn FnMut(&str, &dyn Module, &Var)) -> Result<Var> {
+        let _ = report;
+        self.forward(x)
+    }
+}
+
+/// What [`Module::visit`] reports to.
+pub trait Visitor {
+    /// A learnable parameter.
+    fn param(&mut self, name: &str, p: &Param);
+    /// State that is saved but not learned (running statistics, counters).
+    fn buffer(&mut self, name: &str, p: &Param);
+    /// A child module.
+    fn module(&mut self, name: &str, m: &dyn Module);
+}
+
+/// One named entry of a module tree.
+pub enum Entry<'a> {
+    Param(String, &'a Param),
+    Buffer(String, &'a Param),
+    Module(String, &'a dyn Module),
+}
+
+/// Calls `f` with every parameter, buffer and module of the tree under `m`
+/// (children included, pre-order), with dotted names.
+pub fn walk(m: &dyn Module, prefix: &str, f: &mut dyn FnMut(Entry<'_>)) {
+    struct Walker<'f> {
+        prefix: String,
+        f: &'f mut dyn FnMut(Entry<'_>),
+    }
+    impl Walker<'_> {
+        fn name(&self, n: &str) -> String {
+            if self.prefix.is_empty() {
+                n.to_string()
+            } else {
+                format!("{}.{n}", self.prefix)
+            }
+        }
+    }
+    impl Visitor for Walker<'_> {
+        fn param(&mut self, name: &str, p: &Param) {
+            let n = self.name(name);
+            (self.f)(Entry::Param(n, p));
+        }
+        fn buffer(&mut self, name: &str, p: &Param) {
+            let n = self.name(name);
+            (self.f)(Entry::Buffer(n, p));
+        }
+        fn module(&mut self, name: &str, m: &dyn Module) {
+            let n = self.name(name);
+            (self.f)(Entry::Module(n.clone(), m));
+            let mut inner = Walker {
+                prefix: n,
+                f: &mut *self.f,
+            };
+            m.visit(&mut inner);
+        }
+    }
+    let mut w = Walker {
+        prefix: prefix.to_string(),
+        f,
+    };
+    m.visit(&mut w);
+}
+
+/// Tensors by name, read from or written to safetensors: a state dict.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StateDict {
+    /// (shape, values) by name; integer tensors converted exactly.
+    pub tensors: BTreeMap<String, (Vec<usize>, Vec<f32>)>,
+}
+
+impl StateDict {
+    /// Reads every tensor of a safetensors file (F32, F64, F16, BF16 and
+    /// integer tensors are converted to f32).
+    pub fn read_safetensors(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|e| load_err(path, e.to_string()))?;
+        Self::from_safetensors_bytes(&bytes).map_err(|e| load_err(path, e.to_string()))
+    }
+
+    /// Parses safetensors bytes.
+    pub fn from_safetensors_bytes(bytes: &[u8]) -> Result<Self> {
+        let st = SafeTensors::deserialize(bytes)
+            .map_err(|e| ModelError::Invalid(format!("not a safetensors file: {e}")))?;
+        let mut tensors = BTreeMap::new();
+        for (name, view) in st.tensors() {
+            let values = to_f32(view.dtype(), view.data()).ok_or_else(|| {
+                ModelError::Invalid(format!(
+                    "tensor {name:?} has dtype {:?}; expected a float or integer type",
+                    view.dtype()
+                ))
+            })?;
+            tensors.insert(name, (view.shape().to_vec(), values));
+        }
+        Ok(Self { tensors })
+    }
+
+    /// The tensors of a module tree, as its `state_dict`.
+    pub fn of(m: &dyn Module) -> Result<Self> {
+        let mut entries = Vec::new();
+        walk(m, "", &mut |e| match e {
+            Entry::Param(n, p) | Entry::Buffer(n, p) => entries.push((n, p.clone())),
+            Entry::Module(..) => {}
+        });
+        let mut tensors = BTreeMap::new();
+        for (name, p) in entries {
+            tensors.insert(name, (p.shape().to_vec(), p.values()?));
+        }
+        Ok(Self { tensors })
+    }
+
+    /// Writes the tensors as safetensors: F32, or I64 for the names in
+    /// `integers`.
+    pub fn to_safetensors_bytes(&self, integers: &[String]) -> Result<Vec<u8>> {
+        let mut raw: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+        for (name, (shape, values)) in &self.tensors {
+            if integers.contains(name) {
+                let ints: Vec<i64> = values.iter().map(|&v| v as i64).collect();
+                raw.push((
+                    name.clone(),
+                    Dtype::I64,
+                    shape.clone(),
+                    bytemuck::cast_slice(&ints).to_vec(),
+                ));
+            } else {
+                raw.push((
+                    name.clone(),
+                    Dtype::F32,
+                    shape.clone(),
+                    bytemuck::cast_slice(values).to_vec(),
+                ));
+            }
+        }
+        let views: Vec<(String, TensorView<'_>)> = raw
+            .iter()
+            .map(|(n, d, s, b)| {
+                TensorView::new(*d, s.clone(), b)
+                    .map(|v| (n.clone(), v))
+                    .map_err(|e| ModelError::Invalid(format!("tensor {n}: {e}")))
+            })
+            .collect::<Result<_>>()?;
+        safetensors::serialize(views, None)
+            .map_err(|e| ModelError::Invalid(format!("serialising tensors: {e}")))
+    }
+}
+
+fn load_err(path: &Path, detail: String) -> ModelError {
+    ModelError::Checkpoint {
+        path: path.display().to_string(),
+        detail,
+    }
+}
+
+/// Little-endian tensor bytes of `dtype` as f32 values, or `None` for a
+/// dtype kiln does not read.
+pub(crate) fn to_f32(dtype: Dtype, b: &[u8]) -> Option<Vec<f32>> {
+    Some(match dtype {
+        Dtype::F32 => b
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+        Dtype::F64 => b
+            .chunks_exact(8)
+            .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")) as f32)
+            .collect(),
+        Dtype::F16 => b
+            .chunks_exact(2)
+            .map(|c| half_to_f32(u16::from_le_bytes([c[0], c[1]])))
+            .collect(),
+        Dtype::BF16 => b
+            .chunks_exact(2)
+            .map(|c| f32::from_bits((u16::from_le_bytes([c[0], c[1]]) as u32) << 16))
+            .collect(),
+        Dtype::I64 => b
+            .chunks_exact(8)
+            .map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")) as f32)
+            .collect(),
+        Dtype::I32 => b
+            .chunks_exact(4)
+            .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f32)
+            .collect(),
+        Dtype::U8 => b.iter().map(|&v| v as f32).collect(),
+        Dtype::BOOL => b.iter().map(|&v| (v != 0) as u8 as f32).collect(),
+        _ => return None,
+    })
+}
+
+/// IEEE half to f32.
+fn half_to_f32(h: u16) -> f32 {
+    let sign = ((h >> 15) as u32) << 31;
+    let exp = ((h >> 10) & 0x1f) as u32;
+    let frac = (h & 0x3ff) as u32;
+    let bits = match exp {
+        0 if frac == 0 => sign,
+        0 => {
+            // subnormal: normalise
+            let shift = frac.leading_zeros() - 21;
+            let frac = (frac << shift) & 0x3ff;
+            sign | ((127 - 15 + 1 - shift) << 23) | (frac << 13)
+        }
+        0x1f => sign | 0x7f80_0000 | (frac << 13),
+        e => sign | ((e + 127 - 15) << 23) | (frac << 13),
+    };
+    f32::from_bits(bits)
+}
+
+/// Everything a module tree offers through [`Module::visit`].
+pub trait ModuleExt: Module {
+    /// Every parameter with its dotted name (trainable or frozen), in
+    /// `state_dict` order.
+    fn named_parameters(&self) -> Vec<(String, Param)> {
+        let mut out = Vec::new();
+        walk(self.as_dyn(), "", &mut |e| {
+            if let Entry::Param(n, p) = e {
+                out.push((n, p.clone()));
+            }
+        });
+        out
+    }
+
+    /// Every buffer (running statistics, counters) with its dotted name.
+    fn named_buffers(&self) -> Vec<(String, Param)> {
+        let mut out = Vec::new();
+        walk(self.as_dyn(), "", &mut |e| {
+            if let Entry::Buffer(n, p) = e {
+                out.push((n, p.clone()));
+            }
+        });
+        out
+    }
+
+    /// Parameters and buffers, as PyTorch's `state_dict()` names and orders them.
+    fn state_dict(&self) -> Vec<(String, Param)> {
+        let mut out = Vec::new();
+        walk(self.as_dyn(), "", &mut |e| match e {
+            Entry::Param(n, p) | Entry::Buffer(n, p) => out.push((n, p.clone())),
+            Entry::Module(..) => {}
+        });
+        out
+    }
+
+    /// Every sub-module with its dotted name, pre-order.
+    fn named_modules(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        walk(self.as_dyn(), "", &mut |e| {
+            if let Entry::Module(n, _) = e {
+                out.push(n);
+            }
+        });
+        out
+    }
+
+    /// Total element count of the parameters (trainable and frozen).
+    fn num_parameters(&self) -> usize {
+        self.named_parameters().iter().map(|(_, p)| p.numel()).sum()
+    }
+
+    /// Copies `source`'s tensors into the module's parameters and buffers.
+    /// Every missing, unexpected or mis-shaped tensor is reported, by name,
+    /// in one error; with `strict` false, missing and unexpected ones are
+    /// allowed (mis-shaped ones never are). Nothing is written unless
+    /// everything checks.
+    fn load_state_dict(&self, source: &StateDict, strict: bool) -> Result<()> {
+        let own = self.state_dict();
+        let mut missing = Vec::new();
+        let mut mismatched = Vec::new();
+        let mut writes = Vec::new();
+        for (name, p) in &own {
+            match source.tensors.get(name) {
+                None => missing.push(name.clone()),
+                Some((shape, values)) => {
+                    let same = shape == p.shape()
+                        || (shape.iter().product::<usize>() == 1
+                            && p.numel() == 1
+                            && p.is_integer());
+                    if !same {
+                        mismatched.push(format!("{name} (file {shape:?}, model {:?})", p.shape()));
+                    } else {
+                        writes.push((p, values));
+                    }
+                }
+            }
+        }
+        let unexpected: Vec<String> = source
+            .tensors
+            .keys()
+            .filter(|k| !own.iter().any(|(n, _)| n == *k))
+            .cloned()
+            .collect();
+        let fatal =
+            !mismatched.is_empty() || (strict && (!missing.is_empty() || !unexpected.is_empty()));
+        if fatal {
+            return Err(ModelError::StateDict {
+                missing: if strict { missing } else { vec![] },
+                unexpected: if strict { unexpected } else { vec![] },
+                mismatched,
+            });
+        }
+        for (p, values) in writes {
+            p.write(values)?;
+        }
+        Ok(())
+    }
+
+    /// [`ModuleExt::load_state_dict`] from a safetensors file.
+    fn load_safetensors(&self, path: impl AsRef<Path>, strict: bool) -> Result<()>
+    where
+        Self: Sized,
+    {
+        let path = path.as_ref();
+        let sd = StateDict::read_safetensors(path)?;
+        self.load_state_dict(&sd, strict).map_err(|e| match e {
+            ModelError::StateDict { .. } => load_err(path, e.to_string()),
+            other => other,
+        })
+    }
+
+    /// Writes the state dict to a safetensors file (counters as I64).
+    fn save_safetensors(&self, path: impl AsRef<Path>) -> Result<()>
+    where
+        Self: Sized,
+    {
+        let path = path.as_ref();
+        let integers: Vec<String> = self
+            .state_dict()
+            .into_iter()
+            .filter(|(_, p)| p.is_integer())
+            .map(|(n, _)| n)
+            .collect();
+        let bytes = StateDict::of(self.as_dyn())?.to_safetensors_bytes(&integers)?;
+        crate::checkpoint::write_atomic(path, &bytes, None)
+    }
+
+    /// Training behaviour on (dropout, batch statistics), for the whole tree.
+    fn train(&self) {
+        self.set_training(true);
+        walk(self.as_dyn(), "", &mut |e| {
+            if let Entry::Module(_, m) = e {
+                m.set_training(true);
+            }
+        });
+    }
+
+    /// Inference behaviour (no dropout, running statistics), for the whole tree.
+    fn eval(&self) {
+        self.set_training(false);
+        walk(self.as_dyn(), "", &mut |e| {
+            if let Entry::Module(_, m) = e {
+                m.set_training(false);
+            }
+        });
+    }
+
+    /// Whether the tree's parameters are trained (PyTorch's
+    /// `requires_grad_(on)`). Frozen parameters get no gradient, no backward
+    /// nodes and no optimizer state.
+    fn requires_grad(&self, on: bool) {
+        for (_, p) in self.named_parameters() {
+            p.set_trainable(on);
+        }
+    }
+
+    /// `requires_grad(false)`.
+    fn freeze(&self) {
+        self.requires_grad(false);
+    }
+
+    /// `requires_grad(true)`.
+    fn unfreeze(&self) {
+        self.requires_grad(true);
+    }
+
+    #[doc(hidden)]
+    fn as_dyn(&self) -> &dyn Module;
+}
+
+impl<M: Module> ModuleExt for M {
+    fn as_dyn(&self) -> &dyn Module {
+        self
+    }
+}
+
+impl Module for Box<dyn Module> {
+    fn forward(&self, x: &Var) -> Result<Var> {
+        (**self).forward(x)
+    }
+    fn visit(&self, v: &mut dyn Visitor) {
+        (**self).visit(v)
+    }
+    fn set_training(&self, on: bool) {
+        (**self).set_training(on)
+    }
+    fn kind(&self) -> String {
+        (**self).kind()
+    }
+    fn trace(&self, x: &Var, report: &mut dyn FnMut(&str, &dyn Module, &Var)) -> Result<Var> {
+        (**self).trace(x, report)
+    }
+}
