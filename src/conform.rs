@@ -8,7 +8,7 @@ use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
 use kiln_backend::{BinaryOp, Device, ReduceOp, UnaryOp};
-use kiln_graph::{Graph, NodeId, Plan};
+use kiln_graph::{Graph, NodeId, Plan, PlanOptions};
 use kiln_models::{losses, optim, Reduction};
 use safetensors::{Dtype, SafeTensors};
 use serde_json::Value;
@@ -40,8 +40,14 @@ impl Report {
     }
 }
 
-/// Runs every `*.safetensors` case under `dir` (recursively), in name order.
+/// Runs every `*.safetensors` case under `dir` (recursively), in name order,
+/// with the default plan options.
 pub fn run_dir(device: &Device, dir: &Path) -> Result<Report> {
+    run_dir_with(device, dir, PlanOptions::default())
+}
+
+/// [`run_dir`] with explicit plan options (fusion on or off).
+pub fn run_dir_with(device: &Device, dir: &Path, options: PlanOptions) -> Result<Report> {
     let mut files = Vec::new();
     collect(dir, &mut files)?;
     files.sort();
@@ -55,7 +61,7 @@ pub fn run_dir(device: &Device, dir: &Path) -> Result<Report> {
             .unwrap_or_default()
             .to_string_lossy()
             .to_string();
-        match run_case(device, &f) {
+        match run_case(device, &f, options) {
             Ok(Outcome::Passed) => report.passed += 1,
             Ok(Outcome::Failed(why)) => report.failed.push((name, why)),
             Ok(Outcome::Skipped(why)) => report.skipped.push((name, why)),
@@ -338,7 +344,7 @@ fn build(
     })
 }
 
-fn run_case(device: &Device, path: &Path) -> Result<Outcome> {
+fn run_case(device: &Device, path: &Path, options: PlanOptions) -> Result<Outcome> {
     let bytes = std::fs::read(path)?;
     let (_, header) = SafeTensors::read_metadata(&bytes)?;
     let meta: HashMap<String, String> = header.metadata().clone().unwrap_or_default();
@@ -413,7 +419,7 @@ fn run_case(device: &Device, path: &Path) -> Result<Outcome> {
         }
     }
     let nodes: Vec<NodeId> = targets.iter().map(|t| t.1).collect();
-    let mut plan = Plan::compile(device, &g, &nodes)?;
+    let mut plan = Plan::compile_with(device, &g, &nodes, options)?;
     let feed_refs: Vec<(&str, &[f32])> = feeds
         .iter()
         .map(|(n, v)| (n.as_str(), v.as_slice()))

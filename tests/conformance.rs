@@ -16,12 +16,12 @@ const LATER: [&str; 9] = [
     "RNN",
 ];
 
-#[test]
-fn every_conformance_case_passes_or_is_a_later_op() {
+fn run(fusion: bool) {
     let device = kiln::Device::auto()
         .expect("an adapter: apt-get install -y libvulkan1 mesa-vulkan-drivers");
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conformance");
-    let report = kiln::conform::run_dir(&device, &dir).expect("the cases load");
+    let options = kiln::graph::PlanOptions { fusion };
+    let report = kiln::conform::run_dir_with(&device, &dir, options).expect("the cases load");
     for (case, why) in &report.skipped {
         println!("skip {case}: {why}");
     }
@@ -48,4 +48,14 @@ fn every_conformance_case_passes_or_is_a_later_op() {
         "all 180 cases were found"
     );
     assert!(report.passed >= 131, "{}", report.summary());
+}
+
+#[test]
+fn every_conformance_case_passes_or_is_a_later_op() {
+    run(true);
+}
+
+#[test]
+fn every_conformance_case_passes_without_fusion_too() {
+    run(false);
 }

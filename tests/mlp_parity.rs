@@ -98,10 +98,20 @@ fn standardisation_matches_the_fixture_scaler() {
 
 #[test]
 fn keras_mlp_forward_gradients_and_one_adam_step() {
+    parity(true);
+}
+
+#[test]
+fn keras_mlp_parity_holds_without_fusion() {
+    parity(false);
+}
+
+fn parity(fusion: bool) {
     let bytes = std::fs::read(FIXTURE).unwrap();
     let st = SafeTensors::deserialize(&bytes).unwrap();
     let device = kiln::device_from_flag(None).unwrap();
     let mut m = model(&device, &st);
+    m.set_plan_options(kiln::graph::PlanOptions { fusion });
     let (x, y) = (tensor(&st, "x"), tensor(&st, "y"));
 
     // Inference: moving statistics, dropout off.

@@ -9,27 +9,10 @@ const FILES: &[(&str, &str)] = &[
         include_str!("../../../shaders/activations.wgsl"),
     ),
     (
-        "adam_rule.wgsl",
-        include_str!("../../../shaders/adam_rule.wgsl"),
-    ),
-    (
         "elementwise_ops.wgsl",
         include_str!("../../../shaders/elementwise_ops.wgsl"),
     ),
     ("hash.wgsl", include_str!("../../../shaders/hash.wgsl")),
-    ("optim.wgsl", include_str!("../../../shaders/optim.wgsl")),
-    (
-        "optim_multi.wgsl",
-        include_str!("../../../shaders/optim_multi.wgsl"),
-    ),
-    (
-        "optim_multi_vec4.wgsl",
-        include_str!("../../../shaders/optim_multi_vec4.wgsl"),
-    ),
-    (
-        "optim_vec4.wgsl",
-        include_str!("../../../shaders/optim_vec4.wgsl"),
-    ),
     ("random.wgsl", include_str!("../../../shaders/random.wgsl")),
     ("reduce.wgsl", include_str!("../../../shaders/reduce.wgsl")),
     (
@@ -44,33 +27,17 @@ pub enum ShaderId {
     Random,
     Reduce,
     Softmax,
-    Optim,
-    OptimVec4,
-    OptimMulti,
-    OptimMultiVec4,
 }
 
 impl ShaderId {
     /// Every handwritten module kiln builds.
-    pub const ALL: &'static [ShaderId] = &[
-        ShaderId::Random,
-        ShaderId::Reduce,
-        ShaderId::Softmax,
-        ShaderId::Optim,
-        ShaderId::OptimVec4,
-        ShaderId::OptimMulti,
-        ShaderId::OptimMultiVec4,
-    ];
+    pub const ALL: &'static [ShaderId] = &[ShaderId::Random, ShaderId::Reduce, ShaderId::Softmax];
 
     pub fn name(self) -> &'static str {
         match self {
             ShaderId::Random => "random",
             ShaderId::Reduce => "reduce",
             ShaderId::Softmax => "softmax",
-            ShaderId::Optim => "optim",
-            ShaderId::OptimVec4 => "optim_vec4",
-            ShaderId::OptimMulti => "optim_multi",
-            ShaderId::OptimMultiVec4 => "optim_multi_vec4",
         }
     }
 
@@ -80,10 +47,6 @@ impl ShaderId {
             ShaderId::Random => &["hash.wgsl", "random.wgsl"],
             ShaderId::Reduce => &["reduce.wgsl"],
             ShaderId::Softmax => &["softmax.wgsl"],
-            ShaderId::Optim => &["adam_rule.wgsl", "optim.wgsl"],
-            ShaderId::OptimVec4 => &["adam_rule.wgsl", "optim_vec4.wgsl"],
-            ShaderId::OptimMulti => &["adam_rule.wgsl", "optim_multi.wgsl"],
-            ShaderId::OptimMultiVec4 => &["adam_rule.wgsl", "optim_multi_vec4.wgsl"],
         }
     }
 

@@ -430,13 +430,16 @@ fn optimizer_steps(n: usize) {
         t(&dev, &v0),
         t(&dev, &hyper),
     );
-    let k = optimizer_step_kernel(
+    let slot = |param, states| UpdateSlot {
+        n,
+        param,
+        grad: gt.buffer(),
+        states,
+    };
+    let k = update_kernel(
         &dev,
         UpdateRule::Adam,
-        n,
-        w.buffer(),
-        gt.buffer(),
-        (m.buffer(), Some(v.buffer())),
+        &[slot(w.buffer(), vec![m.buffer(), v.buffer()])],
         h.buffer(),
     )
     .unwrap();
@@ -458,13 +461,10 @@ fn optimizer_steps(n: usize) {
     let w = t(&dev, &w0);
     let b = t(&dev, &m0);
     let h = t(&dev, &[0.1, 0.9, 0.01, 1.0, 0.0, 0.0, 0.0, 0.0]);
-    let k = optimizer_step_kernel(
+    let k = update_kernel(
         &dev,
         UpdateRule::Sgd,
-        n,
-        w.buffer(),
-        gt.buffer(),
-        (b.buffer(), None),
+        &[slot(w.buffer(), vec![b.buffer()])],
         h.buffer(),
     )
     .unwrap();
@@ -479,16 +479,14 @@ fn optimizer_steps(n: usize) {
     close("sgd buffer", &b.to_vec_f32().unwrap(), &bb, 1e-6);
     close("sgd w", &w.to_vec_f32().unwrap(), &ww, 1e-6);
     // A missing state buffer is an error, not a fault.
-    assert!(optimizer_step_kernel(
+    let e = update_kernel(
         &dev,
         UpdateRule::Adam,
-        n,
-        w.buffer(),
-        gt.buffer(),
-        (b.buffer(), None),
-        h.buffer()
+        &[slot(w.buffer(), vec![b.buffer()])],
+        h.buffer(),
     )
-    .is_err());
+    .unwrap_err();
+    assert!(e.to_string().contains("2 state tensors"), "{e}");
 }
 
 #[test]
@@ -516,23 +514,15 @@ fn grouped_adam(sizes: [usize; 3]) {
             .map(|&n| dev.full(&[n], 0.0).unwrap())
             .collect(),
     );
-    let spare: Vec<Tensor> = (0..4).map(|_| dev.full(&[4], 0.0).unwrap()).collect();
-    let slots: Vec<AdamSlot<'_>> = (0..3)
-        .map(|k| AdamSlot {
+    let slots: Vec<UpdateSlot<'_>> = (0..3)
+        .map(|k| UpdateSlot {
             n: sizes[k],
             param: w[k].buffer(),
             grad: gt[k].buffer(),
-            m: m[k].buffer(),
-            v: v[k].buffer(),
+            states: vec![m[k].buffer(), v[k].buffer()],
         })
         .collect();
-    let spares = [
-        spare[0].buffer(),
-        spare[1].buffer(),
-        spare[2].buffer(),
-        spare[3].buffer(),
-    ];
-    let k = adam_group_kernel(&dev, &slots, hyper.buffer(), spares).unwrap();
+    let k = update_kernel(&dev, UpdateRule::Adam, &slots, hyper.buffer()).unwrap();
     dev.run(&[&k]).unwrap();
     for i in 0..3 {
         let want: Vec<f64> = w0[i]
@@ -550,12 +540,7 @@ fn grouped_adam(sizes: [usize; 3]) {
             1e-5,
         );
     }
-    assert_eq!(
-        spare[0].to_vec_f32().unwrap(),
-        vec![0.0; 4],
-        "spare buffers untouched"
-    );
-    assert!(adam_group_kernel(&dev, &[], hyper.buffer(), spares).is_err());
+    assert!(update_kernel(&dev, UpdateRule::Adam, &[], hyper.buffer()).is_err());
 }
 
 #[test]

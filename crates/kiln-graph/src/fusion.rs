@@ -22,10 +22,11 @@
 //!    grouped kernels.
 //!
 //! What stays special, and why: batch moments are one op (two passes in one
-//! kernel, since the one-pass variance cancels catastrophically); the
-//! grouped Adam kernels read four parameters per dispatch (PyTorch's foreach
-//! optimizers), which a per-shape fusion cannot express; softmax and
-//! concatenation keep their own kernels.
+//! kernel, since the one-pass variance cancels catastrophically); optimizer
+//! steps are grouped by rule and hyperparameter input into kernels that
+//! update several parameters each (PyTorch's foreach optimizers), which a
+//! per-shape fusion cannot express; softmax and concatenation keep their
+//! own kernels.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -96,8 +97,9 @@ pub(crate) enum Space {
     Gemm { anchor: usize, shape: Vec<usize> },
     /// One node with kernels of its own.
     Single(usize),
-    /// Adam steps run as grouped kernels.
-    Adam(Vec<usize>),
+    /// Optimizer steps of one rule on one hyperparameter input, run as
+    /// grouped kernels.
+    Updates(Vec<usize>),
 }
 
 impl Space {
@@ -113,7 +115,7 @@ impl Space {
 }
 
 /// A set of nodes computed by one kernel (or, for [`Space::Single`] and
-/// [`Space::Adam`], by the node's own kernels).
+/// [`Space::Updates`], by the nodes' own kernels).
 #[derive(Clone, Debug)]
 pub(crate) struct Group {
     pub space: Space,
@@ -395,7 +397,7 @@ pub(crate) fn dependencies(
     let mut param_reads: BTreeMap<u64, Vec<(usize, usize)>> = BTreeMap::new();
     for (g, group) in groups.iter().enumerate() {
         let steps: Vec<usize> = match &group.space {
-            Space::Adam(s) => s.clone(),
+            Space::Updates(s) => s.clone(),
             _ => group.members.clone(),
         };
         for &m in &steps {
@@ -666,17 +668,14 @@ fn merge_groups(graph: &Graph, groups: &mut Vec<Group>, materialised: &[bool], m
         }
         g += 1;
     }
-    // Adam steps on one hyperparameter input share grouped kernels.
-    let mut by_hyper: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    // Optimizer steps of one rule on one hyperparameter input share grouped kernels.
+    let mut by_hyper: BTreeMap<(usize, bool), Vec<usize>> = BTreeMap::new();
     for (g, group) in groups.iter().enumerate() {
         if let Space::Single(s) = group.space {
-            if nodes[s].op
-                == (Op::OptimizerStep {
-                    rule: UpdateRule::Adam,
-                })
-            {
+            if let Op::OptimizerStep { rule } = nodes[s].op {
+                let hyper = nodes[s].inputs[nodes[s].inputs.len() - 1].index();
                 by_hyper
-                    .entry(nodes[s].inputs[4].index())
+                    .entry((hyper, rule == UpdateRule::Adam))
                     .or_default()
                     .push(g);
             }
@@ -690,7 +689,7 @@ fn merge_groups(graph: &Graph, groups: &mut Vec<Group>, materialised: &[bool], m
         let steps: Vec<usize> = gs.iter().map(|&g| groups[g].roots[0]).collect();
         let first = gs[0];
         groups[first] = Group {
-            space: Space::Adam(steps.clone()),
+            space: Space::Updates(steps.clone()),
             members: steps.clone(),
             roots: steps,
         };
@@ -736,7 +735,7 @@ fn too_wide(
 ) -> Option<usize> {
     let nodes = graph.nodes();
     for g in groups {
-        if matches!(g.space, Space::Single(_) | Space::Adam(_)) {
+        if matches!(g.space, Space::Single(_) | Space::Updates(_)) {
             continue;
         }
         if buffers_of(graph, g, materialised) > max_buffers {

@@ -9,9 +9,7 @@ use kiln_backend::codegen::{
     elementwise_kernel, gemm_kernel, reduction_kernel, Expr, GemmLoad, GemmSpec, Operand, Program,
     ReduceKind, ReduceOutput, Reduction, RunningUpdate, Store,
 };
-use kiln_backend::ops::optim::{
-    adam_group_kernel, adam_group_size, optimizer_step_kernel, AdamSlot,
-};
+use kiln_backend::ops::optim::{update_group_size, update_kernel, UpdateSlot};
 use kiln_backend::ops::softmax::softmax_kernel;
 use kiln_backend::{
     Buffer, DType, Device, Kernel, MatmulVariant, ReduceOp, StridedLayout, UnaryOp,
@@ -326,7 +324,7 @@ pub(crate) fn build_group(
     let nodes = graph.nodes();
     let shape = match &group.space {
         Space::Single(s) => return single(device, graph, *s, storage),
-        Space::Adam(steps) => return adam(device, graph, steps, storage),
+        Space::Updates(steps) => return updates(device, graph, steps, storage),
         Space::Map(s) | Space::Reduce { shape: s, .. } | Space::Gemm { shape: s, .. } => s.clone(),
     };
     let numel: usize = shape.iter().product();
@@ -730,19 +728,7 @@ fn single(device: &Device, graph: &Graph, s: usize, storage: &Storage<'_>) -> Re
             }
             ks
         }
-        Op::OptimizerStep { rule } => {
-            let n = node.inputs.len();
-            let s2 = (n == 5).then(|| storage.buffer(x(3))).transpose()?;
-            vec![optimizer_step_kernel(
-                device,
-                *rule,
-                node.numel(),
-                &storage.buffer(x(0))?,
-                &storage.buffer(x(1))?,
-                (&storage.buffer(x(2))?, s2.as_ref()),
-                &storage.buffer(x(n - 1))?,
-            )?]
-        }
+        Op::OptimizerStep { .. } => return updates(device, graph, &[s], storage),
         other => {
             return Err(GraphError::Invalid(format!(
                 "internal: {} has no kernel of its own",
@@ -752,60 +738,56 @@ fn single(device: &Device, graph: &Graph, s: usize, storage: &Storage<'_>) -> Re
     })
 }
 
-/// Grouped Adam kernels for steps on one hyperparameter input: parameters
-/// whose sizes are multiples of 4 go four to a vec4 dispatch; the rest, with
-/// any aligned ones left over, four to a scalar dispatch.
-fn adam(
+/// Optimizer steps on one hyperparameter input, as few dispatches as the
+/// adapter's storage-buffer limit allows: parameters whose sizes are
+/// multiples of 4 share vec4 dispatches, the rest scalar ones.
+fn updates(
     device: &Device,
     graph: &Graph,
     steps: &[usize],
     storage: &Storage<'_>,
 ) -> Result<Vec<Kernel>> {
     let nodes = graph.nodes();
-    let group_size = adam_group_size(device).max(1);
+    let Op::OptimizerStep { rule } = nodes[steps[0]].op else {
+        return Err(GraphError::Invalid(
+            "internal: an update group without steps".into(),
+        ));
+    };
+    let group_size = update_group_size(device, rule);
     let (aligned, mut rest): (Vec<usize>, Vec<usize>) = steps
         .iter()
+        .filter(|&&s| nodes[s].numel() > 0)
         .partition(|&&s| nodes[s].numel().is_multiple_of(4));
     let whole = aligned.len() - aligned.len() % group_size;
     rest.extend_from_slice(&aligned[whole..]);
-    let spare: Vec<Buffer> = (0..4)
-        .map(|k| device.alloc(&format!("adam spare {k}"), 4, DType::F32))
-        .collect::<std::result::Result<_, _>>()?;
     let mut kernels = Vec::new();
     for chunk in aligned[..whole]
         .chunks(group_size)
         .chain(rest.chunks(group_size))
     {
-        let held: Vec<[Buffer; 4]> = chunk
+        let held: Vec<Vec<Buffer>> = chunk
             .iter()
             .map(|&s| {
                 let x = &nodes[s].inputs;
-                Ok([
-                    storage.buffer(x[0].index())?,
-                    storage.buffer(x[1].index())?,
-                    storage.buffer(x[2].index())?,
-                    storage.buffer(x[3].index())?,
-                ])
+                x[..x.len() - 1]
+                    .iter()
+                    .map(|i| storage.buffer(i.index()))
+                    .collect::<Result<Vec<_>>>()
             })
             .collect::<Result<_>>()?;
-        let slots: Vec<AdamSlot<'_>> = chunk
+        let slots: Vec<UpdateSlot<'_>> = chunk
             .iter()
             .zip(&held)
-            .map(|(&s, b)| AdamSlot {
+            .map(|(&s, b)| UpdateSlot {
                 n: nodes[s].numel(),
                 param: &b[0],
                 grad: &b[1],
-                m: &b[2],
-                v: &b[3],
+                states: b[2..].iter().collect(),
             })
             .collect();
-        let hyper = storage.buffer(nodes[chunk[0]].inputs[4].index())?;
-        kernels.push(adam_group_kernel(
-            device,
-            &slots,
-            &hyper,
-            [&spare[0], &spare[1], &spare[2], &spare[3]],
-        )?);
+        let inputs = &nodes[chunk[0]].inputs;
+        let hyper = storage.buffer(inputs[inputs.len() - 1].index())?;
+        kernels.push(update_kernel(device, rule, &slots, &hyper)?);
     }
     Ok(kernels)
 }

@@ -41,5 +41,5 @@ pub use kiln_backend::{BinaryOp, ReduceOp, UnaryOp};
 pub use params::{Param, ParamStore};
 pub use plan::{Plan, PlanOptions, PlanStats};
 pub use plan_cache::{PlanCache, ShapeKey};
-pub use tape::{Mode, Tape, STEP_INPUT};
+pub use tape::{Feeder, Mode, Tape, STEP_INPUT};
 pub use var::Var;

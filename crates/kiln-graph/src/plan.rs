@@ -365,7 +365,7 @@ fn group_reads(graph: &Graph, fused: &Fused, g: usize) -> Vec<usize> {
     let group = &fused.groups[g];
     let mut out = Vec::new();
     let steps: &[usize] = match &group.space {
-        Space::Adam(s) => s,
+        Space::Updates(s) => s,
         _ => &group.members,
     };
     for &m in steps {

@@ -26,12 +26,17 @@ pub enum Mode {
     Eval,
 }
 
+/// Computes an input's values before each run of a compiled step.
+pub type Feeder = Rc<dyn Fn() -> Vec<f32>>;
+
 pub(crate) struct TapeData {
     pub graph: Graph,
     pub mode: Mode,
     step: Option<NodeId>,
     /// Gradients from `backward`, by parameter.
     grads: Vec<(Param, NodeId)>,
+    /// Inputs whose values are computed at each run (optimizer hyperparameters).
+    feeders: Vec<(String, Feeder)>,
 }
 
 /// A graph under construction, shared by the vars made from it.
@@ -57,6 +62,7 @@ impl Tape {
                 mode,
                 step: None,
                 grads: Vec::new(),
+                feeders: Vec::new(),
             })),
         }
     }
@@ -143,6 +149,22 @@ impl Tape {
         };
         drop(data);
         Var::new(self.clone(), id, vec![1])
+    }
+
+    /// An input whose values `feed` computes before every run of the
+    /// compiled step (an optimizer's learning rate and step count).
+    pub fn fed_input(&self, name: &str, shape: &[usize], feed: Feeder) -> Var {
+        let v = self.input(name, shape);
+        self.data
+            .borrow_mut()
+            .feeders
+            .push((name.to_string(), feed));
+        v
+    }
+
+    /// The inputs registered with [`Tape::fed_input`].
+    pub fn feeders(&self) -> Vec<(String, Feeder)> {
+        self.data.borrow().feeders.clone()
     }
 
     /// The trainable parameters the graph reads, in the order it first reads them.

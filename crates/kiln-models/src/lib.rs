@@ -22,6 +22,7 @@ mod optimizer;
 mod plot;
 mod rng;
 mod sequential;
+mod step;
 mod trainable;
 
 pub use callbacks::{Callback, Control, CsvLogger, EarlyStopping, ModelCheckpoint, TerminateOnNaN};
@@ -39,4 +40,5 @@ pub use module::{walk, Entry, Module, ModuleExt, StateDict, Visitor};
 pub use optimizer::{EpsilonConvention, LrSchedule, Optimizer};
 pub use rng::{manual_seed, next_seed};
 pub use sequential::Sequential;
+pub use step::{Optim, TrainStep};
 pub use trainable::{ShapedTensors, Trainable, TrainingState};

@@ -6,7 +6,8 @@
 use kiln_backend::Device;
 use kiln_data::{Array, Dataset};
 use kiln_graph::{
-    Mode, NodeId, Param, Plan, PlanCache, PlanStats, Tape, Var, HYPER_WORDS, STEP_INPUT,
+    Mode, NodeId, Param, Plan, PlanCache, PlanOptions, PlanStats, Tape, Var, HYPER_WORDS,
+    STEP_INPUT,
 };
 
 use crate::error::{ModelError, Result};
@@ -66,11 +67,16 @@ struct Accumulators {
 
 impl Accumulators {
     fn new(device: &Device, metrics: usize) -> Result<Self> {
+        let sum = |name: String| -> Result<Param> {
+            let p = Param::zeros(device, &name, &[1])?;
+            p.set_trainable(false);
+            Ok(p)
+        };
         Ok(Self {
-            loss: Param::zeros(device, "kiln.acc.loss", &[1])?,
+            loss: sum("kiln.acc.loss".into())?,
             metrics: (0..metrics)
-                .map(|k| Param::zeros(device, &format!("kiln.acc.metric{k}"), &[1]))
-                .collect::<kiln_graph::Result<_>>()?,
+                .map(|k| sum(format!("kiln.acc.metric{k}")))
+                .collect::<Result<_>>()?,
         })
     }
 }
@@ -117,7 +123,6 @@ pub struct Model<M: Module> {
     module: M,
     device: Device,
     input_shape: Vec<usize>,
-    pub(crate) seed: u64,
     training: Option<Training>,
     predict_plans: PlanCache,
     /// Which parameters were trainable when the cached plans were built.
@@ -126,6 +131,7 @@ pub struct Model<M: Module> {
     steps: u64,
     /// Training batches run: the dropout masks' counter.
     draws: u64,
+    plan_options: PlanOptions,
 }
 
 impl<M: Module> Model<M> {
@@ -135,13 +141,20 @@ impl<M: Module> Model<M> {
             module,
             device: device.clone(),
             input_shape: input_shape.into_shape(),
-            seed: 0,
             training: None,
             predict_plans: PlanCache::new(),
             signature: Vec::new(),
             steps: 0,
             draws: 0,
+            plan_options: PlanOptions::default(),
         }
+    }
+
+    /// How the model's graphs are compiled (fusion on or off); compiled
+    /// plans are dropped.
+    pub fn set_plan_options(&mut self, options: PlanOptions) {
+        self.plan_options = options;
+        self.drop_plans();
     }
 
     pub fn module(&self) -> &M {
@@ -288,6 +301,14 @@ impl<M: Module> Model<M> {
         Ok(s)
     }
 
+    /// The training graph of a batch of `batch` samples, uncompiled, to
+    /// inspect (what is differentiated, which steps are taken).
+    pub fn training_graph(&mut self, batch: usize) -> Result<kiln_graph::Graph> {
+        self.training_mut()?;
+        let tape = self.train_tape(batch)?;
+        Ok(tape.graph())
+    }
+
     /// The shape of a batch of `batch` inputs.
     fn batch_shape(&self, batch: usize) -> Vec<usize> {
         let mut s = vec![batch];
@@ -316,12 +337,12 @@ impl<M: Module> Model<M> {
             let terms = t.loss.terms(g, pred.id(), y.id())?;
             let loss = g.mean_all(terms)?;
             let per_sample = |g: &kiln_graph::Graph, v: NodeId| (g.node(v).numel() / batch) as f32;
-            let a = g.param_node(&acc.loss);
+            let a = g.frozen(&acc.loss);
             let scale = 1.0 / per_sample(g, terms);
             g.accumulate(a, terms, 1.0, scale)?;
             for (m, p) in t.metrics.iter().zip(&acc.metrics) {
                 let v = m.values(g, pred.id(), y.id())?;
-                let a = g.param_node(p);
+                let a = g.frozen(p);
                 let scale = 1.0 / per_sample(g, v);
                 g.accumulate(a, v, 1.0, scale)?;
             }
@@ -332,6 +353,16 @@ impl<M: Module> Model<M> {
 
     /// The training step: forward, loss, metrics, backward, optimizer steps.
     fn train_graph(&mut self, batch: usize) -> Result<Plan> {
+        let tape = self.train_tape(batch)?;
+        Ok(Plan::compile_with(
+            &self.device,
+            &tape.graph(),
+            &[],
+            self.plan_options,
+        )?)
+    }
+
+    fn train_tape(&mut self, batch: usize) -> Result<Tape> {
         let tape = Tape::new(Mode::Train { update_state: true });
         let pred = self.forward(&tape, batch)?;
         let loss = self.loss_and_metrics(&tape, &pred, Graphs::Train)?;
@@ -353,14 +384,19 @@ impl<M: Module> Model<M> {
                 g.optimizer_step(optimizer.rule(), *node, grad, &state, hyper.id())
             })?;
         }
-        Ok(Plan::compile(&self.device, &tape.graph(), &[])?)
+        Ok(tape)
     }
 
     fn eval_graph(&self, batch: usize) -> Result<Plan> {
         let tape = Tape::new(Mode::Eval);
         let pred = self.forward(&tape, batch)?;
         self.loss_and_metrics(&tape, &pred, Graphs::Eval)?;
-        Ok(Plan::compile(&self.device, &tape.graph(), &[])?)
+        Ok(Plan::compile_with(
+            &self.device,
+            &tape.graph(),
+            &[],
+            self.plan_options,
+        )?)
     }
 
     /// The current trainable flags; a change means the plans are stale.
@@ -523,8 +559,10 @@ impl<M: Module> Model<M> {
         self.take(true, samples)
     }
 
-    /// Peeks at the running training loss without resetting it.
-    pub(crate) fn running_loss(&mut self, samples: usize) -> Result<f32> {
+    /// The training loss summed over the epoch so far (since `fit` began an
+    /// epoch or `compile`), divided by `samples`, without resetting it. It
+    /// reads the device back, so it waits for the steps in flight.
+    pub fn running_loss(&mut self, samples: usize) -> Result<f32> {
         let v = self.training_mut()?.train.loss.values()?[0];
         Ok(v / samples.max(1) as f32)
     }
@@ -566,7 +604,7 @@ impl<M: Module> Model<M> {
                 let pred = self
                     .forward(&tape, batch)
                     .map_err(|e| kiln_graph::GraphError::Invalid(e.to_string()))?;
-                Plan::compile(&self.device, &tape.graph(), &[pred.id()])
+                Plan::compile_with(&self.device, &tape.graph(), &[pred.id()], self.plan_options)
             });
             match plan.and_then(|p| p.run(&[("x", xs)])) {
                 Ok(mut v) => out.append(&mut v[0]),
@@ -605,7 +643,8 @@ impl<M: Module> Model<M> {
         let grads = tape.with_graph(|g| g.grad(loss, &nodes))?;
         let mut outputs = vec![loss];
         outputs.extend(&grads);
-        let mut plan = Plan::compile(&self.device, &tape.graph(), &outputs)?;
+        let mut plan =
+            Plan::compile_with(&self.device, &tape.graph(), &outputs, self.plan_options)?;
         let step = [self.draws as f32];
         let mut out = plan.run(&[("x", x), ("y", y), (STEP_INPUT, &step)])?;
         let names = self.module.named_parameters();

@@ -8,7 +8,6 @@ use kiln_backend::Device;
 use kiln_graph::Var;
 
 use crate::error::{ModelError, Result};
-use crate::init::Init;
 use crate::layers::{Activation, BatchNorm, BatchNormConfig, Dense, Dropout, Flatten, Stack};
 use crate::model::{IntoShape, Model};
 use crate::module::{Module, Visitor};
@@ -43,10 +42,12 @@ impl Sequential {
         }
     }
 
-    /// The seed of weight initialisation and dropout masks of layers added
-    /// after this call.
-    pub fn seed(mut self, seed: u64) -> Self {
-        self.model.seed = seed;
+    /// Reseeds the generator the layers added after this call draw their
+    /// initial weights and dropout seeds from ([`crate::manual_seed`]): a
+    /// model written as a custom module, built after the same seed with the
+    /// same layers in the same order, starts identical.
+    pub fn seed(self, seed: u64) -> Self {
+        crate::manual_seed(seed);
         self
     }
 
@@ -70,14 +71,13 @@ impl Sequential {
     fn grow<L: Module + 'static>(
         self,
         kind: &'static str,
-        make: impl FnOnce(&Device, &[usize], u64) -> Result<L>,
+        make: impl FnOnce(&Device, &[usize]) -> Result<L>,
     ) -> Self {
-        let index = self.kinds.len() as u64;
-        let seed = self.model.seed ^ ((index + 1) << 32);
+        let index = self.kinds.len();
         let made = self
             .model
             .output_shape()
-            .and_then(|shape| make(self.model.device(), &shape, seed));
+            .and_then(|shape| make(self.model.device(), &shape));
         match made {
             Ok(layer) => self.layer(kind, layer),
             Err(e) => {
@@ -92,9 +92,9 @@ impl Sequential {
 
     /// A dense layer with Keras' Glorot-uniform kernel and zero bias.
     pub fn dense(self, units: usize, activation: Activation) -> Self {
-        self.grow("dense", |device, shape, seed| {
+        self.grow("dense", |device, shape| {
             let inputs = *shape.last().unwrap_or(&1);
-            Dense::new(device, inputs, units, activation, Init::GlorotUniform, seed)
+            Dense::new(device, inputs, units, activation)
         })
     }
 
@@ -105,16 +105,14 @@ impl Sequential {
 
     /// Batch normalisation with the given conventions.
     pub fn batch_norm_with(self, config: BatchNormConfig) -> Self {
-        self.grow("batch_normalization", |device, shape, _| {
+        self.grow("batch_normalization", |device, shape| {
             let channels = shape.first().copied().unwrap_or(1);
             BatchNorm::new(device, channels, config)
         })
     }
 
     pub fn dropout(self, rate: f32) -> Self {
-        self.grow("dropout", |_, _, seed| {
-            Dropout::with_seed(rate, seed.wrapping_mul(0x9e37_79b9_7f4a_7c15))
-        })
+        self.grow("dropout", |_, _| Dropout::new(rate))
     }
 
     /// An activation on its own.

@@ -1,14 +1,28 @@
 //! The generated elementwise kernel: one invocation per element (or per four
 //! consecutive elements, when every operand allows vec4 access), loading each
 //! operand through its strides, evaluating the program, storing the results.
+//!
+//! A kernel may cover several *segments*: iteration spaces with operands
+//! and stores of their own, one after another in the invocation range, all
+//! evaluating the same program. Updates of several parameters (an
+//! optimizer's step) then share one dispatch, as PyTorch's `foreach`
+//! optimizers do.
 
 use crate::error::{BackendError, Result};
 use crate::kernel::{Generated, Grid};
 use crate::{Device, Kernel};
 
-use super::program::Program;
+use super::program::{Body, Program};
 use super::words::Words;
 use super::{check_fits, coalesce, row_major, Bindings, Operand, Store, WG};
+
+/// One iteration space of a segmented kernel, with what it reads and writes.
+#[derive(Clone, Debug)]
+pub struct Segment<'a> {
+    pub shape: Vec<usize>,
+    pub operands: Vec<Operand<'a>>,
+    pub stores: Vec<Store<'a>>,
+}
 
 /// How one operand or store is addressed in the vec4 form.
 #[derive(Clone, Copy, PartialEq)]
@@ -21,6 +35,94 @@ enum Access {
     Splat,
 }
 
+/// A segment's layouts after coalescing, and how each is read.
+struct Plan {
+    shape: Vec<usize>,
+    numel: usize,
+    strides: Vec<Vec<usize>>,
+    offsets: Vec<usize>,
+    access: Vec<Access>,
+    /// Whether every access allows the vec4 form.
+    vec4: bool,
+}
+
+fn analyse(label: &str, program: &Program, seg: &Segment<'_>) -> Result<Plan> {
+    let results: Vec<usize> = seg.stores.iter().map(|s| s.expr).collect();
+    program.validate(seg.operands.len(), false, &results)?;
+    let n: usize = seg.shape.iter().product();
+    if n == 0 || seg.stores.is_empty() {
+        return Err(BackendError::Empty {
+            op: label.to_string(),
+            shape: seg.shape.clone(),
+        });
+    }
+    for o in &seg.operands {
+        check_fits(label, &seg.shape, o.buffer, &o.layout)?;
+    }
+    for s in &seg.stores {
+        check_fits(label, &seg.shape, s.buffer, &s.layout)?;
+        if seg
+            .shape
+            .iter()
+            .zip(&s.layout.strides)
+            .any(|(&d, &st)| d > 1 && st == 0)
+        {
+            return Err(crate::error::invalid(
+                label,
+                "a store may not write one element from several invocations (a zero stride)",
+            ));
+        }
+    }
+    let mut strides: Vec<Vec<usize>> = seg
+        .operands
+        .iter()
+        .map(|o| o.layout.strides.clone())
+        .chain(seg.stores.iter().map(|s| s.layout.strides.clone()))
+        .collect();
+    let mut shape = coalesce(&seg.shape, &mut strides);
+    if shape.is_empty() {
+        shape = vec![1];
+        strides.iter_mut().for_each(|s| *s = vec![0]);
+    }
+    let offsets: Vec<usize> = seg
+        .operands
+        .iter()
+        .map(|o| o.layout.offset)
+        .chain(seg.stores.iter().map(|s| s.layout.offset))
+        .collect();
+    let rank = shape.len();
+    let flat = row_major(&shape);
+    let access: Vec<Access> = strides
+        .iter()
+        .map(|s| {
+            if *s == flat {
+                Access::Flat
+            } else if s[rank - 1] == 0 {
+                Access::Splat
+            } else {
+                Access::Strided
+            }
+        })
+        .collect();
+    let aligned = |k: usize| {
+        offsets[k].is_multiple_of(4) && strides[k][..rank - 1].iter().all(|s| s.is_multiple_of(4))
+    };
+    let vec4 = shape[rank - 1].is_multiple_of(4)
+        && (0..strides.len()).all(|k| match access[k] {
+            Access::Flat => offsets[k].is_multiple_of(4),
+            Access::Strided => strides[k][rank - 1] == 1 && aligned(k),
+            Access::Splat => k < seg.operands.len(),
+        });
+    Ok(Plan {
+        shape,
+        numel: n,
+        strides,
+        offsets,
+        access,
+        vec4,
+    })
+}
+
 /// The source of the kernel [`elementwise_kernel`] builds.
 pub fn elementwise_source(
     shape: &[usize],
@@ -28,7 +130,12 @@ pub fn elementwise_source(
     operands: &[Operand<'_>],
     stores: &[Store<'_>],
 ) -> Result<String> {
-    Ok(generate("elementwise", shape, program, operands, stores)?.source)
+    let seg = Segment {
+        shape: shape.to_vec(),
+        operands: operands.to_vec(),
+        stores: stores.to_vec(),
+    };
+    Ok(generate("elementwise", program, &[seg])?.source)
 }
 
 /// A kernel computing `program` at every element of `shape`, reading
@@ -61,128 +168,60 @@ pub fn elementwise_kernel(
     operands: &[Operand<'_>],
     stores: &[Store<'_>],
 ) -> Result<Kernel> {
-    let g = generate(label, shape, program, operands, stores)?;
+    let seg = Segment {
+        shape: shape.to_vec(),
+        operands: operands.to_vec(),
+        stores: stores.to_vec(),
+    };
+    segmented_kernel(device, label, program, &[seg])
+}
+
+/// One kernel evaluating `program` over every segment in turn: segment `s`
+/// reads its own operands and writes its own stores (operand `k` of the
+/// program is each segment's `operands[k]`).
+pub fn segmented_kernel(
+    device: &Device,
+    label: &str,
+    program: &Program,
+    segments: &[Segment<'_>],
+) -> Result<Kernel> {
+    let g = generate(label, program, segments)?;
     device.generated_kernel(g)
 }
 
-fn generate<'a>(
-    label: &str,
-    shape: &[usize],
-    program: &Program,
-    operands: &[Operand<'a>],
-    stores: &[Store<'a>],
-) -> Result<Generated<'a>> {
-    let results: Vec<usize> = stores.iter().map(|s| s.expr).collect();
-    program.validate(operands.len(), false, &results)?;
-    let n: usize = shape.iter().product();
-    if n == 0 || stores.is_empty() {
-        return Err(BackendError::Empty {
-            op: label.to_string(),
-            shape: shape.to_vec(),
-        });
-    }
-    for o in operands {
-        check_fits(label, shape, o.buffer, &o.layout)?;
-    }
-    for s in stores {
-        check_fits(label, shape, s.buffer, &s.layout)?;
-        if shape
-            .iter()
-            .zip(&s.layout.strides)
-            .any(|(&d, &st)| d > 1 && st == 0)
-        {
-            return Err(crate::error::invalid(
-                label,
-                "a store may not write one element from several invocations (a zero stride)",
-            ));
-        }
-    }
-    // Coalesce over every layout at once.
-    let mut strides: Vec<Vec<usize>> = operands
-        .iter()
-        .map(|o| o.layout.strides.clone())
-        .chain(stores.iter().map(|s| s.layout.strides.clone()))
-        .collect();
-    let mut cshape = coalesce(shape, &mut strides);
-    if cshape.is_empty() {
-        cshape = vec![1];
-        strides.iter_mut().for_each(|s| *s = vec![0]);
-    }
-    let offsets: Vec<usize> = operands
-        .iter()
-        .map(|o| o.layout.offset)
-        .chain(stores.iter().map(|s| s.layout.offset))
-        .collect();
-    let rank = cshape.len();
-    let flat_strides = row_major(&cshape);
-    let last = cshape[rank - 1];
-    let access: Vec<Access> = strides
-        .iter()
-        .map(|s| {
-            if *s == flat_strides {
-                Access::Flat
-            } else if s[rank - 1] == 0 {
-                Access::Splat
-            } else {
-                Access::Strided
-            }
-        })
-        .collect();
-    let aligned = |k: usize| {
-        offsets[k].is_multiple_of(4) && strides[k][..rank - 1].iter().all(|s| s.is_multiple_of(4))
-    };
-    let vec4 = last.is_multiple_of(4)
-        && (0..strides.len()).all(|k| match access[k] {
-            Access::Flat => offsets[k].is_multiple_of(4),
-            Access::Strided => strides[k][rank - 1] == 1 && aligned(k),
-            Access::Splat => k < operands.len(),
-        });
-
-    let (bindings, op_bind, st_bind) = Bindings::of_operands(operands, stores);
-    let binding_of = |k: usize| {
-        if k < operands.len() {
-            op_bind[k]
-        } else {
-            st_bind[k - operands.len()]
-        }
-    };
-    // A binding is an array of vec4 when every access to it is a vec4 or a splat.
-    let vec4_binding: Vec<bool> = (0..bindings.len())
-        .map(|b| {
-            vec4 && (0..strides.len())
-                .filter(|&k| binding_of(k) == b)
-                .all(|k| access[k] != Access::Splat || k < operands.len())
-        })
-        .collect();
-
-    let mut words = Words::new();
-    let body = program.body(&mut words, false, &results);
-    let count = words.u(if vec4 { n / 4 } else { n });
-    let mut main = Vec::new();
-    main.push(format!(
-        "    let g = (wid.y * nwg.x + wid.x) * {WG}u + lid;\n    if (g >= {count}) {{ return; }}"
-    ));
-    main.push(if vec4 {
-        "    let i = g * 4u;".to_string()
-    } else {
-        "    let i = g;".to_string()
-    });
+/// The WGSL of one segment's elements, `i` its first element's row-major
+/// index: coordinates, loads, the body, stores.
+#[allow(clippy::too_many_arguments)] // the pieces of one segment's code, built once
+fn segment_code(
+    seg: &Segment<'_>,
+    plan: &Plan,
+    vec4: bool,
+    body: &Body,
+    op_bind: &[usize],
+    st_bind: &[usize],
+    vec4_binding: &[bool],
+    words: &mut Words,
+) -> Vec<String> {
+    let rank = plan.shape.len();
+    let (access, strides, offsets) = (&plan.access, &plan.strides, &plan.offsets);
+    let mut code = Vec::new();
     // Coordinates of the axes some strided access needs.
-    let needed: Vec<bool> = (0..rank)
-        .map(|d| (0..strides.len()).any(|k| access[k] != Access::Flat && strides[k][d] != 0))
-        .collect();
-    for d in (0..rank).filter(|&d| needed[d]) {
-        let inner: usize = cshape[d + 1..].iter().product();
+    for d in 0..rank {
+        let needed = (0..strides.len()).any(|k| access[k] != Access::Flat && strides[k][d] != 0);
+        if !needed {
+            continue;
+        }
+        let inner: usize = plan.shape[d + 1..].iter().product();
         let c = if rank == 1 {
             "i".to_string()
         } else if d == rank - 1 {
-            format!("i % {}", words.u(cshape[d]))
+            format!("i % {}", words.u(plan.shape[d]))
         } else if d == 0 {
             format!("i / {}", words.u(inner))
         } else {
-            format!("(i / {}) % {}", words.u(inner), words.u(cshape[d]))
+            format!("(i / {}) % {}", words.u(inner), words.u(plan.shape[d]))
         };
-        main.push(format!("    let c{d} = {c};"));
+        code.push(format!("    let c{d} = {c};"));
     }
     let offset_expr = |k: usize, words: &mut Words| -> String {
         let off = words.u(offsets[k]);
@@ -200,19 +239,19 @@ fn generate<'a>(
     // The step values of dropout keys.
     for (j, (k, lo, hi)) in body.keys.iter().enumerate() {
         let b = op_bind[*k];
-        let off = words.u(operands[*k].layout.offset);
+        let off = words.u(seg.operands[*k].layout.offset);
         let step = if vec4_binding[b] {
             format!("b{b}[{off} / 4u][{off} % 4u]")
         } else {
             format!("b{b}[{off}]")
         };
-        main.push(format!(
+        code.push(format!(
             "    let key{j} = dropout_key({lo}, {hi}, u32({step}));"
         ));
     }
     for &k in &body.loads {
         let b = op_bind[k];
-        let o = offset_expr(k, &mut words);
+        let o = offset_expr(k, words);
         let load = match (vec4, access[k], vec4_binding[b]) {
             (false, _, _) => format!("b{b}[{o}]"),
             (true, Access::Splat, true) => format!("b{b}[{o} / 4u][{o} % 4u]"),
@@ -222,7 +261,7 @@ fn generate<'a>(
                 format!("vec4<f32>(b{b}[{o}], b{b}[{o} + 1u], b{b}[{o} + 2u], b{b}[{o} + 3u])")
             }
         };
-        main.push(format!("    let l{k} = {load};"));
+        code.push(format!("    let l{k} = {load};"));
     }
     let lanes: &[&str] = if vec4 { &["x", "y", "z", "w"] } else { &[""] };
     for (j, lane) in lanes.iter().enumerate() {
@@ -242,23 +281,104 @@ fn generate<'a>(
             },
             None,
         );
-        main.push(format!("    let r{j} = {call};"));
+        code.push(format!("    let r{j} = {call};"));
     }
     for (s, &b) in st_bind.iter().enumerate() {
-        let k = operands.len() + s;
-        let o = offset_expr(k, &mut words);
+        let o = offset_expr(seg.operands.len() + s, words);
         if !vec4 {
-            main.push(format!("    b{b}[{o}] = r0.r{s};"));
+            code.push(format!("    b{b}[{o}] = r0.r{s};"));
         } else if vec4_binding[b] {
-            main.push(format!(
+            code.push(format!(
                 "    b{b}[{o} / 4u] = vec4<f32>(r0.r{s}, r1.r{s}, r2.r{s}, r3.r{s});"
             ));
         } else {
-            main.push(format!("    let o{s} = {o};"));
+            code.push(format!("    let o{s} = {o};"));
             for j in 0..4 {
-                main.push(format!("    b{b}[o{s} + {j}u] = r{j}.r{s};"));
+                code.push(format!("    b{b}[o{s} + {j}u] = r{j}.r{s};"));
             }
         }
+    }
+    code
+}
+
+fn generate<'a>(label: &str, program: &Program, segments: &[Segment<'a>]) -> Result<Generated<'a>> {
+    if segments.is_empty() {
+        return Err(crate::error::invalid(label, "a kernel needs a segment"));
+    }
+    let plans: Vec<Plan> = segments
+        .iter()
+        .map(|s| analyse(label, program, s))
+        .collect::<Result<_>>()?;
+    let n_stores = segments[0].stores.len();
+    if segments.iter().any(|s| s.stores.len() != n_stores) {
+        return Err(crate::error::invalid(
+            label,
+            "every segment stores the same results of the program",
+        ));
+    }
+    let vec4 = plans.iter().all(|p| p.vec4);
+
+    let mut bindings = Bindings::default();
+    let binds: Vec<(Vec<usize>, Vec<usize>)> = segments
+        .iter()
+        .map(|seg| {
+            let op: Vec<usize> = seg
+                .operands
+                .iter()
+                .map(|o| bindings.of(o.buffer, false))
+                .collect();
+            let st: Vec<usize> = seg
+                .stores
+                .iter()
+                .map(|s| bindings.of(s.buffer, true))
+                .collect();
+            (op, st)
+        })
+        .collect();
+    // A binding is an array of vec4 when every access to it is a vec4 or a
+    // splat (a store never splats).
+    let mut vec4_binding = vec![vec4; bindings.len()];
+    for ((op, st), plan) in binds.iter().zip(&plans) {
+        for (k, &b) in op.iter().chain(st).enumerate() {
+            if k >= op.len() && plan.access[k] == Access::Splat {
+                vec4_binding[b] = false;
+            }
+        }
+    }
+
+    let results: Vec<usize> = segments[0].stores.iter().map(|s| s.expr).collect();
+    let mut words = Words::new();
+    let body = program.body(&mut words, false, &results);
+    let counts: Vec<usize> = plans
+        .iter()
+        .map(|p| if vec4 { p.numel / 4 } else { p.numel })
+        .collect();
+    let mut main = vec![format!(
+        "    let g = (wid.y * nwg.x + wid.x) * {WG}u + lid;"
+    )];
+    for (s, (seg, plan)) in segments.iter().zip(&plans).enumerate() {
+        let count = words.u(counts[s]);
+        let first = words.u(counts[..s].iter().sum());
+        let code = segment_code(
+            seg,
+            plan,
+            vec4,
+            &body,
+            &binds[s].0,
+            &binds[s].1,
+            &vec4_binding,
+            &mut words,
+        );
+        let index = if vec4 {
+            "(g - {first}) * 4u"
+        } else {
+            "g - {first}"
+        }
+        .replace("{first}", &first);
+        main.push(format!(
+            "    if (g >= {first} && g - {first} < {count}) {{\n    let i = {index};\n{}\n    return;\n    }}",
+            code.join("\n")
+        ));
     }
     let source = format!(
         "{}\n{}\n{}\n@compute @workgroup_size({WG})\nfn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,\n        @builtin(local_invocation_index) lid: u32) {{\n    let P = load_words();\n{}\n}}\n",
@@ -267,7 +387,7 @@ fn generate<'a>(
         body.source,
         main.join("\n")
     );
-    let invocations = if vec4 { n / 4 } else { n };
+    let invocations: usize = counts.iter().sum();
     Ok(Generated {
         label: format!("{label}{}", if vec4 { "/vec4" } else { "" }),
         source,

@@ -23,7 +23,7 @@ mod program;
 mod reduction;
 mod words;
 
-pub use elementwise::{elementwise_kernel, elementwise_source};
+pub use elementwise::{elementwise_kernel, elementwise_source, segmented_kernel, Segment};
 pub use gemm::{gemm_kernel, gemm_source, GemmLoad, GemmSpec};
 pub use program::{Expr, Program};
 pub use reduction::{

@@ -1,13 +1,19 @@
-//! In-place update kernels: optimizer steps, running statistics, accumulators.
-//! Each writes a parameter (and its state) where it lies.
+//! Optimizer steps: each rule written once, as an elementwise program
+//! (`UpdateRule::program`) that updates a parameter and its state in place.
+//! The kernels are generated; several parameters share a dispatch as
+//! segments of one kernel (PyTorch's `foreach` optimizers), as many as the
+//! adapter's storage-buffer limit allows.
 
-use crate::error::{shape_error, Result};
-use crate::kernel::{Kernel, KernelBinding};
-use crate::ops::WG;
-use crate::shaders::ShaderId;
-use crate::{Buffer, Device};
+use crate::codegen::{segmented_kernel, Expr, Operand, Program, Segment, Store};
+use crate::error::{invalid, shape_error, Result};
+use crate::layout::StridedLayout;
+use crate::ops::elementwise::{BinaryOp, UnaryOp};
+use crate::{Buffer, Device, Kernel};
 
-/// Words the `hyper` buffer of an optimizer step holds (see `optim.wgsl`).
+/// Words the `hyper` buffer of an optimizer step holds:
+/// Adam: 0 step size lr·√(1−β₂ᵗ)/(1−β₁ᵗ), 1 ε (as added to √v), 2 β₁, 3 β₂,
+/// 4 decoupled decay lr·λ (AdamW), 5 L2 coefficient added to the gradient;
+/// SGD: 0 lr, 1 momentum, 2 weight decay (L2), 3 Nesterov (0 or 1).
 pub const HYPER_WORDS: usize = 8;
 
 /// Which update rule a step applies.
@@ -19,184 +25,171 @@ pub enum UpdateRule {
     Sgd,
 }
 
-fn check_len(op: &str, n: usize, buffers: &[&Buffer]) -> Result<()> {
-    for b in buffers {
-        if b.size() < (n as u64) * 4 {
-            return Err(shape_error(
-                op,
-                format!(
-                    "a buffer of {} bytes is smaller than the {n} elements updated",
-                    b.size()
-                ),
-            ));
+impl UpdateRule {
+    /// State tensors per parameter.
+    pub fn states(self) -> usize {
+        match self {
+            UpdateRule::Adam => 2,
+            UpdateRule::Sgd => 1,
         }
     }
-    Ok(())
-}
 
-fn update_kernel(
-    device: &Device,
-    entry: &str,
-    n: usize,
-    list: &[(u32, &Buffer)],
-    meta: [u32; 4],
-) -> Result<Kernel> {
-    let bindings: Vec<KernelBinding<'_>> = list
-        .iter()
-        .map(|&(binding, buffer)| KernelBinding { binding, buffer })
-        .collect();
-    device.kernel(
-        ShaderId::Optim,
-        entry,
-        &[("WG", WG as f64)],
-        &bindings,
-        5,
-        &meta,
-        device.linear_grid((n as u64).div_ceil(WG as u64))?,
-    )
-}
-
-/// One optimizer step on `n` elements of `param`, with its gradient and state,
-/// reading the step's hyperparameters from `hyper` (`HYPER_WORDS` f32 words).
-pub fn optimizer_step_kernel(
-    device: &Device,
-    rule: UpdateRule,
-    n: usize,
-    param: &Buffer,
-    grad: &Buffer,
-    state: (&Buffer, Option<&Buffer>),
-    hyper: &Buffer,
-) -> Result<Kernel> {
-    let meta = [n as u32, 0, 0, 0];
-    match (rule, state.1) {
-        (UpdateRule::Adam, Some(v)) => {
-            check_len("Adam", n, &[param, grad, state.0, v])?;
-            if n.is_multiple_of(4) {
-                let bindings: Vec<KernelBinding<'_>> =
-                    [(0, param), (1, state.0), (2, v), (3, grad), (4, hyper)]
-                        .iter()
-                        .map(|&(binding, buffer)| KernelBinding { binding, buffer })
-                        .collect();
-                return device.kernel(
-                    ShaderId::OptimVec4,
-                    "adam",
-                    &[("WG", WG as f64)],
-                    &bindings,
-                    5,
-                    &[(n / 4) as u32, 0, 0, 0],
-                    device.linear_grid(((n / 4) as u64).div_ceil(WG as u64))?,
-                );
+    /// The rule as a program over operands `[param, grad, states…, hyper
+    /// word 0, 1, …]`; returns it with the expressions of the new parameter
+    /// and the new states, in that order.
+    pub fn program(self) -> (Program, Vec<usize>) {
+        let mut p = Program::default();
+        let (param, grad) = (p.push(Expr::Load(0)), p.push(Expr::Load(1)));
+        let states: Vec<usize> = (0..self.states())
+            .map(|k| p.push(Expr::Load(2 + k)))
+            .collect();
+        let first_hyper = 2 + self.states();
+        let h: Vec<usize> = (0..6)
+            .map(|k| p.push(Expr::Load(first_hyper + k)))
+            .collect();
+        let mul = |p: &mut Program, a, b| p.push(Expr::Binary(BinaryOp::Mul, a, b));
+        let add = |p: &mut Program, a, b| p.push(Expr::Binary(BinaryOp::Add, a, b));
+        let sub = |p: &mut Program, a, b| p.push(Expr::Binary(BinaryOp::Sub, a, b));
+        // 1 − x
+        let one_minus = |p: &mut Program, x| {
+            let n = p.push(Expr::Unary(UnaryOp::Neg, x));
+            p.push(Expr::Unary(UnaryOp::AddScalar(1.0), n))
+        };
+        match self {
+            UpdateRule::Adam => {
+                let (m, v) = (states[0], states[1]);
+                // g += L2·p
+                let l2 = mul(&mut p, h[5], param);
+                let g = add(&mut p, grad, l2);
+                // m = β₁·m + (1 − β₁)·g
+                let a = mul(&mut p, h[2], m);
+                let c = one_minus(&mut p, h[2]);
+                let b = mul(&mut p, c, g);
+                let m_new = add(&mut p, a, b);
+                // v = β₂·v + (1 − β₂)·g²
+                let a = mul(&mut p, h[3], v);
+                let c = one_minus(&mut p, h[3]);
+                let g2 = mul(&mut p, g, g);
+                let b = mul(&mut p, c, g2);
+                let v_new = add(&mut p, a, b);
+                // p = p − decay·p − step·m/(√v + ε)
+                let decay = mul(&mut p, h[4], param);
+                let kept = sub(&mut p, param, decay);
+                let root = p.push(Expr::Unary(UnaryOp::Sqrt, v_new));
+                let den = add(&mut p, root, h[1]);
+                let num = mul(&mut p, h[0], m_new);
+                let step = p.push(Expr::Binary(BinaryOp::Div, num, den));
+                let p_new = sub(&mut p, kept, step);
+                (p, vec![p_new, m_new, v_new])
             }
-            update_kernel(
-                device,
-                "adam",
-                n,
-                &[(0, param), (1, state.0), (2, v), (3, grad), (4, hyper)],
-                meta,
-            )
+            UpdateRule::Sgd => {
+                let buf = states[0];
+                // g += λ·p; b = μ·b + g; step along g + μ·b (Nesterov) or b
+                let wd = mul(&mut p, h[2], param);
+                let g = add(&mut p, grad, wd);
+                let mb = mul(&mut p, h[1], buf);
+                let b_new = add(&mut p, mb, g);
+                let mb_new = mul(&mut p, h[1], b_new);
+                let nesterov = add(&mut p, g, mb_new);
+                let dir = p.push(Expr::Select(h[3], nesterov, b_new));
+                let step = mul(&mut p, h[0], dir);
+                let p_new = sub(&mut p, param, step);
+                (p, vec![p_new, b_new])
+            }
         }
-        (UpdateRule::Sgd, None) => {
-            check_len("SGD", n, &[param, grad, state.0])?;
-            update_kernel(
-                device,
-                "sgd",
-                n,
-                &[(0, param), (1, state.0), (3, grad), (4, hyper)],
-                meta,
-            )
-        }
-        (rule, _) => Err(crate::error::invalid(
-            "optimizer step",
-            format!(
-                "{rule:?} takes {} state buffers",
-                if rule == UpdateRule::Adam { 2 } else { 1 }
-            ),
-        )),
     }
 }
 
-/// One Adam parameter of a grouped step: its element count, the parameter,
-/// its gradient and its two moment buffers.
-pub struct AdamSlot<'a> {
+/// One parameter of an optimizer step: its element count, the parameter,
+/// its gradient and its state (one or two buffers), updated in place.
+pub struct UpdateSlot<'a> {
     pub n: usize,
     pub param: &'a Buffer,
     pub grad: &'a Buffer,
-    pub m: &'a Buffer,
-    pub v: &'a Buffer,
+    pub states: Vec<&'a Buffer>,
 }
 
-/// Parameters one grouped Adam dispatch updates.
-pub const ADAM_GROUP: usize = 4;
-
-/// How many parameters `device` can update in one dispatch: four, or one
-/// where the adapter binds too few storage buffers per stage (each slot takes
-/// four, plus the hyperparameters and the counts).
-pub fn adam_group_size(device: &Device) -> usize {
-    if device.summary().max_storage_buffers_per_stage as usize >= 4 * ADAM_GROUP + 2 {
-        ADAM_GROUP
-    } else {
-        1
-    }
+/// How many parameters `device` can update in one dispatch under `rule`:
+/// each takes its parameter, gradient and state buffers; the
+/// hyperparameters and the kernel's words take two more.
+pub fn update_group_size(device: &Device, rule: UpdateRule) -> usize {
+    let max = device.summary().max_storage_buffers_per_stage as usize;
+    (max.saturating_sub(2) / (2 + rule.states())).clamp(1, 16)
 }
 
-/// One Adam step on up to [`ADAM_GROUP`] parameters in a single dispatch,
-/// four elements per invocation when every size is a multiple of 4. Unused
-/// slots are bound to `spare` buffers (four distinct ones, of at least 16
-/// bytes) with a count of 0.
-pub fn adam_group_kernel(
+/// One step of `rule` on every parameter of `slots`, in one dispatch,
+/// reading the step's hyperparameters from `hyper` ([`HYPER_WORDS`] f32
+/// words). Four elements per invocation when every size is a multiple of 4.
+pub fn update_kernel(
     device: &Device,
-    slots: &[AdamSlot<'_>],
+    rule: UpdateRule,
+    slots: &[UpdateSlot<'_>],
     hyper: &Buffer,
-    spare: [&Buffer; 4],
 ) -> Result<Kernel> {
-    if slots.is_empty() || slots.len() > ADAM_GROUP {
-        return Err(crate::error::invalid(
-            "Adam",
+    let name = format!("{rule:?}").to_lowercase();
+    if slots.is_empty() || slots.len() > update_group_size(device, rule) {
+        return Err(invalid(
+            &name,
             format!(
-                "a grouped step takes 1 to {ADAM_GROUP} parameters, not {}",
+                "one dispatch updates 1 to {} parameters, not {}",
+                update_group_size(device, rule),
                 slots.len()
             ),
         ));
     }
-    let mut bindings = Vec::new();
-    let mut counts = [0u32; 4];
-    for (k, count) in counts.iter_mut().enumerate() {
-        let b = 4 * k as u32;
-        match slots.get(k) {
-            Some(s) => {
-                check_len("Adam", s.n, &[s.param, s.grad, s.m, s.v])?;
-                *count = s.n as u32;
-                bindings.extend([(b, s.param), (b + 1, s.m), (b + 2, s.v), (b + 3, s.grad)]);
-            }
-            None => bindings.extend([
-                (b, spare[0]),
-                (b + 1, spare[1]),
-                (b + 2, spare[2]),
-                (b + 3, spare[3]),
-            ]),
+    if hyper.size() < (HYPER_WORDS * 4) as u64 {
+        return Err(shape_error(
+            &name,
+            format!("the hyperparameters need {HYPER_WORDS} words"),
+        ));
+    }
+    let (program, results) = rule.program();
+    let mut segments = Vec::new();
+    for s in slots {
+        if s.states.len() != rule.states() {
+            return Err(invalid(
+                &name,
+                format!(
+                    "{rule:?} keeps {} state tensors per parameter, {} given",
+                    rule.states(),
+                    s.states.len()
+                ),
+            ));
         }
+        let contiguous = StridedLayout::contiguous(&[s.n]);
+        let at = |buffer| Operand {
+            buffer,
+            layout: contiguous.clone(),
+        };
+        let mut operands = vec![at(s.param), at(s.grad)];
+        operands.extend(s.states.iter().map(|&b| at(b)));
+        operands.extend((0..6).map(|k| Operand {
+            buffer: hyper,
+            layout: StridedLayout {
+                offset: k,
+                shape: vec![s.n],
+                strides: vec![0],
+            },
+        }));
+        let written = std::iter::once(s.param).chain(s.states.iter().copied());
+        let stores = written
+            .zip(&results)
+            .map(|(buffer, &expr)| Store {
+                expr,
+                buffer,
+                layout: contiguous.clone(),
+            })
+            .collect();
+        segments.push(Segment {
+            shape: vec![s.n],
+            operands,
+            stores,
+        });
     }
-    bindings.push((16, hyper));
-    let vec4 = slots.iter().all(|s| s.n.is_multiple_of(4));
-    if vec4 {
-        counts.iter_mut().for_each(|c| *c /= 4);
-    }
-    let total: u64 = counts.iter().map(|&c| c as u64).sum();
-    let bindings: Vec<KernelBinding<'_>> = bindings
-        .into_iter()
-        .map(|(binding, buffer)| KernelBinding { binding, buffer })
-        .collect();
-    device.kernel(
-        if vec4 {
-            ShaderId::OptimMultiVec4
-        } else {
-            ShaderId::OptimMulti
-        },
-        "adam",
-        &[("WG", WG as f64)],
-        &bindings,
-        17,
-        &counts,
-        device.linear_grid(total.div_ceil(WG as u64))?,
+    segmented_kernel(
+        device,
+        &format!("{name}×{}", slots.len()),
+        &program,
+        &segments,
     )
 }

@@ -7,6 +7,7 @@ use crate::error::{ModelError, Result};
 use crate::init::Init;
 use crate::layers::Activation;
 use crate::module::{Module, Visitor};
+use crate::rng::next_seed;
 
 /// A fully connected layer with Keras' layout, names (`kernel`, `bias`),
 /// Glorot-uniform kernel and zero bias, and its activation.
@@ -17,8 +18,26 @@ pub struct Dense {
 }
 
 impl Dense {
-    /// `in_features → units` with the kernel drawn under `seed`.
+    /// `in_features → units` with Keras' Glorot-uniform kernel drawn from
+    /// the generator (see [`crate::manual_seed`]) and a zero bias.
     pub fn new(
+        device: &Device,
+        in_features: usize,
+        units: usize,
+        activation: Activation,
+    ) -> Result<Self> {
+        Self::with_init(
+            device,
+            in_features,
+            units,
+            activation,
+            Init::GlorotUniform,
+            next_seed(),
+        )
+    }
+
+    /// `in_features → units` with the kernel drawn by `init` under `seed`.
+    pub fn with_init(
         device: &Device,
         in_features: usize,
         units: usize,
