@@ -8,7 +8,7 @@ use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
 use kiln_backend::{BinaryOp, Device, ReduceOp, UnaryOp};
-use kiln_graph::{Graph, NodeId, Plan, PlanOptions};
+use kiln_graph::{Graph, NodeId, Plan, PlanOptions, Window2d};
 use kiln_models::{losses, optim, Reduction};
 use safetensors::{Dtype, SafeTensors};
 use serde_json::Value;
@@ -340,8 +340,160 @@ fn build(
             }
             Ok(outs.concat())
         }
+        "Conv" | "MaxPool" | "AveragePool" => {
+            let xs = g.shape(x(0)?).to_vec();
+            if xs.len() != 4 {
+                return Ok(Err(format!(
+                    "{op} over {} spatial axes is not implemented (kiln's convolutions and pooling are 2-D)",
+                    xs.len().saturating_sub(2)
+                )));
+            }
+            if op == "Conv" && attr_i("group", 1) != 1 {
+                return Ok(Err("grouped convolutions are not implemented".into()));
+            }
+            let window = onnx_window(attrs, &xs)?;
+            let ceil_mode = attr_i("ceil_mode", 0) != 0;
+            match op {
+                "Conv" => {
+                    let y = g.conv2d(x(0)?, x(1)?, window)?;
+                    let y = match ins.get(2).copied().flatten() {
+                        Some(b) => {
+                            let c = g.shape(b)[0] as i64;
+                            let b = g.reshape(b, &[1, c, 1, 1])?;
+                            g.add(y, b)?
+                        }
+                        None => y,
+                    };
+                    Ok(vec![y])
+                }
+                "MaxPool" => {
+                    let (y, local) = g.max_pool2d_with_indices(x(0)?, window, ceil_mode)?;
+                    let column_major = attr_i("storage_order", 0) != 0;
+                    Ok(vec![y, onnx_indices(g, local, &xs, column_major)?])
+                }
+                _ => {
+                    let include = attr_i("count_include_pad", 0) != 0;
+                    Ok(vec![g.avg_pool2d(x(0)?, window, ceil_mode, include)?])
+                }
+            }
+        }
+        "GlobalAveragePool" => {
+            let rank = g.shape(x(0)?).len() as i64;
+            let axes: Vec<i64> = (2..rank).collect();
+            Ok(vec![g.reduce(ReduceOp::Mean, x(0)?, &axes, true)?])
+        }
+        "BatchNormalization" => {
+            let eps = attr_f("epsilon", 1e-5);
+            let momentum = attr_f("momentum", 0.9);
+            let (xx, scale, bias) = (x(0)?, x(1)?, x(2)?);
+            let (mean, var) = (x(3)?, x(4)?);
+            if attr_i("training_mode", 0) == 0 {
+                return Ok(Ok(vec![g.batch_norm(
+                    xx,
+                    mean,
+                    var,
+                    Some(scale),
+                    Some(bias),
+                    1,
+                    eps,
+                )?]));
+            }
+            let rank = g.shape(xx).len() as i64;
+            let axes: Vec<i64> = std::iter::once(0).chain(2..rank).collect();
+            let (batch_mean, batch_var) = g.moments(xx, &axes)?;
+            let y = g.batch_norm(xx, batch_mean, batch_var, Some(scale), Some(bias), 1, eps)?;
+            // ONNX moves the running statistics toward the batch's biased ones.
+            let toward = |g: &mut Graph, running: NodeId, batch: NodeId| -> Result<NodeId> {
+                let kept = g.scale(running, momentum)?;
+                let moved = g.scale(batch, 1.0 - momentum)?;
+                Ok(g.add(kept, moved)?)
+            };
+            let running_mean = toward(g, mean, batch_mean)?;
+            let running_var = toward(g, var, batch_var)?;
+            Ok(vec![y, running_mean, running_var])
+        }
         other => Err(format!("op {other} is not implemented yet")),
     })
+}
+
+/// The window of an ONNX Conv or pooling on an NCHW input of shape `xs`:
+/// `kernel_shape`, `strides`, `dilations`, and `pads` (begin, begin, end,
+/// end, which is kiln's top, left, bottom, right) or the `auto_pad` rule.
+fn onnx_window(attrs: &Value, xs: &[usize]) -> Result<Window2d> {
+    let pair = |key: &str, default: usize| -> Result<[usize; 2]> {
+        match attrs.get(key).and_then(int_list) {
+            Some(v) if v.len() == 2 && v.iter().all(|&d| d >= 0) => {
+                Ok([v[0] as usize, v[1] as usize])
+            }
+            Some(v) => bail!("attribute {key} = {v:?}: expected two non-negative sizes"),
+            None => Ok([default; 2]),
+        }
+    };
+    let kernel = match attrs.get("kernel_shape").and_then(int_list) {
+        Some(_) => pair("kernel_shape", 1)?,
+        None => bail!("kernel_shape is missing"),
+    };
+    let window = Window2d::new(kernel)
+        .stride(pair("strides", 1)?)
+        .dilation(pair("dilations", 1)?);
+    let auto_pad = attrs
+        .get("auto_pad")
+        .and_then(Value::as_str)
+        .unwrap_or("NOTSET");
+    let pad = match auto_pad {
+        "NOTSET" => match attrs.get("pads").and_then(int_list) {
+            Some(p) if p.len() == 4 && p.iter().all(|&d| d >= 0) => {
+                [p[0] as usize, p[1] as usize, p[2] as usize, p[3] as usize]
+            }
+            Some(p) => bail!("pads = {p:?}: expected four non-negative sizes"),
+            None => [0; 4],
+        },
+        "VALID" => [0; 4],
+        "SAME_UPPER" | "SAME_LOWER" => {
+            // Output ceil(in / stride); the padding that needs, the odd one
+            // at the end (UPPER) or the beginning (LOWER).
+            let mut pad = [0; 4];
+            for axis in 0..2 {
+                let input = xs[2 + axis];
+                let out = input.div_ceil(window.stride[axis]);
+                let span = (window.kernel[axis] - 1) * window.dilation[axis] + 1;
+                let total = ((out - 1) * window.stride[axis] + span).saturating_sub(input);
+                let small = total / 2;
+                let (begin, end) = if auto_pad == "SAME_UPPER" {
+                    (small, total - small)
+                } else {
+                    (total - small, small)
+                };
+                pad[axis] = begin;
+                pad[axis + 2] = end;
+            }
+            pad
+        }
+        other => bail!("auto_pad {other:?}: expected NOTSET, VALID, SAME_UPPER or SAME_LOWER"),
+    };
+    Ok(window.pads(pad))
+}
+
+/// ONNX's max-pooling indices from kiln's plane-local ones (`h·W + w`):
+/// flat over the whole NCHW tensor, the plane's `h` and `w` in row-major
+/// (`storage_order` 0) or column-major (1) order.
+fn onnx_indices(g: &mut Graph, local: NodeId, xs: &[usize], column_major: bool) -> Result<NodeId> {
+    let (planes, h, w) = (xs[0] * xs[1], xs[2], xs[3]);
+    let within = if column_major {
+        // h = floor((l + ½) / W), w = l − h·W, index w·H + h.
+        let half = g.unary(UnaryOp::AddScalar(0.5), local)?;
+        let row = g.scale(half, 1.0 / w as f32)?;
+        let row = g.unary(UnaryOp::Floor, row)?;
+        let row_start = g.scale(row, w as f32)?;
+        let col = g.sub(local, row_start)?;
+        let col_start = g.scale(col, h as f32)?;
+        g.add(col_start, row)?
+    } else {
+        local
+    };
+    let offsets: Vec<f32> = (0..planes).map(|p| (p * h * w) as f32).collect();
+    let offsets = g.constant(&offsets, &[xs[0], xs[1], 1, 1])?;
+    Ok(g.add(within, offsets)?)
 }
 
 fn run_case(device: &Device, path: &Path, options: PlanOptions) -> Result<Outcome> {

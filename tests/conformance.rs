@@ -4,17 +4,12 @@
 //! reasons, and only ops that later issues bring may skip.
 
 /// Ops that arrive with the CNN, ResNet and LSTM issues.
-const LATER: [&str; 9] = [
-    "Conv",
-    "ConvTranspose",
-    "MaxPool",
-    "AveragePool",
-    "GlobalAveragePool",
-    "BatchNormalization",
-    "LSTM",
-    "GRU",
-    "RNN",
-];
+const LATER: [&str; 4] = ["ConvTranspose", "LSTM", "GRU", "RNN"];
+
+/// Cases of an implemented op that may skip, and why: 3-D convolutions and
+/// pooling (kiln's are 2-D; the issue asks for 2-D cases at least).
+const OTHER_RANKS: &str =
+    "spatial axes is not implemented (kiln's convolutions and pooling are 2-D)";
 
 fn run(fusion: bool) {
     let device = kiln::Device::auto()
@@ -35,11 +30,13 @@ fn run(fusion: bool) {
         report.summary()
     );
     for (case, why) in &report.skipped {
+        let later = LATER
+            .iter()
+            .any(|op| why == &format!("op {op} is not implemented yet"));
+        let other_rank = why.ends_with(OTHER_RANKS) && !why.contains("over 2 spatial");
         assert!(
-            LATER
-                .iter()
-                .any(|op| why == &format!("op {op} is not implemented yet")),
-            "{case} skipped ({why}) but its op is one this issue must pass"
+            later || other_rank,
+            "{case} skipped ({why}) but its op is one kiln must pass"
         );
     }
     assert_eq!(
@@ -47,7 +44,7 @@ fn run(fusion: bool) {
         180,
         "all 180 cases were found"
     );
-    assert!(report.passed >= 131, "{}", report.summary());
+    assert!(report.passed >= 160, "{}", report.summary());
 }
 
 #[test]

@@ -8,6 +8,9 @@ use kiln_backend::ops::reduce::argmax_kernel;
 use kiln_backend::ops::softmax::softmax_kernel;
 use kiln_backend::*;
 
+mod common;
+use common::*;
+
 /// Runs a one-output generated elementwise kernel over `shape`: `build`
 /// adds the program's expressions and returns the one to store.
 fn map_into(
@@ -45,64 +48,6 @@ fn bcast<'a>(t: &'a Tensor, shape: &[usize]) -> Operand<'a> {
     }
 }
 
-fn device() -> Device {
-    Device::auto().expect("a Vulkan adapter: apt-get install -y libvulkan1 mesa-vulkan-drivers")
-}
-
-/// xorshift: reproducible inputs without a dependency.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> f64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 >> 11) as f64 / (1u64 << 53) as f64
-    }
-    /// Uniform in [lo, hi), never exactly zero.
-    fn vec(&mut self, n: usize, lo: f64, hi: f64) -> Vec<f32> {
-        (0..n)
-            .map(|_| {
-                let v = (lo + (hi - lo) * self.next()) as f32;
-                if v == 0.0 {
-                    0.5
-                } else {
-                    v
-                }
-            })
-            .collect()
-    }
-}
-
-fn poisoned(device: &Device, shape: &[usize]) -> Tensor {
-    device.full(shape, f32::NAN).unwrap()
-}
-
-fn assert_close(what: &str, got: &[f32], want: &[f64], rtol: f64, atol: f64) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        assert!(
-            !g.is_nan() || w.is_nan(),
-            "{what}[{i}]: NaN left in the output (want {w})"
-        );
-        let err = (g as f64 - w).abs();
-        assert!(
-            err <= atol + rtol * w.abs(),
-            "{what}[{i}]: got {g}, want {w}, error {err:e}"
-        );
-    }
-}
-
-fn relative_norm_error(got: &[f32], want: &[f64]) -> f64 {
-    assert!(got.iter().all(|g| !g.is_nan()), "NaN left in the output");
-    let num: f64 = got
-        .iter()
-        .zip(want)
-        .map(|(&g, &w)| (g as f64 - w).powi(2))
-        .sum();
-    let den: f64 = want.iter().map(|w| w * w).sum();
-    (num / den).sqrt()
-}
-
 const SIZES: [usize; 5] = [1, 7, 33, 257, 64];
 
 #[test]
@@ -123,6 +68,7 @@ fn unary_ops_match_f64() {
         (UnaryOp::Recip, 0.1, 10.0),
         (UnaryOp::Square, -3.0, 3.0),
         (UnaryOp::Sign, -3.0, 3.0),
+        (UnaryOp::Floor, -3.0, 3.0),
         (UnaryOp::Step, -3.0, 3.0),
         (UnaryOp::Scale(-2.5), -3.0, 3.0),
         (UnaryOp::AddScalar(0.75), -3.0, 3.0),

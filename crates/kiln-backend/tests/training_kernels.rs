@@ -8,23 +8,8 @@ use kiln_backend::ops::optim::*;
 use kiln_backend::ops::random::reference_dropout;
 use kiln_backend::*;
 
-fn device() -> Device {
-    Device::auto().expect("a Vulkan adapter: apt-get install -y libvulkan1 mesa-vulkan-drivers")
-}
-
-struct Rng(u64);
-impl Rng {
-    fn vec(&mut self, n: usize, lo: f32, hi: f32) -> Vec<f32> {
-        (0..n)
-            .map(|_| {
-                self.0 ^= self.0 << 13;
-                self.0 ^= self.0 >> 7;
-                self.0 ^= self.0 << 17;
-                lo + (hi - lo) * ((self.0 >> 40) as f32 / (1u64 << 24) as f32)
-            })
-            .collect()
-    }
-}
+mod common;
+use common::{device, Rng};
 
 fn t(dev: &Device, v: &[f32]) -> Tensor {
     Tensor::from_f32(dev, v, &[v.len()]).unwrap()

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use kiln_backend::codegen::ConvPass;
 use kiln_backend::{broadcast_shapes, BinaryOp, ReduceOp, UnaryOp};
 
 use crate::error::{shape_err, GraphError, Result};
@@ -201,6 +202,22 @@ impl Graph {
                 let _ = slot;
                 Ok(total)
             }
+            // Max pooling's values pass their gradient to where the maxima
+            // were; its indices have none.
+            Op::Pool2d {
+                kind,
+                window,
+                ceil_mode,
+            } => match gs[0] {
+                Some(g) => {
+                    let indices = self.push(Op::Output(1), vec![id], node.results[1].clone());
+                    let x_shape = self.shape(node.inputs[0]).to_vec();
+                    let grad =
+                        self.pool2d_grad(g, Some(indices), &x_shape, *kind, *window, *ceil_mode)?;
+                    Ok(Some(grad))
+                }
+                None => Ok(None),
+            },
             _ => Err(unsupported(&format!("gradients of {}", self.describe(id)))),
         }
     }
@@ -376,6 +393,25 @@ impl Graph {
                     raw
                 }
             }
+            Op::Conv2d {
+                pass: ConvPass::Forward,
+                window,
+                ..
+            } => {
+                if slot == 0 {
+                    let input = [in_shape[2], in_shape[3]];
+                    self.conv2d_input_grad(g, x(1), *window, input)?
+                } else {
+                    self.conv2d_weight_grad(g, x(0), *window, &in_shape)?
+                }
+            }
+            Op::Conv2d { .. } => return Err(unsupported("second derivatives of convolutions")),
+            Op::Pool2d {
+                kind,
+                window,
+                ceil_mode,
+            } => self.pool2d_grad(g, None, &in_shape, *kind, *window, *ceil_mode)?,
+            Op::Pool2dGrad { .. } => return Err(unsupported("second derivatives of pooling")),
             Op::Reshape => {
                 let s: Vec<i64> = in_shape.iter().map(|&d| d as i64).collect();
                 self.reshape(g, &s)?
@@ -478,7 +514,7 @@ fn unary_vjp(
             let t = gr.mul(g, x)?;
             gr.scale(t, 2.0)?
         }
-        UnaryOp::Sign | UnaryOp::Step => return Ok(None),
+        UnaryOp::Sign | UnaryOp::Step | UnaryOp::Floor => return Ok(None),
         UnaryOp::HardSigmoid => gr.binary(BinaryOp::HardSigmoidGrad, x, g)?,
         UnaryOp::Scale(s) => gr.scale(g, s)?,
         UnaryOp::PowScalar(p) => {

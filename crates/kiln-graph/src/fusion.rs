@@ -50,9 +50,10 @@ pub(crate) enum Class {
     Reduction,
     /// An in-place elementwise update (assign, accumulate, running statistics).
     Update,
-    /// A matrix product.
+    /// A matrix product or a convolution: a product with an epilogue.
     Gemm,
-    /// An op with its own kernels (softmax, concatenation, optimizer steps).
+    /// An op with its own kernels (softmax, concatenation, pooling,
+    /// optimizer steps).
     Single,
 }
 
@@ -66,8 +67,12 @@ pub(crate) fn class(graph: &Graph, i: usize) -> Class {
         Op::Reduce { .. } | Op::Moments { .. } => Class::Reduction,
         Op::Accumulate { .. } if node.numel() == 1 => Class::Reduction,
         Op::Assign | Op::Accumulate { .. } | Op::RunningStats { .. } => Class::Update,
-        Op::MatMul { .. } => Class::Gemm,
-        Op::Softmax { .. } | Op::Concat { .. } | Op::OptimizerStep { .. } => Class::Single,
+        Op::MatMul { .. } | Op::Conv2d { .. } => Class::Gemm,
+        Op::Softmax { .. }
+        | Op::Concat { .. }
+        | Op::OptimizerStep { .. }
+        | Op::Pool2d { .. }
+        | Op::Pool2dGrad { .. } => Class::Single,
     }
 }
 

@@ -8,9 +8,11 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use kiln_backend::codegen::{ConvPass, PoolKind};
 use kiln_backend::ops::optim::UpdateRule;
 use kiln_backend::{broadcast_shapes, reduced_shape, BinaryOp, ReduceOp, UnaryOp};
 
+use crate::conv_ops::Window2d;
 use crate::error::{shape_err, GraphError, Result};
 use crate::params::{Param, ParamStore};
 
@@ -66,6 +68,31 @@ pub enum Op {
     MatMul {
         trans_a: bool,
         trans_b: bool,
+    },
+    /// A pass of a 2-D convolution (see `conv_ops.rs`): the product
+    /// `[x, w]`, its input gradient `[dy, w]` (the node's shape is the
+    /// input's), or its weight gradient `[dy, x]`, as partial sums over
+    /// `splits` groups of images (shape `[splits, Cout, Cin, KH, KW]`) when
+    /// `splits` > 1.
+    Conv2d {
+        pass: ConvPass,
+        window: Window2d,
+        splits: usize,
+    },
+    /// Pooling of `[x]`. Average pooling has one result; max pooling two
+    /// ([`Op::Output`] 0 and 1): the maxima, and their indices `h·W + w`
+    /// within each input plane, kept for the gradient.
+    Pool2d {
+        kind: PoolKind,
+        window: Window2d,
+        ceil_mode: bool,
+    },
+    /// The gradient of a pooling: `[dy, indices]` (max) or `[dy]`
+    /// (average); the node's shape is the input's.
+    Pool2dGrad {
+        kind: PoolKind,
+        window: Window2d,
+        ceil_mode: bool,
     },
     /// Same elements, the node's shape (a view: no kernel).
     Reshape,

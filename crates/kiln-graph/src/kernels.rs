@@ -1,13 +1,15 @@
 //! Turning each fused group into kernels: the nodes of an elementwise,
-//! reduction or GEMM group become one generated kernel's program (inlined
-//! producers as expressions, stored inputs as strided loads, materialised
-//! results as stores); the other groups call their handwritten kernels.
+//! reduction or GEMM group (a matrix product or a convolution) become one
+//! generated kernel's program (inlined producers as expressions, stored
+//! inputs as strided loads, materialised results as stores); the other
+//! groups call their own kernels.
 
 use std::collections::HashMap;
 
 use kiln_backend::codegen::{
-    elementwise_kernel, gemm_kernel, reduction_kernel, Expr, GemmLoad, GemmSpec, Operand, Program,
-    ReduceKind, ReduceOutput, Reduction, RunningUpdate, Store,
+    conv_kernel, elementwise_kernel, gemm_kernel, pool_kernel, reduction_kernel, ConvSpec, Expr,
+    GemmLoad, GemmSpec, Operand, PoolIo, PoolKind, Program, ReduceKind, ReduceOutput, Reduction,
+    RunningUpdate, Store,
 };
 use kiln_backend::ops::optim::{update_group_size, update_kernel, UpdateSlot};
 use kiln_backend::ops::softmax::softmax_kernel;
@@ -15,6 +17,7 @@ use kiln_backend::{
     Buffer, DType, Device, Kernel, MatmulVariant, ReduceOp, StridedLayout, UnaryOp,
 };
 
+use crate::conv_ops::{node_conv_geometry, node_pool_geometry};
 use crate::error::{GraphError, Result};
 use crate::fusion::{class, storage_root, Class, Fused, Space};
 use crate::graph::{Graph, Op};
@@ -259,7 +262,7 @@ impl<'a, 'g> Builder<'a, 'g> {
                     self.frame = outer;
                     v?
                 }
-                Op::MatMul { .. } => match self.anchor {
+                Op::MatMul { .. } | Op::Conv2d { .. } => match self.anchor {
                     Some(_) if self.frame == 0 => self.program.push(Expr::Anchor),
                     Some(_) => {
                         return Err(GraphError::Invalid(
@@ -323,26 +326,19 @@ pub(crate) fn build_group(
     let group = &fused.groups[g];
     let nodes = graph.nodes();
     let shape = match &group.space {
-        Space::Single(s) => return single(device, graph, *s, storage),
+        Space::Single(s) => return single(device, graph, *s, stored, storage),
         Space::Updates(steps) => return updates(device, graph, steps, storage),
         Space::Map(s) | Space::Reduce { shape: s, .. } | Space::Gemm { shape: s, .. } => s.clone(),
     };
     let numel: usize = shape.iter().product();
     let mut b = Builder::new(graph, storage, &shape, &group.members);
+    // The product of a GEMM group, unless its inner dimension is empty
+    // (then the product is zeros and the group an elementwise kernel).
     let gemm = match &group.space {
-        Space::Gemm { anchor, .. } => {
-            let inputs = &nodes[*anchor].inputs;
-            let a_shape = graph.shape(inputs[0]);
-            let Op::MatMul { trans_a, .. } = nodes[*anchor].op else {
-                unreachable!("a GEMM group is anchored at a matrix product");
-            };
-            let k = if trans_a {
-                a_shape[a_shape.len() - 2]
-            } else {
-                a_shape[a_shape.len() - 1]
-            };
-            (k > 0).then_some(*anchor)
-        }
+        Space::Gemm { anchor, .. } => match nodes[*anchor].op {
+            Op::MatMul { .. } => (gemm_shape(graph, *anchor, &shape).0 .2 > 0).then_some(*anchor),
+            _ => Some(*anchor),
+        },
         _ => None,
     };
     b.anchor = gemm;
@@ -509,37 +505,18 @@ pub(crate) fn build_group(
             )?);
         }
         Space::Gemm { anchor, .. } if gemm.is_some() && has_work => {
-            let ((m, n, k), [(lda, bsa, ta), (ldb, bsb, tb)]) = gemm_shape(graph, *anchor, &shape);
-            let inputs = &nodes[*anchor].inputs;
-            let (a_buf, b_buf) = (
-                storage.buffer(inputs[0].index())?,
-                storage.buffer(inputs[1].index())?,
-            );
-            let spec = GemmSpec {
-                m,
-                n,
-                k,
-                shape: shape.clone(),
-                a: GemmLoad {
-                    buffer: &a_buf,
-                    offset: 0,
-                    row_stride: lda,
-                    batch_stride: bsa,
-                    transposed: ta,
-                },
-                b: GemmLoad {
-                    buffer: &b_buf,
-                    offset: 0,
-                    row_stride: ldb,
-                    batch_stride: bsb,
-                    transposed: tb,
-                },
-                variant: MatmulVariant::Auto,
-            };
-            kernels.push(gemm_kernel(
+            let label = b.label(if matches!(nodes[*anchor].op, Op::Conv2d { .. }) {
+                "conv"
+            } else {
+                "gemm"
+            });
+            kernels.push(anchor_kernel(
                 device,
-                &b.label("gemm"),
-                &spec,
+                graph,
+                *anchor,
+                &label,
+                &shape,
+                storage,
                 &b.program,
                 &operands,
                 &store_list,
@@ -612,6 +589,62 @@ pub(crate) fn build_group(
     Ok(kernels)
 }
 
+/// The kernel of a GEMM group: its anchor's product (a matrix product or a
+/// convolution pass) with the group's program as its epilogue.
+#[allow(clippy::too_many_arguments)] // the group's kernel, described once by build_group
+fn anchor_kernel(
+    device: &Device,
+    graph: &Graph,
+    anchor: usize,
+    label: &str,
+    shape: &[usize],
+    storage: &Storage<'_>,
+    program: &Program,
+    operands: &[Operand<'_>],
+    stores: &[Store<'_>],
+) -> Result<Kernel> {
+    let node = &graph.nodes()[anchor];
+    let a_buf = storage.buffer(node.inputs[0].index())?;
+    let b_buf = storage.buffer(node.inputs[1].index())?;
+    if let Op::Conv2d { pass, splits, .. } = node.op {
+        let spec = ConvSpec {
+            pass,
+            geometry: node_conv_geometry(graph, anchor)?,
+            a: &a_buf,
+            b: &b_buf,
+            splits,
+        };
+        return Ok(conv_kernel(
+            device, label, &spec, program, operands, stores,
+        )?);
+    }
+    let ((m, n, k), [(lda, bsa, ta), (ldb, bsb, tb)]) = gemm_shape(graph, anchor, shape);
+    let spec = GemmSpec {
+        m,
+        n,
+        k,
+        shape: shape.to_vec(),
+        a: GemmLoad {
+            buffer: &a_buf,
+            offset: 0,
+            row_stride: lda,
+            batch_stride: bsa,
+            transposed: ta,
+        },
+        b: GemmLoad {
+            buffer: &b_buf,
+            offset: 0,
+            row_stride: ldb,
+            batch_stride: bsb,
+            transposed: tb,
+        },
+        variant: MatmulVariant::Auto,
+    };
+    Ok(gemm_kernel(
+        device, label, &spec, program, operands, stores,
+    )?)
+}
+
 /// `keep·acc + scale·v`.
 fn axpby(p: &mut Program, acc: usize, v: usize, keep: f32, scale: f32) -> usize {
     let a = p.push(Expr::Unary(UnaryOp::Scale(keep), acc));
@@ -673,14 +706,33 @@ fn gemm_shape(graph: &Graph, anchor: usize, shape: &[usize]) -> GemmShape {
     )
 }
 
-/// The kernels of an op that has its own: softmax, concatenation, an
-/// optimizer step.
-fn single(device: &Device, graph: &Graph, s: usize, storage: &Storage<'_>) -> Result<Vec<Kernel>> {
+/// The kernels of an op that has its own: softmax, concatenation,
+/// pooling, an optimizer step. `stored` lists the values the group stores.
+fn single(
+    device: &Device,
+    graph: &Graph,
+    s: usize,
+    stored: &[usize],
+    storage: &Storage<'_>,
+) -> Result<Vec<Kernel>> {
     let node = &graph.nodes()[s];
     let x = |k: usize| node.inputs[k].index();
-    if node.numel() == 0 {
+    let numel = |shape: &[usize]| shape.iter().product::<usize>();
+    if numel(&node.shape) == 0 || node.results.iter().any(|r| numel(r) == 0) {
         return Ok(vec![]);
     }
+    // The buffer of result `k` of a multi-result node, or scratch where
+    // nothing reads it.
+    let result = |k: usize| -> Result<Buffer> {
+        let nodes = graph.nodes();
+        match stored
+            .iter()
+            .find(|&&o| nodes[o].op == Op::Output(k) && nodes[o].inputs[0].index() == s)
+        {
+            Some(&o) => storage.buffer(o),
+            None => storage.scratch(numel(&node.results[k])),
+        }
+    };
     Ok(match &node.op {
         Op::Softmax { axis, log } => vec![softmax_kernel(
             device,
@@ -729,6 +781,34 @@ fn single(device: &Device, graph: &Graph, s: usize, storage: &Storage<'_>) -> Re
             ks
         }
         Op::OptimizerStep { .. } => return updates(device, graph, &[s], storage),
+        Op::Pool2d { .. } => {
+            let (kind, geometry) = node_pool_geometry(graph, s)?;
+            let x_buf = storage.buffer(x(0))?;
+            let (values, indices) = match kind {
+                PoolKind::Max => (result(0)?, Some(result(1)?)),
+                PoolKind::Average { .. } => (storage.buffer(s)?, None),
+            };
+            let io = PoolIo::Forward {
+                x: &x_buf,
+                y: Some(&values),
+                indices: indices.as_ref(),
+            };
+            vec![pool_kernel(device, &node.op.name(), kind, &geometry, io)?]
+        }
+        Op::Pool2dGrad { .. } => {
+            let (kind, geometry) = node_pool_geometry(graph, s)?;
+            let (dy, dx) = (storage.buffer(x(0))?, storage.buffer(s)?);
+            let indices = match kind {
+                PoolKind::Max => Some(storage.buffer(x(1))?),
+                PoolKind::Average { .. } => None,
+            };
+            let io = PoolIo::Backward {
+                dy: &dy,
+                indices: indices.as_ref(),
+                dx: &dx,
+            };
+            vec![pool_kernel(device, &node.op.name(), kind, &geometry, io)?]
+        }
         other => {
             return Err(GraphError::Invalid(format!(
                 "internal: {} has no kernel of its own",

@@ -22,6 +22,7 @@
 //! ```
 
 mod autodiff;
+mod conv_ops;
 mod error;
 mod fusion;
 mod graph;
@@ -34,8 +35,10 @@ mod tape;
 mod updates;
 mod var;
 
+pub use conv_ops::Window2d;
 pub use error::{GraphError, Result};
 pub use graph::{Graph, Node, NodeId, Op};
+pub use kiln_backend::codegen::{ConvPass, PoolKind};
 pub use kiln_backend::ops::optim::{UpdateRule, HYPER_WORDS};
 pub use kiln_backend::{BinaryOp, ReduceOp, UnaryOp};
 pub use params::{Param, ParamStore};

@@ -421,7 +421,9 @@ fn stored_values(
             for &r in &group.roots {
                 match &nodes[r].op {
                     op if op.is_update() => {}
-                    Op::Moments { .. } => out.extend(tuple_results[r].iter().copied()),
+                    _ if !nodes[r].results.is_empty() => {
+                        out.extend(tuple_results[r].iter().copied())
+                    }
                     _ => {
                         let asked = outputs.iter().any(|&o| storage_root(graph, o) == r);
                         if asked || read_by[r].iter().any(|&h| h != g) {

@@ -6,6 +6,7 @@ use std::ops::{Add, Div, Mul, Sub};
 
 use kiln_backend::{BinaryOp, ReduceOp, UnaryOp};
 
+use crate::conv_ops::Window2d;
 use crate::error::{GraphError, Result};
 use crate::graph::{Graph, NodeId};
 use crate::tape::Tape;
@@ -194,6 +195,36 @@ impl Var {
     }
 
     /// Reshape; one `-1` is inferred.
+    /// 2-D convolution by the weight `w` (`[Cout, Cin, KH, KW]`); see
+    /// [`Graph::conv2d`].
+    pub fn conv2d(&self, w: &Var, window: Window2d) -> Result<Var> {
+        self.apply2(w, |g, x, w| g.conv2d(x, w, window))
+    }
+
+    /// Max pooling; see [`Graph::max_pool2d`].
+    pub fn max_pool2d(&self, window: Window2d, ceil_mode: bool) -> Result<Var> {
+        self.apply(|g, x| g.max_pool2d(x, window, ceil_mode))
+    }
+
+    /// Max pooling's maxima and their indices; see
+    /// [`Graph::max_pool2d_with_indices`].
+    pub fn max_pool2d_with_indices(&self, window: Window2d, ceil_mode: bool) -> Result<(Var, Var)> {
+        let (v, i) = self
+            .tape
+            .with_graph(|g| g.max_pool2d_with_indices(self.id, window, ceil_mode))?;
+        Ok((self.tape.var(v)?, self.tape.var(i)?))
+    }
+
+    /// Average pooling; see [`Graph::avg_pool2d`].
+    pub fn avg_pool2d(
+        &self,
+        window: Window2d,
+        ceil_mode: bool,
+        count_include_pad: bool,
+    ) -> Result<Var> {
+        self.apply(|g, x| g.avg_pool2d(x, window, ceil_mode, count_include_pad))
+    }
+
     pub fn reshape(&self, shape: &[i64]) -> Result<Var> {
         self.apply(|g, x| g.reshape(x, shape))
     }

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use kiln_backend::ops::random::reference_dropout;
 use kiln_backend::{contiguous_strides, BinaryOp, Device, ReduceOp, UnaryOp};
-use kiln_graph::{Graph, NodeId, Op, ParamStore, Plan, PlanOptions};
+use kiln_graph::{ConvPass, Graph, NodeId, Op, ParamStore, Plan, PlanOptions, PoolKind, Window2d};
 
 struct Rng(u64);
 impl Rng {
@@ -85,6 +85,95 @@ fn moments(x: &[f64], shape: &[usize], axes: &[usize]) -> (Vec<f64>, Vec<f64>) {
         var[slot(i)] += (a - mean[slot(i)]).powi(2) / m;
     }
     (mean, var)
+}
+
+/// The input pixel tap `(ky, kx)` of output pixel `(oy, ox)` reads, if it
+/// lies inside an `h×w` input.
+fn tap(
+    window: &Window2d,
+    [h, w]: [usize; 2],
+    [oy, ox]: [usize; 2],
+    [ky, kx]: [usize; 2],
+) -> Option<usize> {
+    let hh = (oy * window.stride[0] + ky * window.dilation[0]) as isize - window.pad[0] as isize;
+    let ww = (ox * window.stride[1] + kx * window.dilation[1]) as isize - window.pad[1] as isize;
+    (hh >= 0 && ww >= 0 && (hh as usize) < h && (ww as usize) < w)
+        .then(|| hh as usize * w + ww as usize)
+}
+
+/// A direct 2-D convolution, NCHW by [Cout, Cin, KH, KW].
+fn conv2d(
+    x: &[f64],
+    xs: &[usize],
+    w: &[f64],
+    ws: &[usize],
+    window: &Window2d,
+    ys: &[usize],
+) -> Vec<f64> {
+    let (plane, kplane) = (xs[2] * xs[3], ws[2] * ws[3]);
+    let mut y = vec![0.0; ys.iter().product()];
+    for (i, out) in y.iter_mut().enumerate() {
+        let c = coords(i, ys);
+        for ci in 0..xs[1] {
+            for ky in 0..ws[2] {
+                for kx in 0..ws[3] {
+                    if let Some(p) = tap(window, [xs[2], xs[3]], [c[2], c[3]], [ky, kx]) {
+                        *out += x[(c[0] * xs[1] + ci) * plane + p]
+                            * w[(c[1] * ws[1] + ci) * kplane + ky * ws[3] + kx];
+                    }
+                }
+            }
+        }
+    }
+    y
+}
+
+/// Direct pooling: the first maximum and its plane index (values, then
+/// indices), or the mean over the taps inside the padded (or the bare)
+/// input.
+fn pool2d(x: &[f64], xs: &[usize], kind: PoolKind, window: &Window2d, ys: &[usize]) -> Vec<f64> {
+    let plane = xs[2] * xs[3];
+    let mut values = Vec::new();
+    let mut indices = Vec::new();
+    for i in 0..ys.iter().product() {
+        let c = coords(i, ys);
+        let base = (c[0] * xs[1] + c[1]) * plane;
+        let mut taps = Vec::new();
+        let mut padded = 0;
+        for ky in 0..window.kernel[0] {
+            for kx in 0..window.kernel[1] {
+                let hh = c[2] * window.stride[0] + ky * window.dilation[0];
+                let ww = c[3] * window.stride[1] + kx * window.dilation[1];
+                if hh < xs[2] + window.pad[0] + window.pad[2]
+                    && ww < xs[3] + window.pad[1] + window.pad[3]
+                {
+                    padded += 1;
+                }
+                taps.extend(tap(window, [xs[2], xs[3]], [c[2], c[3]], [ky, kx]));
+            }
+        }
+        match kind {
+            PoolKind::Max => {
+                let best = taps
+                    .iter()
+                    .copied()
+                    .reduce(|a, b| if x[base + b] > x[base + a] { b } else { a })
+                    .expect("every window holds a tap");
+                values.push(x[base + best]);
+                indices.push(best as f64);
+            }
+            PoolKind::Average { count_include_pad } => {
+                let d = if count_include_pad {
+                    padded
+                } else {
+                    taps.len()
+                };
+                values.push(taps.iter().map(|&p| x[base + p]).sum::<f64>() / d as f64);
+            }
+        }
+    }
+    values.extend(indices);
+    values
 }
 
 /// Evaluates the nodes `0..=last` (the forward graph) in f64.
@@ -262,6 +351,20 @@ fn eval(g: &Graph, feeds: &HashMap<String, Vec<f64>>, last: usize) -> Vec<Vec<f6
                     x(k)[index(&c, xs(k))]
                 })
                 .collect(),
+            Op::Conv2d {
+                pass: ConvPass::Forward,
+                window,
+                ..
+            } => conv2d(x(0), xs(0), x(1), xs(1), window, &node.shape),
+            Op::Pool2d { kind, window, .. } => {
+                // Max pooling's two results side by side, as Output reads them.
+                let out = if node.results.is_empty() {
+                    &node.shape
+                } else {
+                    &node.results[0]
+                };
+                pool2d(x(0), xs(0), *kind, window, out)
+            }
             other => panic!("the f64 interpreter has no forward rule for {other:?}"),
         };
         v.push(out);
@@ -723,4 +826,101 @@ fn residual_block() {
         let s = g.add(x[0], r).unwrap();
         g.unary(UnaryOp::Relu, s).unwrap()
     });
+}
+
+#[test]
+fn convolutions_with_bias_and_activation() {
+    check(
+        "conv 3x3 same + bias + relu",
+        &[&[2, 3, 5, 6], &[4, 3, 3, 3], &[4]],
+        false,
+        |g, x| {
+            let y = g
+                .conv2d(x[0], x[1], Window2d::new([3, 3]).padding([1, 1]))
+                .unwrap();
+            let b = g.reshape(x[2], &[1, 4, 1, 1]).unwrap();
+            let y = g.add(y, b).unwrap();
+            g.unary(UnaryOp::Relu, y).unwrap()
+        },
+    );
+    check(
+        "conv strided, dilated, padded unevenly",
+        &[&[2, 2, 7, 6], &[3, 2, 2, 3]],
+        false,
+        |g, x| {
+            let w = Window2d::new([2, 3])
+                .stride([2, 1])
+                .pads([1, 0, 0, 2])
+                .dilation([1, 2]);
+            g.conv2d(x[0], x[1], w).unwrap()
+        },
+    );
+    check(
+        "conv 1x1 stride 2",
+        &[&[3, 4, 5, 5], &[2, 4, 1, 1]],
+        false,
+        |g, x| {
+            g.conv2d(x[0], x[1], Window2d::new([1, 1]).stride([2, 2]))
+                .unwrap()
+        },
+    );
+}
+
+#[test]
+fn pooling() {
+    let pools: [(&str, Window2d, bool); 3] = [
+        ("2x2", Window2d::new([2, 2]).stride([2, 2]), false),
+        (
+            "3x3 s2 p1 ceil",
+            Window2d::new([3, 3]).stride([2, 2]).padding([1, 1]),
+            true,
+        ),
+        (
+            "dilated uneven",
+            Window2d::new([2, 3])
+                .stride([1, 2])
+                .pads([1, 1, 0, 2])
+                .dilation([2, 1]),
+            false,
+        ),
+    ];
+    for (name, window, ceil) in pools {
+        check(
+            &format!("max pool {name}"),
+            &[&[2, 3, 7, 6]],
+            false,
+            |g, x| g.max_pool2d(x[0], window, ceil).unwrap(),
+        );
+        for include in [true, false] {
+            check(
+                &format!("avg pool {name} {include}"),
+                &[&[2, 3, 7, 6]],
+                false,
+                |g, x| g.avg_pool2d(x[0], window, ceil, include).unwrap(),
+            );
+        }
+    }
+}
+
+#[test]
+fn a_cnn_block() {
+    // conv → bias → relu → max pool → conv → global average: the CNN's
+    // layers back to back, so gradients flow through every pass.
+    check(
+        "cnn block",
+        &[&[2, 2, 8, 8], &[3, 2, 3, 3], &[3], &[2, 3, 3, 3]],
+        false,
+        |g, x| {
+            let same = Window2d::new([3, 3]).padding([1, 1]);
+            let y = g.conv2d(x[0], x[1], same).unwrap();
+            let b = g.reshape(x[2], &[1, 3, 1, 1]).unwrap();
+            let y = g.add(y, b).unwrap();
+            let y = g.unary(UnaryOp::Relu, y).unwrap();
+            let y = g
+                .max_pool2d(y, Window2d::new([2, 2]).stride([2, 2]), false)
+                .unwrap();
+            let y = g.conv2d(y, x[3], same).unwrap();
+            g.reduce(ReduceOp::Mean, y, &[2, 3], false).unwrap()
+        },
+    );
 }

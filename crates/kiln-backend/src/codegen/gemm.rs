@@ -23,9 +23,10 @@ use crate::kernel::{Generated, Grid};
 use crate::ops::matmul::MatmulVariant;
 use crate::{Buffer, Device, DeviceKind, Kernel};
 
+use super::epilogue::epilogue_fn;
 use super::program::Program;
 use super::words::Words;
-use super::{check_fits, row_major, Bindings, Operand, Store};
+use super::{check_fits, Bindings, Operand, Store};
 
 /// A stored matrix operand: element `(row, col)` of batch `b` of what is
 /// stored is at `offset + b·batch_stride + row·row_stride + col`; with
@@ -277,75 +278,16 @@ fn generate<'a>(
     let b_bs = words.u(spec.b.batch_stride);
     let ldb = words.u(spec.b.row_stride);
 
-    // The epilogue: coordinates of (batch, m, n) in the iteration space,
-    // each layout's offset, the program, the stores.
-    let mut layouts: Vec<(usize, Vec<usize>)> = operands
-        .iter()
-        .map(|o| (o.layout.offset, o.layout.strides.clone()))
-        .chain(
-            stores
-                .iter()
-                .map(|s| (s.layout.offset, s.layout.strides.clone())),
-        )
-        .collect();
-    layouts.push((0, row_major(&spec.shape)));
-    let flat = layouts.len() - 1;
-    let batch_axes = r - 2;
-    let mut epi = vec!["fn epi(P: Words, bt: u32, m: u32, n: u32, anchor: f32) {".to_string()];
-    let needs_batch_coord = |d: usize| layouts.iter().any(|(_, s)| s[d] != 0) && batch_axes > 1;
-    for d in 0..batch_axes {
-        if needs_batch_coord(d) {
-            let inner: usize = spec.shape[d + 1..batch_axes].iter().product();
-            let c = if d == 0 {
-                format!("bt / {}", words.u(inner))
-            } else {
-                format!("(bt / {}) % {}", words.u(inner), words.u(spec.shape[d]))
-            };
-            epi.push(format!("    let c{d} = {c};"));
-        }
-    }
-    let offset_of = |l: usize, words: &mut Words| -> String {
-        let (off, strides) = &layouts[l];
-        let mut terms = vec![words.u(*off)];
-        for (d, &s) in strides.iter().enumerate() {
-            if s == 0 {
-                continue;
-            }
-            let coord = if d == r - 1 {
-                "n".to_string()
-            } else if d == r - 2 {
-                "m".to_string()
-            } else if batch_axes == 1 {
-                "bt".to_string()
-            } else {
-                format!("c{d}")
-            };
-            terms.push(format!("{coord} * {}", words.u(s)));
-        }
-        terms.join(" + ")
-    };
-    let flat_expr = offset_of(flat, &mut words);
-    epi.push(format!("    let flat = {flat_expr};"));
-    for &k_ in &body.loads {
-        let o = offset_of(k_, &mut words);
-        epi.push(format!("    let x{k_} = b{}[{o}];", op_bind[k_]));
-    }
-    for (j, (k_, lo, hi)) in body.keys.iter().enumerate() {
-        let off = words.u(operands[*k_].layout.offset);
-        epi.push(format!(
-            "    let key{j} = dropout_key({lo}, {hi}, u32(b{}[{off}]));",
-            op_bind[*k_]
-        ));
-    }
-    epi.push(format!(
-        "    let r = {};",
-        body.call("flat", |k_| format!("x{k_}"), Some("anchor"))
-    ));
-    for (s, b) in st_bind.iter().enumerate() {
-        let o = offset_of(operands.len() + s, &mut words);
-        epi.push(format!("    b{b}[{o}] = r.r{s};"));
-    }
-    epi.push("}".to_string());
+    let epi = epilogue_fn(
+        &mut words,
+        &spec.shape,
+        r - 2,
+        &body,
+        operands,
+        stores,
+        &op_bind,
+        &st_bind,
+    );
 
     let a_load = |mrow: &str, kk: &str| -> String {
         if spec.a.transposed {
@@ -582,7 +524,7 @@ fn generate<'a>(
         bindings.declare(&vec4),
         words.declare(),
         body.source,
-        epi.join("\n"),
+        epi,
         source_main,
         main.join("\n")
     );

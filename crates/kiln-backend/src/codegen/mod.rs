@@ -8,7 +8,10 @@
 //!   optionally, storing elementwise results met on the way;
 //! - [`gemm_kernel`]: matrix products (and the implicit-GEMM convolutions)
 //!   with a program applied to each product element (the epilogue: bias,
-//!   activation, scaling, dropout, residual additions).
+//!   activation, scaling, dropout, residual additions);
+//! - [`conv_kernel`]: the three passes of a 2-D convolution as implicit
+//!   GEMMs, with the same epilogues;
+//! - [`pool_kernel`]: max and average pooling and their gradients.
 //!
 //! Every size, stride, offset and scalar a kernel reads lives in its
 //! parameter words, so two kernels that differ only in those values have the
@@ -17,14 +20,19 @@
 //! it is built (for naga validation in tests) through the `*_source`
 //! functions.
 
+mod conv;
 mod elementwise;
+mod epilogue;
 mod gemm;
+mod pool;
 mod program;
 mod reduction;
 mod words;
 
+pub use conv::{conv_kernel, conv_source, Conv2dGeometry, ConvPass, ConvSpec};
 pub use elementwise::{elementwise_kernel, elementwise_source, segmented_kernel, Segment};
 pub use gemm::{gemm_kernel, gemm_source, GemmLoad, GemmSpec};
+pub use pool::{pool_kernel, pool_source, Pool2dGeometry, PoolIo, PoolKind};
 pub use program::{Expr, Program};
 pub use reduction::{
     reduction_kernel, reduction_source, ReduceKind, ReduceOutput, Reduction, RunningUpdate,

@@ -18,6 +18,8 @@ pub enum UnaryOp {
     Recip,
     Square,
     Sign,
+    /// The largest integer not above x.
+    Floor,
     /// 1 where x > 0, else 0 (the derivative of relu).
     Step,
     Scale(f32),
@@ -56,6 +58,7 @@ impl UnaryOp {
             UnaryOp::Tanh => x.tanh(),
             UnaryOp::Recip => 1.0 / x,
             UnaryOp::Square => x * x,
+            UnaryOp::Floor => x.floor(),
             UnaryOp::Sign => {
                 if x > 0.0 {
                     1.0
@@ -109,6 +112,7 @@ impl UnaryOp {
             UnaryOp::Recip => format!("(1.0 / {x})"),
             UnaryOp::Square => format!("({x} * {x})"),
             UnaryOp::Sign => format!("sign({x})"),
+            UnaryOp::Floor => format!("floor({x})"),
             UnaryOp::Step => format!("select(0.0, 1.0, {x} > 0.0)"),
             UnaryOp::Scale(_) => format!("({x} * {p})"),
             UnaryOp::AddScalar(_) => format!("({x} + {p})"),
@@ -134,6 +138,7 @@ impl UnaryOp {
             UnaryOp::Recip => "recip",
             UnaryOp::Square => "square",
             UnaryOp::Sign => "sign",
+            UnaryOp::Floor => "floor",
             UnaryOp::Step => "step",
             UnaryOp::Scale(_) => "scale",
             UnaryOp::AddScalar(_) => "add_scalar",

@@ -1,0 +1,441 @@
+//! The generated 2-D convolution kernels, NCHW with weights `[Cout, Cin, KH,
+//! KW]` (PyTorch's layouts), structured as implicit GEMMs: no im2col buffer
+//! is ever written; each invocation gathers the elements of its 8×8 block's
+//! rows and columns straight from the tensors, K walked as nested loops so
+//! no index is divided inside them.
+//!
+//! | pass | rows (M) | columns (N) | K | batch |
+//! |---|---|---|---|---|
+//! | forward `y = conv(x, w)` | Cout | OH·OW | Cin·KH·KW | image |
+//! | input gradient `dx` | Cin | H·W | Cout·KH·KW | image |
+//! | weight gradient `dw` | Cout | Cin·KH·KW | images·OH·OW | group of images |
+//!
+//! The input gradient gathers (for each input pixel, the output pixels
+//! whose windows cover it) rather than scatters, since WGSL has no portable
+//! float atomics. The weight gradient's K runs over every image and pixel;
+//! with few outputs it is split over groups of images into partial sums
+//! that the caller adds up. Every pass takes an epilogue program like a
+//! matrix product's.
+
+use crate::error::{invalid, BackendError, Result};
+use crate::kernel::{Generated, Grid};
+use crate::{Buffer, Device, Kernel};
+
+use super::epilogue::epilogue_fn;
+use super::program::Program;
+use super::words::Words;
+use super::{check_fits, Bindings, Operand, Store};
+
+/// Which of a convolution's three products a kernel computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ConvPass {
+    /// `y[n, co, oh, ow] = Σ w[co, ci, kh, kw]·x[n, ci, oh·s − p + kh·d, …]`.
+    Forward,
+    /// `dx` from `dy` and `w`.
+    InputGrad,
+    /// `dw` from `dy` and `x`.
+    WeightGrad,
+}
+
+/// The geometry of a 2-D convolution (groups 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Conv2dGeometry {
+    pub batch: usize,
+    pub in_channels: usize,
+    pub out_channels: usize,
+    /// Input height and width.
+    pub input: [usize; 2],
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+    /// Top, left, bottom, right.
+    pub pad: [usize; 4],
+    pub dilation: [usize; 2],
+}
+
+impl Conv2dGeometry {
+    /// Output height and width, or `None` when the (dilated) kernel does not
+    /// fit the padded input.
+    pub fn output(&self) -> Option<[usize; 2]> {
+        let size = |axis: usize| -> Option<usize> {
+            let padded = self.input[axis] + self.pad[axis] + self.pad[axis + 2];
+            let span = self.dilation[axis] * (self.kernel[axis].checked_sub(1)?) + 1;
+            if self.stride[axis] == 0 || span > padded {
+                return None;
+            }
+            Some((padded - span) / self.stride[axis] + 1)
+        };
+        Some([size(0)?, size(1)?])
+    }
+
+    /// (rows, columns, K) of `pass`'s product.
+    fn gemm(&self, pass: ConvPass) -> [usize; 3] {
+        let [oh, ow] = self.output().unwrap_or([0, 0]);
+        let [h, w] = self.input;
+        let khw = self.kernel[0] * self.kernel[1];
+        match pass {
+            ConvPass::Forward => [self.out_channels, oh * ow, self.in_channels * khw],
+            ConvPass::InputGrad => [self.in_channels, h * w, self.out_channels * khw],
+            ConvPass::WeightGrad => [
+                self.out_channels,
+                self.in_channels * khw,
+                self.batch * oh * ow,
+            ],
+        }
+    }
+
+    /// The shape of `pass`'s result.
+    pub fn result_shape(&self, pass: ConvPass) -> Vec<usize> {
+        let [oh, ow] = self.output().unwrap_or([0, 0]);
+        match pass {
+            ConvPass::Forward => vec![self.batch, self.out_channels, oh, ow],
+            ConvPass::InputGrad => vec![self.batch, self.in_channels, self.input[0], self.input[1]],
+            ConvPass::WeightGrad => vec![
+                self.out_channels,
+                self.in_channels,
+                self.kernel[0],
+                self.kernel[1],
+            ],
+        }
+    }
+
+    /// Groups of images the weight gradient is split over: enough 8×8
+    /// blocks of outputs to fill a GPU, each group summing a share of the
+    /// images (1 when the outputs alone suffice). Fixed by the geometry, not
+    /// the device, so that a graph is the same everywhere.
+    pub fn weight_grad_splits(&self) -> usize {
+        const BLOCKS: usize = 8192;
+        let [m, n, _] = self.gemm(ConvPass::WeightGrad);
+        let blocks = m.div_ceil(8) * n.div_ceil(8);
+        BLOCKS.div_ceil(blocks.max(1)).clamp(1, self.batch.max(1))
+    }
+}
+
+/// A convolution pass: its geometry and the two tensors it reads (`x` and
+/// `w` forward, `dy` and `w` for the input gradient, `dy` and `x` for the
+/// weight gradient). A weight gradient with `splits` > 1 writes partial sums
+/// over `[splits, Cout, Cin, KH, KW]` for the caller to add.
+#[derive(Clone, Debug)]
+pub struct ConvSpec<'a> {
+    pub pass: ConvPass,
+    pub geometry: Conv2dGeometry,
+    pub a: &'a Buffer,
+    pub b: &'a Buffer,
+    pub splits: usize,
+}
+
+impl ConvSpec<'_> {
+    /// The epilogue's iteration space and how many of its leading axes the
+    /// batch index walks.
+    pub fn space(&self) -> (Vec<usize>, usize) {
+        let g = &self.geometry;
+        match (self.pass, self.splits) {
+            (ConvPass::WeightGrad, s) if s > 1 => {
+                let mut space = vec![s];
+                space.extend(g.result_shape(ConvPass::WeightGrad));
+                (space, 1)
+            }
+            (ConvPass::WeightGrad, _) => (g.result_shape(ConvPass::WeightGrad), 0),
+            (pass, _) => (g.result_shape(pass), 1),
+        }
+    }
+}
+
+/// A convolution kernel with `program` as its epilogue (see the module docs).
+pub fn conv_kernel(
+    device: &Device,
+    label: &str,
+    spec: &ConvSpec<'_>,
+    program: &Program,
+    operands: &[Operand<'_>],
+    stores: &[Store<'_>],
+) -> Result<Kernel> {
+    let g = generate(label, spec, program, operands, stores)?;
+    device.generated_kernel(g)
+}
+
+/// The source of [`conv_kernel`]'s kernel.
+pub fn conv_source(
+    spec: &ConvSpec<'_>,
+    program: &Program,
+    operands: &[Operand<'_>],
+    stores: &[Store<'_>],
+) -> Result<String> {
+    Ok(generate("conv", spec, program, operands, stores)?.source)
+}
+
+/// For the input gradient: the output coordinate whose window reaches an
+/// input pixel at (padded coordinate − tap offset) `t` along one axis, and
+/// whether there is one (`t` non-negative, on the stride, inside the
+/// output of size `out`).
+fn gather_tap(t: &str, stride: &str, out: &str, strided: bool) -> (String, String) {
+    if strided {
+        (
+            format!("{t} / i32({stride})"),
+            format!("{t} >= 0 && {t} % i32({stride}) == 0 && u32({t} / i32({stride})) < {out}"),
+        )
+    } else {
+        (t.to_string(), format!("{t} >= 0 && u32({t}) < {out}"))
+    }
+}
+
+const ROWS: usize = 8;
+const COLS: usize = 8;
+
+fn generate<'a>(
+    label: &str,
+    spec: &ConvSpec<'a>,
+    program: &Program,
+    operands: &[Operand<'a>],
+    stores: &[Store<'a>],
+) -> Result<Generated<'a>> {
+    let g = spec.geometry;
+    let Some([oh, ow]) = g.output() else {
+        return Err(invalid(
+            label,
+            format!(
+                "a {:?} kernel (dilation {:?}) does not fit a {:?} input padded by {:?}",
+                g.kernel, g.dilation, g.input, g.pad
+            ),
+        ));
+    };
+    let [m, n, k] = g.gemm(spec.pass);
+    let splits = spec.splits.max(1);
+    if m == 0
+        || n == 0
+        || k == 0
+        || g.batch == 0
+        || g.stride.contains(&0)
+        || g.dilation.contains(&0)
+    {
+        return Err(BackendError::Empty {
+            op: label.to_string(),
+            shape: vec![m, n, k],
+        });
+    }
+    if spec.pass != ConvPass::WeightGrad && splits != 1 {
+        return Err(invalid(label, "only the weight gradient is split"));
+    }
+    let (space, batch_axes) = spec.space();
+    let results: Vec<usize> = stores.iter().map(|s| s.expr).collect();
+    program.validate(operands.len(), true, &results)?;
+    for o in operands {
+        check_fits(label, &space, o.buffer, &o.layout)?;
+    }
+    for s in stores {
+        check_fits(label, &space, s.buffer, &s.layout)?;
+    }
+    let [h, w] = g.input;
+    let x_len = g.batch * g.in_channels * h * w;
+    let w_len = g.out_channels * g.in_channels * g.kernel[0] * g.kernel[1];
+    let dy_len = g.batch * g.out_channels * oh * ow;
+    let (a_len, b_len) = match spec.pass {
+        ConvPass::Forward => (x_len, w_len),
+        ConvPass::InputGrad => (dy_len, w_len),
+        ConvPass::WeightGrad => (dy_len, x_len),
+    };
+    for (name, buf, len) in [("first", spec.a, a_len), ("second", spec.b, b_len)] {
+        if (len as u64) * 4 > buf.size() {
+            return Err(invalid(
+                label,
+                format!(
+                    "the {name} operand needs {len} values; its buffer holds {}",
+                    buf.size() / 4
+                ),
+            ));
+        }
+    }
+
+    let (mut bindings, op_bind, st_bind) = Bindings::of_operands(operands, stores);
+    let a_bind = bindings.of(spec.a, false);
+    let b_bind = bindings.of(spec.b, false);
+    if st_bind.iter().any(|&s| s == a_bind || s == b_bind) {
+        return Err(invalid(
+            label,
+            "a convolution may not overwrite what it reads",
+        ));
+    }
+    let mut words = Words::new();
+    let body = program.body(&mut words, true, &results);
+    let epi = epilogue_fn(
+        &mut words, &space, batch_axes, &body, operands, stores, &op_bind, &st_bind,
+    );
+    let u = |words: &mut Words, v: usize| words.u(v);
+    let (wm, wn) = (u(&mut words, m), u(&mut words, n));
+    let (wh, ww) = (u(&mut words, h), u(&mut words, w));
+    let (woh, wow) = (u(&mut words, oh), u(&mut words, ow));
+    let (wcin, wcout) = (u(&mut words, g.in_channels), u(&mut words, g.out_channels));
+    let (wkh, wkw) = (u(&mut words, g.kernel[0]), u(&mut words, g.kernel[1]));
+    let (wsh, wsw) = (u(&mut words, g.stride[0]), u(&mut words, g.stride[1]));
+    let (wpt, wpl) = (u(&mut words, g.pad[0]), u(&mut words, g.pad[1]));
+    let (wdh, wdw) = (u(&mut words, g.dilation[0]), u(&mut words, g.dilation[1]));
+    let (xa, xb) = (format!("b{a_bind}"), format!("b{b_bind}"));
+    let mut main = vec![format!(
+        "    let row0 = (wid.y * 8u + lid.y) * {ROWS}u;\n    let col0 = (wid.x * 8u + lid.x) * {COLS}u;\n    if (row0 >= {wm} || col0 >= {wn}) {{ return; }}\n    let bt = wid.z;"
+    )];
+    for r in 0..ROWS {
+        main.push(format!("    let r{r} = min(row0 + {r}u, {wm} - 1u);"));
+    }
+    for c in 0..COLS {
+        main.push(format!("    let q{c} = min(col0 + {c}u, {wn} - 1u);"));
+    }
+    for r in 0..ROWS {
+        for gq in 0..COLS / 4 {
+            main.push(format!("    var acc{r}_{gq} = vec4<f32>(0.0);"));
+        }
+    }
+    // `va{r}` and `vb{c}` name the K loop's values for row r and column c.
+    let mut inner = Vec::new();
+    match spec.pass {
+        ConvPass::Forward => {
+            // rows: output channels; columns: output pixels of image bt.
+            for r in 0..ROWS {
+                main.push(format!("    let wr{r} = r{r} * {wcin} * {wkh} * {wkw};"));
+            }
+            for c in 0..COLS {
+                main.push(format!(
+                    "    let ih{c} = i32((q{c} / {wow}) * {wsh}) - i32({wpt});\n    let iw{c} = i32((q{c} % {wow}) * {wsw}) - i32({wpl});"
+                ));
+            }
+            main.push(format!(
+                "    let xbase = bt * {wcin} * {wh} * {ww};\n    var kk = 0u;\n    for (var ci = 0u; ci < {wcin}; ci++) {{\n    let cbase = xbase + ci * {wh} * {ww};\n    for (var kh = 0u; kh < {wkh}; kh++) {{"
+            ));
+            for c in 0..COLS {
+                main.push(format!(
+                    "    let hh{c} = ih{c} + i32(kh * {wdh});\n    let hok{c} = u32(hh{c}) < {wh};\n    let hrow{c} = cbase + select(0u, u32(hh{c}), hok{c}) * {ww};"
+                ));
+            }
+            main.push(format!("    for (var kw = 0u; kw < {wkw}; kw++) {{"));
+            for r in 0..ROWS {
+                inner.push(format!("    let va{r} = {xb}[wr{r} + kk];"));
+            }
+            for c in 0..COLS {
+                inner.push(format!(
+                    "    let wc{c} = iw{c} + i32(kw * {wdw});\n    let ok{c} = hok{c} && u32(wc{c}) < {ww};\n    let vb{c} = select(0.0, {xa}[select(0u, hrow{c} + u32(wc{c}), ok{c})], ok{c});"
+                ));
+            }
+            inner.push("    kk++;".into());
+        }
+        ConvPass::InputGrad => {
+            // rows: input channels; columns: input pixels of image bt,
+            // gathering the output pixels whose windows cover them.
+            for r in 0..ROWS {
+                main.push(format!("    let wr{r} = r{r} * {wkh} * {wkw};"));
+            }
+            for c in 0..COLS {
+                main.push(format!(
+                    "    let th{c} = i32(q{c} / {ww}) + i32({wpt});\n    let tw{c} = i32(q{c} % {ww}) + i32({wpl});"
+                ));
+            }
+            let strided_h = g.stride[0] > 1;
+            let strided_w = g.stride[1] > 1;
+            main.push(format!(
+                "    for (var co = 0u; co < {wcout}; co++) {{\n    let dybase = (bt * {wcout} + co) * {woh} * {wow};\n    let wbase = co * {wcin} * {wkh} * {wkw};\n    for (var kh = 0u; kh < {wkh}; kh++) {{"
+            ));
+            for c in 0..COLS {
+                let (o, ok) = gather_tap(&format!("hh{c}"), &wsh, &woh, strided_h);
+                main.push(format!(
+                    "    let hh{c} = th{c} - i32(kh * {wdh});\n    let hok{c} = {ok};\n    let hrow{c} = dybase + select(0u, u32({o}), hok{c}) * {wow};"
+                ));
+            }
+            main.push(format!("    for (var kw = 0u; kw < {wkw}; kw++) {{"));
+            for r in 0..ROWS {
+                inner.push(format!(
+                    "    let va{r} = {xb}[wbase + wr{r} + kh * {wkw} + kw];"
+                ));
+            }
+            for c in 0..COLS {
+                let (o, ok) = gather_tap(&format!("wc{c}"), &wsw, &wow, strided_w);
+                let ok = format!("hok{c} && {ok}");
+                inner.push(format!(
+                    "    let wc{c} = tw{c} - i32(kw * {wdw});\n    let ok{c} = {ok};\n    let vb{c} = select(0.0, {xa}[select(0u, hrow{c} + u32({o}), ok{c})], ok{c});"
+                ));
+            }
+        }
+        ConvPass::WeightGrad => {
+            // rows: output channels; columns: (input channel, kh, kw); K:
+            // the images of group bt and their output pixels.
+            let wper = words.u(g.batch.div_ceil(splits));
+            let wbatch = words.u(g.batch);
+            for r in 0..ROWS {
+                main.push(format!("    let dr{r} = r{r} * {woh} * {wow};"));
+            }
+            for c in 0..COLS {
+                main.push(format!(
+                    "    let cc{c} = q{c} / ({wkh} * {wkw});\n    let kr{c} = q{c} % ({wkh} * {wkw});\n    let xo{c} = cc{c} * {wh} * {ww};\n    let dh{c} = i32((kr{c} / {wkw}) * {wdh}) - i32({wpt});\n    let dw{c} = i32((kr{c} % {wkw}) * {wdw}) - i32({wpl});"
+                ));
+            }
+            main.push(format!(
+                "    let first = bt * {wper};\n    let last = min(first + {wper}, {wbatch});\n    for (var img = first; img < last; img++) {{\n    let dyimg = img * {wcout} * {woh} * {wow};\n    let ximg = img * {wcin} * {wh} * {ww};\n    for (var oh = 0u; oh < {woh}; oh++) {{"
+            ));
+            for c in 0..COLS {
+                main.push(format!(
+                    "    let hh{c} = i32(oh * {wsh}) + dh{c};\n    let hok{c} = u32(hh{c}) < {wh};\n    let hrow{c} = ximg + xo{c} + select(0u, u32(hh{c}), hok{c}) * {ww};"
+                ));
+            }
+            main.push(format!(
+                "    let dyrow = dyimg + oh * {wow};\n    for (var ow = 0u; ow < {wow}; ow++) {{"
+            ));
+            for r in 0..ROWS {
+                inner.push(format!("    let va{r} = {xa}[dyrow + dr{r} + ow];"));
+            }
+            for c in 0..COLS {
+                inner.push(format!(
+                    "    let wc{c} = i32(ow * {wsw}) + dw{c};\n    let ok{c} = hok{c} && u32(wc{c}) < {ww};\n    let vb{c} = select(0.0, {xb}[select(0u, hrow{c} + u32(wc{c}), ok{c})], ok{c});"
+                ));
+            }
+        }
+    }
+    main.extend(inner);
+    for gq in 0..COLS / 4 {
+        main.push(format!(
+            "    let bv{gq} = vec4<f32>(vb{}, vb{}, vb{}, vb{});",
+            4 * gq,
+            4 * gq + 1,
+            4 * gq + 2,
+            4 * gq + 3
+        ));
+    }
+    for r in 0..ROWS {
+        for gq in 0..COLS / 4 {
+            main.push(format!("    acc{r}_{gq} += va{r} * bv{gq};"));
+        }
+    }
+    main.push("    }\n    }\n    }".into());
+    for r in 0..ROWS {
+        for c in 0..COLS {
+            main.push(format!(
+                "    if (row0 + {r}u < {wm} && col0 + {c}u < {wn}) {{ epi(P, bt, row0 + {r}u, col0 + {c}u, acc{r}_{}.{}); }}",
+                c / 4,
+                ["x", "y", "z", "w"][c % 4]
+            ));
+        }
+    }
+    let batches = match spec.pass {
+        ConvPass::WeightGrad => splits,
+        _ => g.batch,
+    };
+    let grid = [n.div_ceil(8 * COLS), m.div_ceil(8 * ROWS), batches];
+    if grid.iter().any(|&v| v > u32::MAX as usize) {
+        return Err(invalid(label, format!("grid {grid:?} is too large")));
+    }
+    let source = format!(
+        "{}\n{}\n{}\n{epi}\n@compute @workgroup_size(8, 8, 1)\nfn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {{\n    let P = load_words();\n{}\n}}\n",
+        bindings.declare(&[]),
+        words.declare(),
+        body.source,
+        main.join("\n")
+    );
+    let pass = match spec.pass {
+        ConvPass::Forward => "forward",
+        ConvPass::InputGrad => "input_grad",
+        ConvPass::WeightGrad => "weight_grad",
+    };
+    Ok(Generated {
+        label: format!("{label}/{pass}"),
+        source,
+        words: words.values(),
+        buffers: bindings.buffers().collect(),
+        grid: Grid::Fixed([grid[0] as u32, grid[1] as u32, grid[2] as u32]),
+        trusted: true,
+    })
+}

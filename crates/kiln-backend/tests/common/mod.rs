@@ -1,0 +1,64 @@
+//! Helpers shared by the backend's integration tests: the adapter,
+//! reproducible inputs and comparisons against f64 references.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use kiln_backend::{Device, Tensor};
+
+pub fn device() -> Device {
+    Device::auto().expect("a Vulkan adapter: apt-get install -y libvulkan1 mesa-vulkan-drivers")
+}
+
+/// xorshift: reproducible inputs without a dependency.
+pub struct Rng(pub u64);
+impl Rng {
+    pub fn next(&mut self) -> f64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+    /// Uniform in [lo, hi), never exactly zero.
+    pub fn vec(&mut self, n: usize, lo: f64, hi: f64) -> Vec<f32> {
+        (0..n)
+            .map(|_| {
+                let v = (lo + (hi - lo) * self.next()) as f32;
+                if v == 0.0 {
+                    0.5
+                } else {
+                    v
+                }
+            })
+            .collect()
+    }
+}
+
+/// A tensor of NaNs, so that an element a kernel forgets to write shows.
+pub fn poisoned(device: &Device, shape: &[usize]) -> Tensor {
+    device.full(shape, f32::NAN).unwrap()
+}
+
+pub fn assert_close(what: &str, got: &[f32], want: &[f64], rtol: f64, atol: f64) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            !g.is_nan() || w.is_nan(),
+            "{what}[{i}]: NaN left in the output (want {w})"
+        );
+        let err = (g as f64 - w).abs();
+        assert!(
+            err <= atol + rtol * w.abs(),
+            "{what}[{i}]: got {g}, want {w}, error {err:e}"
+        );
+    }
+}
+
+pub fn relative_norm_error(got: &[f32], want: &[f64]) -> f64 {
+    assert!(got.iter().all(|g| !g.is_nan()), "NaN left in the output");
+    let num: f64 = got
+        .iter()
+        .zip(want)
+        .map(|(&g, &w)| (g as f64 - w).powi(2))
+        .sum();
+    let den: f64 = want.iter().map(|w| w * w).sum();
+    (num / den).sqrt()
+}
