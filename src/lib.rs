@@ -16,12 +16,12 @@ pub mod conform;
 pub mod prelude {
     pub use kiln_backend::Device;
     pub use kiln_data::{Array, CsvDataset, Dataset, Standardizer};
-    pub use kiln_graph::{Tape, Var};
+    pub use kiln_graph::{Tape, Var, Window2d};
     pub use kiln_models::{
-        manual_seed, Activation, BatchNorm, BatchNormConfig, CsvLogger, Dense, Dropout,
-        EarlyStopping, Fit, Flatten, History, Init, Linear, Loss, LrSchedule, Metric, Model,
-        ModelCheckpoint, Module, ModuleExt, Optimizer, Sequential, Stack, TerminateOnNaN,
-        Trainable, Verbosity, Visitor,
+        manual_seed, Activation, AdaptiveAvgPool2d, AvgPool2d, BatchNorm, BatchNormConfig, Conv2d,
+        CsvLogger, Dense, Dropout, EarlyStopping, Fit, Flatten, History, Init, Linear, Loss,
+        LrSchedule, MaxPool2d, Metric, Model, ModelCheckpoint, Module, ModuleExt, Optimizer,
+        Sequential, SimpleCnn, Stack, TerminateOnNaN, Trainable, Verbosity, Visitor, WindowOptions,
     };
 }
 

@@ -8,39 +8,13 @@ use kiln::models::StateDict;
 use kiln::prelude::*;
 use safetensors::SafeTensors;
 
+mod common;
+use common::{max_abs, rel_norm, tensor};
+
 const FIXTURE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/fixtures/mlp_keras.safetensors"
 );
-
-fn tensor(st: &SafeTensors<'_>, name: &str) -> Vec<f32> {
-    let t = st
-        .tensor(name)
-        .unwrap_or_else(|_| panic!("fixture tensor {name}"));
-    t.data()
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect()
-}
-
-/// ‖got − want‖ / ‖want‖ in f64.
-fn rel_norm(got: &[f32], want: &[f32]) -> f64 {
-    assert_eq!(got.len(), want.len());
-    let num: f64 = got
-        .iter()
-        .zip(want)
-        .map(|(&g, &w)| (g as f64 - w as f64).powi(2))
-        .sum();
-    let den: f64 = want.iter().map(|&w| (w as f64).powi(2)).sum();
-    (num / den.max(1e-30)).sqrt()
-}
-
-fn max_abs(got: &[f32], want: &[f32]) -> f64 {
-    got.iter()
-        .zip(want)
-        .map(|(&g, &w)| (g as f64 - w as f64).abs())
-        .fold(0.0, f64::max)
-}
 
 /// The fixture's Keras weights under kiln's names: Keras' variable paths
 /// with dots (`dense/kernel` → `dense.kernel`), the names Sequential's

@@ -298,6 +298,12 @@ impl Device {
     }
 
     /// The adapter's name, e.g. `llvmpipe (LLVM 15.0.6, 256 bits)`.
+    /// True when both handles name the same opened device (buffers of one
+    /// cannot be bound by the other).
+    pub fn same(&self, other: &Device) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
     pub fn name(&self) -> &str {
         &self.inner.summary.name
     }

@@ -96,13 +96,16 @@ fn geometries() -> Vec<Conv2dGeometry> {
         g(2, 16, 17, [9, 9], [1, 1], [2, 2], [0, 0, 0, 0], [1, 1]),
         // Everything uneven: rectangular kernel, strides, padding, dilation.
         g(3, 4, 9, [11, 10], [3, 2], [2, 3], [1, 0, 2, 1], [2, 1]),
+        // The CNN's first layer: one input channel, so K of the weight
+        // gradient's columns is 9, one block and a bit.
+        g(8, 1, 32, [32, 32], [3, 3], [1, 1], [1, 1, 1, 1], [1, 1]),
         // More than one block of rows and columns, no padding.
         g(2, 10, 70, [12, 13], [2, 3], [1, 1], [0, 0, 0, 0], [1, 2]),
     ]
 }
 
 fn upload(dev: &Device, v: &[f32]) -> Tensor {
-    Tensor::from_f32(dev, v, &[v.len()]).unwrap()
+    nan_tailed(dev, v, &[v.len()])
 }
 
 fn conv_spec<'a>(
@@ -171,12 +174,11 @@ fn convolution_passes_match_direct_loops() {
             let dw: Vec<f32> = (0..len)
                 .map(|i| (0..splits).map(|s| partial[s * len + i]).sum())
                 .collect();
-            assert_close(
-                &format!("{g:?} weight gradient in {splits} groups"),
-                &dw,
-                &want.dw,
-                1e-4,
-                1e-4,
+            // Sums of thousands of terms: judged by the relative norm.
+            let err = relative_norm_error(&dw, &want.dw);
+            assert!(
+                err < 1e-5,
+                "{g:?} weight gradient in {splits} groups: error {err:e}"
             );
         }
     }
@@ -490,9 +492,9 @@ fn pooling_output_sizes_follow_pytorch() {
 #[test]
 fn every_conv_and_pool_source_validates_with_naga() {
     let dev = device();
-    let big = upload(&dev, &vec![0.0; 1 << 16]);
-    let other = upload(&dev, &vec![0.0; 1 << 16]);
-    let out = upload(&dev, &vec![0.0; 1 << 16]);
+    let big = upload(&dev, &vec![0.0; 1 << 20]);
+    let other = upload(&dev, &vec![0.0; 1 << 20]);
+    let out = upload(&dev, &vec![0.0; 1 << 20]);
     let validate = |what: &str, source: String| {
         let source = format!("{}\n{source}", kiln_backend::shaders::prelude());
         let module = naga::front::wgsl::parse_str(&source)
@@ -510,7 +512,7 @@ fn every_conv_and_pool_source_validates_with_naga() {
             let (p, store) = store_anchor(&spec, &out);
             validate(
                 &format!("{pass:?} {g:?}"),
-                conv_source(&spec, &p, &[], &[store]).unwrap(),
+                conv_source(dev.kind(), &spec, &p, &[], &[store]).unwrap(),
             );
         }
     }

@@ -609,3 +609,111 @@ fn matmul_with_dropout_in_its_epilogue() {
         );
     }
 }
+
+#[test]
+fn channel_sums_store_every_element_on_the_way() {
+    // A convolution's bias gradient: Σ over (N, H, W) of relu'·g, storing
+    // relu'·g itself for the weight and input gradients. 65 536 elements
+    // per output is past what lavapipe lets one invocation loop over, so
+    // the kernel must share each output among a workgroup.
+    let dev = device();
+    for shape in [
+        [3usize, 5, 7, 9],
+        [64, 32, 32, 32],
+        [16, 32, 64, 64],
+        [64, 64, 16, 16],
+    ] {
+        let n: usize = shape.iter().product();
+        let mut rng = Rng(11);
+        let (x, g) = (rng.vec(n, -1.0, 1.0), rng.vec(n, -1.0, 1.0));
+        let xt = Tensor::from_f32(&dev, &x, &shape).unwrap();
+        let gt = Tensor::from_f32(&dev, &g, &shape).unwrap();
+        let stored = dev.full(&[n], f32::NAN).unwrap();
+        let sums = dev.full(&[shape[1]], f32::NAN).unwrap();
+        let mut p = Program::default();
+        let (lx, lg) = (p.push(Expr::Load(0)), p.push(Expr::Load(1)));
+        let step = p.push(Expr::Unary(UnaryOp::Step, lx));
+        let prod = p.push(Expr::Binary(BinaryOp::Mul, lg, step));
+        let k = reduction_kernel(
+            &dev,
+            "bias_grad",
+            &shape,
+            &[0, 2, 3],
+            &p,
+            &[contiguous(&xt, &shape), contiguous(&gt, &shape)],
+            &[Reduction {
+                kind: ReduceKind::Sum,
+                expr: prod,
+                output: ReduceOutput::Write {
+                    buffer: sums.buffer(),
+                    offset: 0,
+                },
+            }],
+            &[Store {
+                expr: prod,
+                buffer: stored.buffer(),
+                layout: StridedLayout::contiguous(&shape),
+            }],
+        )
+        .unwrap();
+        dev.run(&[&k]).unwrap();
+        let want: Vec<f64> = x
+            .iter()
+            .zip(&g)
+            .map(|(&a, &b)| if a > 0.0 { b as f64 } else { 0.0 })
+            .collect();
+        close(
+            &format!("{shape:?} stored"),
+            &stored.to_vec_f32().unwrap(),
+            &want,
+            0.0,
+        );
+        let plane = shape[2] * shape[3];
+        let sum: Vec<f64> = (0..shape[1])
+            .map(|c| {
+                (0..n)
+                    .filter(|i| (i / plane) % shape[1] == c)
+                    .map(|i| want[i])
+                    .sum()
+            })
+            .collect();
+        close(
+            &format!("{shape:?} sums"),
+            &sums.to_vec_f32().unwrap(),
+            &sum,
+            1e-4,
+        );
+    }
+}
+
+#[test]
+fn a_reduction_too_long_for_one_kernel_is_an_error_not_a_truncation() {
+    let dev = device();
+    let n = MAX_LOOP_TRIPS * 64 + 1;
+    let x = dev.full(&[n], 1.0).unwrap();
+    let out = dev.full(&[1], f32::NAN).unwrap();
+    let mut p = Program::default();
+    let l = p.push(Expr::Load(0));
+    let e = reduction_kernel(
+        &dev,
+        "sum",
+        &[n],
+        &[0],
+        &p,
+        &[contiguous(&x, &[n])],
+        &[Reduction {
+            kind: ReduceKind::Sum,
+            expr: l,
+            output: ReduceOutput::Write {
+                buffer: out.buffer(),
+                offset: 0,
+            },
+        }],
+        &[],
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string().contains("loop iterations per invocation"),
+        "{e}"
+    );
+}

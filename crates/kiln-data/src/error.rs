@@ -11,8 +11,28 @@ pub enum DataError {
     },
     #[error("{path}: {detail}")]
     Csv { path: String, detail: String },
+    /// A file that is not what it should be: truncated, a wrong magic
+    /// number, an undecodable image.
+    #[error("{path}: {detail}")]
+    Format { path: String, detail: String },
     #[error("{0}")]
     Invalid(String),
 }
 
 pub type Result<T> = std::result::Result<T, DataError>;
+
+/// A [`DataError::Format`] for the file at `path`.
+pub(crate) fn format_error(path: &std::path::Path, detail: impl Into<String>) -> DataError {
+    DataError::Format {
+        path: path.display().to_string(),
+        detail: detail.into(),
+    }
+}
+
+/// A [`DataError::Io`] for the file at `path`.
+pub(crate) fn io_error(path: &std::path::Path, source: std::io::Error) -> DataError {
+    DataError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}

@@ -1,5 +1,6 @@
-//! kiln-data: datasets and loaders. It needs no GPU and none of the other kiln
-//! crates.
+//! kiln-data: datasets and loaders (CSV tables; IDX, CIFAR-10 and image
+//! folders; augmentation; batches prepared on a background thread). It
+//! needs no GPU and none of the other kiln crates.
 //!
 //! ```no_run
 //! use kiln_data::{CsvDataset, Standardizer};
@@ -13,16 +14,28 @@
 
 mod array;
 mod batches;
+mod cifar;
 mod csv_loader;
 mod dataset;
 mod error;
+mod idx;
+mod image_dir;
+mod image_folder;
+mod images;
+mod prefetch;
 mod rng;
 mod standardize;
 
 pub use array::Array;
 pub use batches::batch_order;
+pub use cifar::{load_cifar10, CIFAR10_TEST, CIFAR10_TRAIN};
 pub use csv_loader::CsvDataset;
 pub use dataset::Dataset;
 pub use error::{DataError, Result};
+pub use idx::{load_idx, read_idx, Idx};
+pub use image_dir::{load_image_dir, FolderOptions, ImageLayout, ImageSplits};
+pub use image_folder::ImageFolder;
+pub use images::{pad_images, Augment, ChannelNorm};
+pub use prefetch::{Batch, Prefetch};
 pub use rng::SplitMix64;
 pub use standardize::Standardizer;

@@ -481,7 +481,9 @@ fn unary_vjp(
             gr.mul(g, s)?
         }
         UnaryOp::Relu => {
-            let s = gr.unary(UnaryOp::Step, x)?;
+            // relu(x) > 0 exactly where x > 0: reading the output, which the
+            // next layer keeps anyway, spares storing the pre-activation.
+            let s = gr.unary(UnaryOp::Step, out)?;
             gr.mul(g, s)?
         }
         UnaryOp::LeakyRelu(alpha) => {

@@ -121,6 +121,11 @@ impl Param {
         &self.data.tensor
     }
 
+    /// The device the parameter lives on.
+    pub fn device(&self) -> &Device {
+        self.data.tensor.device()
+    }
+
     pub fn buffer(&self) -> &Buffer {
         self.data.tensor.buffer()
     }

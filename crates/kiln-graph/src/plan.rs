@@ -141,7 +141,16 @@ impl Plan {
         let mut inputs = Vec::new();
         for i in (0..n).filter(|&i| live[i]) {
             match &nodes[i].op {
-                Op::Param { param, .. } => storage[i] = Some(param.buffer().clone()),
+                Op::Param { param, .. } => {
+                    if !param.device().same(device) {
+                        return Err(GraphError::Invalid(format!(
+                            "parameter {:?} was created on another device than this plan's ({}): build a model's layers with the device it runs on",
+                            param.name(),
+                            device.name()
+                        )));
+                    }
+                    storage[i] = Some(param.buffer().clone())
+                }
                 Op::Input(name) => {
                     let b = device.alloc(
                         &format!("input {name:?}"),

@@ -3,7 +3,9 @@
 use std::io::IsTerminal;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use kiln_data::{batch_order, Dataset};
+use std::sync::Arc;
+
+use kiln_data::{batch_order, Augment, Dataset, Prefetch};
 
 use crate::callbacks::{Callback, Control};
 use crate::error::{ModelError, Result};
@@ -53,6 +55,9 @@ pub struct Fit {
     pub callbacks: Vec<Box<dyn Callback>>,
     /// Steps between progress-bar refreshes (each reads the running loss back).
     pub refresh_every: usize,
+    /// Augmentation of each training batch (image data), drawn under the
+    /// shuffle seed.
+    pub augment: Option<Augment>,
 }
 
 impl Fit {
@@ -67,7 +72,15 @@ impl Fit {
             schedule: LrSchedule::Constant,
             callbacks: Vec::new(),
             refresh_every: 10,
+            augment: None,
         }
+    }
+
+    /// Augments every training batch (random crops, flips) on the loader
+    /// thread; validation and test data are never augmented.
+    pub fn augment(mut self, a: Augment) -> Self {
+        self.augment = Some(a);
+        self
     }
 
     pub fn batch_size(mut self, b: usize) -> Self {
@@ -145,6 +158,7 @@ impl<M: Module> Model<M> {
             Verbosity::Auto => Verbosity::Lines,
             v => v,
         };
+        let train = Arc::new(train);
         let mut history = History::default();
         self.take_train_logs(1)?; // start from zero
         for epoch in 0..cfg.epochs {
@@ -162,11 +176,15 @@ impl<M: Module> Model<M> {
                 );
                 bar
             });
+            let seed =
+                cfg.shuffle.unwrap_or(0) ^ (epoch as u64).wrapping_mul(0xa076_1d64_78bd_642f);
+            // Batches are gathered (and augmented) on a loader thread, two ahead.
+            let loader = Prefetch::new(train.clone(), batches, cfg.augment, seed, 2);
             let mut seen = 0;
-            for (k, idx) in batches.iter().enumerate() {
-                let (x, y) = train.gather(idx)?;
-                self.train_on_batch(&x, &y)?;
-                seen += idx.len();
+            for (k, batch) in loader.enumerate() {
+                let batch = batch?;
+                self.train_on_batch(&batch.x, &batch.y)?;
+                seen += batch.rows;
                 if let Some(bar) = &bar {
                     bar.inc(1);
                     if k % cfg.refresh_every.max(1) == 0 {

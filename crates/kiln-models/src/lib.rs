@@ -24,6 +24,7 @@ mod rng;
 mod sequential;
 mod step;
 mod trainable;
+mod zoo;
 
 pub use callbacks::{Callback, Control, CsvLogger, EarlyStopping, ModelCheckpoint, TerminateOnNaN};
 pub use error::{ModelError, Result};
@@ -31,7 +32,8 @@ pub use fit::{Fit, Validation, Verbosity};
 pub use history::{EpochLogs, History};
 pub use init::Init;
 pub use layers::{
-    Activation, BatchNorm, BatchNormConfig, Dense, Dropout, Flatten, Linear, Naming, Stack,
+    Activation, AdaptiveAvgPool2d, AvgPool2d, BatchNorm, BatchNormConfig, Conv2d, Dense, Dropout,
+    Flatten, Linear, MaxPool2d, Naming, Size2d, Stack, WindowOptions,
 };
 pub use losses::{Loss, Reduction};
 pub use metrics::Metric;
@@ -42,3 +44,4 @@ pub use rng::{manual_seed, next_seed};
 pub use sequential::Sequential;
 pub use step::{Optim, TrainStep};
 pub use trainable::{ShapedTensors, Trainable, TrainingState};
+pub use zoo::SimpleCnn;

@@ -19,12 +19,12 @@
 
 use crate::error::{invalid, BackendError, Result};
 use crate::kernel::{Generated, Grid};
-use crate::{Buffer, Device, Kernel};
+use crate::{Buffer, Device, DeviceKind, Kernel};
 
 use super::epilogue::epilogue_fn;
 use super::program::Program;
 use super::words::Words;
-use super::{check_fits, Bindings, Operand, Store};
+use super::{check_fits, check_loop_trips, Bindings, Operand, Store};
 
 /// Which of a convolution's three products a kernel computes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -100,13 +100,31 @@ impl Conv2dGeometry {
 
     /// Groups of images the weight gradient is split over: enough 8×8
     /// blocks of outputs to fill a GPU, each group summing a share of the
-    /// images (1 when the outputs alone suffice). Fixed by the geometry, not
-    /// the device, so that a graph is the same everywhere.
+    /// images (1 when the outputs alone suffice), and groups small enough
+    /// that one invocation's loops stay within [`super::MAX_LOOP_TRIPS`].
+    /// Fixed by the geometry, not the device, so that a graph is the same
+    /// everywhere.
     pub fn weight_grad_splits(&self) -> usize {
         const BLOCKS: usize = 8192;
         let [m, n, _] = self.gemm(ConvPass::WeightGrad);
         let blocks = m.div_ceil(8) * n.div_ceil(8);
-        BLOCKS.div_ceil(blocks.max(1)).clamp(1, self.batch.max(1))
+        let batch = self.batch.max(1);
+        let for_blocks = BLOCKS.div_ceil(blocks.max(1));
+        let per_image = self.loop_trips(ConvPass::WeightGrad, 1);
+        let most_images = (super::MAX_LOOP_TRIPS / per_image.max(1)).max(1);
+        for_blocks.max(batch.div_ceil(most_images)).clamp(1, batch)
+    }
+
+    /// Loop iterations of one invocation of `pass` (`splits` groups of
+    /// images for the weight gradient): the nested K loops' back-edges.
+    fn loop_trips(&self, pass: ConvPass, splits: usize) -> usize {
+        let [oh, ow] = self.output().unwrap_or([0, 0]);
+        let [kh, kw] = self.kernel;
+        match pass {
+            ConvPass::Forward => self.in_channels * (1 + kh * (1 + kw)),
+            ConvPass::InputGrad => self.out_channels * (1 + kh * (1 + kw)),
+            ConvPass::WeightGrad => self.batch.div_ceil(splits.max(1)) * (1 + oh * (1 + ow)),
+        }
     }
 }
 
@@ -149,18 +167,19 @@ pub fn conv_kernel(
     operands: &[Operand<'_>],
     stores: &[Store<'_>],
 ) -> Result<Kernel> {
-    let g = generate(label, spec, program, operands, stores)?;
+    let g = generate(device.kind(), label, spec, program, operands, stores)?;
     device.generated_kernel(g)
 }
 
-/// The source of [`conv_kernel`]'s kernel.
+/// The source of [`conv_kernel`]'s kernel on an adapter of `kind`.
 pub fn conv_source(
+    kind: DeviceKind,
     spec: &ConvSpec<'_>,
     program: &Program,
     operands: &[Operand<'_>],
     stores: &[Store<'_>],
 ) -> Result<String> {
-    Ok(generate("conv", spec, program, operands, stores)?.source)
+    Ok(generate(kind, "conv", spec, program, operands, stores)?.source)
 }
 
 /// For the input gradient: the output coordinate whose window reaches an
@@ -182,6 +201,7 @@ const ROWS: usize = 8;
 const COLS: usize = 8;
 
 fn generate<'a>(
+    kind: DeviceKind,
     label: &str,
     spec: &ConvSpec<'a>,
     program: &Program,
@@ -215,6 +235,12 @@ fn generate<'a>(
     if spec.pass != ConvPass::WeightGrad && splits != 1 {
         return Err(invalid(label, "only the weight gradient is split"));
     }
+    check_loop_trips(
+        kind,
+        label,
+        g.loop_trips(spec.pass, splits),
+        &format!("a {:?} pass of {g:?} in {splits} groups", spec.pass),
+    )?;
     let (space, batch_axes) = spec.space();
     let results: Vec<usize> = stores.iter().map(|s| s.expr).collect();
     program.validate(operands.len(), true, &results)?;

@@ -26,7 +26,7 @@ use crate::{Buffer, Device, DeviceKind, Kernel};
 use super::epilogue::epilogue_fn;
 use super::program::Program;
 use super::words::Words;
-use super::{check_fits, Bindings, Operand, Store};
+use super::{check_fits, check_loop_trips, Bindings, Operand, Store};
 
 /// A stored matrix operand: element `(row, col)` of batch `b` of what is
 /// stored is at `offset + b·batch_stride + row·row_stride + col`; with
@@ -243,6 +243,14 @@ fn generate<'a>(
             b: Mode::Scalar,
         };
     }
+
+    // The K loop: one trip per step of `ks` (blocked), or per 16-deep tile
+    // with its loads and products (tiled).
+    let trips = match shape {
+        Shape::Blocked { .. } => k,
+        Shape::Tiled => k.div_ceil(16) * 90,
+    };
+    check_loop_trips(kind, label, trips, &format!("a product with K = {k}"))?;
 
     let mut bindings = Bindings::default();
     let a_bind = bindings.of(spec.a.buffer, false);

@@ -49,6 +49,33 @@ pub const PRELUDE: [&str; 3] = ["activations.wgsl", "elementwise_ops.wgsl", "has
 /// Invocations per workgroup of the one-dimensional generated kernels.
 pub(crate) const WG: u32 = 64;
 
+/// The most loop iterations one invocation of a generated kernel runs, all
+/// its loops counted together. llvmpipe (lavapipe) ends an invocation's
+/// loops after 65 535 iterations in all, a guard against endless loops that
+/// silently truncates long ones. Generators choose strategies and splits
+/// that stay below this bound on every adapter, and on a software adapter
+/// refuse a kernel that cannot, rather than compute a wrong number.
+pub const MAX_LOOP_TRIPS: usize = 60_000;
+
+/// On a software adapter, an error unless `trips` loop iterations per
+/// invocation stay within [`MAX_LOOP_TRIPS`] (GPUs have no such bound).
+pub(crate) fn check_loop_trips(
+    kind: crate::DeviceKind,
+    label: &str,
+    trips: usize,
+    what: &str,
+) -> Result<()> {
+    if kind == crate::DeviceKind::Software && trips > MAX_LOOP_TRIPS {
+        return Err(invalid(
+            label,
+            format!(
+                "{what} needs {trips} loop iterations per invocation; kernels stay within {MAX_LOOP_TRIPS} (software adapters stop longer loops)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// A tensor a generated kernel reads: its buffer, and a layout whose shape is
 /// the kernel's iteration space (broadcasting is a stride of 0).
 #[derive(Clone, Debug)]

@@ -17,7 +17,9 @@ use crate::{Buffer, Device, DeviceKind, Kernel};
 
 use super::program::Program;
 use super::words::Words;
-use super::{check_fits, coalesce, row_major, Bindings, Operand, Store, WG};
+use super::{
+    check_fits, check_loop_trips, coalesce, row_major, Bindings, Operand, Store, MAX_LOOP_TRIPS, WG,
+};
 
 /// What a [`Reduction`] computes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -221,12 +223,6 @@ fn generate<'a>(
             ));
         }
     }
-    let cooperative = count >= 512
-        && match kind {
-            DeviceKind::Software => outputs < 32,
-            _ => outputs < 65536,
-        };
-
     // Layouts: operands, stores, then the row-major index (dropout's counter).
     let mut layouts: Vec<Vec<usize>> = operands
         .iter()
@@ -243,6 +239,32 @@ fn generate<'a>(
     let kept = part(shape, &kept_axes, &layouts);
     let red = part(shape, axes, &layouts);
     let flat_layout = layouts.len() - 1;
+    let passes = if reductions.iter().any(|r| r.kind == ReduceKind::Moments) {
+        2
+    } else {
+        1
+    };
+    // Loop iterations of one invocation looping over a whole output: each
+    // nested loop's back-edges.
+    let serial_trips = passes
+        * (1..=red.shape.len())
+            .map(|d| red.shape[..d].iter().product::<usize>())
+            .sum::<usize>();
+    let cooperative = serial_trips > MAX_LOOP_TRIPS
+        || count >= 512
+            && match kind {
+                DeviceKind::Software => outputs < 32,
+                _ => outputs < 65536,
+            };
+    if cooperative {
+        let trips = passes * count.div_ceil(WG as usize) + 2 * WG.ilog2() as usize;
+        check_loop_trips(
+            kind,
+            label,
+            trips,
+            &format!("a reduction of {count} elements per output"),
+        )?;
+    }
 
     let (mut bindings, op_bind, st_bind) = Bindings::of_operands(operands, stores);
     let mut out_bind = Vec::new();

@@ -2,7 +2,7 @@
 //! reproducible inputs and comparisons against f64 references.
 #![allow(dead_code)] // each test binary uses its own subset
 
-use kiln_backend::{Device, Tensor};
+use kiln_backend::{DType, Device, Tensor};
 
 pub fn device() -> Device {
     Device::auto().expect("a Vulkan adapter: apt-get install -y libvulkan1 mesa-vulkan-drivers")
@@ -61,4 +61,16 @@ pub fn relative_norm_error(got: &[f32], want: &[f64]) -> f64 {
         .sum();
     let den: f64 = want.iter().map(|w| w * w).sum();
     (num / den).sqrt()
+}
+
+/// `data` as a tensor of `shape` in a buffer whose every element past the
+/// data (to the end of its pool bucket and beyond) is NaN, so a kernel that
+/// reads out of bounds shows it.
+pub fn nan_tailed(device: &Device, data: &[f32], shape: &[usize]) -> Tensor {
+    let t = device.full(&[data.len() + 1024], f32::NAN).unwrap();
+    // SAFETY: f32 has no padding and every byte pattern is a valid u8.
+    let bytes =
+        unsafe { std::slice::from_raw_parts(data.as_ptr().cast(), std::mem::size_of_val(data)) };
+    device.write(t.buffer(), 0, bytes).unwrap();
+    Tensor::from_buffer(device, t.buffer().clone(), shape, DType::F32).unwrap()
 }

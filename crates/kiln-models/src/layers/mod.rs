@@ -3,16 +3,20 @@
 
 mod activation;
 mod batch_norm;
+mod conv2d;
 mod dense;
 mod dropout;
 mod flatten;
 mod linear;
+mod pool;
 mod stack;
 
 pub use activation::Activation;
 pub use batch_norm::{BatchNorm, BatchNormConfig, Naming};
+pub use conv2d::{Conv2d, Size2d, WindowOptions};
 pub use dense::Dense;
 pub use dropout::Dropout;
 pub use flatten::Flatten;
 pub use linear::Linear;
+pub use pool::{AdaptiveAvgPool2d, AvgPool2d, MaxPool2d};
 pub use stack::Stack;

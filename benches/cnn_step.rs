@@ -1,0 +1,130 @@
+//! The tutorial's SimpleCNN training step (Adam, sparse cross-entropy from
+//! logits) at batch 64 on 3×32×32 images, on the default adapter.
+//!
+//! Reports the cold first step (adapter start-up and pipeline compilation
+//! included), the warm step's median over several runs, dispatches per
+//! step, and the step's useful work in GFLOP/s beside a same-process
+//! baseline: the matrix-product kernel on a 1024³ product.
+//! Run: `cargo bench --bench cnn_step`.
+
+use std::time::Instant;
+
+use kiln::backend::codegen::{gemm_kernel, Expr, GemmLoad, GemmSpec, Program, Store};
+use kiln::backend::{DType, MatmulVariant, StridedLayout, Tensor};
+use kiln::prelude::*;
+
+const BATCH: usize = 64;
+const STEPS_PER_RUN: usize = 5;
+const RUNS: usize = 5;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Multiply-adds ×2 of one step: each convolution and linear layer runs
+/// forward, input gradient (not for the first convolution) and weight
+/// gradient, each costing the forward's FLOPs.
+fn step_flops() -> f64 {
+    let conv = |cin: f64, cout: f64, side: f64| 2.0 * cin * 9.0 * cout * side * side;
+    let linear = |i: f64, o: f64| 2.0 * i * o;
+    let per_image = conv(3.0, 32.0, 32.0) * 2.0
+        + conv(32.0, 64.0, 16.0) * 3.0
+        + linear(4096.0, 512.0) * 3.0
+        + linear(512.0, 10.0) * 3.0;
+    per_image * BATCH as f64
+}
+
+/// GFLOP/s of the matrix-product kernel on a 1024³ product.
+fn matmul_gflops(device: &Device) -> anyhow::Result<f64> {
+    let n = 1024;
+    let data: Vec<f32> = (0..n * n).map(|i| (i % 97) as f32 / 97.0).collect();
+    let a = Tensor::from_f32(device, &data, &[n, n])?;
+    let c = Tensor::empty(device, &[n, n], DType::F32)?;
+    let load = GemmLoad {
+        buffer: a.buffer(),
+        offset: 0,
+        row_stride: n,
+        batch_stride: 0,
+        transposed: false,
+    };
+    let spec = GemmSpec {
+        m: n,
+        n,
+        k: n,
+        shape: vec![n, n],
+        a: load.clone(),
+        b: load,
+        variant: MatmulVariant::Auto,
+    };
+    let mut p = Program::default();
+    let v = p.push(Expr::Anchor);
+    let store = Store {
+        expr: v,
+        buffer: c.buffer(),
+        layout: StridedLayout::contiguous(&[n, n]),
+    };
+    let kernel = gemm_kernel(device, "matmul", &spec, &p, &[], &[store])?;
+    let mut times = Vec::new();
+    for _ in 0..RUNS + 1 {
+        let t = Instant::now();
+        device.run(&[&kernel])?;
+        device.synchronize()?;
+        times.push(t.elapsed().as_secs_f64());
+    }
+    times.remove(0);
+    Ok(2.0 * (n as f64).powi(3) / median(times) / 1e9)
+}
+
+fn main() -> anyhow::Result<()> {
+    let start = Instant::now();
+    let device = kiln::device_from_flag(None)?;
+    manual_seed(1);
+    let mut model = Model::new(&device, SimpleCnn::new(&device, 10)?, [3, 32, 32]);
+    model.compile(
+        Optimizer::adam_torch(1e-3),
+        Loss::SparseCategoricalCrossEntropyFromLogits,
+        &[Metric::SparseCategoricalAccuracy],
+    )?;
+    let mut rng = kiln::data::SplitMix64::new(7);
+    let x: Vec<f32> = (0..BATCH * 3 * 32 * 32)
+        .map(|_| rng.next_f64() as f32 * 2.0 - 1.0)
+        .collect();
+    let y: Vec<f32> = (0..BATCH).map(|i| (i % 10) as f32).collect();
+    model.train_on_batch(&x, &y)?;
+    device.synchronize()?;
+    let cold = start.elapsed().as_secs_f64();
+
+    for _ in 0..2 {
+        model.train_on_batch(&x, &y)?;
+    }
+    device.synchronize()?;
+    let disp0 = device.dispatches();
+    let mut step_times = Vec::new();
+    let mut gemm = Vec::new();
+    for _ in 0..RUNS {
+        let t = Instant::now();
+        for _ in 0..STEPS_PER_RUN {
+            model.train_on_batch(&x, &y)?;
+        }
+        device.synchronize()?;
+        step_times.push(t.elapsed().as_secs_f64() / STEPS_PER_RUN as f64);
+        gemm.push(matmul_gflops(&device)?);
+    }
+    let dispatches = (device.dispatches() - disp0) as f64 / (RUNS * STEPS_PER_RUN) as f64;
+    let step = median(step_times);
+    let step_gflops = step_flops() / step / 1e9;
+    let gemm = median(gemm);
+    println!("device: {}", device.name());
+    println!("SimpleCNN step, batch {BATCH}, 3x32x32, Adam:");
+    println!("  cold first step      {cold:.2} s (from the start of main)");
+    println!("  warm step (median)   {:.1} ms", step * 1e3);
+    println!("  dispatches per step  {dispatches:.0}");
+    println!(
+        "  step work            {:.2} GFLOP -> {step_gflops:.1} GFLOP/s",
+        step_flops() / 1e9
+    );
+    println!("  matmul 1024^3        {gemm:.1} GFLOP/s (same process)");
+    println!("  step / matmul        {:.2}", step_gflops / gemm);
+    Ok(())
+}
