@@ -73,10 +73,16 @@ fn parity(fusion: bool) {
     let want = tensor(&st, "loss")[0];
     assert!(((loss - want) / want).abs() < 1e-4, "loss {loss} vs {want}");
     assert_eq!(grads.len(), PARAMS.len());
+    let mut worst = 0.0f64;
     for (name, g) in &grads {
         let err = rel_norm(g, &tensor(&st, &format!("grad.{name}")));
+        worst = worst.max(err);
         assert!(err < 1e-4, "grad.{name}: relative error {err:e}");
     }
+    eprintln!(
+        "parity: logits rel {err:e}, loss rel {:e}, worst gradient rel {worst:e}",
+        ((loss - want) / want).abs()
+    );
 
     // One Adam step. Its first step is about lr·sign(g), so elementwise the
     // tolerance is lr/10 (the fixture README explains why).

@@ -101,6 +101,8 @@ fn geometries() -> Vec<Conv2dGeometry> {
         g(8, 1, 32, [32, 32], [3, 3], [1, 1], [1, 1, 1, 1], [1, 1]),
         // More than one block of rows and columns, no padding.
         g(2, 10, 70, [12, 13], [2, 3], [1, 1], [0, 0, 0, 0], [1, 2]),
+        // Pointwise: run as a matrix product per image.
+        g(3, 20, 17, [9, 7], [1, 1], [1, 1], [0, 0, 0, 0], [1, 1]),
     ]
 }
 
@@ -186,12 +188,21 @@ fn convolution_passes_match_direct_loops() {
 
 #[test]
 fn convolution_epilogue_adds_a_channel_bias_and_activates() {
+    for g in [geometries()[3], *geometries().last().unwrap()] {
+        bias_relu_epilogue(g);
+    }
+}
+
+fn bias_relu_epilogue(g: Conv2dGeometry) {
     let dev = device();
     let mut rng = Rng(5);
-    let g = geometries()[3];
     let [oh, ow] = g.output().unwrap();
     let x = rng.vec(g.batch * g.in_channels * g.input[0] * g.input[1], -1.0, 1.0);
-    let w = rng.vec(g.out_channels * g.in_channels * 6, -1.0, 1.0);
+    let w = rng.vec(
+        g.out_channels * g.in_channels * g.kernel[0] * g.kernel[1],
+        -1.0,
+        1.0,
+    );
     let bias = rng.vec(g.out_channels, -1.0, 1.0);
     let want = reference(&g, &x, &w, &vec![0.0; g.batch * g.out_channels * oh * ow]);
     let (xt, wt, bt) = (upload(&dev, &x), upload(&dev, &w), upload(&dev, &bias));

@@ -15,13 +15,16 @@
 //! float atomics. The weight gradient's K runs over every image and pixel;
 //! with few outputs it is split over groups of images into partial sums
 //! that the caller adds up. Every pass takes an epilogue program like a
-//! matrix product's.
+//! matrix product's. Pointwise convolutions (1×1, stride 1, no padding)
+//! run as the matrix products they are.
 
 use crate::error::{invalid, BackendError, Result};
 use crate::kernel::{Generated, Grid};
-use crate::{Buffer, Device, DeviceKind, Kernel};
+use crate::layout::StridedLayout;
+use crate::{Buffer, Device, DeviceKind, Kernel, MatmulVariant};
 
 use super::epilogue::epilogue_fn;
+use super::gemm::{gemm_kernel, gemm_source, GemmLoad, GemmSpec};
 use super::program::Program;
 use super::words::Words;
 use super::{check_fits, check_loop_trips, Bindings, Operand, Store};
@@ -167,6 +170,9 @@ pub fn conv_kernel(
     operands: &[Operand<'_>],
     stores: &[Store<'_>],
 ) -> Result<Kernel> {
+    if let Some((gemm, operands, stores)) = as_gemm(spec, operands, stores) {
+        return gemm_kernel(device, label, &gemm, program, &operands, &stores);
+    }
     let g = generate(device.kind(), label, spec, program, operands, stores)?;
     device.generated_kernel(g)
 }
@@ -179,7 +185,84 @@ pub fn conv_source(
     operands: &[Operand<'_>],
     stores: &[Store<'_>],
 ) -> Result<String> {
+    if let Some((gemm, operands, stores)) = as_gemm(spec, operands, stores) {
+        return gemm_source(kind, &gemm, program, &operands, &stores);
+    }
     Ok(generate(kind, "conv", spec, program, operands, stores)?.source)
+}
+
+/// A 1×1 convolution with stride 1 and no padding is a matrix product per
+/// image, `W·X[n]` (or `Wᵀ·dY[n]` for its input gradient), which the GEMM
+/// kernel runs faster than the gathering one: the product, and the
+/// epilogue's layouts over `[N, C, H·W]`, when `spec` is one whose layouts
+/// allow it.
+#[allow(clippy::type_complexity)] // the three things a GEMM kernel takes
+fn as_gemm<'a>(
+    spec: &ConvSpec<'a>,
+    operands: &[Operand<'a>],
+    stores: &[Store<'a>],
+) -> Option<(GemmSpec<'a>, Vec<Operand<'a>>, Vec<Store<'a>>)> {
+    let g = &spec.geometry;
+    let pointwise = g.kernel == [1, 1] && g.stride == [1, 1] && g.pad == [0; 4];
+    if !pointwise || spec.pass == ConvPass::WeightGrad || spec.splits != 1 {
+        return None;
+    }
+    let hw = g.input[0] * g.input[1];
+    let (rows, inner) = match spec.pass {
+        ConvPass::Forward => (g.out_channels, g.in_channels),
+        _ => (g.in_channels, g.out_channels),
+    };
+    // Over [N, C, H, W] → over [N, C, H·W], when H and W are walked as one.
+    let merge = |l: &StridedLayout| -> Option<StridedLayout> {
+        let s = &l.strides;
+        (s.len() == 4 && (s[2] == s[3] * g.input[1] || g.input[0] == 1)).then(|| StridedLayout {
+            shape: vec![g.batch, rows, hw],
+            strides: vec![s[0], s[1], s[3]],
+            offset: l.offset,
+        })
+    };
+    let operands: Vec<Operand<'a>> = operands
+        .iter()
+        .map(|o| {
+            Some(Operand {
+                buffer: o.buffer,
+                layout: merge(&o.layout)?,
+            })
+        })
+        .collect::<Option<_>>()?;
+    let stores: Vec<Store<'a>> = stores
+        .iter()
+        .map(|st| {
+            Some(Store {
+                expr: st.expr,
+                buffer: st.buffer,
+                layout: merge(&st.layout)?,
+            })
+        })
+        .collect::<Option<_>>()?;
+    let gemm = GemmSpec {
+        m: rows,
+        n: hw,
+        k: inner,
+        shape: vec![g.batch, rows, hw],
+        // W is [Cout, Cin]: read as is forward, transposed for the input gradient.
+        a: GemmLoad {
+            buffer: spec.b,
+            offset: 0,
+            row_stride: g.in_channels,
+            batch_stride: 0,
+            transposed: spec.pass == ConvPass::InputGrad,
+        },
+        b: GemmLoad {
+            buffer: spec.a,
+            offset: 0,
+            row_stride: hw,
+            batch_stride: inner * hw,
+            transposed: false,
+        },
+        variant: MatmulVariant::Auto,
+    };
+    Some((gemm, operands, stores))
 }
 
 /// For the input gradient: the output coordinate whose window reaches an
@@ -196,6 +279,9 @@ fn gather_tap(t: &str, stride: &str, out: &str, strided: bool) -> (String, Strin
         (t.to_string(), format!("{t} >= 0 && u32({t}) < {out}"))
     }
 }
+
+/// Marks where the kw loop goes while the kernel's text is assembled.
+const KW_LOOP: &str = "    // kw loop";
 
 const ROWS: usize = 8;
 const COLS: usize = 8;
@@ -330,7 +416,7 @@ fn generate<'a>(
                     "    let hh{c} = ih{c} + i32(kh * {wdh});\n    let hok{c} = u32(hh{c}) < {wh};\n    let hrow{c} = cbase + select(0u, u32(hh{c}), hok{c}) * {ww};"
                 ));
             }
-            main.push(format!("    for (var kw = 0u; kw < {wkw}; kw++) {{"));
+            main.push(KW_LOOP.to_string());
             for r in 0..ROWS {
                 inner.push(format!("    let va{r} = {xb}[wr{r} + kk];"));
             }
@@ -363,7 +449,7 @@ fn generate<'a>(
                     "    let hh{c} = th{c} - i32(kh * {wdh});\n    let hok{c} = {ok};\n    let hrow{c} = dybase + select(0u, u32({o}), hok{c}) * {wow};"
                 ));
             }
-            main.push(format!("    for (var kw = 0u; kw < {wkw}; kw++) {{"));
+            main.push(KW_LOOP.to_string());
             for r in 0..ROWS {
                 inner.push(format!(
                     "    let va{r} = {xb}[wbase + wr{r} + kh * {wkw} + kw];"
@@ -411,9 +497,10 @@ fn generate<'a>(
             }
         }
     }
-    main.extend(inner);
+    // One step of the innermost loop: gather, then 64 multiply-adds.
+    let mut step = inner;
     for gq in 0..COLS / 4 {
-        main.push(format!(
+        step.push(format!(
             "    let bv{gq} = vec4<f32>(vb{}, vb{}, vb{}, vb{});",
             4 * gq,
             4 * gq + 1,
@@ -423,10 +510,17 @@ fn generate<'a>(
     }
     for r in 0..ROWS {
         for gq in 0..COLS / 4 {
-            main.push(format!("    acc{r}_{gq} += va{r} * bv{gq};"));
+            step.push(format!("    acc{r}_{gq} += va{r} * bv{gq};"));
         }
     }
-    main.push("    }\n    }\n    }".into());
+    let step = step.join("\n");
+    let innermost = format!("    for (var kw = 0u; kw < {wkw}; kw++) {{\n{step}\n    }}");
+    let main_text = main.join("\n");
+    let mut main: Vec<String> = match spec.pass {
+        ConvPass::WeightGrad => vec![format!("{main_text}\n{step}\n    }}")],
+        _ => vec![main_text.replace(KW_LOOP, &innermost)],
+    };
+    main.push("    }\n    }".into());
     for r in 0..ROWS {
         for c in 0..COLS {
             main.push(format!(
