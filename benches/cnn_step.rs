@@ -17,10 +17,9 @@ const BATCH: usize = 64;
 const STEPS_PER_RUN: usize = 5;
 const RUNS: usize = 5;
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
+#[path = "common/timing.rs"]
+mod timing;
+use timing::{median, time_steps};
 
 /// Multiply-adds ×2 of one step: each convolution and linear layer runs
 /// forward, input gradient (not for the first convolution) and weight
@@ -95,23 +94,24 @@ fn main() -> anyhow::Result<()> {
     device.synchronize()?;
     let cold = start.elapsed().as_secs_f64();
 
-    for _ in 0..2 {
-        model.train_on_batch(&x, &y)?;
-    }
-    device.synchronize()?;
-    let disp0 = device.dispatches();
-    let mut step_times = Vec::new();
     let mut gemm = Vec::new();
-    for _ in 0..RUNS {
-        let t = Instant::now();
-        for _ in 0..STEPS_PER_RUN {
-            model.train_on_batch(&x, &y)?;
-        }
-        device.synchronize()?;
-        step_times.push(t.elapsed().as_secs_f64() / STEPS_PER_RUN as f64);
+    let mut step_times = Vec::new();
+    let mut dispatches = 0.0;
+    for run in 0..RUNS {
+        let timing = time_steps(
+            &device,
+            if run == 0 { 2 } else { 0 },
+            1,
+            STEPS_PER_RUN,
+            || {
+                model.train_on_batch(&x, &y)?;
+                Ok(())
+            },
+        )?;
+        step_times.push(timing.warm);
+        dispatches = timing.dispatches;
         gemm.push(matmul_gflops(&device)?);
     }
-    let dispatches = (device.dispatches() - disp0) as f64 / (RUNS * STEPS_PER_RUN) as f64;
     let step = median(step_times);
     let step_gflops = step_flops() / step / 1e9;
     let gemm = median(gemm);

@@ -15,10 +15,9 @@ const BATCH: usize = 64;
 const STEPS_PER_RUN: usize = 50;
 const RUNS: usize = 7;
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).expect("finite times"));
-    v[v.len() / 2]
-}
+#[path = "common/timing.rs"]
+mod timing;
+use timing::{one_kernel_baseline, time_steps};
 
 fn batch(seed: u64) -> (Vec<f32>, Vec<f32>) {
     let mut rng = kiln::data::SplitMix64::new(seed);
@@ -51,36 +50,12 @@ fn main() -> anyhow::Result<()> {
     device.synchronize()?;
     let cold = start.elapsed().as_secs_f64();
 
-    for _ in 0..20 {
+    let timing = time_steps(&device, 20, RUNS, STEPS_PER_RUN, || {
         model.train_on_batch(&x, &y)?;
-    }
-    device.synchronize()?;
-    let (sub0, disp0) = (device.submissions(), device.dispatches());
-    let mut step_times = Vec::new();
-    for _ in 0..RUNS {
-        let t = Instant::now();
-        for _ in 0..STEPS_PER_RUN {
-            model.train_on_batch(&x, &y)?;
-        }
-        device.synchronize()?;
-        step_times.push(t.elapsed().as_secs_f64() / STEPS_PER_RUN as f64);
-    }
-    let steps = (RUNS * STEPS_PER_RUN) as f64;
-    let submissions = (device.submissions() - sub0) as f64 / steps;
-    let dispatches = (device.dispatches() - disp0) as f64 / steps;
-
-    // Baseline: one tiny kernel per submission, the floor of any step.
-    let a = kiln::Tensor::from_f32(&device, &[1.0; 64], &[64])?;
-    let mut base = Vec::new();
-    for _ in 0..RUNS {
-        let t = Instant::now();
-        for _ in 0..STEPS_PER_RUN {
-            let _ = device.unary(kiln::backend::UnaryOp::Relu, &a)?;
-        }
-        device.synchronize()?;
-        base.push(t.elapsed().as_secs_f64() / STEPS_PER_RUN as f64);
-    }
-    let (warm, floor) = (median(step_times), median(base));
+        Ok(())
+    })?;
+    let (warm, dispatches, submissions) = (timing.warm, timing.dispatches, timing.submissions);
+    let floor = one_kernel_baseline(&device, RUNS, STEPS_PER_RUN)?;
     if std::env::var_os("KILN_PROFILE").is_some() {
         let profile = model.profile_train_step(BATCH, 20)?;
         let total: f64 = profile.iter().map(|(_, t)| t).sum();

@@ -8,7 +8,9 @@ use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
 use kiln_backend::{BinaryOp, Device, ReduceOp, UnaryOp};
-use kiln_graph::{Graph, NodeId, Plan, PlanOptions, Window2d};
+use kiln_graph::{
+    Graph, GruOptions, LstmOptions, NodeId, Plan, PlanOptions, RecurrentWeights, Window2d,
+};
 use kiln_models::{losses, optim, Reduction};
 use safetensors::{Dtype, SafeTensors};
 use serde_json::Value;
@@ -412,8 +414,213 @@ fn build(
             let running_var = toward(g, var, batch_var)?;
             Ok(vec![y, running_mean, running_var])
         }
+        "LSTM" | "GRU" | "RNN" => return recurrent(g, op, attrs, ins, consts),
         other => Err(format!("op {other} is not implemented yet")),
     })
+}
+
+/// ONNX's LSTM, GRU and RNN (forward direction): inputs `X` `[T, B, in]`
+/// (or `[B, T, in]` with `layout` 1), `W`, `R`, `B` of one direction, the
+/// initial states, LSTM peepholes; outputs `Y` `[T, 1, B, u]`, `Y_h`,
+/// `Y_c`. Gate blocks are reordered to kiln's (LSTM i, o, f, c → i, f, c,
+/// o; GRU z, r, h as it is) with slices, so gradients flow back to ONNX's
+/// layout.
+fn recurrent(
+    g: &mut Graph,
+    op: &str,
+    attrs: &Value,
+    ins: &[Option<NodeId>],
+    consts: &[Option<Data>],
+) -> Result<Built> {
+    let input = |i: usize| ins.get(i).copied().flatten();
+    let (Some(x), Some(w), Some(r)) = (input(0), input(1), input(2)) else {
+        bail!("{op}: X, W and R are required");
+    };
+    let direction = attrs
+        .get("direction")
+        .and_then(Value::as_str)
+        .unwrap_or("forward");
+    if direction != "forward" {
+        return Ok(Err(format!(
+            "{op} direction {direction:?}: kiln runs forward sequences"
+        )));
+    }
+    for (key, what) in [
+        ("clip", "cell clipping"),
+        ("input_forget", "coupled input and forget gates"),
+    ] {
+        if attrs
+            .get(key)
+            .and_then(Value::as_f64)
+            .is_some_and(|v| v != 0.0)
+        {
+            return Ok(Err(format!("{op} with {what} ({key}) is not implemented")));
+        }
+    }
+    let names: Vec<String> = attrs
+        .get("activations")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let activation = |name: &str| match name {
+        "Sigmoid" => Some(UnaryOp::Sigmoid),
+        "Tanh" => Some(UnaryOp::Tanh),
+        "Relu" => Some(UnaryOp::Relu),
+        _ => None,
+    };
+    let acts: Option<Vec<UnaryOp>> = names.iter().map(|n| activation(n)).collect();
+    let Some(acts) = acts else {
+        return Ok(Err(format!(
+            "{op} activations {names:?}: kiln has Sigmoid, Tanh, Relu"
+        )));
+    };
+    if op == "LSTM" && acts.len() == 3 && acts[1] != acts[2] {
+        return Ok(Err("LSTM with different cell and output activations".into()));
+    }
+    let batch_first = attrs.get("layout").and_then(Value::as_i64) == Some(1);
+    if let Some(lens) = consts.get(4).and_then(Option::as_ref) {
+        let steps = g.shape(x)[usize::from(batch_first)] as f32;
+        if lens.values.iter().any(|&l| l != steps) {
+            return Ok(Err(format!(
+                "{op} with sequence_lens shorter than the sequence"
+            )));
+        }
+    }
+    let gates = match op {
+        "LSTM" => 4,
+        "GRU" => 3,
+        _ => 1,
+    };
+    // One direction's [G·u, …] matrix with its blocks in kiln's order.
+    let order: &[usize] = match op {
+        "LSTM" => &[0, 2, 3, 1],
+        _ => &[0, 1, 2][..gates],
+    };
+    let reorder = |g: &mut Graph, m: NodeId, u: usize| -> Result<NodeId> {
+        let s = g.shape(m).to_vec();
+        let m = g.reshape_to(m, &s[1..])?;
+        let blocks: Vec<NodeId> = order
+            .iter()
+            .map(|&k| g.slice(m, 0, k * u, (k + 1) * u))
+            .collect::<std::result::Result<_, _>>()?;
+        Ok(match blocks.len() {
+            1 => blocks[0],
+            _ => g.concat(&blocks, 0)?,
+        })
+    };
+    let u = g.shape(r)[2];
+    let kernel = reorder(g, w, u)?;
+    let recurrent = reorder(g, r, u)?;
+    let (input_bias, recurrent_bias) = match input(3) {
+        Some(b) => {
+            let gu = gates * u;
+            let halves = g.reshape_to(b, &[2, gu])?;
+            let wb = g.slice(halves, 0, 0, 1)?;
+            let rb = g.slice(halves, 0, 1, 2)?;
+            let wb = g.reshape_to(wb, &[1, gu])?;
+            let rb = g.reshape_to(rb, &[1, gu])?;
+            let wb = reorder(g, wb, u)?;
+            let rb = reorder(g, rb, u)?;
+            (Some(wb), Some(rb))
+        }
+        None => (None, None),
+    };
+    let weights = RecurrentWeights {
+        kernel,
+        recurrent,
+        transposed: true,
+        input_bias,
+        recurrent_bias,
+    };
+    let xb = if batch_first {
+        x
+    } else {
+        g.permute(x, &[1, 0, 2])?
+    };
+    let batch = g.shape(xb)[0];
+    let state = |g: &mut Graph, i: usize| -> Result<Option<NodeId>> {
+        match input(i) {
+            Some(s) => {
+                // [1, B, u] (or [B, 1, u] batch-first).
+                Ok(Some(g.reshape_to(s, &[batch, u])?))
+            }
+            None => Ok(None),
+        }
+    };
+    let (h0, c0) = (state(g, 5)?, state(g, 6)?);
+    let out = match op {
+        "LSTM" => {
+            let peepholes = match input(7) {
+                Some(p) => {
+                    // i, o, f → i, f, o.
+                    let p = g.reshape_to(p, &[3 * u])?;
+                    let parts: Vec<NodeId> = [0, 2, 1]
+                        .iter()
+                        .map(|&k| g.slice(p, 0, k * u, (k + 1) * u))
+                        .collect::<std::result::Result<_, _>>()?;
+                    Some(g.concat(&parts, 0)?)
+                }
+                None => None,
+            };
+            let initial = match (h0, c0) {
+                (None, None) => None,
+                (h, c) => {
+                    let zero = |g: &mut Graph| -> Result<NodeId> {
+                        let z = g.scalar(0.0);
+                        Ok(g.expand(z, &[batch, u])?)
+                    };
+                    let h = match h {
+                        Some(h) => h,
+                        None => zero(g)?,
+                    };
+                    let c = match c {
+                        Some(c) => c,
+                        None => zero(g)?,
+                    };
+                    Some((h, c))
+                }
+            };
+            let opts = LstmOptions {
+                activation: acts.get(1).copied().unwrap_or(UnaryOp::Tanh),
+                recurrent_activation: acts.first().copied().unwrap_or(UnaryOp::Sigmoid),
+                peepholes,
+                return_sequences: true,
+            };
+            g.lstm(xb, &weights, initial, &opts)?
+        }
+        "GRU" => {
+            let opts = GruOptions {
+                activation: acts.get(1).copied().unwrap_or(UnaryOp::Tanh),
+                recurrent_activation: acts.first().copied().unwrap_or(UnaryOp::Sigmoid),
+                reset_after: attrs.get("linear_before_reset").and_then(Value::as_i64) == Some(1),
+                return_sequences: true,
+            };
+            g.gru(xb, &weights, h0, &opts)?
+        }
+        _ => {
+            let act = acts.first().copied().unwrap_or(UnaryOp::Tanh);
+            g.simple_rnn(xb, &weights, h0, act, true)?
+        }
+    };
+    let seq = out.sequence.expect("asked for");
+    let steps = g.shape(seq)[1];
+    // kiln's [B, T, u] as ONNX's Y, and the last states as Y_h, Y_c.
+    let (y, last_shape) = if batch_first {
+        (g.reshape_to(seq, &[batch, steps, 1, u])?, [batch, 1, u])
+    } else {
+        let s = g.reshape_to(seq, &[batch, steps, 1, u])?;
+        (g.permute(s, &[1, 2, 0, 3])?, [1, batch, u])
+    };
+    let y_h = g.reshape_to(out.h, &last_shape)?;
+    let mut outs = vec![y, y_h];
+    if let Some(c) = out.c {
+        outs.push(g.reshape_to(c, &last_shape)?);
+    }
+    Ok(Ok(outs))
 }
 
 /// The window of an ONNX Conv or pooling on an NCHW input of shape `xs`:

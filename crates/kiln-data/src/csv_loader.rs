@@ -5,6 +5,31 @@ use std::path::Path;
 use crate::dataset::Dataset;
 use crate::error::{DataError, Result};
 
+/// Opens a CSV file with a header: its reader and its trimmed column names.
+pub(crate) fn open_csv(path: &Path) -> Result<(csv::Reader<std::fs::File>, Vec<String>)> {
+    let shown = path.display().to_string();
+    let mut reader = csv::Reader::from_path(path).map_err(|e| match e.kind() {
+        csv::ErrorKind::Io(_) => DataError::Io {
+            path: shown.clone(),
+            source: std::io::Error::other(e.to_string()),
+        },
+        _ => DataError::Csv {
+            path: shown.clone(),
+            detail: e.to_string(),
+        },
+    })?;
+    let header = reader
+        .headers()
+        .map_err(|e| DataError::Csv {
+            path: shown.clone(),
+            detail: e.to_string(),
+        })?
+        .iter()
+        .map(|h| h.trim().to_string())
+        .collect();
+    Ok((reader, header))
+}
+
 /// Loader of numeric CSV files.
 pub struct CsvDataset;
 
@@ -18,19 +43,7 @@ impl CsvDataset {
             path: shown.clone(),
             detail,
         };
-        let mut reader = csv::Reader::from_path(path).map_err(|e| match e.kind() {
-            csv::ErrorKind::Io(_) => DataError::Io {
-                path: shown.clone(),
-                source: std::io::Error::other(e.to_string()),
-            },
-            _ => err(e.to_string()),
-        })?;
-        let header: Vec<String> = reader
-            .headers()
-            .map_err(|e| err(e.to_string()))?
-            .iter()
-            .map(|h| h.trim().to_string())
-            .collect();
+        let (mut reader, header) = open_csv(path)?;
         let Some(target_at) = header.iter().position(|h| h == target) else {
             return Err(err(format!(
                 "no column named {target:?}; the header has {header:?}"

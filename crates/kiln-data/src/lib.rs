@@ -25,6 +25,7 @@ mod images;
 mod prefetch;
 mod rng;
 mod standardize;
+mod timeseries;
 
 pub use array::Array;
 pub use batches::batch_order;
@@ -39,3 +40,4 @@ pub use images::{pad_images, Augment, ChannelNorm};
 pub use prefetch::{Batch, Prefetch};
 pub use rng::SplitMix64;
 pub use standardize::Standardizer;
+pub use timeseries::{load_series, Calendar, SeriesPart, SeriesSpec, SeriesSplits};

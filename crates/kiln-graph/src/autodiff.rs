@@ -10,6 +10,10 @@ use kiln_backend::{broadcast_shapes, BinaryOp, ReduceOp, UnaryOp};
 use crate::error::{shape_err, GraphError, Result};
 use crate::graph::{Graph, NodeId, Op};
 
+/// A slice's gradient: the axis, start and end it was taken over, and the
+/// gradient node.
+type SlicePiece = (usize, usize, usize, NodeId);
+
 impl Graph {
     /// Gradients of the scalar `loss` with respect to `wrt`, appended as nodes,
     /// in the order of `wrt`. Nodes that do not lead to `wrt` get no backward
@@ -76,6 +80,8 @@ impl Graph {
                     .any(|x| x.index() <= last && needs[x.index()]);
         }
         let mut adjoint: HashMap<NodeId, NodeId> = HashMap::new();
+        // Gradients of slices, by the sliced node: (axis, start, end, gradient).
+        let mut slices: HashMap<NodeId, Vec<SlicePiece>> = HashMap::new();
         // Gradients of the results of multi-result nodes, by (node, result).
         let mut results: HashMap<(NodeId, usize), NodeId> = HashMap::new();
         for &(out, seed) in seeds {
@@ -103,6 +109,7 @@ impl Graph {
                 }
                 continue;
             }
+            self.join_slices(&mut adjoint, &mut slices, id)?;
             let Some(&g) = adjoint.get(&id) else { continue };
             if let Op::Output(k) = node.op {
                 let sum = match results.get(&(node.inputs[0], k)) {
@@ -116,10 +123,22 @@ impl Graph {
                 if !needs[input.index()] {
                     continue;
                 }
+                // Slices of one tensor hand their gradients over whole, to
+                // be joined into one tensor rather than padded and summed.
+                if let Op::Slice { axis, start, end } = node.op {
+                    slices
+                        .entry(*input)
+                        .or_default()
+                        .push((axis, start, end, g));
+                    continue;
+                }
                 if let Some(gi) = self.vjp(id, slot, g)? {
                     accumulate(self, &mut adjoint, *input, gi)?;
                 }
             }
+        }
+        for &w in wrt {
+            self.join_slices(&mut adjoint, &mut slices, w)?;
         }
         wrt.iter()
             .map(|&w| match adjoint.get(&w) {
@@ -131,6 +150,59 @@ impl Graph {
                 }
             })
             .collect()
+    }
+
+    /// Adds the gradients of `id`'s slices to its adjoint: slices along one
+    /// axis that do not overlap are joined into one tensor, zeros filling
+    /// the gaps (an LSTM's gates, its timesteps), any others padded with
+    /// zeros one by one and summed.
+    fn join_slices(
+        &mut self,
+        adjoint: &mut HashMap<NodeId, NodeId>,
+        slices: &mut HashMap<NodeId, Vec<SlicePiece>>,
+        id: NodeId,
+    ) -> Result<()> {
+        let Some(mut pieces) = slices.remove(&id) else {
+            return Ok(());
+        };
+        let shape = self.shape(id).to_vec();
+        pieces.sort_by_key(|p| (p.0, p.1));
+        let one_axis = pieces.iter().all(|p| p.0 == pieces[0].0);
+        let disjoint = pieces.windows(2).all(|w| w[0].2 <= w[1].1);
+        let groups: Vec<Vec<SlicePiece>> = if one_axis && disjoint {
+            vec![pieces]
+        } else {
+            pieces.into_iter().map(|p| vec![p]).collect()
+        };
+        for group in groups {
+            let axis = group[0].0;
+            let mut parts = Vec::new();
+            let mut at = 0;
+            for &(_, start, end, g) in &group {
+                if start > at {
+                    parts.push(self.zeros_along(&shape, axis, start - at)?);
+                }
+                parts.push(g);
+                at = end;
+            }
+            if at < shape[axis] {
+                parts.push(self.zeros_along(&shape, axis, shape[axis] - at)?);
+            }
+            let joined = match parts.len() {
+                1 => parts[0],
+                _ => self.concat(&parts, axis as i64)?,
+            };
+            accumulate(self, adjoint, id, joined)?;
+        }
+        Ok(())
+    }
+
+    /// Zeros shaped like `shape` but `len` long along `axis`.
+    fn zeros_along(&mut self, shape: &[usize], axis: usize, len: usize) -> Result<NodeId> {
+        let mut s = shape.to_vec();
+        s[axis] = len;
+        let z = self.scalar(0.0);
+        self.expand(z, &s)
     }
 
     /// Sums `g` over the axes along which `shape` was broadcast to `g`'s shape.
@@ -373,6 +445,22 @@ impl Graph {
             Op::MatMul { trans_a, trans_b } => {
                 let (a, b) = (x(0), x(1));
                 let (ta, tb) = (*trans_a, *trans_b);
+                // A rank-2 B shared by batches of A: its gradient is one
+                // product over every batch's rows at once, not a product
+                // per batch summed afterwards.
+                let (ra, rb) = (self.shape(a).len(), self.shape(b).len());
+                if slot == 1 && rb == 2 && ra > 2 && !ta {
+                    let k = self.shape(a)[ra - 1] as i64;
+                    let n = *self.shape(g).last().expect("rank ≥ 2") as i64;
+                    let a2 = self.reshape(a, &[-1, k])?;
+                    let g2 = self.reshape(g, &[-1, n])?;
+                    let grad = if tb {
+                        self.matmul(g2, a2, true, false)?
+                    } else {
+                        self.matmul(a2, g2, true, false)?
+                    };
+                    return Ok(Some(grad));
+                }
                 let raw = if slot == 0 {
                     if ta {
                         self.matmul(b, g, tb, true)?
@@ -424,24 +512,11 @@ impl Graph {
                 self.permute(g, &inverse)?
             }
             Op::Expand => self.unbroadcast(g, &in_shape)?,
-            Op::Slice { axis, start, end } => {
-                // Zeros around the slice, joined along the axis.
-                let mut parts = Vec::new();
-                for (lo, hi) in [(0, *start), (*end, in_shape[*axis])] {
-                    if hi > lo {
-                        let mut s = in_shape.clone();
-                        s[*axis] = hi - lo;
-                        let z = self.scalar(0.0);
-                        parts.push(self.expand(z, &s)?);
-                    }
-                }
-                let at = if *start > 0 { 1 } else { 0 };
-                parts.insert(at, g);
-                if parts.len() == 1 {
-                    g
-                } else {
-                    self.concat(&parts, *axis as i64)?
-                }
+            // Gathered by `backward` and joined in `join_slices`.
+            Op::Slice { .. } => {
+                return Err(GraphError::Invalid(
+                    "internal: a slice's gradient is joined by backward".into(),
+                ))
             }
             Op::Concat { axis } => {
                 let start: usize = node.inputs[..slot]

@@ -230,6 +230,7 @@ fn inline(
     let mut homes: Vec<Vec<usize>> = vec![Vec::new(); n];
     // Views need their input addressable: stored, or itself a view.
     let mut must_store = forced.to_vec();
+    let chain_depth = chain_depths(graph, live, classes);
     // The iteration shape of the group a root anchors.
     let space_shape = |r: usize| -> Vec<usize> {
         match classes[r] {
@@ -304,6 +305,13 @@ fn inline(
         if fusable && home.is_empty() {
             fusable = false;
         }
+        // A value computed in several kernels is recomputed in each: cheap
+        // for a bias or an activation, but the tail of a long elementwise
+        // chain (an LSTM's cell state, step after step) would be rebuilt
+        // from its start in every kernel that reads it. Store those.
+        if fusable && home.len() > 1 && chain_depth[i] > MAX_SHARED_DEPTH {
+            fusable = false;
+        }
         if fusable {
             homes[i] = home;
             if classes[i] == Class::View {
@@ -318,6 +326,29 @@ fn inline(
         }
     }
     (materialised, homes)
+}
+
+/// How many elementwise ops deep an inlined value may be and still be
+/// computed in more than one kernel.
+const MAX_SHARED_DEPTH: usize = 8;
+
+/// For each node, the longest run of elementwise ops and views ending at it
+/// (0 for anything else): an upper bound on how deep its inlined
+/// expression can be.
+fn chain_depths(graph: &Graph, live: &[bool], classes: &[Class]) -> Vec<usize> {
+    let nodes = graph.nodes();
+    let mut depth = vec![0; nodes.len()];
+    for i in (0..nodes.len()).filter(|&i| live[i]) {
+        if matches!(classes[i], Class::Map | Class::View) || unit_reshape(graph, i) {
+            depth[i] = 1 + nodes[i]
+                .inputs
+                .iter()
+                .map(|x| depth[x.index()])
+                .max()
+                .unwrap_or(0);
+        }
+    }
+    depth
 }
 
 trait Pipe: Sized {

@@ -7,9 +7,9 @@
 use std::collections::HashMap;
 
 use kiln_backend::codegen::{
-    conv_kernel, elementwise_kernel, gemm_kernel, pool_kernel, reduction_kernel, ConvSpec, Expr,
-    GemmLoad, GemmSpec, Operand, PoolIo, PoolKind, Program, ReduceKind, ReduceOutput, Reduction,
-    RunningUpdate, Store,
+    conv_kernel, elementwise_kernel, gemm_kernel, pool_kernel, reduction_kernel, segmented_kernel,
+    ConvSpec, Expr, GemmLoad, GemmSpec, Operand, PoolIo, PoolKind, Program, ReduceKind,
+    ReduceOutput, Reduction, RunningUpdate, Segment, Store,
 };
 use kiln_backend::ops::optim::{update_group_size, update_kernel, UpdateSlot};
 use kiln_backend::ops::softmax::softmax_kernel;
@@ -743,11 +743,12 @@ fn single(
             *log,
         )?],
         Op::Concat { axis } => {
-            // One copy per input, each into its strided region of the output.
+            // Every input copied into its strided region of the output, as
+            // the segments of one kernel (as many as the adapter can bind).
             let out = storage.buffer(s)?;
             let full = StridedLayout::contiguous(&node.shape);
+            let mut regions = Vec::new();
             let mut at = 0;
-            let mut ks = Vec::new();
             for i in 0..node.inputs.len() {
                 let shape = graph.shape(node.inputs[i]).to_vec();
                 let region = StridedLayout {
@@ -756,27 +757,33 @@ fn single(
                     strides: full.strides.clone(),
                 };
                 at += shape[*axis];
-                if shape.iter().product::<usize>() == 0 {
-                    continue;
+                if shape.iter().product::<usize>() > 0 {
+                    regions.push((storage.buffer(x(i))?, shape, region));
                 }
-                let src = storage.buffer(x(i))?;
-                let mut p = Program::default();
-                let l = p.push(Expr::Load(0));
-                ks.push(elementwise_kernel(
-                    device,
-                    "concat",
-                    &shape,
-                    &p,
-                    &[Operand {
-                        buffer: &src,
-                        layout: StridedLayout::contiguous(&shape),
-                    }],
-                    &[Store {
-                        expr: l,
-                        buffer: &out,
-                        layout: region,
-                    }],
-                )?);
+            }
+            let per_kernel = (device.summary().max_storage_buffers_per_stage as usize)
+                .saturating_sub(2)
+                .max(1);
+            let mut p = Program::default();
+            let l = p.push(Expr::Load(0));
+            let mut ks = Vec::new();
+            for chunk in regions.chunks(per_kernel) {
+                let segments: Vec<Segment<'_>> = chunk
+                    .iter()
+                    .map(|(src, shape, region)| Segment {
+                        shape: shape.clone(),
+                        operands: vec![Operand {
+                            buffer: src,
+                            layout: StridedLayout::contiguous(shape),
+                        }],
+                        stores: vec![Store {
+                            expr: l,
+                            buffer: &out,
+                            layout: region.clone(),
+                        }],
+                    })
+                    .collect();
+                ks.push(segmented_kernel(device, "concat", &p, &segments)?);
             }
             ks
         }

@@ -68,7 +68,8 @@ impl Var {
         self.tape.var(id)
     }
 
-    fn same_tape(&self, other: &Var) -> Result<()> {
+    /// An error unless `other` is a value of this var's tape.
+    pub fn same_tape(&self, other: &Var) -> Result<()> {
         if self.tape.same(&other.tape) {
             Ok(())
         } else {

@@ -590,6 +590,37 @@ fn shape_ops() {
     check("concat axis 0", &[&[2, 3], &[1, 3]], false, |g, x| {
         g.concat(&[x[0], x[1]], 0).unwrap()
     });
+    // Several slices of one tensor: disjoint with gaps, overlapping, and
+    // along another axis, their gradients joined or summed.
+    check("slices of one tensor", &[&[4, 7]], false, |g, x| {
+        let a = g.slice(x[0], 1, 0, 2).unwrap();
+        let b = g.slice(x[0], 1, 3, 6).unwrap();
+        let d = g.slice(x[0], 1, 1, 4).unwrap();
+        let d = g.unary(UnaryOp::Square, d).unwrap();
+        let y = g.concat(&[a, b, d], 1).unwrap();
+        let c = g.slice(x[0], 0, 1, 3).unwrap();
+        let c = g.sum(c, &[0, 1], true).unwrap();
+        g.add(y, c).unwrap()
+    });
+    check("gate slices", &[&[3, 8]], false, |g, x| {
+        let parts: Vec<NodeId> = (0..4)
+            .map(|k| {
+                let s = g.slice(x[0], 1, 2 * k, 2 * k + 2).unwrap();
+                g.unary(
+                    if k == 2 {
+                        UnaryOp::Tanh
+                    } else {
+                        UnaryOp::Sigmoid
+                    },
+                    s,
+                )
+                .unwrap()
+            })
+            .collect();
+        let ig = g.mul(parts[0], parts[2]).unwrap();
+        let fo = g.mul(parts[1], parts[3]).unwrap();
+        g.add(ig, fo).unwrap()
+    });
 }
 
 #[test]
@@ -921,6 +952,99 @@ fn a_cnn_block() {
                 .unwrap();
             let y = g.conv2d(y, x[3], same).unwrap();
             g.reduce(ReduceOp::Mean, y, &[2, 3], false).unwrap()
+        },
+    );
+}
+
+fn weights(x: &[NodeId], transposed: bool, biases: usize) -> kiln_graph::RecurrentWeights {
+    kiln_graph::RecurrentWeights {
+        kernel: x[1],
+        recurrent: x[2],
+        transposed,
+        input_bias: (biases > 0).then(|| x[3]),
+        recurrent_bias: (biases > 1).then(|| x[4]),
+    }
+}
+
+#[test]
+fn lstm_through_time() {
+    use kiln_graph::LstmOptions;
+    // Keras layout, relu as in the tutorial, every step returned.
+    check(
+        "lstm relu sequence",
+        &[&[2, 3, 3], &[3, 8], &[2, 8], &[8]],
+        false,
+        |g, x| {
+            let opts = LstmOptions {
+                activation: UnaryOp::Relu,
+                return_sequences: true,
+                ..LstmOptions::default()
+            };
+            g.lstm(x[0], &weights(x, false, 1), None, &opts)
+                .unwrap()
+                .sequence
+                .unwrap()
+        },
+    );
+    // PyTorch layout with both biases, an initial state, peepholes; the last
+    // h and c both feed the loss.
+    check(
+        "lstm initial state peepholes",
+        &[
+            &[2, 4, 3],
+            &[8, 3],
+            &[8, 2],
+            &[8],
+            &[8],
+            &[2, 2],
+            &[2, 2],
+            &[6],
+        ],
+        false,
+        |g, x| {
+            let opts = LstmOptions {
+                peepholes: Some(x[7]),
+                ..LstmOptions::default()
+            };
+            let out = g
+                .lstm(x[0], &weights(x, true, 2), Some((x[5], x[6])), &opts)
+                .unwrap();
+            g.concat(&[out.h, out.c.unwrap()], 1).unwrap()
+        },
+    );
+}
+
+#[test]
+fn gru_and_simple_rnn_through_time() {
+    use kiln_graph::GruOptions;
+    for reset_after in [true, false] {
+        check(
+            &format!("gru reset_after {reset_after}"),
+            &[&[2, 3, 3], &[3, 6], &[2, 6], &[6], &[6], &[2, 2]],
+            false,
+            |g, x| {
+                let opts = GruOptions {
+                    reset_after,
+                    return_sequences: true,
+                    ..GruOptions::default()
+                };
+                let a = g.gru(x[0], &weights(x, false, 2), None, &opts).unwrap();
+                let b = g
+                    .gru(x[0], &weights(x, false, 2), Some(x[5]), &opts)
+                    .unwrap();
+                g.add(a.sequence.unwrap(), b.sequence.unwrap()).unwrap()
+            },
+        );
+    }
+    check(
+        "simple rnn",
+        &[&[2, 4, 3], &[2, 3], &[2, 2], &[2]],
+        false,
+        |g, x| {
+            g.simple_rnn(x[0], &weights(x, true, 1), None, UnaryOp::Tanh, true)
+                .unwrap()
+                .sequence
+                .unwrap()
         },
     );
 }

@@ -44,3 +44,43 @@ impl Init {
         }
     }
 }
+
+/// Keras' `Orthogonal` initialiser for a `[rows, cols]` matrix: the Q of a
+/// QR decomposition of a standard normal matrix (columns orthonormal when
+/// `rows ≥ cols`, rows orthonormal otherwise), drawn under `seed`.
+pub(crate) fn orthogonal(rows: usize, cols: usize, seed: u64) -> Vec<f32> {
+    let (tall, short) = (rows.max(cols), rows.min(cols));
+    let mut rng = SplitMix64::new(seed);
+    // Box–Muller normals, column by column of a tall × short matrix.
+    let mut normal = || {
+        let u1 = rng.next_f64().max(f64::MIN_POSITIVE);
+        let u2 = rng.next_f64();
+        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+    };
+    let mut q: Vec<Vec<f64>> = (0..short)
+        .map(|_| (0..tall).map(|_| normal()).collect())
+        .collect();
+    // Modified Gram–Schmidt: the diagonal of R comes out positive, which
+    // is the sign correction Keras applies after its QR.
+    for j in 0..short {
+        let (done, rest) = q.split_at_mut(j);
+        let col = &mut rest[0];
+        for prev in done.iter() {
+            let dot: f64 = col.iter().zip(prev).map(|(a, b)| a * b).sum();
+            for (v, p) in col.iter_mut().zip(prev) {
+                *v -= dot * p;
+            }
+        }
+        let norm = q[j].iter().map(|v| v * v).sum::<f64>().sqrt().max(1e-30);
+        q[j].iter_mut().for_each(|v| *v /= norm);
+    }
+    let mut out = vec![0.0f32; rows * cols];
+    for r in 0..rows {
+        for c in 0..cols {
+            // Q is tall × short; a wide matrix takes its transpose.
+            let v = if rows >= cols { q[c][r] } else { q[r][c] };
+            out[r * cols + c] = v as f32;
+        }
+    }
+    out
+}

@@ -33,7 +33,7 @@ pub use history::{EpochLogs, History};
 pub use init::Init;
 pub use layers::{
     Activation, AdaptiveAvgPool2d, AvgPool2d, BatchNorm, BatchNormConfig, Conv2d, Dense, Dropout,
-    Flatten, Linear, MaxPool2d, Naming, Size2d, Stack, WindowOptions,
+    Flatten, Linear, Lstm, LstmWeights, MaxPool2d, Naming, Size2d, Stack, WindowOptions,
 };
 pub use losses::{Loss, Reduction};
 pub use metrics::Metric;

@@ -8,7 +8,7 @@ use kiln_backend::Device;
 use kiln_graph::Var;
 
 use crate::error::{ModelError, Result};
-use crate::layers::{Activation, BatchNorm, BatchNormConfig, Dense, Dropout, Flatten, Stack};
+use crate::layers::{Activation, BatchNorm, BatchNormConfig, Dense, Dropout, Flatten, Lstm, Stack};
 use crate::model::{IntoShape, Model};
 use crate::module::{Module, Visitor};
 
@@ -95,6 +95,21 @@ impl Sequential {
         self.grow("dense", |device, shape| {
             let inputs = *shape.last().unwrap_or(&1);
             Dense::new(device, inputs, units, activation)
+        })
+    }
+
+    /// Keras' `LSTM(units, activation=…, return_sequences=…)` over samples
+    /// `[timesteps, features]` (sigmoid gates, Keras' initialisers).
+    pub fn lstm(self, units: usize, activation: Activation, return_sequences: bool) -> Self {
+        self.grow("lstm", |device, shape| {
+            if shape.len() != 2 {
+                return Err(ModelError::Invalid(format!(
+                    "an LSTM takes samples [timesteps, features]; the previous output is {shape:?}"
+                )));
+            }
+            Ok(Lstm::keras(device, shape[1], units)?
+                .activation(activation)
+                .return_sequences(return_sequences))
         })
     }
 

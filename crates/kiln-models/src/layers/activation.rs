@@ -20,6 +20,20 @@ pub enum Activation {
 }
 
 impl Activation {
+    /// The elementwise op this activation is (`None` for softmax, which is
+    /// not elementwise).
+    pub fn unary(self) -> Option<kiln_graph::UnaryOp> {
+        use kiln_graph::UnaryOp;
+        match self {
+            Activation::None => Some(UnaryOp::Identity),
+            Activation::Relu => Some(UnaryOp::Relu),
+            Activation::Sigmoid => Some(UnaryOp::Sigmoid),
+            Activation::Tanh => Some(UnaryOp::Tanh),
+            Activation::HardSigmoid => Some(UnaryOp::HardSigmoid),
+            Activation::Softmax => None,
+        }
+    }
+
     /// The activation applied to `x`.
     pub fn apply(self, x: &Var) -> Result<Var> {
         Ok(match self {

@@ -8,6 +8,8 @@ mod dense;
 mod dropout;
 mod flatten;
 mod linear;
+mod lstm;
+mod lstm_layouts;
 mod pool;
 mod stack;
 
@@ -18,5 +20,7 @@ pub use dense::Dense;
 pub use dropout::Dropout;
 pub use flatten::Flatten;
 pub use linear::Linear;
+pub use lstm::Lstm;
+pub use lstm_layouts::LstmWeights;
 pub use pool::{AdaptiveAvgPool2d, AvgPool2d, MaxPool2d};
 pub use stack::Stack;

@@ -1,0 +1,63 @@
+//! Timing shared by the training-step benchmarks: warm steps (median of
+//! runs), dispatches and submissions per step, and the same-process
+//! baseline of one tiny kernel per submission.
+#![allow(dead_code)] // each benchmark uses its own subset
+
+use std::time::Instant;
+
+use kiln::Device;
+
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// What `step` costs once warm.
+pub struct StepTiming {
+    /// Median over the runs of the mean step time, seconds.
+    pub warm: f64,
+    pub dispatches: f64,
+    pub submissions: f64,
+}
+
+/// Runs `step` `warmup` times, then `runs` runs of `per_run` steps, each
+/// run ended by a synchronisation.
+pub fn time_steps(
+    device: &Device,
+    warmup: usize,
+    runs: usize,
+    per_run: usize,
+    mut step: impl FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<StepTiming> {
+    for _ in 0..warmup {
+        step()?;
+    }
+    device.synchronize()?;
+    let (sub0, disp0) = (device.submissions(), device.dispatches());
+    let mut times = Vec::new();
+    for _ in 0..runs {
+        let t = Instant::now();
+        for _ in 0..per_run {
+            step()?;
+        }
+        device.synchronize()?;
+        times.push(t.elapsed().as_secs_f64() / per_run as f64);
+    }
+    let n = (runs * per_run) as f64;
+    Ok(StepTiming {
+        warm: median(times),
+        dispatches: (device.dispatches() - disp0) as f64 / n,
+        submissions: (device.submissions() - sub0) as f64 / n,
+    })
+}
+
+/// The median cost of one submission of one 64-element kernel, seconds:
+/// the floor under any step on this adapter, measured in this process.
+pub fn one_kernel_baseline(device: &Device, runs: usize, per_run: usize) -> anyhow::Result<f64> {
+    let a = kiln::Tensor::from_f32(device, &[1.0; 64], &[64])?;
+    let timing = time_steps(device, 1, runs, per_run, || {
+        device.unary(kiln::backend::UnaryOp::Relu, &a)?;
+        Ok(())
+    })?;
+    Ok(timing.warm)
+}
