@@ -11,6 +11,7 @@ pub use kiln_models as models;
 
 pub use kiln_backend::{Device, Tensor};
 pub mod conform;
+pub mod infer;
 
 /// What a model script needs, in one import: `use kiln::prelude::*;`.
 pub mod prelude {
@@ -21,7 +22,8 @@ pub mod prelude {
         manual_seed, Activation, AdaptiveAvgPool2d, AvgPool2d, BatchNorm, BatchNormConfig, Conv2d,
         CsvLogger, Dense, Dropout, EarlyStopping, Fit, Flatten, History, Init, Linear, Loss,
         LrSchedule, MaxPool2d, Metric, Model, ModelCheckpoint, Module, ModuleExt, Optimizer,
-        Sequential, SimpleCnn, Stack, TerminateOnNaN, Trainable, Verbosity, Visitor, WindowOptions,
+        ResNet, Sequential, SimpleCnn, Stack, TerminateOnNaN, Trainable, Verbosity, Visitor,
+        WindowOptions,
     };
 }
 

@@ -23,12 +23,56 @@ enum Command {
         /// Folder of `*.safetensors` cases, searched recursively.
         dir: std::path::PathBuf,
     },
+    /// Run a model in eval mode on the tensor `input` of a safetensors file
+    /// and write its `logits`.
+    Infer {
+        /// resnet18, resnet34, resnet50, resnet101 or resnet152.
+        #[arg(long)]
+        model: String,
+        /// Weights: a PyTorch `.pth` state dict or safetensors, torchvision names.
+        #[arg(long)]
+        weights: std::path::PathBuf,
+        /// Classes of the head (default: fc.weight's rows in the weights).
+        #[arg(long)]
+        num_classes: Option<usize>,
+        /// A safetensors file holding `input` [N, 3, H, W].
+        #[arg(long)]
+        input: std::path::PathBuf,
+        /// Where to write `logits` [N, classes] (safetensors).
+        #[arg(long)]
+        output: std::path::PathBuf,
+        #[arg(long, default_value_t = 16)]
+        batch_size: usize,
+        /// gpu, software, or part of an adapter's name.
+        #[arg(long)]
+        device: Option<String>,
+    },
 }
 
 fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Devices => devices(),
         Command::Conform { dir } => conform(&dir),
+        Command::Infer {
+            model,
+            weights,
+            num_classes,
+            input,
+            output,
+            batch_size,
+            device,
+        } => {
+            let device = kiln::device_from_flag(device.as_deref())?;
+            kiln::infer::infer(
+                &device,
+                &model,
+                &weights,
+                num_classes,
+                &input,
+                &output,
+                batch_size,
+            )
+        }
     }
 }
 

@@ -40,6 +40,70 @@ pub fn pad_images(data: &Dataset, pad: usize) -> Result<Dataset> {
     )
 }
 
+/// The images of `data` resized to `size` (height, width) by bilinear
+/// interpolation (pixel centres aligned, as torchvision's `Resize` without
+/// antialiasing).
+pub fn resize_images(data: &Dataset, size: [usize; 2]) -> Result<Dataset> {
+    let [c, h, w] = chw(data.sample_shape(), "resize_images")?;
+    let [oh, ow] = size;
+    if oh == 0 || ow == 0 {
+        return Err(DataError::Invalid(format!(
+            "cannot resize images to {size:?}"
+        )));
+    }
+    // Source coordinate and weights along one axis.
+    let taps = |out: usize, input: usize| -> Vec<(usize, usize, f32)> {
+        (0..out)
+            .map(|o| {
+                let s = ((o as f32 + 0.5) * input as f32 / out as f32 - 0.5).max(0.0);
+                let lo = (s.floor() as usize).min(input - 1);
+                let hi = (lo + 1).min(input - 1);
+                (lo, hi, s - lo as f32)
+            })
+            .collect()
+    };
+    let (ys, xs) = (taps(oh, h), taps(ow, w));
+    let mut out = Vec::with_capacity(data.len() * c * oh * ow);
+    for plane in data.features().chunks_exact(h * w) {
+        for &(y0, y1, fy) in &ys {
+            for &(x0, x1, fx) in &xs {
+                let at = |y: usize, x: usize| plane[y * w + x];
+                let top = at(y0, x0) * (1.0 - fx) + at(y0, x1) * fx;
+                let bottom = at(y1, x0) * (1.0 - fx) + at(y1, x1) * fx;
+                out.push(top * (1.0 - fy) + bottom * fy);
+            }
+        }
+    }
+    Dataset::with_shapes(
+        out,
+        &[c, oh, ow],
+        data.targets().to_vec(),
+        data.target_shape(),
+    )
+}
+
+/// Grey images as `channels` identical channels (a one-channel data set
+/// for a model that takes RGB).
+pub fn repeat_channels(data: &Dataset, channels: usize) -> Result<Dataset> {
+    let [c, h, w] = chw(data.sample_shape(), "repeat_channels")?;
+    if c != 1 || channels == 0 {
+        return Err(DataError::Invalid(format!(
+            "repeat_channels makes {channels} channels of one; the images have {c}"
+        )));
+    }
+    let out: Vec<f32> = data
+        .features()
+        .chunks_exact(h * w)
+        .flat_map(|plane| (0..channels).flat_map(move |_| plane.iter().copied()))
+        .collect();
+    Dataset::with_shapes(
+        out,
+        &[channels, h, w],
+        data.targets().to_vec(),
+        data.target_shape(),
+    )
+}
+
 /// Per-channel normalisation, `(x − mean[c]) / std[c]` (torchvision's
 /// `Normalize`).
 #[derive(Clone, Debug, PartialEq)]

@@ -36,7 +36,7 @@ pub use error::{DataError, Result};
 pub use idx::{load_idx, read_idx, Idx};
 pub use image_dir::{load_image_dir, FolderOptions, ImageLayout, ImageSplits};
 pub use image_folder::ImageFolder;
-pub use images::{pad_images, Augment, ChannelNorm};
+pub use images::{pad_images, repeat_channels, resize_images, Augment, ChannelNorm};
 pub use prefetch::{Batch, Prefetch};
 pub use rng::SplitMix64;
 pub use standardize::Standardizer;

@@ -43,7 +43,7 @@ pub use kiln_backend::codegen::{ConvPass, PoolKind};
 pub use kiln_backend::ops::optim::{UpdateRule, HYPER_WORDS};
 pub use kiln_backend::{BinaryOp, ReduceOp, UnaryOp};
 pub use params::{Param, ParamStore};
-pub use plan::{Plan, PlanOptions, PlanStats};
+pub use plan::{MemoryPlan, Plan, PlanOptions, PlanStats};
 pub use plan_cache::{PlanCache, ShapeKey};
 pub use recurrent::{GruOptions, LstmOptions, RecurrentOutput, RecurrentWeights};
 pub use tape::{Feeder, Mode, Tape, STEP_INPUT};

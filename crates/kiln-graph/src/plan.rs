@@ -44,6 +44,29 @@ pub struct PlanStats {
     pub slots: usize,
 }
 
+/// Device memory a plan holds, by kind (see [`Plan::memory`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemoryPlan {
+    /// The slot buffers of intermediate values: the planned peak.
+    pub intermediate_bytes: u64,
+    /// Buffers of fed inputs and constants.
+    pub input_bytes: u64,
+    /// Parameters and buffers the plan reads (persistent, shared by plans).
+    pub param_bytes: u64,
+}
+
+/// What [`Plan::layout`] decides.
+struct Layout {
+    live: Vec<bool>,
+    fused: Fused,
+    order: Vec<usize>,
+    stored: Vec<Vec<usize>>,
+    slot_sizes: Vec<u64>,
+    slot_of: Vec<Option<usize>>,
+    intermediate_bytes: u64,
+    outputs_idx: Vec<usize>,
+}
+
 /// A compiled graph, replayed by [`Plan::run`].
 pub struct Plan {
     device: Device,
@@ -64,13 +87,15 @@ impl Plan {
         Self::compile_with(device, graph, outputs, PlanOptions::default())
     }
 
-    /// [`Plan::compile`] with explicit options.
-    pub fn compile_with(
+    /// What compiling decides before anything is allocated: the fused
+    /// groups in their order, what each stores, and the slot of every
+    /// stored value (planned by liveness).
+    fn layout(
         device: &Device,
         graph: &Graph,
         outputs: &[NodeId],
         options: PlanOptions,
-    ) -> Result<Self> {
+    ) -> Result<Layout> {
         graph.check("Plan::compile", outputs)?;
         let nodes = graph.nodes();
         let n = nodes.len();
@@ -123,8 +148,6 @@ impl Plan {
                 producer[i] = producer[nodes[i].inputs[0].index()];
             }
         }
-        let position: HashMap<usize, usize> =
-            order.iter().enumerate().map(|(p, &g)| (g, p)).collect();
         let mut last_use = vec![0usize; n];
         for (p, &g) in order.iter().enumerate() {
             for x in group_reads(graph, &fused, g) {
@@ -136,40 +159,6 @@ impl Plan {
         }
         let stored = stored_values(graph, &fused, &live, &outputs_idx);
 
-        // Storage: leaves own buffers, stored values get slots by liveness.
-        let mut storage: Vec<Option<Buffer>> = vec![None; n];
-        let mut inputs = Vec::new();
-        for i in (0..n).filter(|&i| live[i]) {
-            match &nodes[i].op {
-                Op::Param { param, .. } => {
-                    if !param.device().same(device) {
-                        return Err(GraphError::Invalid(format!(
-                            "parameter {:?} was created on another device than this plan's ({}): build a model's layers with the device it runs on",
-                            param.name(),
-                            device.name()
-                        )));
-                    }
-                    storage[i] = Some(param.buffer().clone())
-                }
-                Op::Input(name) => {
-                    let b = device.alloc(
-                        &format!("input {name:?}"),
-                        nodes[i].numel().max(1),
-                        DType::F32,
-                    )?;
-                    inputs.push((name.clone(), b.clone(), nodes[i].shape.clone()));
-                    storage[i] = Some(b);
-                }
-                Op::Const(values) => {
-                    storage[i] = Some(
-                        Tensor::from_f32(device, values, &[values.len()])?
-                            .buffer()
-                            .clone(),
-                    )
-                }
-                _ => {}
-            }
-        }
         let mut slot_sizes: Vec<u64> = Vec::new();
         let mut slot_of: Vec<Option<usize>> = vec![None; n];
         let mut free_slots: Vec<usize> = Vec::new();
@@ -214,6 +203,98 @@ impl Plan {
                 free_slots.extend(done);
             }
         }
+        Ok(Layout {
+            live,
+            fused,
+            order,
+            stored,
+            slot_sizes,
+            slot_of,
+            intermediate_bytes,
+            outputs_idx,
+        })
+    }
+
+    /// The device memory a plan of `outputs` would hold, computed without
+    /// allocating any: its intermediates (planned by liveness), its inputs
+    /// and constants, and the parameters it reads.
+    pub fn memory(
+        device: &Device,
+        graph: &Graph,
+        outputs: &[NodeId],
+        options: PlanOptions,
+    ) -> Result<MemoryPlan> {
+        let layout = Self::layout(device, graph, outputs, options)?;
+        let mut m = MemoryPlan {
+            intermediate_bytes: layout.slot_sizes.iter().sum(),
+            ..MemoryPlan::default()
+        };
+        let mut seen = std::collections::HashSet::new();
+        let live_nodes = graph.nodes().iter().zip(&layout.live).filter(|(_, &l)| l);
+        for (node, _) in live_nodes {
+            let bytes = bytes_of(node.numel());
+            match &node.op {
+                Op::Input(_) | Op::Const(_) => m.input_bytes += bytes,
+                Op::Param { param, .. } if seen.insert(param.id()) => m.param_bytes += bytes,
+                _ => {}
+            }
+        }
+        Ok(m)
+    }
+
+    /// [`Plan::compile`] with explicit options.
+    pub fn compile_with(
+        device: &Device,
+        graph: &Graph,
+        outputs: &[NodeId],
+        options: PlanOptions,
+    ) -> Result<Self> {
+        let Layout {
+            live,
+            fused,
+            order,
+            stored,
+            slot_sizes,
+            slot_of,
+            intermediate_bytes,
+            outputs_idx,
+        } = Self::layout(device, graph, outputs, options)?;
+        let nodes = graph.nodes();
+        let n = nodes.len();
+        // Storage: leaves own buffers, stored values get slots by liveness.
+        let mut storage: Vec<Option<Buffer>> = vec![None; n];
+        let mut inputs = Vec::new();
+        for i in (0..n).filter(|&i| live[i]) {
+            match &nodes[i].op {
+                Op::Param { param, .. } => {
+                    if !param.device().same(device) {
+                        return Err(GraphError::Invalid(format!(
+                            "parameter {:?} was created on another device than this plan's ({}): build a model's layers with the device it runs on",
+                            param.name(),
+                            device.name()
+                        )));
+                    }
+                    storage[i] = Some(param.buffer().clone())
+                }
+                Op::Input(name) => {
+                    let b = device.alloc(
+                        &format!("input {name:?}"),
+                        nodes[i].numel().max(1),
+                        DType::F32,
+                    )?;
+                    inputs.push((name.clone(), b.clone(), nodes[i].shape.clone()));
+                    storage[i] = Some(b);
+                }
+                Op::Const(values) => {
+                    storage[i] = Some(
+                        Tensor::from_f32(device, values, &[values.len()])?
+                            .buffer()
+                            .clone(),
+                    )
+                }
+                _ => {}
+            }
+        }
         let slot_buffers: Vec<Buffer> = slot_sizes
             .iter()
             .enumerate()
@@ -230,7 +311,6 @@ impl Plan {
         for &g in &order {
             kernels.extend(build_group(device, graph, &fused, g, &stored[g], &storage)?);
         }
-        let _ = position;
         let outputs = outputs_idx
             .iter()
             .map(|&o| Ok((storage.buffer(o)?, nodes[o].numel())))

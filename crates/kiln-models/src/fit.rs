@@ -5,13 +5,15 @@ use std::io::IsTerminal;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::sync::Arc;
 
+use kiln_backend::Device;
 use kiln_data::{batch_order, Augment, Dataset, Prefetch};
+use kiln_graph::{Mode, Op, Tape};
 
 use crate::callbacks::{Callback, Control};
 use crate::error::{ModelError, Result};
 use crate::history::{EpochLogs, History};
 use crate::model::Model;
-use crate::module::Module;
+use crate::module::{Lent, Module};
 use crate::optimizer::LrSchedule;
 
 /// Where validation data comes from.
@@ -119,6 +121,47 @@ impl Fit {
     }
 }
 
+/// True when `features` is a fixed function of its input in training: no
+/// trainable parameter, no dropout, no running statistics to move. Found by
+/// building it on a training tape and reading the graph.
+fn fixed_function(features: &dyn Module, sample_shape: &[usize]) -> Result<bool> {
+    let tape = Tape::new(Mode::Train { update_state: true });
+    let mut shape = vec![2];
+    shape.extend(sample_shape);
+    let x = tape.input("x", &shape);
+    features.forward(&x)?;
+    let graph = tape.graph();
+    Ok(graph.nodes().iter().all(|n| {
+        !n.op.is_update()
+            && !matches!(
+                n.op,
+                Op::Dropout { .. }
+                    | Op::Param {
+                        trainable: true,
+                        ..
+                    }
+            )
+    }))
+}
+
+/// Every sample of `data` through `features`, in batches, as a dataset of
+/// features with the same targets.
+fn extract(
+    device: &Device,
+    features: &dyn Module,
+    data: &Dataset,
+    batch: usize,
+) -> Result<Dataset> {
+    let mut m = Model::new(device, Lent(features), data.sample_shape().to_vec());
+    let out = m.predict(data.features(), batch)?;
+    Ok(Dataset::with_shapes(
+        out.data().to_vec(),
+        &out.shape()[1..],
+        data.targets().to_vec(),
+        data.target_shape(),
+    )?)
+}
+
 fn format_logs(logs: &EpochLogs) -> String {
     logs.values
         .iter()
@@ -128,6 +171,59 @@ fn format_logs(logs: &EpochLogs) -> String {
 }
 
 impl<M: Module> Model<M> {
+    /// The feature cache: when the module is a head on a backbone
+    /// ([`Module::split_head`]) whose features are a fixed function of the
+    /// input, they are computed once per sample and only the head trains,
+    /// every epoch, on them. `None` when the module does not allow it.
+    fn fit_on_cached_features(
+        &mut self,
+        train: &Dataset,
+        val: Option<&Dataset>,
+        cfg: &mut Fit,
+    ) -> Result<Option<History>> {
+        let Some(config) = self.training_config() else {
+            return Ok(None);
+        };
+        let device = self.device().clone();
+        let Some((features, head)) = self.module().split_head() else {
+            return Ok(None);
+        };
+        if !fixed_function(features, train.sample_shape())? {
+            return Ok(None);
+        }
+        if cfg.verbosity != Verbosity::Silent {
+            println!(
+                "feature cache: the backbone is frozen and in eval mode; computing its features of {} samples once",
+                train.len() + val.map_or(0, Dataset::len)
+            );
+        }
+        let batch = cfg.batch_size.max(1);
+        let cached_train = extract(&device, features, train, batch)?;
+        let cached_val = val
+            .map(|v| extract(&device, features, v, batch))
+            .transpose()?;
+        let mut head_model = Model::new(&device, Lent(head), cached_train.sample_shape().to_vec());
+        head_model.compile(config.optimizer, config.loss, &config.metrics)?;
+        head_model.set_learning_rate(config.lr)?;
+        if let Some(c) = config.clip_norm {
+            head_model.clip_grad_norm(c)?;
+        }
+        let mut head_cfg = Fit {
+            validation: match cached_val {
+                Some(v) => Validation::Data(v),
+                None => Validation::None,
+            },
+            callbacks: std::mem::take(&mut cfg.callbacks),
+            ..Fit::epochs(cfg.epochs)
+        };
+        head_cfg.batch_size = cfg.batch_size;
+        head_cfg.shuffle = cfg.shuffle;
+        head_cfg.verbosity = cfg.verbosity;
+        head_cfg.schedule = cfg.schedule;
+        head_cfg.refresh_every = cfg.refresh_every;
+        Ok(Some(head_model.fit(&cached_train, head_cfg)?))
+    }
+
     /// Trains on `data` as Keras' `fit` does and returns the [`History`].
     pub fn fit(&mut self, data: &Dataset, mut cfg: Fit) -> Result<History> {
         let base_lr = self
@@ -158,6 +254,11 @@ impl<M: Module> Model<M> {
             Verbosity::Auto => Verbosity::Lines,
             v => v,
         };
+        if cfg.augment.is_none() {
+            if let Some(history) = self.fit_on_cached_features(&train, val.as_ref(), &mut cfg)? {
+                return Ok(history);
+            }
+        }
         let train = Arc::new(train);
         let mut history = History::default();
         self.take_train_logs(1)?; // start from zero

@@ -45,21 +45,34 @@ impl Init {
     }
 }
 
+/// `n` standard normal values (Box–Muller), drawn under `seed`.
+fn standard_normal(n: usize, seed: u64) -> Vec<f64> {
+    let mut rng = SplitMix64::new(seed);
+    (0..n)
+        .map(|_| {
+            let u1 = rng.next_f64().max(f64::MIN_POSITIVE);
+            let u2 = rng.next_f64();
+            (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+        })
+        .collect()
+}
+
+/// `n` values from a normal distribution of standard deviation `std`.
+pub(crate) fn normal(n: usize, std: f64, seed: u64) -> Vec<f32> {
+    standard_normal(n, seed)
+        .into_iter()
+        .map(|v| (v * std) as f32)
+        .collect()
+}
+
 /// Keras' `Orthogonal` initialiser for a `[rows, cols]` matrix: the Q of a
 /// QR decomposition of a standard normal matrix (columns orthonormal when
 /// `rows ≥ cols`, rows orthonormal otherwise), drawn under `seed`.
 pub(crate) fn orthogonal(rows: usize, cols: usize, seed: u64) -> Vec<f32> {
     let (tall, short) = (rows.max(cols), rows.min(cols));
-    let mut rng = SplitMix64::new(seed);
-    // Box–Muller normals, column by column of a tall × short matrix.
-    let mut normal = || {
-        let u1 = rng.next_f64().max(f64::MIN_POSITIVE);
-        let u2 = rng.next_f64();
-        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-    };
-    let mut q: Vec<Vec<f64>> = (0..short)
-        .map(|_| (0..tall).map(|_| normal()).collect())
-        .collect();
+    // Standard normals, column by column of a tall × short matrix.
+    let draws = standard_normal(tall * short, seed);
+    let mut q: Vec<Vec<f64>> = draws.chunks(tall).map(<[f64]>::to_vec).collect();
     // Modified Gram–Schmidt: the diagonal of R comes out positive, which
     // is the sign correction Keras applies after its QR.
     for j in 0..short {

@@ -6,8 +6,8 @@
 use kiln_backend::Device;
 use kiln_data::{Array, Dataset};
 use kiln_graph::{
-    Mode, NodeId, Param, Plan, PlanCache, PlanOptions, PlanStats, Tape, Var, HYPER_WORDS,
-    STEP_INPUT,
+    MemoryPlan, Mode, NodeId, Param, Plan, PlanCache, PlanOptions, PlanStats, Tape, Var,
+    HYPER_WORDS, STEP_INPUT,
 };
 
 use crate::error::{ModelError, Result};
@@ -79,6 +79,16 @@ impl Accumulators {
                 .collect::<Result<_>>()?,
         })
     }
+}
+
+/// The settings of `compile` plus the current learning rate, handed to a
+/// model that trains on another's behalf (the feature cache's head).
+pub(crate) struct TrainingConfig {
+    pub optimizer: Optimizer,
+    pub loss: Loss,
+    pub metrics: Vec<Metric>,
+    pub clip_norm: Option<f32>,
+    pub lr: f32,
 }
 
 /// What `compile` fixed, and what training keeps.
@@ -220,6 +230,18 @@ impl<M: Module> Model<M> {
     fn training_mut(&mut self) -> Result<&mut Training> {
         self.training.as_mut().ok_or_else(|| {
             ModelError::Invalid("call compile() before training or evaluating".into())
+        })
+    }
+
+    /// What `compile` set and the current learning rate, for a model
+    /// trained on this one's behalf.
+    pub(crate) fn training_config(&self) -> Option<TrainingConfig> {
+        self.training.as_ref().map(|t| TrainingConfig {
+            optimizer: t.optimizer,
+            loss: t.loss,
+            metrics: t.metrics.clone(),
+            clip_norm: t.clip_norm,
+            lr: t.lr,
         })
     }
 
@@ -665,6 +687,21 @@ impl<M: Module> Model<M> {
 
     /// Compiles (or reuses) the training plan for `batch` samples and returns
     /// its counters: dispatches per step and planned intermediate bytes.
+    /// The device memory a training step at `batch` holds: parameters,
+    /// buffers and optimizer state, intermediates (planned by liveness: the
+    /// peak), inputs; computed from the plan's layout without allocating
+    /// any of it.
+    pub fn train_memory(&mut self, batch: usize) -> Result<MemoryPlan> {
+        self.training_mut()?;
+        let tape = self.train_tape(batch)?;
+        Ok(Plan::memory(
+            &self.device,
+            &tape.graph(),
+            &[],
+            self.plan_options,
+        )?)
+    }
+
     pub fn train_plan_stats(&mut self, batch: usize) -> Result<PlanStats> {
         self.with_plan(Graphs::Train, batch, |_, plan| Ok(plan.stats()))
     }
@@ -824,12 +861,14 @@ impl<M: Module> Model<M> {
             count(&frozen)
         ));
         if self.training.is_some() {
-            let stats = self.train_plan_stats(32)?;
+            let m = self.train_memory(32)?;
+            let mib = |b: u64| format!("{:.1} MiB", b as f64 / (1 << 20) as f64);
             lines.push(format!(
-                "Training step at batch 32: {} kernels, {} KiB planned for intermediates ({} KiB without reuse)",
-                stats.dispatches,
-                stats.planned_bytes / 1024,
-                stats.intermediate_bytes / 1024
+                "Training step at batch 32: {} of device memory planned (parameters and optimizer state {}, intermediates {}, inputs {})",
+                mib(m.param_bytes + m.intermediate_bytes + m.input_bytes),
+                mib(m.param_bytes),
+                mib(m.intermediate_bytes),
+                mib(m.input_bytes)
             ));
         }
         Ok(lines.join("\n"))

@@ -76,6 +76,37 @@ pub trait Module {
         let _ = report;
         self.forward(x)
     }
+
+    /// The two parts of a module computing `head(features(x))`, when it
+    /// is one (a classifier on a backbone). `fit` computes the features
+    /// once per sample and trains the head alone when the features are a
+    /// fixed function of the input: nothing trainable, no dropout, no
+    /// running statistics moving (a frozen backbone in eval mode).
+    fn split_head(&self) -> Option<(&dyn Module, &dyn Module)> {
+        None
+    }
+}
+
+/// A module lent to a model for a while (the feature cache trains a model
+/// of a borrowed head).
+pub(crate) struct Lent<'a>(pub &'a dyn Module);
+
+impl Module for Lent<'_> {
+    fn forward(&self, x: &Var) -> Result<Var> {
+        self.0.forward(x)
+    }
+    fn visit(&self, v: &mut dyn Visitor) {
+        self.0.visit(v)
+    }
+    fn set_training(&self, on: bool) {
+        self.0.set_training(on)
+    }
+    fn kind(&self) -> String {
+        self.0.kind()
+    }
+    fn trace(&self, x: &Var, report: &mut dyn FnMut(&str, &dyn Module, &Var)) -> Result<Var> {
+        self.0.trace(x, report)
+    }
 }
 
 /// What [`Module::visit`] reports to.
@@ -151,6 +182,29 @@ impl StateDict {
         let path = path.as_ref();
         let bytes = std::fs::read(path).map_err(|e| load_err(path, e.to_string()))?;
         Self::from_safetensors_bytes(&bytes).map_err(|e| load_err(path, e.to_string()))
+    }
+
+    /// Reads a PyTorch `.pth` state dict (`torch.save`'s zip or legacy
+    /// format) without running anything it asks for (see `pth.rs`).
+    pub fn read_pth(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|e| load_err(path, e.to_string()))?;
+        crate::pth::read_pth_bytes(&bytes).map_err(|e| load_err(path, e.to_string()))
+    }
+
+    /// Reads a weights file, safetensors or `.pth`, told apart by content
+    /// (a safetensors file's JSON header starts at its ninth byte).
+    pub fn read(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let mut head = [0u8; 9];
+        let n = std::fs::File::open(path)
+            .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
+            .map_err(|e| load_err(path, e.to_string()))?;
+        if n == 9 && head[8] == b'{' {
+            Self::read_safetensors(path)
+        } else {
+            Self::read_pth(path)
+        }
     }
 
     /// Parses safetensors bytes.
@@ -390,6 +444,21 @@ pub trait ModuleExt: Module {
         })
     }
 
+    /// Loads a weights file, safetensors or PyTorch `.pth` (see
+    /// [`StateDict::read`]), reporting missing, unexpected and mis-shaped
+    /// tensors by name.
+    fn load_weights(&self, path: impl AsRef<Path>, strict: bool) -> Result<()>
+    where
+        Self: Sized,
+    {
+        let path = path.as_ref();
+        let sd = StateDict::read(path)?;
+        self.load_state_dict(&sd, strict).map_err(|e| match e {
+            ModelError::StateDict { .. } => load_err(path, e.to_string()),
+            other => other,
+        })
+    }
+
     /// Writes the state dict to a safetensors file (counters as I64).
     fn save_safetensors(&self, path: impl AsRef<Path>) -> Result<()>
     where
@@ -470,5 +539,8 @@ impl Module for Box<dyn Module> {
     }
     fn trace(&self, x: &Var, report: &mut dyn FnMut(&str, &dyn Module, &Var)) -> Result<Var> {
         (**self).trace(x, report)
+    }
+    fn split_head(&self) -> Option<(&dyn Module, &dyn Module)> {
+        (**self).split_head()
     }
 }

@@ -16,7 +16,9 @@
 //! with few outputs it is split over groups of images into partial sums
 //! that the caller adds up. Every pass takes an epilogue program like a
 //! matrix product's. Pointwise convolutions (1×1, stride 1, no padding)
-//! run as the matrix products they are.
+//! of feature maps of 64 pixels or more run as the matrix products they
+//! are; the forward and input-gradient passes put the pixels of all images
+//! side by side as their columns, so small late-stage maps fill blocks.
 
 use crate::error::{invalid, BackendError, Result};
 use crate::kernel::{Generated, Grid};
@@ -204,10 +206,13 @@ fn as_gemm<'a>(
 ) -> Option<(GemmSpec<'a>, Vec<Operand<'a>>, Vec<Store<'a>>)> {
     let g = &spec.geometry;
     let pointwise = g.kernel == [1, 1] && g.stride == [1, 1] && g.pad == [0; 4];
-    if !pointwise || spec.pass == ConvPass::WeightGrad || spec.splits != 1 {
+    let hw = g.input[0] * g.input[1];
+    // Per image, the product is HW columns wide: a feature map smaller
+    // than a block of the GEMM kernel is better served by the gathering
+    // kernel, which puts the images side by side.
+    if !pointwise || spec.pass == ConvPass::WeightGrad || spec.splits != 1 || hw < MIN_GEMM_PIXELS {
         return None;
     }
-    let hw = g.input[0] * g.input[1];
     let (rows, inner) = match spec.pass {
         ConvPass::Forward => (g.out_channels, g.in_channels),
         _ => (g.in_channels, g.out_channels),
@@ -279,6 +284,12 @@ fn gather_tap(t: &str, stride: &str, out: &str, strided: bool) -> (String, Strin
         (t.to_string(), format!("{t} >= 0 && u32({t}) < {out}"))
     }
 }
+
+/// Pointwise convolutions of feature maps at least this large run as GEMMs.
+const MIN_GEMM_PIXELS: usize = 64;
+
+/// Most workgroups along x: the columns of one dispatch slice.
+const MAX_COLUMN_GROUPS: usize = 32_768;
 
 /// Marks where the kw loop goes while the kernel's text is assembled.
 const KW_LOOP: &str = "    // kw loop";
@@ -372,7 +383,7 @@ fn generate<'a>(
         &mut words, &space, batch_axes, &body, operands, stores, &op_bind, &st_bind,
     );
     let u = |words: &mut Words, v: usize| words.u(v);
-    let (wm, wn) = (u(&mut words, m), u(&mut words, n));
+    let wm = u(&mut words, m);
     let (wh, ww) = (u(&mut words, h), u(&mut words, w));
     let (woh, wow) = (u(&mut words, oh), u(&mut words, ow));
     let (wcin, wcout) = (u(&mut words, g.in_channels), u(&mut words, g.out_channels));
@@ -381,14 +392,36 @@ fn generate<'a>(
     let (wpt, wpl) = (u(&mut words, g.pad[0]), u(&mut words, g.pad[1]));
     let (wdh, wdw) = (u(&mut words, g.dilation[0]), u(&mut words, g.dilation[1]));
     let (xa, xb) = (format!("b{a_bind}"), format!("b{b_bind}"));
+    // Forward and input gradient: the columns are the pixels of several
+    // images side by side (all of them unless the grid would be too wide),
+    // so a small late-stage feature map still fills the 8-wide blocks;
+    // `wid.z` walks groups of `per_slice` images.
+    let per_slice = match spec.pass {
+        ConvPass::WeightGrad => 1,
+        _ => (MAX_COLUMN_GROUPS * 8 * COLS / n).clamp(1, g.batch),
+    };
+    let slices = match spec.pass {
+        ConvPass::WeightGrad => splits,
+        _ => g.batch.div_ceil(per_slice),
+    };
+    let columns = n * per_slice;
+    let (wcols, wper_slice, wpix) = (
+        u(&mut words, columns),
+        u(&mut words, per_slice),
+        u(&mut words, n),
+    );
+    let wimages = u(&mut words, g.batch);
     let mut main = vec![format!(
-        "    let row0 = (wid.y * 8u + lid.y) * {ROWS}u;\n    let col0 = (wid.x * 8u + lid.x) * {COLS}u;\n    if (row0 >= {wm} || col0 >= {wn}) {{ return; }}\n    let bt = wid.z;"
+        "    let row0 = (wid.y * 8u + lid.y) * {ROWS}u;\n    let col0 = (wid.x * 8u + lid.x) * {COLS}u;\n    if (row0 >= {wm} || col0 >= {wcols}) {{ return; }}\n    let bt = wid.z;"
     )];
     for r in 0..ROWS {
         main.push(format!("    let r{r} = min(row0 + {r}u, {wm} - 1u);"));
     }
     for c in 0..COLS {
-        main.push(format!("    let q{c} = min(col0 + {c}u, {wn} - 1u);"));
+        // Column c: image img{c} (of the slice's), pixel q{c} within it.
+        main.push(format!(
+            "    let cl{c} = min(col0 + {c}u, {wcols} - 1u);\n    let img{c} = min(bt * {wper_slice} + cl{c} / {wpix}, {wimages} - 1u);\n    let q{c} = cl{c} % {wpix};"
+        ));
     }
     for r in 0..ROWS {
         for gq in 0..COLS / 4 {
@@ -405,15 +438,15 @@ fn generate<'a>(
             }
             for c in 0..COLS {
                 main.push(format!(
-                    "    let ih{c} = i32((q{c} / {wow}) * {wsh}) - i32({wpt});\n    let iw{c} = i32((q{c} % {wow}) * {wsw}) - i32({wpl});"
+                    "    let ih{c} = i32((q{c} / {wow}) * {wsh}) - i32({wpt});\n    let iw{c} = i32((q{c} % {wow}) * {wsw}) - i32({wpl});\n    let xi{c} = img{c} * {wcin} * {wh} * {ww};"
                 ));
             }
             main.push(format!(
-                "    let xbase = bt * {wcin} * {wh} * {ww};\n    var kk = 0u;\n    for (var ci = 0u; ci < {wcin}; ci++) {{\n    let cbase = xbase + ci * {wh} * {ww};\n    for (var kh = 0u; kh < {wkh}; kh++) {{"
+                "    var kk = 0u;\n    for (var ci = 0u; ci < {wcin}; ci++) {{\n    let cbase = ci * {wh} * {ww};\n    for (var kh = 0u; kh < {wkh}; kh++) {{"
             ));
             for c in 0..COLS {
                 main.push(format!(
-                    "    let hh{c} = ih{c} + i32(kh * {wdh});\n    let hok{c} = u32(hh{c}) < {wh};\n    let hrow{c} = cbase + select(0u, u32(hh{c}), hok{c}) * {ww};"
+                    "    let hh{c} = ih{c} + i32(kh * {wdh});\n    let hok{c} = u32(hh{c}) < {wh};\n    let hrow{c} = xi{c} + cbase + select(0u, u32(hh{c}), hok{c}) * {ww};"
                 ));
             }
             main.push(KW_LOOP.to_string());
@@ -435,18 +468,18 @@ fn generate<'a>(
             }
             for c in 0..COLS {
                 main.push(format!(
-                    "    let th{c} = i32(q{c} / {ww}) + i32({wpt});\n    let tw{c} = i32(q{c} % {ww}) + i32({wpl});"
+                    "    let th{c} = i32(q{c} / {ww}) + i32({wpt});\n    let tw{c} = i32(q{c} % {ww}) + i32({wpl});\n    let dyi{c} = img{c} * {wcout} * {woh} * {wow};"
                 ));
             }
             let strided_h = g.stride[0] > 1;
             let strided_w = g.stride[1] > 1;
             main.push(format!(
-                "    for (var co = 0u; co < {wcout}; co++) {{\n    let dybase = (bt * {wcout} + co) * {woh} * {wow};\n    let wbase = co * {wcin} * {wkh} * {wkw};\n    for (var kh = 0u; kh < {wkh}; kh++) {{"
+                "    for (var co = 0u; co < {wcout}; co++) {{\n    let dybase = co * {woh} * {wow};\n    let wbase = co * {wcin} * {wkh} * {wkw};\n    for (var kh = 0u; kh < {wkh}; kh++) {{"
             ));
             for c in 0..COLS {
                 let (o, ok) = gather_tap(&format!("hh{c}"), &wsh, &woh, strided_h);
                 main.push(format!(
-                    "    let hh{c} = th{c} - i32(kh * {wdh});\n    let hok{c} = {ok};\n    let hrow{c} = dybase + select(0u, u32({o}), hok{c}) * {wow};"
+                    "    let hh{c} = th{c} - i32(kh * {wdh});\n    let hok{c} = {ok};\n    let hrow{c} = dyi{c} + dybase + select(0u, u32({o}), hok{c}) * {wow};"
                 ));
             }
             main.push(KW_LOOP.to_string());
@@ -521,20 +554,27 @@ fn generate<'a>(
         _ => vec![main_text.replace(KW_LOOP, &innermost)],
     };
     main.push("    }\n    }".into());
+    // The epilogue's batch index: the column's image, or (weight
+    // gradient) the group of images.
+    let (batch_of, valid) = match spec.pass {
+        ConvPass::WeightGrad => ("bt".to_string(), String::new()),
+        _ => (
+            "img{c}".to_string(),
+            format!(" && bt * {wper_slice} + (col0 + {{c}}u) / {wpix} < {wimages}"),
+        ),
+    };
     for r in 0..ROWS {
         for c in 0..COLS {
+            let bti = batch_of.replace("{c}", &c.to_string());
+            let valid = valid.replace("{c}", &c.to_string());
             main.push(format!(
-                "    if (row0 + {r}u < {wm} && col0 + {c}u < {wn}) {{ epi(P, bt, row0 + {r}u, col0 + {c}u, acc{r}_{}.{}); }}",
+                "    if (row0 + {r}u < {wm} && col0 + {c}u < {wcols}{valid}) {{ epi(P, {bti}, row0 + {r}u, q{c}, acc{r}_{}.{}); }}",
                 c / 4,
                 ["x", "y", "z", "w"][c % 4]
             ));
         }
     }
-    let batches = match spec.pass {
-        ConvPass::WeightGrad => splits,
-        _ => g.batch,
-    };
-    let grid = [n.div_ceil(8 * COLS), m.div_ceil(8 * ROWS), batches];
+    let grid = [columns.div_ceil(8 * COLS), m.div_ceil(8 * ROWS), slices];
     if grid.iter().any(|&v| v > u32::MAX as usize) {
         return Err(invalid(label, format!("grid {grid:?} is too large")));
     }

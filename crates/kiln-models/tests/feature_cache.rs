@@ -1,0 +1,120 @@
+//! The feature cache: a head trained on cached features of a frozen
+//! eval-mode backbone ends exactly where training the whole model step by
+//! step ends, and a backbone that is not a fixed function (batch
+//! statistics in training mode, or trainable) is not cached.
+
+use kiln_backend::Device;
+use kiln_data::Dataset;
+use kiln_graph::Var;
+use kiln_models::*;
+
+fn device() -> Device {
+    Device::auto().expect("an adapter: apt-get install -y libvulkan1 mesa-vulkan-drivers")
+}
+
+/// A backbone (linear → batch norm → relu) and a head.
+struct Net {
+    body: Stack,
+    head: Linear,
+    cache: bool,
+}
+
+impl Net {
+    fn new(device: &Device, seed: u64, cache: bool) -> Self {
+        manual_seed(seed);
+        let mut body = Stack::new();
+        body.push("fc", Box::new(Linear::new(device, 6, 16).unwrap()))
+            .unwrap();
+        body.push("bn", Box::new(BatchNorm::pytorch(device, 16).unwrap()))
+            .unwrap();
+        body.push("act", Box::new(Activation::Relu)).unwrap();
+        Self {
+            body,
+            head: Linear::new(device, 16, 3).unwrap(),
+            cache,
+        }
+    }
+}
+
+impl Module for Net {
+    fn forward(&self, x: &Var) -> Result<Var> {
+        self.head.forward(&self.body.forward(x)?)
+    }
+    fn visit(&self, v: &mut dyn Visitor) {
+        v.module("body", &self.body);
+        v.module("head", &self.head);
+    }
+    fn split_head(&self) -> Option<(&dyn Module, &dyn Module)> {
+        self.cache
+            .then_some((&self.body as &dyn Module, &self.head as &dyn Module))
+    }
+}
+
+fn data() -> Dataset {
+    let mut rng = kiln_data::SplitMix64::new(3);
+    let x: Vec<f32> = (0..90 * 6)
+        .map(|_| rng.next_f64() as f32 * 2.0 - 1.0)
+        .collect();
+    let y: Vec<f32> = (0..90).map(|i| (i % 3) as f32).collect();
+    Dataset::with_shapes(x, &[6], y, &[]).unwrap()
+}
+
+/// Trains a fresh net (frozen, eval-mode backbone) and returns the head's
+/// final weights and the training losses per epoch.
+fn train(cache: bool, body_in_eval: bool) -> (Vec<f32>, Vec<f32>, u64) {
+    let dev = device();
+    let net = Net::new(&dev, 11, cache);
+    net.body.freeze();
+    if body_in_eval {
+        net.body.eval();
+    }
+    let mut m = Model::new(&dev, net, [6]);
+    m.compile(
+        Optimizer::adam_torch(1e-2),
+        Loss::SparseCategoricalCrossEntropyFromLogits,
+        &[Metric::SparseCategoricalAccuracy],
+    )
+    .unwrap();
+    let h = m
+        .fit(
+            &data(),
+            Fit::epochs(4).batch_size(16).verbosity(Verbosity::Silent),
+        )
+        .unwrap();
+    let losses = h
+        .epochs
+        .iter()
+        .map(|e| e.values.iter().find(|(n, _)| n == "loss").unwrap().1)
+        .collect();
+    // Steps the model took itself: none when a model of the head did them.
+    (m.value("head.weight").unwrap(), losses, m.steps())
+}
+
+#[test]
+fn cached_features_train_the_head_as_the_whole_model_would() {
+    let (cached, cached_loss, cached_steps) = train(true, true);
+    let (plain, plain_loss, plain_steps) = train(false, true);
+    assert_eq!(
+        (cached_steps, plain_steps),
+        (0, 24),
+        "the cache trained a model of the head"
+    );
+    for (a, b) in cached.iter().zip(&plain) {
+        assert!((a - b).abs() < 1e-5, "head weights {a} vs {b}");
+    }
+    for (a, b) in cached_loss.iter().zip(&plain_loss) {
+        assert!((a - b).abs() < 1e-5, "epoch losses {a} vs {b}");
+    }
+    // The head learned something.
+    assert!(cached_loss[3] < cached_loss[0]);
+}
+
+#[test]
+fn a_backbone_in_training_mode_is_not_cached() {
+    // Batch norm in training mode normalises by the batch: its output for a
+    // sample depends on the batch, so no cache; both paths agree.
+    let (a, _, steps) = train(true, false);
+    let (b, _, _) = train(false, false);
+    assert_eq!(steps, 24);
+    assert_eq!(a, b);
+}
