@@ -38,6 +38,10 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    // Checked now: a typo in a folder name must not cost the whole run.
+    for path in args.history.iter().chain(&args.plot) {
+        kiln::models::check_writable(path)?;
+    }
     let device = kiln::device_from_flag(args.device.as_deref())?;
     let data = CsvDataset::load(&args.data, "target")?;
     let (mut train, mut test) = data.split(0.8, args.seed)?;

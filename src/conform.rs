@@ -9,9 +9,10 @@ use std::path::Path;
 use anyhow::{anyhow, bail, Context, Result};
 use kiln_backend::{BinaryOp, Device, ReduceOp, UnaryOp};
 use kiln_graph::{
-    Graph, GruOptions, LstmOptions, NodeId, Plan, PlanOptions, RecurrentWeights, Window2d,
+    Graph, GruOptions, LstmOptions, NodeId, Op, Param, Plan, PlanOptions, RecurrentWeights,
+    UpdateRule, Window2d, HYPER_WORDS,
 };
-use kiln_models::{losses, optim, Reduction};
+use kiln_models::{losses, Reduction};
 use safetensors::{Dtype, SafeTensors};
 use serde_json::Value;
 
@@ -131,6 +132,7 @@ fn int_list(v: &Value) -> Option<Vec<i64>> {
 type Built = std::result::Result<Vec<NodeId>, String>;
 
 fn build(
+    device: &Device,
     g: &mut Graph,
     op: &str,
     attrs: &Value,
@@ -142,6 +144,16 @@ fn build(
             .copied()
             .flatten()
             .ok_or_else(|| anyhow!("{op}: input {i} missing"))
+    };
+    // Input `k` as a parameter: state that kiln's kernels update in place,
+    // read back after the run (see `run_case`).
+    let param = |g: &mut Graph, k: usize| -> Result<NodeId> {
+        let d = consts
+            .get(k)
+            .and_then(Option::as_ref)
+            .ok_or_else(|| anyhow!("{op}: input {k} missing"))?;
+        let p = Param::new(device, &format!("input{k}"), &d.values, &d.shape)?;
+        Ok(g.param_node(&p))
     };
     let attr_f = |k: &str, d: f64| attrs.get(k).and_then(Value::as_f64).unwrap_or(d) as f32;
     let attr_i = |k: &str, d: i64| attrs.get(k).and_then(Value::as_i64).unwrap_or(d);
@@ -261,12 +273,19 @@ fn build(
                     "training-mode Dropout with ratio > 0 is random: not a conformance case".into(),
                 ));
             }
-            // Inference, or nothing dropped: the identity, and a mask of ones.
-            let y = g.unary(UnaryOp::Identity, x(0)?)?;
-            let one = g.scalar(1.0);
-            let shape = g.shape(y).to_vec();
-            let mask = g.expand(one, &shape)?;
-            let mask = g.unary(UnaryOp::Identity, mask)?;
+            // As the Dropout layer builds it: the dropout kernel in training
+            // (its mask drawn from a seed and the step), nothing in inference.
+            let y = if training {
+                let step = g.scalar(0.0);
+                g.dropout(x(0)?, ratio, attr_i("seed", 0) as u64, step)?
+            } else {
+                g.unary(UnaryOp::Identity, x(0)?)?
+            };
+            // The mask, read off the result: kept where y is not zero or x was.
+            let zero = g.scalar(0.0);
+            let kept = g.binary(BinaryOp::Ne, y, zero)?;
+            let was_zero = g.binary(BinaryOp::Eq, x(0)?, zero)?;
+            let mask = g.binary(BinaryOp::Max, kept, was_zero)?;
             Ok(vec![y, mask])
         }
         "SoftmaxCrossEntropyLoss" | "NegativeLogLikelihoodLoss" => {
@@ -294,50 +313,43 @@ fn build(
             }
         }
         "Adam" | "Momentum" | "Adagrad" => {
-            // Inputs: R, T, then the tensors X…, G…, and one or two state lists.
-            let lists = if op == "Adam" { 4 } else { 3 };
-            let n = (ins.len() - 2) / lists;
-            let (r, t) = (x(0)?, x(1)?);
-            let at = |list: usize, i: usize| x(2 + list * n + i);
+            // Inputs: R, T, then the tensors X…, G…, and one or two state
+            // lists. Each X and state becomes a parameter that the training
+            // update kernel rewrites in place; the case's outputs are read
+            // from them after the run.
+            let scalar = |i: usize| {
+                consts
+                    .get(i)
+                    .and_then(Option::as_ref)
+                    .and_then(|d| d.values.first().copied())
+                    .ok_or_else(|| anyhow!("{op}: input {i} (R or T) missing"))
+            };
+            let (r, t) = (scalar(0)?, scalar(1)?);
+            let Some((rule, hyper)) = onnx_update_hyper(op, attrs, r, t) else {
+                return Ok(Err(format!(
+                    "{op} with attributes {attrs} has no counterpart among kiln's optimizers"
+                )));
+            };
+            let lists = 2 + rule.states();
+            let n = ins.len().saturating_sub(2) / lists;
+            if n == 0 || ins.len() != 2 + n * lists {
+                bail!(
+                    "{op} takes R, T and {lists} lists of equal length, got {} inputs",
+                    ins.len()
+                );
+            }
+            let hyper = g.constant(&hyper, &[HYPER_WORDS])?;
             let mut outs: Vec<Vec<NodeId>> = vec![Vec::new(); lists - 1];
             for i in 0..n {
-                let (xi, gi) = (at(0, i)?, at(1, i)?);
-                let norm = attr_f("norm_coefficient", 0.0);
-                let updated = match op {
-                    "Adam" => {
-                        let cfg = optim::AdamConfig {
-                            alpha: attr_f("alpha", 0.9),
-                            beta: attr_f("beta", 0.999),
-                            epsilon: attr_f("epsilon", 1e-6),
-                            norm_coefficient: norm,
-                            norm_coefficient_post: attr_f("norm_coefficient_post", 0.0),
-                        };
-                        let (xn, vn, hn) =
-                            optim::adam_step(g, r, t, xi, gi, (at(2, i)?, at(3, i)?), &cfg)?;
-                        vec![xn, vn, hn]
-                    }
-                    "Momentum" => {
-                        let cfg = optim::MomentumConfig {
-                            alpha: attr_f("alpha", 0.9),
-                            beta: attr_f("beta", 1.0),
-                            nesterov: attrs.get("mode").and_then(Value::as_str) == Some("nesterov"),
-                            norm_coefficient: norm,
-                        };
-                        let (xn, vn) = optim::momentum_step(g, r, t, xi, gi, at(2, i)?, &cfg)?;
-                        vec![xn, vn]
-                    }
-                    _ => {
-                        let cfg = optim::AdagradConfig {
-                            decay_factor: attr_f("decay_factor", 0.0),
-                            epsilon: attr_f("epsilon", 1e-6),
-                            norm_coefficient: norm,
-                        };
-                        let (xn, hn) = optim::adagrad_step(g, r, t, xi, gi, at(2, i)?, &cfg)?;
-                        vec![xn, hn]
-                    }
-                };
-                for (list, node) in updated.into_iter().enumerate() {
-                    outs[list].push(node);
+                let xi = param(g, 2 + i)?;
+                let gi = x(2 + n + i)?;
+                let states = (0..rule.states())
+                    .map(|s| param(g, 2 + (2 + s) * n + i))
+                    .collect::<Result<Vec<_>>>()?;
+                g.optimizer_step(rule, xi, gi, &states, hyper)?;
+                outs[0].push(xi);
+                for (s, &node) in states.iter().enumerate() {
+                    outs[1 + s].push(node);
                 }
             }
             Ok(outs.concat())
@@ -360,7 +372,7 @@ fn build(
                     let y = g.conv2d(x(0)?, x(1)?, window)?;
                     let y = match ins.get(2).copied().flatten() {
                         Some(b) => {
-                            let c = g.shape(b)[0] as i64;
+                            let c = dim(g, b, 0, "Conv bias")? as i64;
                             let b = g.reshape(b, &[1, c, 1, 1])?;
                             g.add(y, b)?
                         }
@@ -388,12 +400,11 @@ fn build(
             let eps = attr_f("epsilon", 1e-5);
             let momentum = attr_f("momentum", 0.9);
             let (xx, scale, bias) = (x(0)?, x(1)?, x(2)?);
-            let (mean, var) = (x(3)?, x(4)?);
             if attr_i("training_mode", 0) == 0 {
                 return Ok(Ok(vec![g.batch_norm(
                     xx,
-                    mean,
-                    var,
+                    x(3)?,
+                    x(4)?,
                     Some(scale),
                     Some(bias),
                     1,
@@ -404,14 +415,19 @@ fn build(
             let axes: Vec<i64> = std::iter::once(0).chain(2..rank).collect();
             let (batch_mean, batch_var) = g.moments(xx, &axes)?;
             let y = g.batch_norm(xx, batch_mean, batch_var, Some(scale), Some(bias), 1, eps)?;
-            // ONNX moves the running statistics toward the batch's biased ones.
-            let toward = |g: &mut Graph, running: NodeId, batch: NodeId| -> Result<NodeId> {
-                let kept = g.scale(running, momentum)?;
-                let moved = g.scale(batch, 1.0 - momentum)?;
-                Ok(g.add(kept, moved)?)
-            };
-            let running_mean = toward(g, mean, batch_mean)?;
-            let running_var = toward(g, var, batch_var)?;
+            // The running statistics are parameters moved in place by the
+            // kernel batch norm layers train with; ONNX keeps `momentum` of
+            // the old value and moves toward the biased batch variance.
+            let (running_mean, running_var) = (param(g, 3)?, param(g, 4)?);
+            g.running_stats(
+                running_mean,
+                running_var,
+                batch_mean,
+                batch_var,
+                None,
+                momentum,
+                1.0,
+            )?;
             Ok(vec![y, running_mean, running_var])
         }
         "LSTM" | "GRU" | "RNN" => return recurrent(g, op, attrs, ins, consts),
@@ -483,7 +499,7 @@ fn recurrent(
     }
     let batch_first = attrs.get("layout").and_then(Value::as_i64) == Some(1);
     if let Some(lens) = consts.get(4).and_then(Option::as_ref) {
-        let steps = g.shape(x)[usize::from(batch_first)] as f32;
+        let steps = dim(g, x, usize::from(batch_first), op)? as f32;
         if lens.values.iter().any(|&l| l != steps) {
             return Ok(Err(format!(
                 "{op} with sequence_lens shorter than the sequence"
@@ -502,6 +518,9 @@ fn recurrent(
     };
     let reorder = |g: &mut Graph, m: NodeId, u: usize| -> Result<NodeId> {
         let s = g.shape(m).to_vec();
+        if s.len() < 2 {
+            bail!("{op}: a weight of shape {s:?}; expected [directions, gates·units, …]");
+        }
         let m = g.reshape_to(m, &s[1..])?;
         let blocks: Vec<NodeId> = order
             .iter()
@@ -512,7 +531,7 @@ fn recurrent(
             _ => g.concat(&blocks, 0)?,
         })
     };
-    let u = g.shape(r)[2];
+    let u = dim(g, r, 2, "the recurrent weight R")?;
     let kernel = reorder(g, w, u)?;
     let recurrent = reorder(g, r, u)?;
     let (input_bias, recurrent_bias) = match input(3) {
@@ -541,7 +560,7 @@ fn recurrent(
     } else {
         g.permute(x, &[1, 0, 2])?
     };
-    let batch = g.shape(xb)[0];
+    let batch = dim(g, xb, 0, "X")?;
     let state = |g: &mut Graph, i: usize| -> Result<Option<NodeId>> {
         match input(i) {
             Some(s) => {
@@ -606,8 +625,10 @@ fn recurrent(
             g.simple_rnn(xb, &weights, h0, act, true)?
         }
     };
-    let seq = out.sequence.expect("asked for");
-    let steps = g.shape(seq)[1];
+    let seq = out
+        .sequence
+        .ok_or_else(|| anyhow!("{op}: no sequence output"))?;
+    let steps = dim(g, seq, 1, "the sequence output")?;
     // kiln's [B, T, u] as ONNX's Y, and the last states as Y_h, Y_c.
     let (y, last_shape) = if batch_first {
         (g.reshape_to(seq, &[batch, steps, 1, u])?, [batch, 1, u])
@@ -621,6 +642,18 @@ fn recurrent(
         outs.push(g.reshape_to(c, &last_shape)?);
     }
     Ok(Ok(outs))
+}
+
+/// Axis `axis` of `node`'s shape, or an error naming `what` when the
+/// case's tensor has fewer axes.
+fn dim(g: &Graph, node: NodeId, axis: usize, what: &str) -> Result<usize> {
+    g.shape(node).get(axis).copied().ok_or_else(|| {
+        anyhow!(
+            "{what} has shape {:?}; expected at least {} axes",
+            g.shape(node),
+            axis + 1
+        )
+    })
 }
 
 /// The window of an ONNX Conv or pooling on an NCHW input of shape `xs`:
@@ -703,6 +736,59 @@ fn onnx_indices(g: &mut Graph, local: NodeId, xs: &[usize], column_major: bool) 
     Ok(g.add(within, offsets)?)
 }
 
+/// The update rule and hyperparameter words (the layout the training
+/// kernels read, see `HYPER_WORDS`) of an ONNX training operator with
+/// learning rate `r` at update count `t` (0 for the first update); `None`
+/// where kiln has no such optimizer.
+fn onnx_update_hyper(
+    op: &str,
+    attrs: &Value,
+    r: f32,
+    t: f32,
+) -> Option<(UpdateRule, [f32; HYPER_WORDS])> {
+    let attr = |k: &str, d: f64| attrs.get(k).and_then(Value::as_f64).unwrap_or(d) as f32;
+    let l2 = attr("norm_coefficient", 0.0);
+    let mut h = [0.0f32; HYPER_WORDS];
+    let rule = match op {
+        "Adam" => {
+            let (a, b) = (attr("alpha", 0.9) as f64, attr("beta", 0.999) as f64);
+            // ONNX: X·(1 − post) after the step; the kernel's decoupled
+            // decay term is that with the step scaled by (1 − post).
+            let post = attr("norm_coefficient_post", 0.0);
+            let corrected = if t > 0.0 {
+                r as f64 * (1.0 - b.powf(t as f64)).sqrt() / (1.0 - a.powf(t as f64))
+            } else {
+                r as f64
+            };
+            let step = (corrected * (1.0 - post as f64)) as f32;
+            h[..6].copy_from_slice(&[step, attr("epsilon", 1e-6), a as f32, b as f32, post, l2]);
+            UpdateRule::Adam
+        }
+        "Momentum" => {
+            let nesterov = match attrs.get("mode").and_then(Value::as_str) {
+                Some("nesterov") => 1.0,
+                Some("standard") | None => 0.0,
+                Some(_) => return None,
+            };
+            // ONNX scales the gradient by β after the first update: dampening 1 − β.
+            let damp = if t > 0.0 {
+                1.0 - attr("beta", 1.0)
+            } else {
+                0.0
+            };
+            h[..5].copy_from_slice(&[r, attr("alpha", 0.9), l2, nesterov, damp]);
+            UpdateRule::Sgd
+        }
+        "Adagrad" => {
+            let lr = r / (1.0 + t * attr("decay_factor", 0.0));
+            h[..3].copy_from_slice(&[lr, attr("epsilon", 1e-6), l2]);
+            UpdateRule::Adagrad
+        }
+        _ => return None,
+    };
+    Some((rule, h))
+}
+
 fn run_case(device: &Device, path: &Path, options: PlanOptions) -> Result<Outcome> {
     let bytes = std::fs::read(path)?;
     let (_, header) = SafeTensors::read_metadata(&bytes)?;
@@ -740,7 +826,7 @@ fn run_case(device: &Device, path: &Path, options: PlanOptions) -> Result<Outcom
             }
         }
     }
-    let outs = match build(&mut g, &op, &attrs, &ins, &consts) {
+    let outs = match build(device, &mut g, &op, &attrs, &ins, &consts) {
         Ok(Ok(o)) => o,
         Ok(Err(skip)) => return Ok(Outcome::Skipped(skip)),
         Err(e) => return Ok(Outcome::Failed(format!("building the op: {e:#}"))),
@@ -777,16 +863,32 @@ fn run_case(device: &Device, path: &Path, options: PlanOptions) -> Result<Outcom
             targets.push((name, node, grtol, gatol));
         }
     }
-    let nodes: Vec<NodeId> = targets.iter().map(|t| t.1).collect();
+    // A target that is a parameter is state an update rewrote in place: it
+    // is read from the parameter after the run, every other from the plan.
+    let param_of = |node: NodeId| match &g.node(node).op {
+        Op::Param { param, .. } => Some(param.clone()),
+        _ => None,
+    };
+    let nodes: Vec<NodeId> = targets
+        .iter()
+        .map(|t| t.1)
+        .filter(|&n| param_of(n).is_none())
+        .collect();
     let mut plan = Plan::compile_with(device, &g, &nodes, options)?;
     let feed_refs: Vec<(&str, &[f32])> = feeds
         .iter()
         .map(|(n, v)| (n.as_str(), v.as_slice()))
         .collect();
-    let got = plan.run(&feed_refs)?;
-    for ((name, node, rt, at), values) in targets.iter().zip(got) {
+    let mut computed = plan.run(&feed_refs)?.into_iter();
+    for (name, node, rt, at) in &targets {
+        let values = match param_of(*node) {
+            Some(p) => p.values()?,
+            None => computed
+                .next()
+                .ok_or_else(|| anyhow!("the plan returned fewer outputs than asked for"))?,
+        };
         let want = load(&st, name)?;
-        if g.shape(*node).iter().product::<usize>() != want.values.len() {
+        if g.shape(*node) != want.shape.as_slice() {
             return Ok(Outcome::Failed(format!(
                 "{name}: shape {:?}, expected {:?}",
                 g.shape(*node),

@@ -23,6 +23,7 @@ pub fn infer(
     output: &Path,
     batch_size: usize,
 ) -> Result<()> {
+    kiln_models::check_writable(output)?;
     let sd = StateDict::read(weights)?;
     let classes = match (num_classes, sd.tensors.get("fc.weight")) {
         (Some(n), _) => n,

@@ -11,6 +11,7 @@ pub use kiln_models as models;
 
 pub use kiln_backend::{Device, Tensor};
 pub mod conform;
+pub mod fuzz;
 pub mod infer;
 
 /// What a model script needs, in one import: `use kiln::prelude::*;`.

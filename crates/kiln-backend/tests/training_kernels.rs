@@ -392,11 +392,35 @@ fn elementwise_programs_with_several_results_and_every_access() {
 }
 
 #[test]
-fn adam_and_sgd_steps_follow_their_formulas() {
+fn adam_sgd_and_adagrad_steps_follow_their_formulas() {
     // 256 takes the vec4 Adam kernel, 257 the scalar one.
     for n in [257, 256] {
         optimizer_steps(n);
     }
+}
+
+/// One step of `rule` from parameter `w0`, gradient `g` and `states`, with
+/// the hyperparameter words `hyper`: the parameter and states after it.
+fn update(
+    dev: &Device,
+    rule: UpdateRule,
+    hyper: [f32; 8],
+    w0: &[f32],
+    g: &[f32],
+    states: &[&[f32]],
+) -> (Vec<f32>, Vec<Vec<f32>>) {
+    let (w, gt, h) = (t(dev, w0), t(dev, g), t(dev, &hyper));
+    let st: Vec<Tensor> = states.iter().map(|s| t(dev, s)).collect();
+    let slot = UpdateSlot {
+        n: w0.len(),
+        param: w.buffer(),
+        grad: gt.buffer(),
+        states: st.iter().map(Tensor::buffer).collect(),
+    };
+    let k = update_kernel(dev, rule, &[slot], h.buffer()).unwrap();
+    dev.run(&[&k]).unwrap();
+    let states = st.iter().map(|s| s.to_vec_f32().unwrap()).collect();
+    (w.to_vec_f32().unwrap(), states)
 }
 
 fn optimizer_steps(n: usize) {
@@ -406,71 +430,57 @@ fn optimizer_steps(n: usize) {
     let g = rng.vec(n, -0.5, 0.5);
     let m0 = rng.vec(n, -0.1, 0.1);
     let v0 = rng.vec(n, 0.0, 0.01);
+    // The reference: the regularised gradient, per element, in f64.
+    let gr = |i: usize| g[i] as f64 + 0.01 * w0[i] as f64;
+    let each = |f: &dyn Fn(usize) -> f64| -> Vec<f64> { (0..n).map(f).collect() };
+
     // Adam (Keras form) with L2 and decoupled decay both on, to see each term.
     let hyper = [0.01f32, 1e-7, 0.9, 0.999, 0.001, 0.01, 0.0, 0.0];
-    let (w, gt, m, v, h) = (
-        t(&dev, &w0),
-        t(&dev, &g),
-        t(&dev, &m0),
-        t(&dev, &v0),
-        t(&dev, &hyper),
-    );
-    let slot = |param, states| UpdateSlot {
-        n,
-        param,
-        grad: gt.buffer(),
-        states,
-    };
-    let k = update_kernel(
-        &dev,
-        UpdateRule::Adam,
-        &[slot(w.buffer(), vec![m.buffer(), v.buffer()])],
-        h.buffer(),
-    )
-    .unwrap();
-    dev.run(&[&k]).unwrap();
-    let (mut ww, mut mm, mut vv) = (vec![], vec![], vec![]);
-    for i in 0..n {
-        let p = w0[i] as f64;
-        let gi = g[i] as f64 + 0.01 * p;
-        let mi = 0.9 * m0[i] as f64 + 0.1 * gi;
-        let vi = 0.999 * v0[i] as f64 + 0.001 * gi * gi;
-        mm.push(mi);
-        vv.push(vi);
-        ww.push(p - 0.001 * p - 0.01 * mi / (vi.sqrt() + 1e-7));
-    }
-    close("adam m", &m.to_vec_f32().unwrap(), &mm, 1e-6);
-    close("adam v", &v.to_vec_f32().unwrap(), &vv, 1e-6);
-    close("adam w", &w.to_vec_f32().unwrap(), &ww, 1e-5);
+    let (w, s) = update(&dev, UpdateRule::Adam, hyper, &w0, &g, &[&m0, &v0]);
+    let m = |i: usize| 0.9 * m0[i] as f64 + 0.1 * gr(i);
+    let v = |i: usize| 0.999 * v0[i] as f64 + 0.001 * gr(i) * gr(i);
+    close("adam m", &s[0], &each(&m), 1e-6);
+    close("adam v", &s[1], &each(&v), 1e-6);
+    let p = |i: usize| w0[i] as f64;
+    let want = each(&|i| p(i) - 0.001 * p(i) - 0.01 * m(i) / (v(i).sqrt() + 1e-7));
+    close("adam w", &w, &want, 1e-5);
+
     // SGD with momentum, weight decay and Nesterov.
-    let w = t(&dev, &w0);
-    let b = t(&dev, &m0);
-    let h = t(&dev, &[0.1, 0.9, 0.01, 1.0, 0.0, 0.0, 0.0, 0.0]);
-    let k = update_kernel(
-        &dev,
-        UpdateRule::Sgd,
-        &[slot(w.buffer(), vec![b.buffer()])],
-        h.buffer(),
-    )
-    .unwrap();
-    dev.run(&[&k]).unwrap();
-    let (mut ww, mut bb) = (vec![], vec![]);
-    for i in 0..n {
-        let gi = g[i] as f64 + 0.01 * w0[i] as f64;
-        let bi = 0.9 * m0[i] as f64 + gi;
-        bb.push(bi);
-        ww.push(w0[i] as f64 - 0.1 * (gi + 0.9 * bi));
-    }
-    close("sgd buffer", &b.to_vec_f32().unwrap(), &bb, 1e-6);
-    close("sgd w", &w.to_vec_f32().unwrap(), &ww, 1e-6);
+    let hyper = [0.1, 0.9, 0.01, 1.0, 0.0, 0.0, 0.0, 0.0];
+    let (w, s) = update(&dev, UpdateRule::Sgd, hyper, &w0, &g, &[&m0]);
+    let b = |i: usize| 0.9 * m0[i] as f64 + gr(i);
+    close("sgd buffer", &s[0], &each(&b), 1e-6);
+    close(
+        "sgd w",
+        &w,
+        &each(&|i| p(i) - 0.1 * (gr(i) + 0.9 * b(i))),
+        1e-6,
+    );
+
+    // SGD with dampening 0.25, no Nesterov.
+    let hyper = [0.1, 0.9, 0.01, 0.0, 0.25, 0.0, 0.0, 0.0];
+    let (w, s) = update(&dev, UpdateRule::Sgd, hyper, &w0, &g, &[&m0]);
+    let b = |i: usize| 0.9 * m0[i] as f64 + 0.75 * gr(i);
+    close("damped sgd buffer", &s[0], &each(&b), 1e-6);
+    close("damped sgd w", &w, &each(&|i| p(i) - 0.1 * b(i)), 1e-6);
+
+    // Adagrad with weight decay.
+    let hyper = [0.05, 1e-6, 0.01, 0.0, 0.0, 0.0, 0.0, 0.0];
+    let (w, s) = update(&dev, UpdateRule::Adagrad, hyper, &w0, &g, &[&v0]);
+    let sum = |i: usize| v0[i] as f64 + gr(i) * gr(i);
+    close("adagrad sum", &s[0], &each(&sum), 1e-6);
+    let want = each(&|i| p(i) - 0.05 * gr(i) / (sum(i).sqrt() + 1e-6));
+    close("adagrad w", &w, &want, 1e-5);
+
     // A missing state buffer is an error, not a fault.
-    let e = update_kernel(
-        &dev,
-        UpdateRule::Adam,
-        &[slot(w.buffer(), vec![b.buffer()])],
-        h.buffer(),
-    )
-    .unwrap_err();
+    let (w, gt, h) = (t(&dev, &w0), t(&dev, &g), t(&dev, &hyper));
+    let slot = UpdateSlot {
+        n,
+        param: w.buffer(),
+        grad: gt.buffer(),
+        states: vec![w.buffer()],
+    };
+    let e = update_kernel(&dev, UpdateRule::Adam, &[slot], h.buffer()).unwrap_err();
     assert!(e.to_string().contains("2 state tensors"), "{e}");
 }
 

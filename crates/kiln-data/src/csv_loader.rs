@@ -30,13 +30,51 @@ pub(crate) fn open_csv(path: &Path) -> Result<(csv::Reader<std::fs::File>, Vec<S
     Ok((reader, header))
 }
 
+/// What to do with a cell holding `NaN`, `inf` or a number beyond f32's
+/// range (`1e39`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum NonFinite {
+    /// An error naming the file, line and column (the default): a model
+    /// trained on such a value reports silently wrong numbers.
+    #[default]
+    Reject,
+    /// Rows holding one are left out; [`CsvDataset::load_with`] reports
+    /// how many through [`CsvLoad::dropped_rows`].
+    DropRow,
+}
+
+/// A loaded CSV file and what loading it left out.
+#[derive(Debug)]
+pub struct CsvLoad {
+    pub data: Dataset,
+    /// Data lines (1-based, the header is line 1) dropped for a
+    /// non-finite value under [`NonFinite::DropRow`].
+    pub dropped_rows: Vec<usize>,
+}
+
 /// Loader of numeric CSV files.
 pub struct CsvDataset;
 
 impl CsvDataset {
     /// Reads `path`; the column named `target` becomes the (single) target,
-    /// every other column a feature, in file order.
+    /// every other column a feature, in file order. A non-finite value is
+    /// an error naming its line and column.
+    ///
+    /// ```no_run
+    /// let data = kiln_data::CsvDataset::load("data/breast_cancer.csv", "target")?;
+    /// # Ok::<(), kiln_data::DataError>(())
+    /// ```
     pub fn load(path: impl AsRef<Path>, target: &str) -> Result<Dataset> {
+        Ok(Self::load_with(path, target, NonFinite::Reject)?.data)
+    }
+
+    /// [`CsvDataset::load`] with a choice of what to do with non-finite
+    /// values.
+    pub fn load_with(
+        path: impl AsRef<Path>,
+        target: &str,
+        non_finite: NonFinite,
+    ) -> Result<CsvLoad> {
         let path = path.as_ref();
         let shown = path.display().to_string();
         let err = |detail: String| DataError::Csv {
@@ -56,7 +94,9 @@ impl CsvDataset {
             .map(|(_, h)| h.clone())
             .collect();
         let (mut features, mut targets) = (Vec::new(), Vec::new());
-        for (row, record) in reader.records().enumerate() {
+        let mut dropped_rows = Vec::new();
+        let mut row_values = Vec::with_capacity(header.len());
+        'rows: for (row, record) in reader.records().enumerate() {
             let record = record.map_err(|e| err(e.to_string()))?;
             if record.len() != header.len() {
                 return Err(err(format!(
@@ -66,6 +106,7 @@ impl CsvDataset {
                     header.len()
                 )));
             }
+            row_values.clear();
             for (i, field) in record.iter().enumerate() {
                 let value: f32 = field.trim().parse().map_err(|_| {
                     err(format!(
@@ -74,6 +115,26 @@ impl CsvDataset {
                         header[i]
                     ))
                 })?;
+                if !value.is_finite() {
+                    match non_finite {
+                        NonFinite::Reject => {
+                            return Err(err(format!(
+                                "line {}, column {:?}: {field:?} is not a finite f32 \
+                                 (NaN, infinite, or beyond ±3.4e38); clean the file or \
+                                 load it with NonFinite::DropRow",
+                                row + 2,
+                                header[i]
+                            )))
+                        }
+                        NonFinite::DropRow => {
+                            dropped_rows.push(row + 2);
+                            continue 'rows;
+                        }
+                    }
+                }
+                row_values.push(value);
+            }
+            for (i, &value) in row_values.iter().enumerate() {
                 if i == target_at {
                     targets.push(value);
                 } else {
@@ -82,8 +143,17 @@ impl CsvDataset {
             }
         }
         if targets.is_empty() {
-            return Err(err("no data rows after the header".into()));
+            let detail = if dropped_rows.is_empty() {
+                "no data rows after the header".to_string()
+            } else {
+                format!(
+                    "every one of the {} data rows holds a non-finite value",
+                    dropped_rows.len()
+                )
+            };
+            return Err(err(detail));
         }
-        Dataset::new(features, targets, names.len(), 1)?.with_feature_names(names)
+        let data = Dataset::new(features, targets, names.len(), 1)?.with_feature_names(names)?;
+        Ok(CsvLoad { data, dropped_rows })
     }
 }

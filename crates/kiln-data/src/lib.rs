@@ -30,7 +30,7 @@ mod timeseries;
 pub use array::Array;
 pub use batches::batch_order;
 pub use cifar::{load_cifar10, CIFAR10_TEST, CIFAR10_TRAIN};
-pub use csv_loader::CsvDataset;
+pub use csv_loader::{CsvDataset, CsvLoad, NonFinite};
 pub use dataset::Dataset;
 pub use error::{DataError, Result};
 pub use idx::{load_idx, read_idx, Idx};

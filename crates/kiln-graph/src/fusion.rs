@@ -705,15 +705,12 @@ fn merge_groups(graph: &Graph, groups: &mut Vec<Group>, materialised: &[bool], m
         g += 1;
     }
     // Optimizer steps of one rule on one hyperparameter input share grouped kernels.
-    let mut by_hyper: BTreeMap<(usize, bool), Vec<usize>> = BTreeMap::new();
+    let mut by_hyper: BTreeMap<(usize, UpdateRule), Vec<usize>> = BTreeMap::new();
     for (g, group) in groups.iter().enumerate() {
         if let Space::Single(s) = group.space {
             if let Op::OptimizerStep { rule } = nodes[s].op {
                 let hyper = nodes[s].inputs[nodes[s].inputs.len() - 1].index();
-                by_hyper
-                    .entry((hyper, rule == UpdateRule::Adam))
-                    .or_default()
-                    .push(g);
+                by_hyper.entry((hyper, rule)).or_default().push(g);
             }
         }
     }

@@ -55,6 +55,13 @@ pub struct MemoryPlan {
     pub param_bytes: u64,
 }
 
+impl MemoryPlan {
+    /// Everything the plan holds.
+    pub fn total_bytes(&self) -> u64 {
+        self.intermediate_bytes + self.input_bytes + self.param_bytes
+    }
+}
+
 /// What [`Plan::layout`] decides.
 struct Layout {
     live: Vec<bool>,
@@ -78,6 +85,45 @@ pub struct Plan {
 
 fn bytes_of(numel: usize) -> u64 {
     numel.max(1) as u64 * 4
+}
+
+/// Every value that gets a buffer (leaves and stored intermediates) fits
+/// one storage binding of the adapter: found here, before anything is
+/// allocated or submitted, it is an error naming the tensor rather than a
+/// validation failure inside wgpu.
+fn check_binding_sizes(
+    device: &Device,
+    graph: &Graph,
+    live: &[bool],
+    stored: &[Vec<usize>],
+) -> Result<()> {
+    let limit = device.summary().max_storage_binding_bytes;
+    let nodes = graph.nodes();
+    let leaf = |i: usize| matches!(nodes[i].op, Op::Input(_) | Op::Param { .. } | Op::Const(_));
+    let buffered = (0..nodes.len())
+        .filter(|&i| live[i] && leaf(i))
+        .chain(stored.iter().flatten().copied());
+    for i in buffered {
+        let bytes = bytes_of(nodes[i].numel());
+        if bytes > limit {
+            let name = match &nodes[i].op {
+                Op::Input(name) => format!(" {name:?}"),
+                Op::Param { param, .. } => format!(" {:?}", param.name()),
+                _ => String::new(),
+            };
+            return Err(kiln_backend::BackendError::BindingTooLarge {
+                what: format!(
+                    "{}{name} ({} MiB)",
+                    graph.describe(graph.id_at(i)),
+                    bytes >> 20
+                ),
+                bytes,
+                limit,
+            }
+            .into());
+        }
+    }
+    Ok(())
 }
 
 impl Plan {
@@ -158,6 +204,7 @@ impl Plan {
             last_use[storage_root(graph, o)] = usize::MAX;
         }
         let stored = stored_values(graph, &fused, &live, &outputs_idx);
+        check_binding_sizes(device, graph, &live, &stored)?;
 
         let mut slot_sizes: Vec<u64> = Vec::new();
         let mut slot_of: Vec<Option<usize>> = vec![None; n];

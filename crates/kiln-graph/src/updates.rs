@@ -46,7 +46,7 @@ impl Graph {
         inputs.extend_from_slice(state);
         inputs.push(hyper);
         self.check("OptimizerStep", &inputs)?;
-        let want = if rule == UpdateRule::Adam { 2 } else { 1 };
+        let want = rule.states();
         if state.len() != want {
             return Err(GraphError::Invalid(format!(
                 "{rule:?} keeps {want} state tensors per parameter, {} given",

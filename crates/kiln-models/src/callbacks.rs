@@ -17,6 +17,13 @@ pub enum Control {
 
 /// Something that watches training epoch by epoch.
 pub trait Callback {
+    /// Runs before the first batch: the place to check what would
+    /// otherwise fail only after training (an output path, a monitored
+    /// name).
+    fn on_train_begin(&mut self) -> Result<()> {
+        Ok(())
+    }
+
     fn on_epoch_end(
         &mut self,
         logs: &EpochLogs,
@@ -173,6 +180,10 @@ impl ModelCheckpoint {
 }
 
 impl Callback for ModelCheckpoint {
+    fn on_train_begin(&mut self) -> Result<()> {
+        crate::check_writable(&self.path)
+    }
+
     fn on_epoch_end(
         &mut self,
         logs: &EpochLogs,
@@ -209,6 +220,10 @@ impl CsvLogger {
 }
 
 impl Callback for CsvLogger {
+    fn on_train_begin(&mut self) -> Result<()> {
+        crate::check_writable(&self.path)
+    }
+
     fn on_epoch_end(
         &mut self,
         logs: &EpochLogs,

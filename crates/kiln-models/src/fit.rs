@@ -236,6 +236,9 @@ impl<M: Module> Model<M> {
             )));
         }
         self.check_data(data)?;
+        for cb in cfg.callbacks.iter_mut() {
+            cb.on_train_begin()?;
+        }
         let (train, val) = match std::mem::take(&mut cfg.validation) {
             Validation::None => (data.clone(), None),
             Validation::Split(f) => {

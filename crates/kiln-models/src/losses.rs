@@ -117,21 +117,6 @@ pub fn softmax_cross_entropy(
     Ok((loss, log_prob))
 }
 
-/// Binary cross-entropy of probabilities `p` against labels `y` of the same
-/// shape, averaged, with `p` clipped to `[1e-7, 1 - 1e-7]` as Keras does (one
-/// fused elementwise kernel and a mean).
-pub fn binary_cross_entropy(g: &mut Graph, p: NodeId, y: NodeId) -> Result<NodeId> {
-    let terms = g.binary(BinaryOp::BceTerm, p, y)?;
-    g.mean_all(terms)
-}
-
-/// Mean squared error.
-pub fn mse(g: &mut Graph, pred: NodeId, target: NodeId) -> Result<NodeId> {
-    let d = g.sub(pred, target)?;
-    let d2 = g.unary(UnaryOp::Square, d)?;
-    g.mean_all(d2)
-}
-
 /// A training loss. [`Loss::terms`] gives a tensor whose mean is the batch
 /// loss (Keras: the mean over the last axis, then over the batch).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -238,9 +223,8 @@ impl Loss {
                 nll_loss(g, lp, target, None, None, Reduction::None)
             }
             Loss::SparseCategoricalCrossEntropyFromLogits => {
-                let lp = g.softmax(pred, -1, true)?;
-                let lp = classes_second(g, lp)?;
-                nll_loss(g, lp, target, None, None, Reduction::None)
+                let scores = classes_second(g, pred)?;
+                Ok(softmax_cross_entropy(g, scores, target, None, None, Reduction::None)?.0)
             }
             Loss::MeanSquaredError => {
                 let d = g.sub(pred, target)?;

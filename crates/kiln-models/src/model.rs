@@ -865,7 +865,7 @@ impl<M: Module> Model<M> {
             let mib = |b: u64| format!("{:.1} MiB", b as f64 / (1 << 20) as f64);
             lines.push(format!(
                 "Training step at batch 32: {} of device memory planned (parameters and optimizer state {}, intermediates {}, inputs {})",
-                mib(m.param_bytes + m.intermediate_bytes + m.input_bytes),
+                mib(m.total_bytes()),
                 mib(m.param_bytes),
                 mib(m.intermediate_bytes),
                 mib(m.input_bytes)

@@ -15,12 +15,14 @@ pub enum EpsilonConvention {
 /// An optimizer and its settings.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Optimizer {
-    /// PyTorch's SGD: `b = μ·b + g (+ λ·w)`, step `lr·b` (or `lr·(g + μ·b)` with Nesterov).
+    /// PyTorch's SGD: `g += λ·w; b = μ·b + (1 − dampening)·g` (the first
+    /// step takes `g` whole), step `lr·b` (or `lr·(g + μ·b)` with Nesterov).
     Sgd {
         lr: f32,
         momentum: f32,
         nesterov: bool,
         weight_decay: f32,
+        dampening: f32,
     },
     /// Adam, or AdamW with `decoupled` weight decay.
     Adam {
@@ -31,6 +33,14 @@ pub enum Optimizer {
         weight_decay: f32,
         decoupled: bool,
         convention: EpsilonConvention,
+    },
+    /// PyTorch's Adagrad: `g += λ·w; s += g²; w −= lr_t·g/(√s + ε)` with
+    /// `lr_t = lr/(1 + (t − 1)·lr_decay)`.
+    Adagrad {
+        lr: f32,
+        lr_decay: f32,
+        eps: f32,
+        weight_decay: f32,
     },
 }
 
@@ -89,6 +99,23 @@ impl Optimizer {
             momentum: 0.0,
             nesterov: false,
             weight_decay: 0.0,
+            dampening: 0.0,
+        }
+    }
+
+    /// PyTorch's `Adagrad(lr)`: no learning-rate decay, ε 1e-10.
+    ///
+    /// ```
+    /// let opt = kiln_models::Optimizer::adagrad(0.1).with_lr_decay(0.5);
+    /// // the third step's learning rate: 0.1 / (1 + 2·0.5)
+    /// assert_eq!(opt.hyper(0.1, 3)[0], 0.05);
+    /// ```
+    pub fn adagrad(lr: f32) -> Self {
+        Optimizer::Adagrad {
+            lr,
+            lr_decay: 0.0,
+            eps: 1e-10,
+            weight_decay: 0.0,
         }
     }
 
@@ -96,11 +123,53 @@ impl Optimizer {
     pub fn with_momentum(self, m: f32, nesterov: bool) -> Self {
         match self {
             Optimizer::Sgd {
-                lr, weight_decay, ..
+                lr,
+                weight_decay,
+                dampening,
+                ..
             } => Optimizer::Sgd {
                 lr,
                 momentum: m,
                 nesterov,
+                weight_decay,
+                dampening,
+            },
+            other => other,
+        }
+    }
+
+    /// SGD's dampening of the gradient entering the momentum buffer.
+    pub fn with_dampening(self, d: f32) -> Self {
+        match self {
+            Optimizer::Sgd {
+                lr,
+                momentum,
+                nesterov,
+                weight_decay,
+                ..
+            } => Optimizer::Sgd {
+                lr,
+                momentum,
+                nesterov,
+                weight_decay,
+                dampening: d,
+            },
+            other => other,
+        }
+    }
+
+    /// Adagrad's learning-rate decay.
+    pub fn with_lr_decay(self, decay: f32) -> Self {
+        match self {
+            Optimizer::Adagrad {
+                lr,
+                eps,
+                weight_decay,
+                ..
+            } => Optimizer::Adagrad {
+                lr,
+                lr_decay: decay,
+                eps,
                 weight_decay,
             },
             other => other,
@@ -114,11 +183,21 @@ impl Optimizer {
                 lr,
                 momentum,
                 nesterov,
+                dampening,
                 ..
             } => Optimizer::Sgd {
                 lr,
                 momentum,
                 nesterov,
+                weight_decay: wd,
+                dampening,
+            },
+            Optimizer::Adagrad {
+                lr, lr_decay, eps, ..
+            } => Optimizer::Adagrad {
+                lr,
+                lr_decay,
+                eps,
                 weight_decay: wd,
             },
             Optimizer::Adam {
@@ -144,7 +223,9 @@ impl Optimizer {
     /// The base learning rate.
     pub fn learning_rate(&self) -> f32 {
         match self {
-            Optimizer::Sgd { lr, .. } | Optimizer::Adam { lr, .. } => *lr,
+            Optimizer::Sgd { lr, .. }
+            | Optimizer::Adam { lr, .. }
+            | Optimizer::Adagrad { lr, .. } => *lr,
         }
     }
 
@@ -152,6 +233,7 @@ impl Optimizer {
         match self {
             Optimizer::Sgd { .. } => UpdateRule::Sgd,
             Optimizer::Adam { .. } => UpdateRule::Adam,
+            Optimizer::Adagrad { .. } => UpdateRule::Adagrad,
         }
     }
 
@@ -160,6 +242,7 @@ impl Optimizer {
         match self {
             Optimizer::Sgd { .. } => &["momentum"],
             Optimizer::Adam { .. } => &["m", "v"],
+            Optimizer::Adagrad { .. } => &["sum"],
         }
     }
 
@@ -169,8 +252,20 @@ impl Optimizer {
                 lr,
                 momentum,
                 weight_decay,
+                dampening,
                 ..
-            } => lr > 0.0 && momentum >= 0.0 && weight_decay >= 0.0,
+            } => {
+                lr > 0.0
+                    && momentum >= 0.0
+                    && weight_decay >= 0.0
+                    && (0.0..=1.0).contains(&dampening)
+            }
+            Optimizer::Adagrad {
+                lr,
+                lr_decay,
+                eps,
+                weight_decay,
+            } => lr > 0.0 && lr_decay >= 0.0 && eps > 0.0 && weight_decay >= 0.0,
             Optimizer::Adam {
                 lr,
                 beta1,
@@ -190,7 +285,7 @@ impl Optimizer {
             Ok(())
         } else {
             Err(format!(
-                "invalid optimizer settings {self:?}: the learning rate and ε must be positive, β in [0, 1), decay and momentum non-negative"
+                "invalid optimizer settings {self:?}: the learning rate and ε must be positive, β in [0, 1), dampening in [0, 1], decay and momentum non-negative"
             ))
         }
     }
@@ -203,9 +298,26 @@ impl Optimizer {
                 momentum,
                 nesterov,
                 weight_decay,
+                dampening,
                 ..
             } => {
-                h[..4].copy_from_slice(&[lr, momentum, weight_decay, nesterov as u8 as f32]);
+                // PyTorch: the first step fills the buffer with the whole
+                // gradient; without momentum there is no buffer to damp.
+                let damp = if t > 1 && momentum != 0.0 {
+                    dampening
+                } else {
+                    0.0
+                };
+                h[..5].copy_from_slice(&[lr, momentum, weight_decay, nesterov as u8 as f32, damp]);
+            }
+            Optimizer::Adagrad {
+                lr_decay,
+                eps,
+                weight_decay,
+                ..
+            } => {
+                let lr_t = lr / (1.0 + (t.max(1) - 1) as f32 * lr_decay);
+                h[..3].copy_from_slice(&[lr_t, eps, weight_decay]);
             }
             Optimizer::Adam {
                 beta1,

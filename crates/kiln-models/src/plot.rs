@@ -43,10 +43,13 @@ impl History {
             let (lo, hi) = finite.fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), v| {
                 (a.min(v), b.max(v))
             });
+            // A series with no finite value (a diverged run) still gets axes.
             let (lo, hi) = if lo < hi {
                 (lo, hi)
-            } else {
+            } else if lo.is_finite() {
                 (lo - 0.5, lo + 0.5)
+            } else {
+                (0.0, 1.0)
             };
             let pad = (hi - lo) * 0.05;
             let mut chart = ChartBuilder::on(area)
@@ -67,7 +70,11 @@ impl History {
                 }
                 chart
                     .draw_series(LineSeries::new(
-                        epochs.iter().copied().zip(values.iter().copied()),
+                        epochs
+                            .iter()
+                            .copied()
+                            .zip(values.iter().copied())
+                            .filter(|(_, v)| v.is_finite()),
                         color.stroke_width(2),
                     ))
                     .map_err(|e| draw_err(&e))?

@@ -13,16 +13,20 @@ use crate::{Buffer, Device, Kernel};
 /// Words the `hyper` buffer of an optimizer step holds:
 /// Adam: 0 step size lr·√(1−β₂ᵗ)/(1−β₁ᵗ), 1 ε (as added to √v), 2 β₁, 3 β₂,
 /// 4 decoupled decay lr·λ (AdamW), 5 L2 coefficient added to the gradient;
-/// SGD: 0 lr, 1 momentum, 2 weight decay (L2), 3 Nesterov (0 or 1).
+/// SGD: 0 lr, 1 momentum, 2 weight decay (L2), 3 Nesterov (0 or 1),
+/// 4 dampening of the gradient entering the momentum buffer;
+/// Adagrad: 0 the step's (decayed) lr, 1 ε (added to √Σg²), 2 weight decay (L2).
 pub const HYPER_WORDS: usize = 8;
 
 /// Which update rule a step applies.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum UpdateRule {
     /// Adam/AdamW: state 1 = first moment, state 2 = second moment.
     Adam,
     /// SGD with momentum (PyTorch's rule): state 1 = momentum buffer.
     Sgd,
+    /// Adagrad (PyTorch's rule): state 1 = the sum of squared gradients.
+    Adagrad,
 }
 
 impl UpdateRule {
@@ -30,7 +34,7 @@ impl UpdateRule {
     pub fn states(self) -> usize {
         match self {
             UpdateRule::Adam => 2,
-            UpdateRule::Sgd => 1,
+            UpdateRule::Sgd | UpdateRule::Adagrad => 1,
         }
     }
 
@@ -84,17 +88,32 @@ impl UpdateRule {
             }
             UpdateRule::Sgd => {
                 let buf = states[0];
-                // g += λ·p; b = μ·b + g; step along g + μ·b (Nesterov) or b
+                // g += λ·p; b = μ·b + (1 − d)·g; step along g + μ·b (Nesterov) or b
                 let wd = mul(&mut p, h[2], param);
                 let g = add(&mut p, grad, wd);
                 let mb = mul(&mut p, h[1], buf);
-                let b_new = add(&mut p, mb, g);
+                let undamped = one_minus(&mut p, h[4]);
+                let g_in = mul(&mut p, undamped, g);
+                let b_new = add(&mut p, mb, g_in);
                 let mb_new = mul(&mut p, h[1], b_new);
                 let nesterov = add(&mut p, g, mb_new);
                 let dir = p.push(Expr::Select(h[3], nesterov, b_new));
                 let step = mul(&mut p, h[0], dir);
                 let p_new = sub(&mut p, param, step);
                 (p, vec![p_new, b_new])
+            }
+            UpdateRule::Adagrad => {
+                // g += λ·p; s = s + g²; p = p − lr·g/(√s + ε)
+                let wd = mul(&mut p, h[2], param);
+                let g = add(&mut p, grad, wd);
+                let g2 = mul(&mut p, g, g);
+                let s_new = add(&mut p, states[0], g2);
+                let root = p.push(Expr::Unary(UnaryOp::Sqrt, s_new));
+                let den = add(&mut p, root, h[1]);
+                let num = mul(&mut p, h[0], g);
+                let step = p.push(Expr::Binary(BinaryOp::Div, num, den));
+                let p_new = sub(&mut p, param, step);
+                (p, vec![p_new, s_new])
             }
         }
     }

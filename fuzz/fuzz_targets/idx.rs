@@ -1,0 +1,4 @@
+//! Fuzzes the idx reader (see ../../FUZZING.md).
+#![no_main]
+include!("reader_target.rs");
+reader_target!(Idx);
