@@ -19,7 +19,7 @@ const RUNS: usize = 5;
 
 #[path = "common/timing.rs"]
 mod timing;
-use timing::{median, time_steps};
+use timing::{median, time_steps, with_and_without_waiting};
 
 /// Multiply-adds ×2 of one step: each convolution and linear layer runs
 /// forward, input gradient (not for the first convolution) and weight
@@ -113,6 +113,11 @@ fn main() -> anyhow::Result<()> {
         gemm.push(matmul_gflops(&device)?);
     }
     let step = median(step_times);
+    let (queued, waiting) = with_and_without_waiting(&device, 3, STEPS_PER_RUN, || {
+        model.train_on_batch(&x, &y)?;
+        Ok(())
+    })?;
+    let memory = model.train_memory(BATCH)?;
     let step_gflops = step_flops() / step / 1e9;
     let gemm = median(gemm);
     println!("device: {}", device.name());
@@ -120,6 +125,14 @@ fn main() -> anyhow::Result<()> {
     println!("  cold first step      {cold:.2} s (from the start of main)");
     println!("  warm step (median)   {:.1} ms", step * 1e3);
     println!("  dispatches per step  {dispatches:.0}");
+    println!(
+        "  planned memory       {:.1} MiB",
+        memory.total_bytes() as f64 / (1 << 20) as f64
+    );
+    println!(
+        "  steps per second     {queued:.2} queued ahead, {waiting:.2} waiting after each (ratio {:.2})",
+        queued / waiting
+    );
     println!(
         "  step work            {:.2} GFLOP -> {step_gflops:.1} GFLOP/s",
         step_flops() / 1e9

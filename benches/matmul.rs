@@ -10,6 +10,16 @@ use kiln::backend::{DType, Device, Kernel, MatmulVariant, StridedLayout, Tensor}
 
 const SIZES: [usize; 4] = [256, 512, 1024, 2048];
 
+/// The sizes to time: `KILN_MATMUL_SIZES=4096` (a comma list) replaces the
+/// default ones, as scripts/gpu-check.sh does on a GPU.
+fn sizes() -> Vec<usize> {
+    std::env::var("KILN_MATMUL_SIZES")
+        .ok()
+        .map(|v| v.split(',').filter_map(|s| s.trim().parse().ok()).collect())
+        .filter(|v: &Vec<usize>| !v.is_empty())
+        .unwrap_or_else(|| SIZES.to_vec())
+}
+
 fn inputs(n: usize) -> Vec<f32> {
     (0..n * n)
         .map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5)
@@ -77,7 +87,7 @@ fn gpu(c: &mut Criterion) {
     let device = Device::auto().expect("an adapter (install mesa-vulkan-drivers for lavapipe)");
     let mut group = c.benchmark_group(format!("matmul_gpu/{}", device.name()));
     group.sample_size(10);
-    for n in SIZES {
+    for n in sizes() {
         let (kernel, _keep) = square_kernel(&device, n, (false, false), MatmulVariant::Auto);
         group.throughput(Throughput::Elements(2 * (n as u64).pow(3)));
         time_kernel(&mut group, &device, BenchmarkId::from_parameter(n), &kernel);
@@ -116,7 +126,7 @@ fn gpu_layouts(c: &mut Criterion) {
 fn cpu(c: &mut Criterion) {
     let mut group = c.benchmark_group("matmul_cpu/matrixmultiply_sgemm");
     group.sample_size(10);
-    for n in SIZES {
+    for n in sizes() {
         let a = inputs(n);
         let b = inputs(n);
         let mut out = vec![0f32; n * n];

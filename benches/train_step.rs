@@ -17,7 +17,9 @@ const RUNS: usize = 7;
 
 #[path = "common/timing.rs"]
 mod timing;
-use timing::{one_kernel_baseline, time_steps};
+use timing::{
+    empty_submission_baseline, one_kernel_baseline, time_steps, with_and_without_waiting,
+};
 
 fn batch(seed: u64) -> (Vec<f32>, Vec<f32>) {
     let mut rng = kiln::data::SplitMix64::new(seed);
@@ -56,6 +58,12 @@ fn main() -> anyhow::Result<()> {
     })?;
     let (warm, dispatches, submissions) = (timing.warm, timing.dispatches, timing.submissions);
     let floor = one_kernel_baseline(&device, RUNS, STEPS_PER_RUN)?;
+    let empty = empty_submission_baseline(&device, RUNS, STEPS_PER_RUN)?;
+    let (queued, waiting) = with_and_without_waiting(&device, 5, STEPS_PER_RUN, || {
+        model.train_on_batch(&x, &y)?;
+        Ok(())
+    })?;
+    let memory = model.train_memory(BATCH)?;
     if std::env::var_os("KILN_PROFILE").is_some() {
         let profile = model.profile_train_step(BATCH, 20)?;
         let total: f64 = profile.iter().map(|(_, t)| t).sum();
@@ -74,6 +82,18 @@ fn main() -> anyhow::Result<()> {
         warm * 1e3
     );
     println!("dispatches per step: {dispatches:.0}; submissions per step: {submissions:.0}");
+    println!(
+        "planned device memory of a step: {:.2} MiB",
+        memory.total_bytes() as f64 / (1 << 20) as f64
+    );
+    println!(
+        "steps per second: {queued:.0} queued ahead (default), {waiting:.0} waiting after each step; ratio {:.2}",
+        queued / waiting
+    );
+    println!(
+        "empty submission (same process): median {:.3} ms",
+        empty * 1e3
+    );
     println!(
         "one-kernel submission (same process): median {:.3} ms; step / baseline = {:.1}; per dispatch ≈ {:.1} µs",
         floor * 1e3,

@@ -61,3 +61,40 @@ pub fn one_kernel_baseline(device: &Device, runs: usize, per_run: usize) -> anyh
     })?;
     Ok(timing.warm)
 }
+
+/// Steps per second with submissions queued ahead of the device (the
+/// default) and with a wait after every submission, alternating the two
+/// `rounds` times in this process: medians of each, in that order.
+pub fn with_and_without_waiting(
+    device: &Device,
+    rounds: usize,
+    per_run: usize,
+    mut step: impl FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<(f64, f64)> {
+    let (mut queued, mut waiting) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        for (limit, out) in [
+            (kiln::backend::DEFAULT_MAX_IN_FLIGHT, &mut queued),
+            (1, &mut waiting),
+        ] {
+            device.set_max_in_flight(limit);
+            let t = time_steps(device, 2, 1, per_run, &mut step)?;
+            out.push(1.0 / t.warm);
+        }
+    }
+    device.set_max_in_flight(kiln::backend::default_max_in_flight(device.summary().kind));
+    Ok((median(queued), median(waiting)))
+}
+
+/// The median cost of submitting an empty command buffer, seconds.
+pub fn empty_submission_baseline(
+    device: &Device,
+    runs: usize,
+    per_run: usize,
+) -> anyhow::Result<f64> {
+    let timing = time_steps(device, 1, runs, per_run, || {
+        device.run(&[])?;
+        Ok(())
+    })?;
+    Ok(timing.warm)
+}

@@ -167,6 +167,40 @@ pub(crate) struct Inner {
     pub pipelines: PipelineCache,
     pub counters: LaunchCounters,
     pub errors: Arc<Mutex<Vec<String>>>,
+    /// Submissions not yet known to be finished, oldest first, and how many
+    /// may be in flight before a submit waits for the oldest.
+    pub in_flight: Mutex<InFlight>,
+}
+
+/// The bound on work queued ahead of the device.
+pub(crate) struct InFlight {
+    pub queued: std::collections::VecDeque<wgpu::SubmissionIndex>,
+    pub limit: usize,
+    /// Writes through the queue since the last submission, and their
+    /// bytes: wgpu holds each in its own staging memory until one.
+    pub unsubmitted_writes: u64,
+    pub unsubmitted_bytes: u64,
+}
+
+/// Writes, or written bytes, after which a write flushes the queue by
+/// itself, so that writes with no work after them (loading weights again
+/// and again) keep bounded staging memory.
+const MAX_UNSUBMITTED_WRITES: u64 = 1024;
+const MAX_UNSUBMITTED_BYTES: u64 = 256 << 20;
+
+/// Submissions that may run ahead of a GPU by default: the next step is
+/// encoded and its batch uploaded while the previous ones run, and the host
+/// never gets more than this far ahead. A software adapter runs on the
+/// host's own cores, where a host racing ahead only takes them from it
+/// (measured in BENCHMARKS.md), so there each submission is waited for.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 3;
+
+/// The default bound on queued submissions for an adapter of `kind`.
+pub fn default_max_in_flight(kind: DeviceKind) -> usize {
+    match kind {
+        DeviceKind::Software => 1,
+        _ => DEFAULT_MAX_IN_FLIGHT,
+    }
 }
 
 /// A GPU (or software adapter) with kiln's buffer pool and pipeline cache.
@@ -283,6 +317,7 @@ impl Device {
                 .unwrap_or_else(|p| p.into_inner())
                 .push(e.to_string());
         }));
+        let max_in_flight = default_max_in_flight(summary.kind);
         Ok(Self {
             inner: Arc::new(Inner {
                 pool: BufferPool::new(device.clone()),
@@ -293,6 +328,12 @@ impl Device {
                 limits,
                 counters: LaunchCounters::default(),
                 errors,
+                in_flight: Mutex::new(InFlight {
+                    queued: Default::default(),
+                    limit: max_in_flight,
+                    unsubmitted_writes: 0,
+                    unsubmitted_bytes: 0,
+                }),
             }),
         })
     }
@@ -383,13 +424,55 @@ impl Device {
             }
         }
         after(&mut encoder);
-        inner.queue.submit([encoder.finish()]);
+        let index = inner.queue.submit([encoder.finish()]);
         inner.counters.submissions.fetch_add(1, Ordering::Relaxed);
         inner
             .counters
             .dispatches
             .fetch_add(kernels.len() as u64, Ordering::Relaxed);
+        // Nothing waits for this submission unless something is read back;
+        // only when too many are queued does the host wait for the oldest.
+        let oldest = {
+            let mut f = self.lock_in_flight();
+            f.unsubmitted_writes = 0;
+            f.unsubmitted_bytes = 0;
+            f.queued.push_back(index);
+            if f.queued.len() > f.limit {
+                f.queued.pop_front()
+            } else {
+                None
+            }
+        };
+        if let Some(index) = oldest {
+            inner
+                .device
+                .poll(wgpu::PollType::Wait {
+                    submission_index: Some(index),
+                    timeout: None,
+                })
+                .map_err(|e| BackendError::Wgpu(e.to_string()))?;
+        }
         self.take_error()
+    }
+
+    fn lock_in_flight(&self) -> std::sync::MutexGuard<'_, InFlight> {
+        self.inner
+            .in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// How many submissions may be queued ahead of the device before a
+    /// submit waits (at least 1: wait after every submission);
+    /// [`default_max_in_flight`] of the adapter's kind unless set.
+    pub fn set_max_in_flight(&self, submissions: usize) {
+        self.lock_in_flight().limit = submissions.max(1);
+    }
+
+    /// Submissions sent since the host last waited for the device (at most
+    /// the in-flight bound): work that may still be running.
+    pub fn queued_submissions(&self) -> usize {
+        self.lock_in_flight().queued.len()
     }
 
     /// Waits for all submitted work.
@@ -398,6 +481,7 @@ impl Device {
             .device
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| BackendError::Wgpu(e.to_string()))?;
+        self.lock_in_flight().queued.clear();
         self.take_error()
     }
 
@@ -416,6 +500,20 @@ impl Device {
         self.inner
             .queue
             .write_buffer(buffer.raw(), byte_offset, data);
+        let flush = {
+            let mut f = self.lock_in_flight();
+            f.unsubmitted_writes += 1;
+            f.unsubmitted_bytes += data.len() as u64;
+            f.unsubmitted_writes > MAX_UNSUBMITTED_WRITES
+                || f.unsubmitted_bytes > MAX_UNSUBMITTED_BYTES
+        };
+        if flush {
+            self.run(&[])?;
+            self.inner
+                .device
+                .poll(wgpu::PollType::Poll)
+                .map_err(|e| BackendError::Wgpu(e.to_string()))?;
+        }
         Ok(())
     }
 

@@ -27,7 +27,9 @@ mod pool;
 pub mod shaders;
 mod tensor;
 
-pub use device::{list_adapters, AdapterSummary, Device, DeviceKind};
+pub use device::{
+    default_max_in_flight, list_adapters, AdapterSummary, Device, DeviceKind, DEFAULT_MAX_IN_FLIGHT,
+};
 pub use error::{BackendError, Result};
 pub use kernel::{Kernel, KernelBinding};
 pub use layout::{broadcast_shapes, contiguous_strides, StridedLayout};

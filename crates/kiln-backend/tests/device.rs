@@ -107,3 +107,28 @@ fn generated_pipelines_are_cached_by_structure_not_values() {
     assert_eq!(build(UnaryOp::Scale(3.0), 3), 4.5);
     assert_eq!(device.pipeline_count(), with_scale);
 }
+
+#[test]
+fn writes_with_no_work_after_them_are_flushed_so_staging_memory_stays_bounded() {
+    let device = Device::auto().unwrap();
+    let t = Tensor::from_f32(&device, &[0.0; 16], &[16]).unwrap();
+    device.synchronize().unwrap();
+    let before = device.submissions();
+    // Loading weights again and again writes without ever running a step:
+    // wgpu keeps each write's staging memory until a submission.
+    for k in 0..3000 {
+        device
+            .write(t.buffer(), 0, bytemuck::cast_slice(&[k as f32; 16]))
+            .unwrap();
+    }
+    let flushes = device.submissions() - before;
+    assert!(
+        (2..=3).contains(&flushes),
+        "3000 writes flushed {flushes} times; expected one per 1024"
+    );
+    assert_eq!(
+        t.to_vec_f32().unwrap(),
+        vec![2999.0; 16],
+        "the last write wins"
+    );
+}
