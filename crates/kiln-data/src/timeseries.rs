@@ -105,6 +105,11 @@ fn parse_stamp(text: &str) -> Option<Stamp> {
         return None;
     };
     let (y, m, d): (i64, u32, u32) = (y.parse().ok()?, m.parse().ok()?, d.parse().ok()?);
+    // Four-digit years, as the formats above write them: a longer number
+    // is no date (and would overflow the day count).
+    if !(1..=9999).contains(&y) {
+        return None;
+    }
     let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
     let month_days = [
         31,

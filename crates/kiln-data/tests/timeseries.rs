@@ -133,6 +133,12 @@ fn malformed_series_are_errors_naming_the_problem() {
     expect(&gap, &sp, "a gap in the dates at line 8");
     let date = write("date.csv", &good.replace("2020-01-03", "2020-13-03"));
     expect(&date, &sp, "\"2020-13-03\" is not a date");
+    // Found by fuzzing: a year of 19 digits overflowed the day count.
+    let year = write(
+        "year.csv",
+        &good.replace("2020-01-03", "200000000000002020-01-03"),
+    );
+    expect(&year, &sp, "\"200000000000002020-01-03\" is not a date");
     let short = write(
         "short.csv",
         &good

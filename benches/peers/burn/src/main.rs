@@ -12,7 +12,7 @@ use burn::nn::loss::{BinaryCrossEntropyLossConfig, CrossEntropyLossConfig, MseLo
 use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig};
 use burn::nn::PaddingConfig2d;
-use burn::optim::{AdamConfig, GradientsParams, Optimizer};
+use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::activation::{relu, sigmoid};
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 
