@@ -570,6 +570,13 @@ fn canonical_axes(shape: &[usize], axes: &[usize]) -> Vec<usize> {
     axes.iter().copied().filter(|&a| shape[a] != 1).collect()
 }
 
+/// The most nodes a product's epilogue takes. A register-blocked product
+/// repeats its epilogue for every element of its block (64 times), so a
+/// long chain makes a kernel whose compilation costs seconds on a software
+/// adapter (LLVM) for a few microseconds saved per run: past this size the
+/// chain runs as a kernel of its own.
+const MAX_GEMM_EPILOGUE: usize = 12;
+
 /// How many earlier groups of the same shape a group tries to merge with
 /// (besides those it reads from): enough for the chains of one layer, and it
 /// bounds the pass on deep graphs.
@@ -640,6 +647,11 @@ fn merge_groups(graph: &Graph, groups: &mut Vec<Group>, materialised: &[bool], m
             merged.roots.extend(gb.roots.iter().copied());
             merged.roots.sort_unstable();
             if buffers_of(graph, &merged, materialised) > max_buffers {
+                continue;
+            }
+            if matches!(merged.space, Space::Gemm { .. })
+                && merged.members.len() > MAX_GEMM_EPILOGUE
+            {
                 continue;
             }
             slots[a] = Some(merged);
