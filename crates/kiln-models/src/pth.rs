@@ -579,6 +579,14 @@ fn collect(top: Value, storage: &dyn Fn(&str) -> Result<Vec<u8>>) -> Result<Stat
                 t.size, t.stride, t.offset
             )));
         }
+        // A view repeating elements (stride 0) could claim any size: a
+        // weight holds no more elements than its storage.
+        if numel > available.max(1) {
+            return Err(bad(format!(
+                "tensor {name:?} claims {numel} elements ({:?}); its storage holds {available}",
+                t.size
+            )));
+        }
         let mut values = Vec::with_capacity(numel);
         let mut index = vec![0usize; t.size.len()];
         for _ in 0..numel {

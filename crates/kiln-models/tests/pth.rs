@@ -90,6 +90,27 @@ fn legacy_streams_and_strided_views() {
     let bytes = legacy();
     let cut = write("legacy-cut.pth", &bytes[..bytes.len() - 4]);
     assert!(error_of(&cut).contains("truncated"));
+    // A view of 10¹² elements over 4 (strides of 0) is refused, not allocated.
+    let huge = legacy()
+        .windows(12)
+        .position(|w| w == b"K\x00K\x02K\x02\x86K\x01K\x02\x86")
+        .map(|at| {
+            let mut b = legacy();
+            b.splice(
+                at..at + 12,
+                b"K\x00J\x40\x42\x0f\x00J\x40\x42\x0f\x00\x86K\x00K\x00\x86"
+                    .iter()
+                    .copied(),
+            );
+            b
+        })
+        .unwrap();
+    let p = write("legacy-huge.pth", &huge);
+    let e = error_of(&p);
+    assert!(
+        e.contains("claims 1000000000000 elements") && e.contains("holds 4"),
+        "{e}"
+    );
 }
 
 /// A zip archive of `members` (stored), as torch.save lays one out.
