@@ -119,105 +119,44 @@ impl Optimizer {
         }
     }
 
-    /// SGD with momentum `m` (Nesterov if `nesterov`).
-    pub fn with_momentum(self, m: f32, nesterov: bool) -> Self {
-        match self {
-            Optimizer::Sgd {
-                lr,
-                weight_decay,
-                dampening,
-                ..
-            } => Optimizer::Sgd {
-                lr,
-                momentum: m,
-                nesterov,
-                weight_decay,
-                dampening,
-            },
-            other => other,
+    /// SGD with momentum `m` (Nesterov if `nesterov`); other optimizers
+    /// are returned as they are.
+    pub fn with_momentum(mut self, m: f32, nesterov: bool) -> Self {
+        if let Optimizer::Sgd {
+            momentum,
+            nesterov: n,
+            ..
+        } = &mut self
+        {
+            (*momentum, *n) = (m, nesterov);
         }
+        self
     }
 
     /// SGD's dampening of the gradient entering the momentum buffer.
-    pub fn with_dampening(self, d: f32) -> Self {
-        match self {
-            Optimizer::Sgd {
-                lr,
-                momentum,
-                nesterov,
-                weight_decay,
-                ..
-            } => Optimizer::Sgd {
-                lr,
-                momentum,
-                nesterov,
-                weight_decay,
-                dampening: d,
-            },
-            other => other,
+    pub fn with_dampening(mut self, d: f32) -> Self {
+        if let Optimizer::Sgd { dampening, .. } = &mut self {
+            *dampening = d;
         }
+        self
     }
 
     /// Adagrad's learning-rate decay.
-    pub fn with_lr_decay(self, decay: f32) -> Self {
-        match self {
-            Optimizer::Adagrad {
-                lr,
-                eps,
-                weight_decay,
-                ..
-            } => Optimizer::Adagrad {
-                lr,
-                lr_decay: decay,
-                eps,
-                weight_decay,
-            },
-            other => other,
+    pub fn with_lr_decay(mut self, decay: f32) -> Self {
+        if let Optimizer::Adagrad { lr_decay, .. } = &mut self {
+            *lr_decay = decay;
         }
+        self
     }
 
     /// L2 weight decay (added to the gradient; decoupled for AdamW).
-    pub fn with_weight_decay(self, wd: f32) -> Self {
-        match self {
-            Optimizer::Sgd {
-                lr,
-                momentum,
-                nesterov,
-                dampening,
-                ..
-            } => Optimizer::Sgd {
-                lr,
-                momentum,
-                nesterov,
-                weight_decay: wd,
-                dampening,
-            },
-            Optimizer::Adagrad {
-                lr, lr_decay, eps, ..
-            } => Optimizer::Adagrad {
-                lr,
-                lr_decay,
-                eps,
-                weight_decay: wd,
-            },
-            Optimizer::Adam {
-                lr,
-                beta1,
-                beta2,
-                eps,
-                decoupled,
-                convention,
-                ..
-            } => Optimizer::Adam {
-                lr,
-                beta1,
-                beta2,
-                eps,
-                weight_decay: wd,
-                decoupled,
-                convention,
-            },
+    pub fn with_weight_decay(mut self, wd: f32) -> Self {
+        match &mut self {
+            Optimizer::Sgd { weight_decay, .. }
+            | Optimizer::Adam { weight_decay, .. }
+            | Optimizer::Adagrad { weight_decay, .. } => *weight_decay = wd,
         }
+        self
     }
 
     /// The base learning rate.
