@@ -18,7 +18,7 @@ const RUNS: usize = 7;
 
 #[path = "common/timing.rs"]
 mod timing;
-use timing::{one_kernel_baseline, time_steps, with_and_without_waiting};
+use timing::measure_step;
 
 fn main() -> anyhow::Result<()> {
     let start = Instant::now();
@@ -38,36 +38,18 @@ fn main() -> anyhow::Result<()> {
     device.synchronize()?;
     let cold = start.elapsed().as_secs_f64();
 
-    let timing = time_steps(&device, 10, RUNS, STEPS_PER_RUN, || {
-        model.train_on_batch(&x, &y)?;
-        Ok(())
-    })?;
-    let (warm, dispatches, submissions) = (timing.warm, timing.dispatches, timing.submissions);
-    let floor = one_kernel_baseline(&device, RUNS, STEPS_PER_RUN)?;
-    let (queued, waiting) = with_and_without_waiting(&device, 5, STEPS_PER_RUN, || {
+    let report = measure_step(&device, 10, RUNS, STEPS_PER_RUN, || {
         model.train_on_batch(&x, &y)?;
         Ok(())
     })?;
     let memory = model.train_memory(BATCH)?;
-    println!("adapter: {}", device.name());
-    println!("cold first step (main start to first finished step): {cold:.3} s");
-    println!(
-        "warm step, batch {BATCH}: median {:.3} ms over {RUNS} runs of {STEPS_PER_RUN}",
-        warm * 1e3
-    );
-    println!("dispatches per step: {dispatches:.0}; submissions per step: {submissions:.0}");
-    println!(
-        "planned device memory of a step: {:.2} MiB",
-        memory.total_bytes() as f64 / (1 << 20) as f64
-    );
-    println!(
-        "steps per second: {queued:.0} queued ahead (default), {waiting:.0} waiting after each step; ratio {:.2}",
-        queued / waiting
-    );
-    println!(
-        "one-kernel submission (same process): median {:.3} ms; step / baseline = {:.1}",
-        floor * 1e3,
-        warm / floor
+    report.print(
+        &device,
+        BATCH,
+        RUNS,
+        STEPS_PER_RUN,
+        cold,
+        memory.total_bytes(),
     );
     Ok(())
 }

@@ -17,9 +17,7 @@ const RUNS: usize = 7;
 
 #[path = "common/timing.rs"]
 mod timing;
-use timing::{
-    empty_submission_baseline, one_kernel_baseline, time_steps, with_and_without_waiting,
-};
+use timing::{empty_submission_baseline, measure_step};
 
 fn batch(seed: u64) -> (Vec<f32>, Vec<f32>) {
     let mut rng = kiln::data::SplitMix64::new(seed);
@@ -52,17 +50,11 @@ fn main() -> anyhow::Result<()> {
     device.synchronize()?;
     let cold = start.elapsed().as_secs_f64();
 
-    let timing = time_steps(&device, 20, RUNS, STEPS_PER_RUN, || {
+    let report = measure_step(&device, 20, RUNS, STEPS_PER_RUN, || {
         model.train_on_batch(&x, &y)?;
         Ok(())
     })?;
-    let (warm, dispatches, submissions) = (timing.warm, timing.dispatches, timing.submissions);
-    let floor = one_kernel_baseline(&device, RUNS, STEPS_PER_RUN)?;
     let empty = empty_submission_baseline(&device, RUNS, STEPS_PER_RUN)?;
-    let (queued, waiting) = with_and_without_waiting(&device, 5, STEPS_PER_RUN, || {
-        model.train_on_batch(&x, &y)?;
-        Ok(())
-    })?;
     let memory = model.train_memory(BATCH)?;
     if std::env::var_os("KILN_PROFILE").is_some() {
         let profile = model.profile_train_step(BATCH, 20)?;
@@ -72,33 +64,17 @@ fn main() -> anyhow::Result<()> {
         }
         println!("  sum of kernels run alone: {:.3} ms", total * 1e3);
     }
-    println!("adapter: {}", device.name());
-    println!(
-        "cold first step (main start to first finished step): {:.3} s",
-        cold
-    );
-    println!(
-        "warm step, batch {BATCH}: median {:.3} ms over {RUNS} runs of {STEPS_PER_RUN}",
-        warm * 1e3
-    );
-    println!("dispatches per step: {dispatches:.0}; submissions per step: {submissions:.0}");
-    println!(
-        "planned device memory of a step: {:.2} MiB",
-        memory.total_bytes() as f64 / (1 << 20) as f64
-    );
-    println!(
-        "steps per second: {queued:.0} queued ahead (default), {waiting:.0} waiting after each step; ratio {:.2}",
-        queued / waiting
+    report.print(
+        &device,
+        BATCH,
+        RUNS,
+        STEPS_PER_RUN,
+        cold,
+        memory.total_bytes(),
     );
     println!(
         "empty submission (same process): median {:.3} ms",
         empty * 1e3
-    );
-    println!(
-        "one-kernel submission (same process): median {:.3} ms; step / baseline = {:.1}; per dispatch ≈ {:.1} µs",
-        floor * 1e3,
-        warm / floor,
-        (warm - floor) / (dispatches - 1.0).max(1.0) * 1e6
     );
     Ok(())
 }

@@ -98,3 +98,74 @@ pub fn empty_submission_baseline(
     })?;
     Ok(timing.warm)
 }
+
+/// What a step bench measures of a warm step, in one process.
+pub struct StepReport {
+    pub timing: StepTiming,
+    /// One submission of one tiny kernel, seconds.
+    pub floor: f64,
+    /// Steps per second queued ahead of the device, and waiting after each.
+    pub queued: f64,
+    pub waiting: f64,
+}
+
+/// Times `step` warm ([`time_steps`]), the one-kernel floor, and the step
+/// queued and waited for ([`with_and_without_waiting`], 5 rounds).
+pub fn measure_step(
+    device: &Device,
+    warmup: usize,
+    runs: usize,
+    per_run: usize,
+    mut step: impl FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<StepReport> {
+    let timing = time_steps(device, warmup, runs, per_run, &mut step)?;
+    let floor = one_kernel_baseline(device, runs, per_run)?;
+    let (queued, waiting) = with_and_without_waiting(device, 5, per_run, &mut step)?;
+    Ok(StepReport {
+        timing,
+        floor,
+        queued,
+        waiting,
+    })
+}
+
+impl StepReport {
+    /// The lines every step bench prints (scripts grep them).
+    pub fn print(
+        &self,
+        device: &Device,
+        batch: usize,
+        runs: usize,
+        per_run: usize,
+        cold: f64,
+        memory_bytes: u64,
+    ) {
+        let t = &self.timing;
+        println!("adapter: {}", device.name());
+        println!("cold first step (main start to first finished step): {cold:.3} s");
+        println!(
+            "warm step, batch {batch}: median {:.3} ms over {runs} runs of {per_run}",
+            t.warm * 1e3
+        );
+        println!(
+            "dispatches per step: {:.0}; submissions per step: {:.0}",
+            t.dispatches, t.submissions
+        );
+        println!(
+            "planned device memory of a step: {:.2} MiB",
+            memory_bytes as f64 / (1 << 20) as f64
+        );
+        println!(
+            "steps per second: {:.0} queued ahead (default), {:.0} waiting after each step; ratio {:.2}",
+            self.queued,
+            self.waiting,
+            self.queued / self.waiting
+        );
+        println!(
+            "one-kernel submission (same process): median {:.3} ms; step / baseline = {:.1}; per dispatch ≈ {:.1} µs",
+            self.floor * 1e3,
+            t.warm / self.floor,
+            (t.warm - self.floor) / (t.dispatches - 1.0).max(1.0) * 1e6
+        );
+    }
+}
