@@ -24,19 +24,22 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | 
 
 rows=()
 row() { rows+=("$(printf '| %s | %s |' "$1" "$2")"); }
-for t in kernels training_kernels conformance mlp_parity cnn_parity lstm_parity resnet_parity queued_steps; do
-    [ -x "$bin/$t" ] || { row "test $t" "missing from the bundle"; continue; }
-    if timeout 300 "$bin/$t" > "$out/test-$t.log" 2>&1; then
+# Whatever scripts/gpu-bundle.sh packed: its lists are the only ones.
+for path in "$bin"/tests/*; do
+    t="$(basename "$path")"
+    if timeout 300 "$path" > "$out/test-$t.log" 2>&1; then
         row "test $t" "$(grep -o '[0-9]* passed' "$out/test-$t.log" | tail -1)"
     else
         row "test $t" "FAILED (see test-$t.log)"
     fi
 done
-for b in train_step lstm_step cnn_step resnet_step conv; do
-    timeout 300 "$bin/$b" > "$out/bench-$b.log" 2>&1
+for path in "$bin"/benches/*; do
+    b="$(basename "$path")"
+    [ "$b" = matmul ] && continue
+    timeout 300 "$path" > "$out/bench-$b.log" 2>&1
     row "bench $b" "$(grep -E 'warm|cold|dispatches|queued|memory|conv / matmul' "$out/bench-$b.log" | head -6 | tr '\n' ';' | tr -s ' ')"
 done
-KILN_MATMUL_SIZES=4096 timeout 300 "$bin/matmul" --bench 'matmul_gpu/' > "$out/bench-matmul.log" 2>&1
+KILN_MATMUL_SIZES=4096 timeout 300 "$bin/benches/matmul" --bench 'matmul_gpu/' > "$out/bench-matmul.log" 2>&1
 row "kiln matmul 4096³" "$(grep -A3 'matmul_gpu' "$out/bench-matmul.log" | grep -o 'thrpt:.*' | head -1)"
 if python3 -c 'import torch, torchvision' 2>/dev/null; then
     timeout 400 python3 benches/peers/pytorch/steps.py --device cuda --matmul 4096 > "$out/pytorch.log" 2>&1

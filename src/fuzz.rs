@@ -40,7 +40,7 @@ pub enum Reader {
 
 impl Reader {
     /// Every reader, in a fixed order.
-    pub const ALL: [Reader; 9] = [
+    pub const ALL: &'static [Reader] = &[
         Reader::Csv,
         Reader::Series,
         Reader::Weights,

@@ -25,7 +25,7 @@ fn mutated_files_never_panic_or_hang_any_reader() {
     let scratch = std::env::temp_dir().join(format!("kiln-fuzz-smoke-{}", std::process::id()));
     let mut harness = Harness::new(&scratch).unwrap();
     let mut rng = SplitMix64::new(0x5eed);
-    for reader in Reader::ALL {
+    for &reader in Reader::ALL {
         let seeds = harness.seeds(reader, root);
         assert!(
             !seeds.is_empty() && seeds.iter().all(|s| !s.is_empty()),
