@@ -208,19 +208,15 @@ impl<M: Module> Model<M> {
         if let Some(c) = config.clip_norm {
             head_model.clip_grad_norm(c)?;
         }
-        let mut head_cfg = Fit {
+        // Every setting carries over (callbacks too); only the validation
+        // data are the cached features.
+        let head_cfg = Fit {
             validation: match cached_val {
                 Some(v) => Validation::Data(v),
                 None => Validation::None,
             },
-            callbacks: std::mem::take(&mut cfg.callbacks),
-            ..Fit::epochs(cfg.epochs)
+            ..std::mem::replace(cfg, Fit::epochs(cfg.epochs))
         };
-        head_cfg.batch_size = cfg.batch_size;
-        head_cfg.shuffle = cfg.shuffle;
-        head_cfg.verbosity = cfg.verbosity;
-        head_cfg.schedule = cfg.schedule;
-        head_cfg.refresh_every = cfg.refresh_every;
         Ok(Some(head_model.fit(&cached_train, head_cfg)?))
     }
 
