@@ -338,13 +338,13 @@ impl Device {
         })
     }
 
-    /// The adapter's name, e.g. `llvmpipe (LLVM 15.0.6, 256 bits)`.
     /// True when both handles name the same opened device (buffers of one
     /// cannot be bound by the other).
     pub fn same(&self, other: &Device) -> bool {
         Arc::ptr_eq(&self.inner, &other.inner)
     }
 
+    /// The adapter's name, e.g. `llvmpipe (LLVM 15.0.6, 256 bits)`.
     pub fn name(&self) -> &str {
         &self.inner.summary.name
     }
@@ -444,15 +444,20 @@ impl Device {
             }
         };
         if let Some(index) = oldest {
-            inner
-                .device
-                .poll(wgpu::PollType::Wait {
-                    submission_index: Some(index),
-                    timeout: None,
-                })
-                .map_err(|e| BackendError::Wgpu(e.to_string()))?;
+            self.poll(wgpu::PollType::Wait {
+                submission_index: Some(index),
+                timeout: None,
+            })?;
         }
         self.take_error()
+    }
+
+    fn poll(&self, how: wgpu::PollType) -> Result<()> {
+        self.inner
+            .device
+            .poll(how)
+            .map(drop)
+            .map_err(|e| BackendError::Wgpu(e.to_string()))
     }
 
     fn lock_in_flight(&self) -> std::sync::MutexGuard<'_, InFlight> {
@@ -477,10 +482,7 @@ impl Device {
 
     /// Waits for all submitted work.
     pub fn synchronize(&self) -> Result<()> {
-        self.inner
-            .device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| BackendError::Wgpu(e.to_string()))?;
+        self.poll(wgpu::PollType::wait_indefinitely())?;
         self.lock_in_flight().queued.clear();
         self.take_error()
     }
@@ -509,10 +511,7 @@ impl Device {
         };
         if flush {
             self.run(&[])?;
-            self.inner
-                .device
-                .poll(wgpu::PollType::Poll)
-                .map_err(|e| BackendError::Wgpu(e.to_string()))?;
+            self.poll(wgpu::PollType::Poll)?;
         }
         Ok(())
     }
