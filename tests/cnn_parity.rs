@@ -10,7 +10,7 @@ use kiln::prelude::*;
 use safetensors::SafeTensors;
 
 mod common;
-use common::{max_abs, rel_norm, tensor};
+use common::{assert_close, assert_gradients, rel_norm, tensor};
 
 const FIXTURE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -73,12 +73,7 @@ fn parity(fusion: bool) {
     let want = tensor(&st, "loss")[0];
     assert!(((loss - want) / want).abs() < 1e-4, "loss {loss} vs {want}");
     assert_eq!(grads.len(), PARAMS.len());
-    let mut worst = 0.0f64;
-    for (name, g) in &grads {
-        let err = rel_norm(g, &tensor(&st, &format!("grad.{name}")));
-        worst = worst.max(err);
-        assert!(err < 1e-4, "grad.{name}: relative error {err:e}");
-    }
+    let worst = assert_gradients(&grads, |name| tensor(&st, &format!("grad.{name}")), 1e-4);
     eprintln!(
         "parity: logits rel {err:e}, loss rel {:e}, worst gradient rel {worst:e}",
         ((loss - want) / want).abs()
@@ -89,16 +84,7 @@ fn parity(fusion: bool) {
     m.train_on_batch(&x, &labels).unwrap();
     for name in PARAMS {
         let (got, want) = (m.value(name).unwrap(), tensor(&st, &format!("adam.{name}")));
-        assert!(
-            rel_norm(&got, &want) < 1e-4,
-            "adam.{name}: {:e}",
-            rel_norm(&got, &want)
-        );
-        assert!(
-            max_abs(&got, &want) < 1e-4,
-            "adam.{name}: max abs {:e}",
-            max_abs(&got, &want)
-        );
+        assert_close(&format!("adam.{name}"), &got, &want, 1e-4);
     }
 
     // One SGD step with momentum 0.9 (the buffer starts as the gradient).

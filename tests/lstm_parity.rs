@@ -10,7 +10,7 @@ use kiln::prelude::*;
 use safetensors::SafeTensors;
 
 mod common;
-use common::{max_abs, rel_norm, tensor};
+use common::{assert_close, assert_gradients, rel_norm, tensor};
 
 const FIXTURE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -63,12 +63,11 @@ fn parity(fusion: bool) {
     let want = tensor(&st, "loss")[0];
     assert!(((loss - want) / want).abs() < 1e-4, "loss {loss} vs {want}");
     assert_eq!(grads.len(), WEIGHTS.len());
-    let mut worst = 0.0f64;
-    for (name, g) in &grads {
-        let err = rel_norm(g, &tensor(&st, &format!("grad.{}", name.replace('.', "/"))));
-        worst = worst.max(err);
-        assert!(err < 1e-4, "grad.{name}: relative error {err:e}");
-    }
+    let worst = assert_gradients(
+        &grads,
+        |name| tensor(&st, &format!("grad.{}", name.replace('.', "/"))),
+        1e-4,
+    );
     eprintln!("parity: predictions rel {err:e}, worst gradient rel {worst:e}");
 
     // One Adam step (Keras' ε 1e-7 on √v); elementwise within lr/10.
@@ -78,16 +77,7 @@ fn parity(fusion: bool) {
             m.value(&name.replace('/', ".")).unwrap(),
             tensor(&st, &format!("adam.{name}")),
         );
-        assert!(
-            rel_norm(&got, &want) < 1e-4,
-            "adam.{name}: {:e}",
-            rel_norm(&got, &want)
-        );
-        assert!(
-            max_abs(&got, &want) < 1e-4,
-            "adam.{name}: max abs {:e}",
-            max_abs(&got, &want)
-        );
+        assert_close(&format!("adam.{name}"), &got, &want, 1e-4);
     }
 }
 

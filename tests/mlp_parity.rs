@@ -9,7 +9,7 @@ use kiln::prelude::*;
 use safetensors::SafeTensors;
 
 mod common;
-use common::{max_abs, rel_norm, tensor};
+use common::{assert_close, assert_gradients, max_abs, rel_norm, tensor};
 
 const FIXTURE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -125,13 +125,11 @@ fn parity(fusion: bool) {
         "loss {loss} vs {want_loss}"
     );
     assert_eq!(grads.len(), 10);
-    let mut worst_grad = 0.0f64;
-    for (name, g) in &grads {
-        let want = tensor(&st, &format!("grad.{}", name.replace('.', "/")));
-        let err = rel_norm(g, &want);
-        worst_grad = worst_grad.max(err);
-        assert!(err < 1e-4, "grad.{name}: relative error {err:e}");
-    }
+    let worst_grad = assert_gradients(
+        &grads,
+        |name| tensor(&st, &format!("grad.{}", name.replace('.', "/"))),
+        1e-4,
+    );
     eprintln!(
         "parity: eval rel {:e}, loss rel {:e}, worst gradient rel {worst_grad:e}",
         rel_norm(&p, &tensor(&st, "eval.probabilities")),
@@ -149,16 +147,7 @@ fn parity(fusion: bool) {
                 m.value(&n).unwrap(),
                 tensor(&st, &format!("adam.{name}/{p}")),
             );
-            assert!(
-                rel_norm(&got, &want) < 1e-4,
-                "adam.{n}: {:e}",
-                rel_norm(&got, &want)
-            );
-            assert!(
-                max_abs(&got, &want) < 1e-4,
-                "adam.{n}: max abs {:e}",
-                max_abs(&got, &want)
-            );
+            assert_close(&format!("adam.{n}"), &got, &want, 1e-4);
         }
     }
     for name in ["batch_normalization", "batch_normalization_1"] {
@@ -168,16 +157,7 @@ fn parity(fusion: bool) {
                 m.value(&n).unwrap(),
                 tensor(&st, &format!("adam.{name}/{p}")),
             );
-            assert!(
-                rel_norm(&got, &want) < 1e-4,
-                "adam.{n}: {:e}",
-                rel_norm(&got, &want)
-            );
-            assert!(
-                max_abs(&got, &want) < 1e-4,
-                "adam.{n}: max abs {:e}",
-                max_abs(&got, &want)
-            );
+            assert_close(&format!("adam.{n}"), &got, &want, 1e-4);
         }
     }
 }

@@ -40,3 +40,29 @@ pub fn max_abs(got: &[f32], want: &[f32]) -> f64 {
         .map(|(&g, &w)| (g as f64 - w as f64).abs())
         .fold(0.0, f64::max)
 }
+
+/// Asserts `got` within `tol` of `want` both in relative norm and in every
+/// element: the check after an optimizer step, whose first Adam step is
+/// near lr·sign(g), so elementwise error matters too.
+pub fn assert_close(label: &str, got: &[f32], want: &[f32], tol: f64) {
+    let rel = rel_norm(got, want);
+    assert!(rel < tol, "{label}: {rel:e}");
+    let abs = max_abs(got, want);
+    assert!(abs < tol, "{label}: max abs {abs:e}");
+}
+
+/// Asserts every gradient within `tol` relative norm of the fixture's
+/// (`want` maps a parameter name to its tensor); returns the worst error.
+pub fn assert_gradients(
+    grads: &[(String, Vec<f32>)],
+    want: impl Fn(&str) -> Vec<f32>,
+    tol: f64,
+) -> f64 {
+    let mut worst = 0.0f64;
+    for (name, g) in grads {
+        let err = rel_norm(g, &want(name));
+        worst = worst.max(err);
+        assert!(err < tol, "grad.{name}: relative error {err:e}");
+    }
+    worst
+}
