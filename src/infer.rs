@@ -7,10 +7,7 @@ use anyhow::{bail, Context, Result};
 use kiln_backend::Device;
 use kiln_models::{Model, ModuleExt, ResNet, StateDict};
 
-/// The models `kiln infer` builds, by name.
-pub const MODELS: [&str; 5] = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"];
-
-/// Runs `model` (one of [`MODELS`]) with the weights in `weights` (`.pth`
+/// Runs `model` (a name of [`ResNet::VARIANTS`]) with the weights in `weights` (`.pth`
 /// or safetensors) on `input`'s tensor `input` (`[N, 3, H, W]`) and writes
 /// `logits` (`[N, classes]`) to `output`. The number of classes is read
 /// from the weights' `fc.weight` unless given.
@@ -33,14 +30,7 @@ pub fn infer(
             weights.display()
         ),
     };
-    let net = match model {
-        "resnet18" => ResNet::resnet18(device, classes)?,
-        "resnet34" => ResNet::resnet34(device, classes)?,
-        "resnet50" => ResNet::resnet50(device, classes)?,
-        "resnet101" => ResNet::resnet101(device, classes)?,
-        "resnet152" => ResNet::resnet152(device, classes)?,
-        other => bail!("unknown model {other:?}; expected one of {MODELS:?}"),
-    };
+    let net = ResNet::named(device, model, classes)?;
     net.load_state_dict(&sd, true)
         .with_context(|| format!("loading {} into {model}", weights.display()))?;
     net.eval();

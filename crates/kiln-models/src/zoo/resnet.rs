@@ -243,24 +243,45 @@ impl ResNet {
         })
     }
 
+    /// torchvision's variants by name: their block and blocks per stage.
+    pub const VARIANTS: &'static [(&'static str, Block, [usize; 4])] = &[
+        ("resnet18", Block::Basic, [2, 2, 2, 2]),
+        ("resnet34", Block::Basic, [3, 4, 6, 3]),
+        ("resnet50", Block::Bottleneck, [3, 4, 6, 3]),
+        ("resnet101", Block::Bottleneck, [3, 4, 23, 3]),
+        ("resnet152", Block::Bottleneck, [3, 8, 36, 3]),
+    ];
+
+    /// The variant `name` of [`ResNet::VARIANTS`] (`"resnet50"`), or an
+    /// error listing the names.
+    pub fn named(device: &Device, name: &str, num_classes: usize) -> Result<Self> {
+        let Some(&(_, kind, blocks)) = Self::VARIANTS.iter().find(|(n, _, _)| *n == name) else {
+            let names: Vec<&str> = Self::VARIANTS.iter().map(|(n, _, _)| *n).collect();
+            return Err(ModelError::Invalid(format!(
+                "unknown model {name:?}; expected one of {names:?}"
+            )));
+        };
+        Self::new(device, kind, blocks, num_classes)
+    }
+
     pub fn resnet18(device: &Device, num_classes: usize) -> Result<Self> {
-        Self::new(device, Block::Basic, [2, 2, 2, 2], num_classes)
+        Self::named(device, "resnet18", num_classes)
     }
 
     pub fn resnet34(device: &Device, num_classes: usize) -> Result<Self> {
-        Self::new(device, Block::Basic, [3, 4, 6, 3], num_classes)
+        Self::named(device, "resnet34", num_classes)
     }
 
     pub fn resnet50(device: &Device, num_classes: usize) -> Result<Self> {
-        Self::new(device, Block::Bottleneck, [3, 4, 6, 3], num_classes)
+        Self::named(device, "resnet50", num_classes)
     }
 
     pub fn resnet101(device: &Device, num_classes: usize) -> Result<Self> {
-        Self::new(device, Block::Bottleneck, [3, 4, 23, 3], num_classes)
+        Self::named(device, "resnet101", num_classes)
     }
 
     pub fn resnet152(device: &Device, num_classes: usize) -> Result<Self> {
-        Self::new(device, Block::Bottleneck, [3, 8, 36, 3], num_classes)
+        Self::named(device, "resnet152", num_classes)
     }
 
     /// Swaps the classifier for a new one (transfer learning).
