@@ -354,10 +354,9 @@ impl Plan {
         }
         let storage = Storage::new(device, graph, storage);
 
-        let mut kernels = Vec::new();
-        for &g in &order {
-            kernels.extend(build_group(device, graph, &fused, g, &stored[g], &storage)?);
-        }
+        let kernels = build_groups_in_parallel(&order, |g| {
+            build_group(device, graph, &fused, g, &stored[g], &storage)
+        })?;
         let outputs = outputs_idx
             .iter()
             .map(|&o| Ok((storage.buffer(o)?, nodes[o].numel())))
@@ -460,6 +459,53 @@ impl Plan {
 }
 
 /// The groups in an order every dependency allows, nearest to graph order.
+/// Builds every group's kernels, in `order`, on up to
+/// `available_parallelism` threads: creating pipelines is most of a first
+/// step's time (WGSL parsed, validated and translated, then the driver's
+/// own compiler on most GPUs), and distinct pipelines build independently.
+fn build_groups_in_parallel(
+    order: &[usize],
+    build: impl Fn(usize) -> Result<Vec<Kernel>> + Sync,
+) -> Result<Vec<Kernel>> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(order.len());
+    let built: Vec<Result<Vec<Kernel>>> = if threads <= 1 {
+        order.iter().map(|&g| build(g)).collect()
+    } else {
+        // Threads take groups round-robin, so that each gets a share of the
+        // heavy ones (products sit together in the order).
+        let mut slots: Vec<Option<Result<Vec<Kernel>>>> = order.iter().map(|_| None).collect();
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads)
+                .map(|t| {
+                    let build = &build;
+                    scope.spawn(move || {
+                        (t..order.len())
+                            .step_by(threads)
+                            .map(|k| (k, build(order[k])))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            for worker in workers {
+                let done = worker
+                    .join()
+                    .unwrap_or_else(|p| std::panic::resume_unwind(p));
+                for (k, result) in done {
+                    slots[k] = Some(result);
+                }
+            }
+        });
+        slots.into_iter().flatten().collect()
+    };
+    let mut kernels = Vec::new();
+    for group in built {
+        kernels.extend(group?);
+    }
+    Ok(kernels)
+}
+
 fn schedule(graph: &Graph, fused: &Fused) -> Result<Vec<usize>> {
     let deps = fusion::dependencies(graph, &fused.groups, &fused.materialised);
     let g = fused.groups.len();

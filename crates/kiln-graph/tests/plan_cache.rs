@@ -116,3 +116,30 @@ fn last_smaller_batch_gets_its_own_plan_and_shares_the_parameters() {
         "the weights moved"
     );
 }
+
+/// Plans build their kernels on several threads, and several threads may
+/// compile plans on one device: each distinct kernel is still built once.
+#[test]
+fn plans_compiled_on_several_threads_build_each_pipeline_once() {
+    let params_on = |device: &Device| {
+        let mut params = ParamStore::new(device);
+        params
+            .insert("w", &[0.1; FEATURES], &[FEATURES, 1])
+            .unwrap();
+        params.insert("b", &[0.0], &[1]).unwrap();
+        params
+    };
+    let alone = Device::auto().expect("an adapter");
+    build(&alone, &params_on(&alone), 8).unwrap();
+    let distinct = alone.pipeline_count();
+    assert!(distinct > 3, "the step has several kernels: {distinct}");
+
+    let shared = Device::auto().expect("an adapter");
+    let params = params_on(&shared);
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| build(&shared, &params, 8).unwrap());
+        }
+    });
+    assert_eq!(shared.pipeline_count(), distinct);
+}
