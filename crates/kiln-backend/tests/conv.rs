@@ -382,6 +382,9 @@ fn pool_geometries() -> Vec<Pool2dGeometry> {
         g(3, [7, 8], [3, 2], [2, 3], [1, 0, 1, 0], [1, 1], true),
         // Overlapping, dilated and asymmetric windows.
         g(2, [10, 11], [3, 3], [1, 2], [2, 1, 0, 2], [2, 1], false),
+        // Dilated windows apart from each other, padded: an input pixel
+        // falls in one window or between taps or windows.
+        g(2, [11, 10], [2, 2], [4, 3], [1, 0, 0, 1], [2, 1], false),
     ]
 }
 
