@@ -2,24 +2,26 @@
 //! logits) at batch 64 on 3×32×32 images, on the default adapter.
 //!
 //! Reports the cold first step (adapter start-up and pipeline compilation
-//! included), the warm step's median over several runs, dispatches per
+//! included), the warm step's median by criterion, dispatches per
 //! step, and the step's useful work in GFLOP/s beside a same-process
 //! baseline: the matrix-product kernel on a 1024³ product.
 //! Run: `cargo bench --bench cnn_step`.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use kiln::backend::codegen::{gemm_kernel, Expr, GemmLoad, GemmSpec, Program, Store};
 use kiln::backend::{DType, MatmulVariant, StridedLayout, Tensor};
 use kiln::prelude::*;
 
 const BATCH: usize = 64;
-const STEPS_PER_RUN: usize = 5;
+/// Steps per round of the queued-against-waiting comparison.
+const STEPS_PER_ROUND: usize = 5;
+/// Runs of the matmul baseline.
 const RUNS: usize = 5;
 
 #[path = "common/timing.rs"]
 mod timing;
-use timing::{median, time_steps, with_and_without_waiting};
+use timing::{criterion, criterion_steps, median, with_and_without_waiting, SAMPLES};
 
 /// Multiply-adds ×2 of one step: each convolution and linear layer runs
 /// forward, input gradient (not for the first convolution) and weight
@@ -93,37 +95,35 @@ fn main() -> anyhow::Result<()> {
     model.train_on_batch(&x, &y)?;
     device.synchronize()?;
     let cold = start.elapsed().as_secs_f64();
-
-    let mut gemm = Vec::new();
-    let mut step_times = Vec::new();
-    let mut dispatches = 0.0;
-    for run in 0..RUNS {
-        let timing = time_steps(
-            &device,
-            if run == 0 { 2 } else { 0 },
-            1,
-            STEPS_PER_RUN,
-            || {
-                model.train_on_batch(&x, &y)?;
-                Ok(())
-            },
-        )?;
-        step_times.push(timing.warm);
-        dispatches = timing.dispatches;
-        gemm.push(matmul_gflops(&device)?);
+    if timing::cold_only() {
+        println!("cold first step (main start to first finished step): {cold:.3} s");
+        return Ok(());
     }
-    let step = median(step_times);
-    let (queued, waiting) = with_and_without_waiting(&device, 3, STEPS_PER_RUN, || {
+
+    let mut c = criterion(Duration::from_secs(5));
+    let timing = criterion_steps(&mut c, &device, "SimpleCNN", || {
+        model.train_on_batch(&x, &y)?;
+        Ok(())
+    })?;
+    let (step, dispatches) = (timing.warm, timing.dispatches);
+    let gemm = median(
+        (0..RUNS)
+            .map(|_| matmul_gflops(&device))
+            .collect::<anyhow::Result<_>>()?,
+    );
+    let (queued, waiting) = with_and_without_waiting(&device, 3, STEPS_PER_ROUND, || {
         model.train_on_batch(&x, &y)?;
         Ok(())
     })?;
     let memory = model.train_memory(BATCH)?;
     let step_gflops = step_flops() / step / 1e9;
-    let gemm = median(gemm);
     println!("device: {}", device.name());
     println!("SimpleCNN step, batch {BATCH}, 3x32x32, Adam:");
     println!("  cold first step      {cold:.2} s (from the start of main)");
-    println!("  warm step (median)   {:.1} ms", step * 1e3);
+    println!(
+        "  warm step (median)   {:.1} ms over criterion's {SAMPLES} samples",
+        step * 1e3
+    );
     println!("  dispatches per step  {dispatches:.0}");
     println!(
         "  planned memory       {:.1} MiB",

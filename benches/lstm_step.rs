@@ -3,22 +3,22 @@
 //! × 3 features (the tutorial's input shape), on the default adapter.
 //!
 //! Reports the cold first step (adapter start-up and every pipeline
-//! compiled), the warm step's median over several runs, dispatches and
+//! compiled), the warm step's median by criterion, dispatches and
 //! submissions per step, and a same-process baseline: one submission of
 //! one tiny kernel. Run: `cargo bench --bench lstm_step`.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use kiln::prelude::*;
 
 const BATCH: usize = 32;
 const FEATURES: usize = 3;
-const STEPS_PER_RUN: usize = 20;
-const RUNS: usize = 7;
+/// Steps per round of the queued-against-waiting comparison.
+const STEPS_PER_ROUND: usize = 20;
 
 #[path = "common/timing.rs"]
 mod timing;
-use timing::measure_step;
+use timing::{criterion, measure_step};
 
 fn main() -> anyhow::Result<()> {
     let start = Instant::now();
@@ -37,19 +37,17 @@ fn main() -> anyhow::Result<()> {
     model.train_on_batch(&x, &y)?;
     device.synchronize()?;
     let cold = start.elapsed().as_secs_f64();
+    if timing::cold_only() {
+        println!("cold first step (main start to first finished step): {cold:.3} s");
+        return Ok(());
+    }
 
-    let report = measure_step(&device, 10, RUNS, STEPS_PER_RUN, || {
+    let mut c = criterion(Duration::from_secs(5));
+    let report = measure_step(&mut c, &device, "LSTM forecaster", STEPS_PER_ROUND, || {
         model.train_on_batch(&x, &y)?;
         Ok(())
     })?;
     let memory = model.train_memory(BATCH)?;
-    report.print(
-        &device,
-        BATCH,
-        RUNS,
-        STEPS_PER_RUN,
-        cold,
-        memory.total_bytes(),
-    );
+    report.print(&device, BATCH, cold, memory.total_bytes());
     Ok(())
 }

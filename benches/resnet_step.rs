@@ -4,22 +4,20 @@
 //! and full fine-tuning, on the default adapter.
 //!
 //! Reports each setting's cold first step (from the start of `main` for
-//! the first, pipelines compiled), warm median, dispatches per step and
-//! planned memory. Run: `cargo bench --bench resnet_step`.
+//! the first, pipelines compiled), warm median by criterion, dispatches
+//! per step and planned memory. Run: `cargo bench --bench resnet_step`.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use kiln::prelude::*;
 
 const BATCH: usize = 8;
 const SIDE: usize = 64;
 const CLASSES: usize = 10;
-const STEPS_PER_RUN: usize = 2;
-const RUNS: usize = 3;
 
 #[path = "common/timing.rs"]
 mod timing;
-use timing::time_steps;
+use timing::{criterion, criterion_steps, SAMPLES};
 
 fn main() -> anyhow::Result<()> {
     let start = Instant::now();
@@ -30,6 +28,9 @@ fn main() -> anyhow::Result<()> {
         .collect();
     let y: Vec<f32> = (0..BATCH).map(|i| (i % CLASSES) as f32).collect();
     println!("adapter: {}", device.name());
+    // A full fine-tuning step takes seconds on a software adapter: criterion
+    // then takes one step per sample and runs past this.
+    let mut c = criterion(Duration::from_secs(10));
     for (setting, frozen) in [
         ("head only (backbone frozen)", true),
         ("full fine-tuning", false),
@@ -50,7 +51,11 @@ fn main() -> anyhow::Result<()> {
         model.train_on_batch(&x, &y)?;
         device.synchronize()?;
         let cold = cold_start.elapsed().as_secs_f64();
-        let timing = time_steps(&device, 1, RUNS, STEPS_PER_RUN, || {
+        if timing::cold_only() {
+            println!("{setting}: cold first step {cold:.2} s");
+            continue;
+        }
+        let timing = criterion_steps(&mut c, &device, &format!("ResNet-50 {setting}"), || {
             model.train_on_batch(&x, &y)?;
             Ok(())
         })?;
@@ -58,7 +63,7 @@ fn main() -> anyhow::Result<()> {
         println!("{setting}:");
         println!("  cold first step: {cold:.2} s");
         println!(
-            "  warm step, batch {BATCH}, {SIDE}×{SIDE}: median {:.3} s over {RUNS} runs of {STEPS_PER_RUN}",
+            "  warm step, batch {BATCH}, {SIDE}×{SIDE}: median {:.3} s over criterion's {SAMPLES} samples",
             timing.warm
         );
         println!(

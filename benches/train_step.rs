@@ -2,22 +2,23 @@
 //! dropout → 1, Adam, binary cross-entropy) at batch 64 on the default adapter.
 //!
 //! Reports the cold first step (from the start of `main`, so adapter start-up
-//! and pipeline compilation count), the warm step's median over several runs,
-//! dispatches and submissions per step, and, as a same-process baseline, the
-//! median of a one-kernel submission (what a step costs beyond its kernels).
+//! and pipeline compilation count), the warm step's median by criterion,
+//! dispatches and submissions per step, and, as same-process baselines,
+//! criterion's medians of a one-kernel and of an empty submission (what a
+//! step costs beyond its kernels).
 //! Run: `cargo bench --bench train_step`.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use kiln::prelude::*;
 
 const BATCH: usize = 64;
-const STEPS_PER_RUN: usize = 50;
-const RUNS: usize = 7;
+/// Steps per round of the queued-against-waiting comparison.
+const STEPS_PER_ROUND: usize = 50;
 
 #[path = "common/timing.rs"]
 mod timing;
-use timing::{empty_submission_baseline, measure_step};
+use timing::{criterion, empty_submission_baseline, measure_step};
 
 fn batch(seed: u64) -> (Vec<f32>, Vec<f32>) {
     let mut rng = kiln::data::SplitMix64::new(seed);
@@ -49,12 +50,17 @@ fn main() -> anyhow::Result<()> {
     model.train_on_batch(&x, &y)?;
     device.synchronize()?;
     let cold = start.elapsed().as_secs_f64();
+    if timing::cold_only() {
+        println!("cold first step (main start to first finished step): {cold:.3} s");
+        return Ok(());
+    }
 
-    let report = measure_step(&device, 20, RUNS, STEPS_PER_RUN, || {
+    let mut c = criterion(Duration::from_secs(5));
+    let report = measure_step(&mut c, &device, "tutorial MLP", STEPS_PER_ROUND, || {
         model.train_on_batch(&x, &y)?;
         Ok(())
     })?;
-    let empty = empty_submission_baseline(&device, RUNS, STEPS_PER_RUN)?;
+    let empty = empty_submission_baseline(&mut c, &device)?;
     let memory = model.train_memory(BATCH)?;
     if std::env::var_os("KILN_PROFILE").is_some() {
         let profile = model.profile_train_step(BATCH, 20)?;
@@ -64,14 +70,7 @@ fn main() -> anyhow::Result<()> {
         }
         println!("  sum of kernels run alone: {:.3} ms", total * 1e3);
     }
-    report.print(
-        &device,
-        BATCH,
-        RUNS,
-        STEPS_PER_RUN,
-        cold,
-        memory.total_bytes(),
-    );
+    report.print(&device, BATCH, cold, memory.total_bytes());
     println!(
         "empty submission (same process): median {:.3} ms",
         empty * 1e3

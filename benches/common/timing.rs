@@ -1,11 +1,86 @@
-//! Timing shared by the training-step benchmarks: warm steps (median of
-//! runs), dispatches and submissions per step, and the same-process
-//! baseline of one tiny kernel per submission.
+//! Timing shared by the training-step benchmarks: warm steps timed by
+//! criterion, dispatches and submissions per step, steps queued against
+//! steps waited for, and the same-process baseline of one tiny kernel per
+//! submission.
 #![allow(dead_code)] // each benchmark uses its own subset
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use criterion::{Criterion, SamplingMode};
 use kiln::Device;
+
+/// Samples criterion takes of each warm step.
+pub const SAMPLES: usize = 10;
+
+/// The criterion every step bench times its warm steps with: `SAMPLES`
+/// samples of equal length (a ResNet step takes seconds, so a sample may
+/// be a single step), a second of warm-up, no plots.
+pub fn criterion(measurement: Duration) -> Criterion {
+    Criterion::default()
+        .sample_size(SAMPLES)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(measurement)
+        .without_plots()
+}
+
+/// Times `step` with criterion as benchmark `id`: each sample runs its
+/// steps back to back, then waits for the device. Returns the median of
+/// the samples' mean step times (criterion's median estimate) and the
+/// dispatches and submissions per step over those samples.
+pub fn criterion_steps(
+    c: &mut Criterion,
+    device: &Device,
+    id: &str,
+    mut step: impl FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<StepTiming> {
+    // Every call of the routine: (steps, time, submissions, dispatches).
+    // Criterion's warm-up calls come first; its samples are the last SAMPLES.
+    let mut calls: Vec<(u64, Duration, u64, u64)> = Vec::new();
+    let mut failure: Option<anyhow::Error> = None;
+    let mut group = c.benchmark_group("step");
+    group.sampling_mode(SamplingMode::Flat);
+    group.bench_function(id, |b| {
+        b.iter_custom(|iters| {
+            let (sub0, disp0) = (device.submissions(), device.dispatches());
+            let t = Instant::now();
+            for _ in 0..iters {
+                if failure.is_none() {
+                    failure = step().err();
+                }
+            }
+            if let Err(e) = device.synchronize() {
+                failure.get_or_insert(e.into());
+            }
+            let elapsed = t.elapsed();
+            calls.push((
+                iters,
+                elapsed,
+                device.submissions() - sub0,
+                device.dispatches() - disp0,
+            ));
+            elapsed
+        })
+    });
+    group.finish();
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    let samples = &calls[calls.len().saturating_sub(SAMPLES)..];
+    let steps: u64 = samples.iter().map(|s| s.0).sum();
+    if steps == 0 {
+        anyhow::bail!("criterion took no samples of {id}");
+    }
+    Ok(StepTiming {
+        warm: median(
+            samples
+                .iter()
+                .map(|&(n, t, _, _)| t.as_secs_f64() / n as f64)
+                .collect(),
+        ),
+        dispatches: samples.iter().map(|s| s.3).sum::<u64>() as f64 / steps as f64,
+        submissions: samples.iter().map(|s| s.2).sum::<u64>() as f64 / steps as f64,
+    })
+}
 
 pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -51,11 +126,18 @@ pub fn time_steps(
     })
 }
 
+/// True when `KILN_COLD_ONLY` is set: a bench then prints its cold first
+/// step and skips the warm timing, so that cold starts can be compared
+/// over many short processes.
+pub fn cold_only() -> bool {
+    std::env::var_os("KILN_COLD_ONLY").is_some()
+}
+
 /// The median cost of one submission of one 64-element kernel, seconds:
 /// the floor under any step on this adapter, measured in this process.
-pub fn one_kernel_baseline(device: &Device, runs: usize, per_run: usize) -> anyhow::Result<f64> {
+pub fn one_kernel_baseline(c: &mut Criterion, device: &Device) -> anyhow::Result<f64> {
     let a = kiln::Tensor::from_f32(device, &[1.0; 64], &[64])?;
-    let timing = time_steps(device, 1, runs, per_run, || {
+    let timing = criterion_steps(c, device, "one-kernel submission", || {
         device.unary(kiln::backend::UnaryOp::Relu, &a)?;
         Ok(())
     })?;
@@ -87,12 +169,8 @@ pub fn with_and_without_waiting(
 }
 
 /// The median cost of submitting an empty command buffer, seconds.
-pub fn empty_submission_baseline(
-    device: &Device,
-    runs: usize,
-    per_run: usize,
-) -> anyhow::Result<f64> {
-    let timing = time_steps(device, 1, runs, per_run, || {
+pub fn empty_submission_baseline(c: &mut Criterion, device: &Device) -> anyhow::Result<f64> {
+    let timing = criterion_steps(c, device, "empty submission", || {
         device.run(&[])?;
         Ok(())
     })?;
@@ -109,18 +187,19 @@ pub struct StepReport {
     pub waiting: f64,
 }
 
-/// Times `step` warm ([`time_steps`]), the one-kernel floor, and the step
-/// queued and waited for ([`with_and_without_waiting`], 5 rounds).
+/// Times `step` warm with criterion as `id` ([`criterion_steps`]), the
+/// one-kernel floor, and the step queued and waited for
+/// ([`with_and_without_waiting`], 5 rounds of `per_round` steps).
 pub fn measure_step(
+    c: &mut Criterion,
     device: &Device,
-    warmup: usize,
-    runs: usize,
-    per_run: usize,
+    id: &str,
+    per_round: usize,
     mut step: impl FnMut() -> anyhow::Result<()>,
 ) -> anyhow::Result<StepReport> {
-    let timing = time_steps(device, warmup, runs, per_run, &mut step)?;
-    let floor = one_kernel_baseline(device, runs, per_run)?;
-    let (queued, waiting) = with_and_without_waiting(device, 5, per_run, &mut step)?;
+    let timing = criterion_steps(c, device, id, &mut step)?;
+    let floor = one_kernel_baseline(c, device)?;
+    let (queued, waiting) = with_and_without_waiting(device, 5, per_round, &mut step)?;
     Ok(StepReport {
         timing,
         floor,
@@ -131,20 +210,12 @@ pub fn measure_step(
 
 impl StepReport {
     /// The lines every step bench prints (scripts grep them).
-    pub fn print(
-        &self,
-        device: &Device,
-        batch: usize,
-        runs: usize,
-        per_run: usize,
-        cold: f64,
-        memory_bytes: u64,
-    ) {
+    pub fn print(&self, device: &Device, batch: usize, cold: f64, memory_bytes: u64) {
         let t = &self.timing;
         println!("adapter: {}", device.name());
         println!("cold first step (main start to first finished step): {cold:.3} s");
         println!(
-            "warm step, batch {batch}: median {:.3} ms over {runs} runs of {per_run}",
+            "warm step, batch {batch}: median {:.3} ms over criterion's {SAMPLES} samples",
             t.warm * 1e3
         );
         println!(
