@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # One sitting: kiln's step benches and the Burn peer alternately, twice,
-# on the same adapter, then PyTorch's where it is installed. Prints every
-# program's lines; BENCHMARKS.md takes its figures from one such run.
-# Usage: benches/peers/sitting.sh [ROUNDS]
+# on the same adapter, then PyTorch's where it is installed (PYTHON names
+# the interpreter, e.g. a venv's: `pip install -r
+# benches/peers/pytorch/requirements.txt`). Prints every program's lines;
+# BENCHMARKS.md takes its figures from one such run.
+# Usage: [PYTHON=python3] benches/peers/sitting.sh [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 rounds="${1:-2}"
@@ -17,7 +19,8 @@ for round in $(seq "$rounds"); do
     echo "== round $round: Burn 0.22.1"
     benches/peers/burn/target/release/kiln-peer-burn
 done
-if python3 -c 'import torch, torchvision' 2>/dev/null; then
+py="${PYTHON:-python3}"
+if "$py" -c 'import torch, torchvision' 2>/dev/null; then
     echo "== PyTorch"
-    python3 benches/peers/pytorch/steps.py --device cpu
+    "$py" benches/peers/pytorch/steps.py --device cpu
 fi

@@ -573,9 +573,12 @@ fn canonical_axes(shape: &[usize], axes: &[usize]) -> Vec<usize> {
 /// The most nodes a product's epilogue takes. A register-blocked product
 /// repeats its epilogue for every element of its block (64 times), so a
 /// long chain makes a kernel whose compilation costs seconds on a software
-/// adapter (LLVM) for a few microseconds saved per run: past this size the
-/// chain runs as a kernel of its own.
-const MAX_GEMM_EPILOGUE: usize = 12;
+/// adapter (LLVM) and whose registers spill: past this size the chain runs
+/// as a kernel of its own. Measured on lavapipe (BENCHMARKS.md): at 5
+/// rather than 12 the LSTM's first step on an empty shader cache takes
+/// 1.8 s instead of 5.5 s and its warm step 16 ms instead of 19–23 ms, for
+/// one more dispatch; ResNet-50's full fine-tuning 7.6 s instead of 13.5 s.
+const MAX_GEMM_EPILOGUE: usize = 5;
 
 /// How many earlier groups of the same shape a group tries to merge with
 /// (besides those it reads from): enough for the chains of one layer, and it
