@@ -342,6 +342,11 @@ fn generate<'a>(
         }
         v
     };
+    // Which elements each invocation of a cooperative reduction takes: on
+    // a GPU, every WG-th (neighbours read neighbouring elements at once);
+    // on a CPU, whose lanes each run through memory, a contiguous chunk.
+    let chunked = kind == DeviceKind::Software;
+    let chunk = words.u(count.div_ceil(WG as usize));
     let red_sizes: Vec<String> = red.shape.iter().map(|&s| words.u(s)).collect();
     let red_inner: Vec<String> = (0..red.shape.len())
         .map(|d| words.u(red.shape[d + 1..].iter().product()))
@@ -352,7 +357,13 @@ fn generate<'a>(
         let rr = red.shape.len();
         let mut s = String::new();
         if cooperative {
-            s += &format!("    for (var j = lid; j < {n_red}; j += {WG}u) {{\n");
+            s += &if chunked {
+                format!(
+                    "    for (var j = lid * {chunk}; j < min(lid * {chunk} + {chunk}, {n_red}); j++) {{\n"
+                )
+            } else {
+                format!("    for (var j = lid; j < {n_red}; j += {WG}u) {{\n")
+            };
             for (d, (size, inner)) in red_sizes.iter().zip(&red_inner).enumerate() {
                 let c = if rr == 1 {
                     "j".to_string()
