@@ -14,8 +14,9 @@ Same models, batches and optimizers as `cargo bench --bench train_step`,
 
 For each: the cold first step (model built, first step finished, from
 process start for the first model) and the warm median of several runs.
-Install: `pip install torch==2.5.1 torchvision==0.20.1` (CPU wheels from
-https://download.pytorch.org/whl/cpu, or CUDA ones).
+Install: `pip install -r requirements.txt` (torch 2.5.1, torchvision 0.20.1;
+PyPI's wheels run on the CPU too, the CPU-only ones at
+https://download.pytorch.org/whl/cpu are smaller).
 Run: `python3 steps.py [--device cpu|cuda] [--threads N]`.
 """
 
