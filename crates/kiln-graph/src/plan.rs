@@ -458,7 +458,6 @@ impl Plan {
     }
 }
 
-/// The groups in an order every dependency allows, nearest to graph order.
 /// Builds every group's kernels, in `order`, on up to
 /// `available_parallelism` threads: creating pipelines is most of a first
 /// step's time (WGSL parsed, validated and translated, then the driver's
@@ -506,6 +505,7 @@ fn build_groups_in_parallel(
     Ok(kernels)
 }
 
+/// The groups in an order every dependency allows, nearest to graph order.
 fn schedule(graph: &Graph, fused: &Fused) -> Result<Vec<usize>> {
     let deps = fusion::dependencies(graph, &fused.groups, &fused.materialised);
     let g = fused.groups.len();
