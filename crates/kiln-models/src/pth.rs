@@ -200,6 +200,17 @@ impl<'a> Machine<'a> {
             .ok_or_else(|| bad("malformed pickle: the stack is empty"))
     }
 
+    /// Stores the top of the stack as memo `k` (for the opcode `op`).
+    fn memoize(&mut self, k: u32, op: &str) -> Result<()> {
+        let top = self
+            .stack
+            .last()
+            .cloned()
+            .ok_or_else(|| bad(format!("{op} on an empty stack")))?;
+        self.memo.insert(k, top);
+        Ok(())
+    }
+
     /// The values pushed since the last MARK, which is removed.
     fn pop_mark(&mut self) -> Result<Vec<Value>> {
         let at = self
@@ -306,30 +317,15 @@ impl<'a> Machine<'a> {
                 }
                 b'q' => {
                     let k = self.u8()? as u32;
-                    let top = self
-                        .stack
-                        .last()
-                        .cloned()
-                        .ok_or_else(|| bad("BINPUT on an empty stack"))?;
-                    self.memo.insert(k, top);
+                    self.memoize(k, "BINPUT")?;
                 }
                 b'r' => {
                     let k = self.u32()?;
-                    let top = self
-                        .stack
-                        .last()
-                        .cloned()
-                        .ok_or_else(|| bad("LONG_BINPUT on an empty stack"))?;
-                    self.memo.insert(k, top);
+                    self.memoize(k, "LONG_BINPUT")?;
                 }
                 0x94 => {
                     let k = self.memo.len() as u32;
-                    let top = self
-                        .stack
-                        .last()
-                        .cloned()
-                        .ok_or_else(|| bad("MEMOIZE on an empty stack"))?;
-                    self.memo.insert(k, top);
+                    self.memoize(k, "MEMOIZE")?;
                 }
                 b'h' | b'j' => {
                     let k = if op == b'h' {
