@@ -50,8 +50,7 @@ fn main() -> anyhow::Result<()> {
     model.train_on_batch(&x, &y)?;
     device.synchronize()?;
     let cold = start.elapsed().as_secs_f64();
-    if timing::cold_only() {
-        println!("cold first step (main start to first finished step): {cold:.3} s");
+    if timing::stop_after_cold(cold) {
         return Ok(());
     }
 

@@ -133,6 +133,21 @@ pub fn cold_only() -> bool {
     std::env::var_os("KILN_COLD_ONLY").is_some()
 }
 
+/// The line every step bench prints for its cold first step (scripts grep it).
+pub fn print_cold(cold: f64) {
+    println!("cold first step (main start to first finished step): {cold:.3} s");
+}
+
+/// Under `KILN_COLD_ONLY`, prints the cold first step and returns true: the
+/// bench stops there.
+pub fn stop_after_cold(cold: f64) -> bool {
+    if !cold_only() {
+        return false;
+    }
+    print_cold(cold);
+    true
+}
+
 /// The median cost of one submission of one 64-element kernel, seconds:
 /// the floor under any step on this adapter, measured in this process.
 pub fn one_kernel_baseline(c: &mut Criterion, device: &Device) -> anyhow::Result<f64> {
@@ -213,7 +228,7 @@ impl StepReport {
     pub fn print(&self, device: &Device, batch: usize, cold: f64, memory_bytes: u64) {
         let t = &self.timing;
         println!("adapter: {}", device.name());
-        println!("cold first step (main start to first finished step): {cold:.3} s");
+        print_cold(cold);
         println!(
             "warm step, batch {batch}: median {:.3} ms over criterion's {SAMPLES} samples",
             t.warm * 1e3
