@@ -115,6 +115,7 @@ fn main() -> anyhow::Result<()> {
         Ok(())
     })?;
     let memory = model.train_memory(BATCH)?;
+    timing::print_profile_if_asked(|| Ok(model.profile_train_step(BATCH, 10)?))?;
     let step_gflops = step_flops() / step / 1e9;
     println!("device: {}", device.name());
     println!("SimpleCNN step, batch {BATCH}, 3x32x32, Adam:");

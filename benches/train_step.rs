@@ -61,14 +61,7 @@ fn main() -> anyhow::Result<()> {
     })?;
     let empty = empty_submission_baseline(&mut c, &device)?;
     let memory = model.train_memory(BATCH)?;
-    if std::env::var_os("KILN_PROFILE").is_some() {
-        let profile = model.profile_train_step(BATCH, 20)?;
-        let total: f64 = profile.iter().map(|(_, t)| t).sum();
-        for (label, t) in &profile {
-            println!("  {label:<32} {:8.1} µs", t * 1e6);
-        }
-        println!("  sum of kernels run alone: {:.3} ms", total * 1e3);
-    }
+    timing::print_profile_if_asked(|| Ok(model.profile_train_step(BATCH, 20)?))?;
     report.print(&device, BATCH, cold, memory.total_bytes());
     println!(
         "empty submission (same process): median {:.3} ms",

@@ -148,6 +148,23 @@ pub fn stop_after_cold(cold: f64) -> bool {
     true
 }
 
+/// Under `KILN_PROFILE`, prints each kernel of a step run alone (median of
+/// `reps` runs, as `Plan::profile` gives them) and their sum.
+pub fn print_profile_if_asked(
+    profile: impl FnOnce() -> anyhow::Result<Vec<(String, f64)>>,
+) -> anyhow::Result<()> {
+    if std::env::var_os("KILN_PROFILE").is_none() {
+        return Ok(());
+    }
+    let kernels = profile()?;
+    let total: f64 = kernels.iter().map(|(_, t)| t).sum();
+    for (label, t) in &kernels {
+        println!("  {label:<32} {:8.1} µs", t * 1e6);
+    }
+    println!("  sum of kernels run alone: {:.3} ms", total * 1e3);
+    Ok(())
+}
+
 /// The median cost of one submission of one 64-element kernel, seconds:
 /// the floor under any step on this adapter, measured in this process.
 pub fn one_kernel_baseline(c: &mut Criterion, device: &Device) -> anyhow::Result<f64> {
