@@ -101,6 +101,13 @@ fn geometries() -> Vec<Conv2dGeometry> {
         g(8, 1, 32, [32, 32], [3, 3], [1, 1], [1, 1, 1, 1], [1, 1]),
         // More than one block of rows and columns, no padding.
         g(2, 10, 70, [12, 13], [2, 3], [1, 1], [0, 0, 0, 0], [1, 2]),
+        // Output rows of 8: a lane's columns share a row and read one
+        // window, here with stride 2 (forward only; the input gradient's
+        // rows are 16 wide and strided, so it gathers).
+        g(2, 3, 6, [16, 16], [3, 3], [2, 2], [1, 1, 1, 1], [1, 1]),
+        // Windows with dilation and uneven padding, both passes (rows of 8
+        // in and out, 3 images side by side).
+        g(3, 2, 5, [6, 8], [3, 3], [1, 1], [1, 2, 0, 2], [2, 2]),
         // Pointwise: run as a matrix product per image.
         g(3, 20, 17, [9, 7], [1, 1], [1, 1], [0, 0, 0, 0], [1, 1]),
     ]

@@ -2,7 +2,12 @@
 //! KW]` (PyTorch's layouts), structured as implicit GEMMs: no im2col buffer
 //! is ever written; each invocation gathers the elements of its 8×8 block's
 //! rows and columns straight from the tensors, K walked as nested loops so
-//! no index is divided inside them.
+//! no index is divided inside them. Where rows hold a multiple of 8
+//! pixels (forward; stride-1 input gradient), an invocation's 8 columns
+//! are neighbours in one row: it reads each distinct element of their
+//! overlapping taps once per (channel, kernel row), and the kw loop
+//! unrolls over those registers (on lavapipe every divergent load is a
+//! loop over lanes, so loads, not multiply-adds, set the pace).
 //!
 //! | pass | rows (M) | columns (N) | K | batch |
 //! |---|---|---|---|---|
@@ -285,6 +290,49 @@ fn gather_tap(t: &str, stride: &str, out: &str, strided: bool) -> (String, Strin
     }
 }
 
+/// Reads the distinct elements `taps` of one source row into `xw{j}`: the
+/// element at column `start + j` of the row that starts at `hrow0`, zero
+/// where the row (`hok0`) or the column (outside `0..width`) is padding.
+fn window_loads(
+    lines: &mut Vec<String>,
+    src: &str,
+    start: &str,
+    width: &str,
+    taps: impl Iterator<Item = usize>,
+) {
+    let mut taps: Vec<usize> = taps.collect();
+    taps.sort_unstable();
+    taps.dedup();
+    for j in taps {
+        lines.push(format!(
+            "    let xc{j} = {start} + {j};\n    let xok{j} = hok0 && u32(xc{j}) < {width};\n    let xw{j} = select(0.0, {src}[select(0u, hrow0 + u32(xc{j}), xok{j})], xok{j});"
+        ));
+    }
+}
+
+/// One step along K of the 8×8 block, in a scope of its own: row r's value
+/// `a(r)` times column c's `b(c)`, added to the accumulators.
+fn multiply_adds(
+    lines: &mut Vec<String>,
+    a: impl Fn(usize) -> String,
+    b: impl Fn(usize) -> String,
+) {
+    lines.push("    {".into());
+    for r in 0..ROWS {
+        lines.push(format!("    let ta{r} = {};", a(r)));
+    }
+    for gq in 0..COLS / 4 {
+        let lanes: Vec<String> = (4 * gq..4 * gq + 4).map(&b).collect();
+        lines.push(format!("    let tb{gq} = vec4<f32>({});", lanes.join(", ")));
+    }
+    for r in 0..ROWS {
+        for gq in 0..COLS / 4 {
+            lines.push(format!("    acc{r}_{gq} += ta{r} * tb{gq};"));
+        }
+    }
+    lines.push("    }".into());
+}
+
 /// Pointwise convolutions of feature maps at least this large run as GEMMs.
 const MIN_GEMM_PIXELS: usize = 64;
 
@@ -430,6 +478,16 @@ fn generate<'a>(
     }
     // `va{r}` and `vb{c}` name the K loop's values for row r and column c.
     let mut inner = Vec::new();
+    // With rows of a multiple of 8 pixels, a lane's 8 columns are
+    // neighbours in one row, so their taps overlap: the distinct elements
+    // of a (channel, kernel row) are read once into a window, and the kw
+    // loop unrolls over it (`unrolled` replaces the loop).
+    let window = match spec.pass {
+        ConvPass::Forward => ow.is_multiple_of(COLS),
+        ConvPass::InputGrad => g.stride[1] == 1 && w.is_multiple_of(COLS),
+        ConvPass::WeightGrad => false,
+    };
+    let mut unrolled = Vec::new();
     match spec.pass {
         ConvPass::Forward => {
             // rows: output channels; columns: output pixels of image bt.
@@ -450,6 +508,21 @@ fn generate<'a>(
                 ));
             }
             main.push(KW_LOOP.to_string());
+            if window {
+                // Column c's tap kw reads element c·s + kw·d of the window
+                // starting at column 0's first tap.
+                let at = |c: usize, kw: usize| c * g.stride[1] + kw * g.dilation[1];
+                let taps = (0..COLS).flat_map(|c| (0..g.kernel[1]).map(move |kw| at(c, kw)));
+                window_loads(&mut unrolled, &xa, "iw0", &ww, taps);
+                for kw in 0..g.kernel[1] {
+                    multiply_adds(
+                        &mut unrolled,
+                        |r| format!("{xb}[wr{r} + kk + {kw}u]"),
+                        |c| format!("xw{}", at(c, kw)),
+                    );
+                }
+                unrolled.push(format!("    kk += {wkw};"));
+            }
             for r in 0..ROWS {
                 inner.push(format!("    let va{r} = {xb}[wr{r} + kk];"));
             }
@@ -483,6 +556,22 @@ fn generate<'a>(
                 ));
             }
             main.push(KW_LOOP.to_string());
+            if window {
+                // Column c's tap kw reads dy at column tw0 + c − kw·d: element
+                // c + (KW − 1 − kw)·d of the window from tw0 − (KW − 1)·d.
+                let last = g.kernel[1] - 1;
+                let at = move |c: usize, kw: usize| c + (last - kw) * g.dilation[1];
+                let start = format!("(tw0 - i32({}u))", last * g.dilation[1]);
+                let taps = (0..COLS).flat_map(|c| (0..=last).map(move |kw| at(c, kw)));
+                window_loads(&mut unrolled, &xa, &start, &wow, taps);
+                for kw in 0..=last {
+                    multiply_adds(
+                        &mut unrolled,
+                        |r| format!("{xb}[wbase + wr{r} + kh * {wkw} + {kw}u]"),
+                        |c| format!("xw{}", at(c, kw)),
+                    );
+                }
+            }
             for r in 0..ROWS {
                 inner.push(format!(
                     "    let va{r} = {xb}[wbase + wr{r} + kh * {wkw} + kw];"
@@ -532,22 +621,12 @@ fn generate<'a>(
     }
     // One step of the innermost loop: gather, then 64 multiply-adds.
     let mut step = inner;
-    for gq in 0..COLS / 4 {
-        step.push(format!(
-            "    let bv{gq} = vec4<f32>(vb{}, vb{}, vb{}, vb{});",
-            4 * gq,
-            4 * gq + 1,
-            4 * gq + 2,
-            4 * gq + 3
-        ));
-    }
-    for r in 0..ROWS {
-        for gq in 0..COLS / 4 {
-            step.push(format!("    acc{r}_{gq} += va{r} * bv{gq};"));
-        }
-    }
+    multiply_adds(&mut step, |r| format!("va{r}"), |c| format!("vb{c}"));
     let step = step.join("\n");
-    let innermost = format!("    for (var kw = 0u; kw < {wkw}; kw++) {{\n{step}\n    }}");
+    let innermost = match window {
+        true => unrolled.join("\n"),
+        false => format!("    for (var kw = 0u; kw < {wkw}; kw++) {{\n{step}\n    }}"),
+    };
     let main_text = main.join("\n");
     let mut main: Vec<String> = match spec.pass {
         ConvPass::WeightGrad => vec![format!("{main_text}\n{step}\n    }}")],
