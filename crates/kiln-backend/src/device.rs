@@ -247,6 +247,15 @@ impl Device {
         })
     }
 
+    /// The software adapter without subgroups: kernels take the shapes they
+    /// have on adapters that lack them (for tests of those shapes, and for
+    /// a driver whose subgroups misbehave).
+    pub fn software_without_subgroups() -> Result<Self> {
+        let (mut summary, adapter) = Self::pick(|s| s.kind == DeviceKind::Software)?;
+        summary.subgroups = false;
+        Self::open(adapter, summary)
+    }
+
     /// The best hardware adapter, or an error when there is none.
     pub fn gpu() -> Result<Self> {
         Self::best(|s| s.kind.is_hardware()).map_err(|_| BackendError::NoAdapter {
@@ -277,6 +286,12 @@ impl Device {
     }
 
     fn best(accept: impl Fn(&AdapterSummary) -> bool) -> Result<Self> {
+        let (summary, adapter) = Self::pick(accept)?;
+        Self::open(adapter, summary)
+    }
+
+    /// The most preferred adapter that `accept` takes.
+    fn pick(accept: impl Fn(&AdapterSummary) -> bool) -> Result<(AdapterSummary, wgpu::Adapter)> {
         let instance = instance();
         let mut found: Vec<(AdapterSummary, wgpu::Adapter)> = adapters(&instance)
             .into_iter()
@@ -284,12 +299,12 @@ impl Device {
             .filter(|(s, _)| accept(s))
             .collect();
         found.sort_by_key(|(s, _)| s.kind.rank());
-        let Some((summary, adapter)) = found.into_iter().next() else {
-            return Err(BackendError::NoAdapter {
+        found
+            .into_iter()
+            .next()
+            .ok_or_else(|| BackendError::NoAdapter {
                 hint: INSTALL_HINT.to_string(),
-            });
-        };
-        Self::open(adapter, summary)
+            })
     }
 
     fn open(adapter: wgpu::Adapter, summary: AdapterSummary) -> Result<Self> {
@@ -298,7 +313,12 @@ impl Device {
         let limits = adapter.limits();
         let desc = wgpu::DeviceDescriptor {
             label: Some("kiln"),
-            required_features: wgpu::Features::empty(),
+            // Subgroups where there are: the convolution kernels share
+            // loads across lanes with them.
+            required_features: match summary.subgroups {
+                true => wgpu::Features::SUBGROUP,
+                false => wgpu::Features::empty(),
+            },
             required_limits: limits.clone(),
             experimental_features: wgpu::ExperimentalFeatures::disabled(),
             memory_hints: wgpu::MemoryHints::Performance,

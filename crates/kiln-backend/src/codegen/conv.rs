@@ -180,7 +180,8 @@ pub fn conv_kernel(
     if let Some((gemm, operands, stores)) = as_gemm(spec, operands, stores) {
         return gemm_kernel(device, label, &gemm, program, &operands, &stores);
     }
-    let g = generate(device.kind(), label, spec, program, operands, stores)?;
+    let lanes = shares_rows_across_lanes(device);
+    let g = generate(device.kind(), lanes, label, spec, program, operands, stores)?;
     device.generated_kernel(g)
 }
 
@@ -195,7 +196,7 @@ pub fn conv_source(
     if let Some((gemm, operands, stores)) = as_gemm(spec, operands, stores) {
         return gemm_source(kind, &gemm, program, &operands, &stores);
     }
-    Ok(generate(kind, "conv", spec, program, operands, stores)?.source)
+    Ok(generate(kind, false, "conv", spec, program, operands, stores)?.source)
 }
 
 /// A 1×1 convolution with stride 1 and no padding is a matrix product per
@@ -290,6 +291,43 @@ fn gather_tap(t: &str, stride: &str, out: &str, strided: bool) -> (String, Strin
     }
 }
 
+/// Declares each row's offset `{name}{r}` (`formula` of the row's index),
+/// or with `lanes` only `{name}s`, the offset of the row this lane reads.
+fn row_offsets(main: &mut Vec<String>, lanes: bool, name: &str, formula: impl Fn(&str) -> String) {
+    match lanes {
+        true => main.push(format!("    let {name}s = {};", formula("rs"))),
+        false => {
+            for r in 0..ROWS {
+                main.push(format!(
+                    "    let {name}{r} = {};",
+                    formula(&format!("r{r}"))
+                ));
+            }
+        }
+    }
+}
+
+/// The 8 rows' values of one K step, `load` at each row's offset (see
+/// [`row_offsets`]); with `lanes`, one load per lane (its row, declared in
+/// `lines`) that row r's value is broadcast from.
+fn row_values(
+    lines: &mut Vec<String>,
+    lanes: bool,
+    name: &str,
+    load: impl Fn(&str) -> String,
+) -> Vec<String> {
+    match lanes {
+        true => {
+            let shared = format!("{name}v{}", lines.len());
+            lines.push(format!("    let {shared} = {};", load(&format!("{name}s"))));
+            (0..ROWS)
+                .map(|r| format!("subgroupBroadcast({shared}, {r}u)"))
+                .collect()
+        }
+        false => (0..ROWS).map(|r| load(&format!("{name}{r}"))).collect(),
+    }
+}
+
 /// Reads the distinct elements `taps` of one source row into `xw{j}`: the
 /// element at column `start + j` of the row that starts at `hrow0`, zero
 /// where the row (`hok0`) or the column (outside `0..width`) is padding.
@@ -345,8 +383,22 @@ const KW_LOOP: &str = "    // kw loop";
 const ROWS: usize = 8;
 const COLS: usize = 8;
 
+/// Whether `device` runs subgroups of exactly [`ROWS`] lanes: then the
+/// lanes of a subgroup work on the same rows, and each reads one row's
+/// value per K step for all of them (`subgroupBroadcast`) instead of each
+/// reading all eight. On lavapipe every divergent load is a loop over the
+/// lanes, so this removes seven of eight row loads.
+fn shares_rows_across_lanes(device: &Device) -> bool {
+    let s = device.summary();
+    s.subgroups && s.subgroup_sizes == (ROWS as u32, ROWS as u32)
+}
+
+/// The kernel of `spec`; with `lanes` (see [`shares_rows_across_lanes`])
+/// the lanes of a subgroup share their rows' loads.
+#[allow(clippy::too_many_arguments)] // the kernel's description, passed once
 fn generate<'a>(
     kind: DeviceKind,
+    lanes: bool,
     label: &str,
     spec: &ConvSpec<'a>,
     program: &Program,
@@ -459,12 +511,21 @@ fn generate<'a>(
         u(&mut words, n),
     );
     let wimages = u(&mut words, g.batch);
+    // Sharing lanes must all stay to the end (a broadcast from a lane
+    // that returned is undefined); their columns are clamped on load and
+    // skipped on store anyway.
+    let past_columns = match lanes {
+        true => String::new(),
+        false => format!(" || col0 >= {wcols}"),
+    };
     let mut main = vec![format!(
-        "    let row0 = (wid.y * 8u + lid.y) * {ROWS}u;\n    let col0 = (wid.x * 8u + lid.x) * {COLS}u;\n    if (row0 >= {wm} || col0 >= {wcols}) {{ return; }}\n    let bt = wid.z;"
+        "    let row0 = (wid.y * 8u + lid.y) * {ROWS}u;\n    let col0 = (wid.x * 8u + lid.x) * {COLS}u;\n    if (row0 >= {wm}{past_columns}) {{ return; }}\n    let bt = wid.z;"
     )];
     for r in 0..ROWS {
         main.push(format!("    let r{r} = min(row0 + {r}u, {wm} - 1u);"));
     }
+    // With lanes: the row this lane reads for its subgroup.
+    main.push(format!("    let rs = min(row0 + lid.x, {wm} - 1u);"));
     for c in 0..COLS {
         // Column c: image img{c} (of the slice's), pixel q{c} within it.
         main.push(format!(
@@ -488,12 +549,16 @@ fn generate<'a>(
         ConvPass::WeightGrad => false,
     };
     let mut unrolled = Vec::new();
+    // The rows' values of one gathering step, and what follows its
+    // multiply-adds.
+    let row_loads: Vec<String>;
+    let mut after_step = Vec::new();
     match spec.pass {
         ConvPass::Forward => {
             // rows: output channels; columns: output pixels of image bt.
-            for r in 0..ROWS {
-                main.push(format!("    let wr{r} = r{r} * {wcin} * {wkh} * {wkw};"));
-            }
+            row_offsets(&mut main, lanes, "wr", |row| {
+                format!("{row} * {wcin} * {wkh} * {wkw}")
+            });
             for c in 0..COLS {
                 main.push(format!(
                     "    let ih{c} = i32((q{c} / {wow}) * {wsh}) - i32({wpt});\n    let iw{c} = i32((q{c} % {wow}) * {wsw}) - i32({wpl});\n    let xi{c} = img{c} * {wcin} * {wh} * {ww};"
@@ -515,30 +580,31 @@ fn generate<'a>(
                 let taps = (0..COLS).flat_map(|c| (0..g.kernel[1]).map(move |kw| at(c, kw)));
                 window_loads(&mut unrolled, &xa, "iw0", &ww, taps);
                 for kw in 0..g.kernel[1] {
+                    let a = row_values(&mut unrolled, lanes, "wr", |off| {
+                        format!("{xb}[{off} + kk + {kw}u]")
+                    });
                     multiply_adds(
                         &mut unrolled,
-                        |r| format!("{xb}[wr{r} + kk + {kw}u]"),
+                        |r| a[r].clone(),
                         |c| format!("xw{}", at(c, kw)),
                     );
                 }
                 unrolled.push(format!("    kk += {wkw};"));
             }
-            for r in 0..ROWS {
-                inner.push(format!("    let va{r} = {xb}[wr{r} + kk];"));
-            }
+            row_loads = row_values(&mut inner, lanes, "wr", |off| format!("{xb}[{off} + kk]"));
             for c in 0..COLS {
                 inner.push(format!(
                     "    let wc{c} = iw{c} + i32(kw * {wdw});\n    let ok{c} = hok{c} && u32(wc{c}) < {ww};\n    let vb{c} = select(0.0, {xa}[select(0u, hrow{c} + u32(wc{c}), ok{c})], ok{c});"
                 ));
             }
-            inner.push("    kk++;".into());
+            after_step.push("    kk++;".into());
         }
         ConvPass::InputGrad => {
             // rows: input channels; columns: input pixels of image bt,
             // gathering the output pixels whose windows cover them.
-            for r in 0..ROWS {
-                main.push(format!("    let wr{r} = r{r} * {wkh} * {wkw};"));
-            }
+            row_offsets(&mut main, lanes, "wr", |row| {
+                format!("{row} * {wkh} * {wkw}")
+            });
             for c in 0..COLS {
                 main.push(format!(
                     "    let th{c} = i32(q{c} / {ww}) + i32({wpt});\n    let tw{c} = i32(q{c} % {ww}) + i32({wpl});\n    let dyi{c} = img{c} * {wcout} * {woh} * {wow};"
@@ -565,18 +631,19 @@ fn generate<'a>(
                 let taps = (0..COLS).flat_map(|c| (0..=last).map(move |kw| at(c, kw)));
                 window_loads(&mut unrolled, &xa, &start, &wow, taps);
                 for kw in 0..=last {
+                    let a = row_values(&mut unrolled, lanes, "wr", |off| {
+                        format!("{xb}[wbase + {off} + kh * {wkw} + {kw}u]")
+                    });
                     multiply_adds(
                         &mut unrolled,
-                        |r| format!("{xb}[wbase + wr{r} + kh * {wkw} + {kw}u]"),
+                        |r| a[r].clone(),
                         |c| format!("xw{}", at(c, kw)),
                     );
                 }
             }
-            for r in 0..ROWS {
-                inner.push(format!(
-                    "    let va{r} = {xb}[wbase + wr{r} + kh * {wkw} + kw];"
-                ));
-            }
+            row_loads = row_values(&mut inner, lanes, "wr", |off| {
+                format!("{xb}[wbase + {off} + kh * {wkw} + kw]")
+            });
             for c in 0..COLS {
                 let (o, ok) = gather_tap(&format!("wc{c}"), &wsw, &wow, strided_w);
                 let ok = format!("hok{c} && {ok}");
@@ -590,9 +657,9 @@ fn generate<'a>(
             // the images of group bt and their output pixels.
             let wper = words.u(g.batch.div_ceil(splits));
             let wbatch = words.u(g.batch);
-            for r in 0..ROWS {
-                main.push(format!("    let dr{r} = r{r} * {woh} * {wow};"));
-            }
+            row_offsets(&mut main, lanes, "dr", |row| {
+                format!("{row} * {woh} * {wow}")
+            });
             for c in 0..COLS {
                 main.push(format!(
                     "    let cc{c} = q{c} / ({wkh} * {wkw});\n    let kr{c} = q{c} % ({wkh} * {wkw});\n    let xo{c} = cc{c} * {wh} * {ww};\n    let dh{c} = i32((kr{c} / {wkw}) * {wdh}) - i32({wpt});\n    let dw{c} = i32((kr{c} % {wkw}) * {wdw}) - i32({wpl});"
@@ -609,9 +676,9 @@ fn generate<'a>(
             main.push(format!(
                 "    let dyrow = dyimg + oh * {wow};\n    for (var ow = 0u; ow < {wow}; ow++) {{"
             ));
-            for r in 0..ROWS {
-                inner.push(format!("    let va{r} = {xa}[dyrow + dr{r} + ow];"));
-            }
+            row_loads = row_values(&mut inner, lanes, "dr", |off| {
+                format!("{xa}[dyrow + {off} + ow]")
+            });
             for c in 0..COLS {
                 inner.push(format!(
                     "    let wc{c} = i32(ow * {wsw}) + dw{c};\n    let ok{c} = hok{c} && u32(wc{c}) < {ww};\n    let vb{c} = select(0.0, {xb}[select(0u, hrow{c} + u32(wc{c}), ok{c})], ok{c});"
@@ -621,7 +688,8 @@ fn generate<'a>(
     }
     // One step of the innermost loop: gather, then 64 multiply-adds.
     let mut step = inner;
-    multiply_adds(&mut step, |r| format!("va{r}"), |c| format!("vb{c}"));
+    multiply_adds(&mut step, |r| row_loads[r].clone(), |c| format!("vb{c}"));
+    step.extend(after_step);
     let step = step.join("\n");
     let innermost = match window {
         true => unrolled.join("\n"),
@@ -657,8 +725,15 @@ fn generate<'a>(
     if grid.iter().any(|&v| v > u32::MAX as usize) {
         return Err(invalid(label, format!("grid {grid:?} is too large")));
     }
+    // Sharing lanes take their place from their subgroup: lane x of
+    // subgroup y (a subgroup's lanes then share their rows whatever order
+    // the driver forms subgroups in).
+    let entry = match lanes {
+        true => "@compute @workgroup_size(64)\nfn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_id) subgroup: u32, @builtin(subgroup_invocation_id) lane: u32) {\n    let lid = vec2<u32>(lane, subgroup);",
+        false => "@compute @workgroup_size(8, 8, 1)\nfn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {",
+    };
     let source = format!(
-        "{}\n{}\n{}\n{epi}\n@compute @workgroup_size(8, 8, 1)\nfn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {{\n    let P = load_words();\n{}\n}}\n",
+        "{}\n{}\n{}\n{epi}\n{entry}\n    let P = load_words();\n{}\n}}\n",
         bindings.declare(&[]),
         words.declare(),
         body.source,
