@@ -156,17 +156,6 @@ fn run_pass(dev: &Device, spec: &ConvSpec<'_>) -> Vec<f32> {
     out.to_vec_f32().unwrap()
 }
 
-/// The default device, and (where that one has subgroups) the software
-/// adapter without them: the kernels' two shapes.
-fn devices() -> Vec<Device> {
-    let dev = device();
-    let mut all = vec![dev.clone()];
-    if dev.kind() == DeviceKind::Software && dev.summary().subgroups {
-        all.push(Device::software_without_subgroups().unwrap());
-    }
-    all
-}
-
 #[test]
 fn convolution_passes_match_direct_loops() {
     for dev in devices() {

@@ -662,7 +662,13 @@ fn gemm(
 
 #[test]
 fn matmul_every_variant_transpose_and_odd_size() {
-    let dev = device();
+    for dev in devices() {
+        matmul_every_variant_transpose_and_odd_size_on(&dev);
+    }
+}
+
+fn matmul_every_variant_transpose_and_odd_size_on(dev: &Device) {
+    let dev = dev.clone();
     let mut rng = Rng(9);
     let sizes = [
         (1, 1, 1),
@@ -702,7 +708,13 @@ fn matmul_every_variant_transpose_and_odd_size() {
 
 #[test]
 fn matmul_vec4_paths_on_aligned_sizes() {
-    let dev = device();
+    for dev in devices() {
+        matmul_vec4_paths_on_aligned_sizes_on(&dev);
+    }
+}
+
+fn matmul_vec4_paths_on_aligned_sizes_on(dev: &Device) {
+    let dev = dev.clone();
     let mut rng = Rng(10);
     let sizes = [
         (1, 4, 4),

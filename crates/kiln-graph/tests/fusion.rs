@@ -14,8 +14,14 @@ fn compile(device: &Device, g: &Graph, outputs: &[NodeId], fusion: bool) -> Plan
     Plan::compile_with(device, g, outputs, PlanOptions { fusion }).unwrap()
 }
 
-/// Every generated kernel of `plan` parses and validates with naga.
+/// Every generated kernel of `plan` parses and validates with naga, with
+/// the capabilities the device was opened with (subgroups where it has
+/// them: the block kernels share loads across lanes).
 fn validate(plan: &Plan) {
+    let capabilities = match device().summary().subgroups {
+        true => naga::valid::Capabilities::SUBGROUP,
+        false => naga::valid::Capabilities::empty(),
+    } | naga::valid::Capabilities::default();
     let prelude = kiln_backend::shaders::prelude();
     for k in plan.kernels() {
         let Some(src) = k.source() else { continue };
@@ -23,18 +29,15 @@ fn validate(plan: &Plan) {
         let module = naga::front::wgsl::parse_str(&full).unwrap_or_else(|e| {
             panic!("{} does not parse:\n{}", k.label(), e.emit_to_string(&full))
         });
-        naga::valid::Validator::new(
-            naga::valid::ValidationFlags::all(),
-            naga::valid::Capabilities::default(),
-        )
-        .validate(&module)
-        .unwrap_or_else(|e| {
-            panic!(
-                "{} does not validate:\n{}",
-                k.label(),
-                e.emit_to_string(&full)
-            )
-        });
+        naga::valid::Validator::new(naga::valid::ValidationFlags::all(), capabilities)
+            .validate(&module)
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{} does not validate:\n{}",
+                    k.label(),
+                    e.emit_to_string(&full)
+                )
+            });
     }
 }
 

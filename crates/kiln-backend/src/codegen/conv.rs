@@ -180,7 +180,7 @@ pub fn conv_kernel(
     if let Some((gemm, operands, stores)) = as_gemm(spec, operands, stores) {
         return gemm_kernel(device, label, &gemm, program, &operands, &stores);
     }
-    let lanes = shares_rows_across_lanes(device);
+    let lanes = super::shares_rows_across_lanes(device);
     let g = generate(device.kind(), lanes, label, spec, program, operands, stores)?;
     device.generated_kernel(g)
 }
@@ -383,17 +383,7 @@ const KW_LOOP: &str = "    // kw loop";
 const ROWS: usize = 8;
 const COLS: usize = 8;
 
-/// Whether `device` runs subgroups of exactly [`ROWS`] lanes: then the
-/// lanes of a subgroup work on the same rows, and each reads one row's
-/// value per K step for all of them (`subgroupBroadcast`) instead of each
-/// reading all eight. On lavapipe every divergent load is a loop over the
-/// lanes, so this removes seven of eight row loads.
-fn shares_rows_across_lanes(device: &Device) -> bool {
-    let s = device.summary();
-    s.subgroups && s.subgroup_sizes == (ROWS as u32, ROWS as u32)
-}
-
-/// The kernel of `spec`; with `lanes` (see [`shares_rows_across_lanes`])
+/// The kernel of `spec`; with `lanes` (see [`super::shares_rows_across_lanes`])
 /// the lanes of a subgroup share their rows' loads.
 #[allow(clippy::too_many_arguments)] // the kernel's description, passed once
 fn generate<'a>(
@@ -725,13 +715,7 @@ fn generate<'a>(
     if grid.iter().any(|&v| v > u32::MAX as usize) {
         return Err(invalid(label, format!("grid {grid:?} is too large")));
     }
-    // Sharing lanes take their place from their subgroup: lane x of
-    // subgroup y (a subgroup's lanes then share their rows whatever order
-    // the driver forms subgroups in).
-    let entry = match lanes {
-        true => "@compute @workgroup_size(64)\nfn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_id) subgroup: u32, @builtin(subgroup_invocation_id) lane: u32) {\n    let lid = vec2<u32>(lane, subgroup);",
-        false => "@compute @workgroup_size(8, 8, 1)\nfn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {",
-    };
+    let entry = super::block_entry(lanes);
     let source = format!(
         "{}\n{}\n{}\n{epi}\n{entry}\n    let P = load_words();\n{}\n}}\n",
         bindings.declare(&[]),

@@ -145,7 +145,7 @@ pub fn gemm_source(
     operands: &[Operand<'_>],
     stores: &[Store<'_>],
 ) -> Result<String> {
-    Ok(generate(kind, "gemm", spec, program, operands, stores)?.source)
+    Ok(generate(kind, false, "gemm", spec, program, operands, stores)?.source)
 }
 
 /// A GEMM kernel with `program` as its epilogue (see the module docs).
@@ -157,7 +157,8 @@ pub fn gemm_kernel(
     operands: &[Operand<'_>],
     stores: &[Store<'_>],
 ) -> Result<Kernel> {
-    let g = generate(device.kind(), label, spec, program, operands, stores)?;
+    let lanes = super::shares_rows_across_lanes(device);
+    let g = generate(device.kind(), lanes, label, spec, program, operands, stores)?;
     device.generated_kernel(g)
 }
 
@@ -192,8 +193,12 @@ fn check_load(name: &str, l: &GemmLoad<'_>, batch: usize, rows: usize, cols: usi
     Ok(())
 }
 
+/// The kernel of `spec`; with `lanes` (see [`super::shares_rows_across_lanes`])
+/// the lanes of a subgroup share the loads of A's rows in 8×8 blocks.
+#[allow(clippy::too_many_arguments)] // the kernel's description, passed once
 fn generate<'a>(
     kind: DeviceKind,
+    lanes: bool,
     label: &str,
     spec: &GemmSpec<'a>,
     program: &Program,
@@ -316,13 +321,20 @@ fn generate<'a>(
     let (source_main, grid) = match shape {
         Shape::Blocked { rm, rn, a, b } => {
             let small = rm == 1;
+            let lanes = lanes && !small;
             if small {
                 main.push(format!(
                     "    let strips = ({wn} + 3u) / 4u;\n    let t = wid.x * 64u + lid;\n    if (t >= {wm} * strips) {{ return; }}\n    let row0 = t / strips;\n    let col0 = (t % strips) * 4u;"
                 ));
             } else {
+                // Sharing lanes all stay to the end: a broadcast from a
+                // lane that returned is undefined.
+                let past_columns = match lanes {
+                    true => String::new(),
+                    false => format!(" || col0 >= {wn}"),
+                };
                 main.push(format!(
-                    "    let row0 = (wid.y * 8u + lid.y) * 8u;\n    let col0 = (wid.x * 8u + lid.x) * 8u;\n    if (row0 >= {wm} || col0 >= {wn}) {{ return; }}"
+                    "    let row0 = (wid.y * 8u + lid.y) * 8u;\n    let col0 = (wid.x * 8u + lid.x) * 8u;\n    if (row0 >= {wm}{past_columns}) {{ return; }}"
                 ));
             }
             main.push(format!(
@@ -330,6 +342,10 @@ fn generate<'a>(
             ));
             for i in 0..rm {
                 main.push(format!("    let m{i} = min(row0 + {i}u, {wm} - 1u);"));
+            }
+            if lanes {
+                // The row this lane loads for its subgroup.
+                main.push(format!("    let rs = min(row0 + lid.x, {wm} - 1u);"));
             }
             for c in 0..rn {
                 main.push(format!("    let n{c} = min(col0 + {c}u, {wn} - 1u);"));
@@ -340,6 +356,9 @@ fn generate<'a>(
                 1
             };
             match a {
+                Mode::Vec4K if lanes => {
+                    main.push(format!("    let ars = (a_base + rs * {lda}) / 4u;"));
+                }
                 Mode::Vec4K => {
                     for i in 0..rm {
                         main.push(format!("    let ar{i} = (a_base + m{i} * {lda}) / 4u;"));
@@ -377,7 +396,53 @@ fn generate<'a>(
             main.push(format!("    for (var k = 0u; k < {wk}; k += {ks}u) {{"));
             // A's values a(i, dk) as expressions.
             let mut a_val: Vec<Vec<String>> = vec![vec![String::new(); ks]; rm];
+            // With lanes, lane l loads what row l (or item l) needs and the
+            // others take it by broadcast.
+            let share = |main: &mut Vec<String>, name: &str, load: String, items: usize| {
+                main.push(format!("        let {name}s = {load};"));
+                (0..items)
+                    .map(|j| format!("subgroupBroadcast({name}s, {j}u)"))
+                    .collect::<Vec<_>>()
+            };
             match a {
+                Mode::Vec4K if lanes => {
+                    let rows = share(&mut main, "av", format!("b{a_bind}[ars + k / 4u]"), rm);
+                    for (i, row) in a_val.iter_mut().enumerate() {
+                        main.push(format!("        let av{i} = {};", rows[i]));
+                        for (dk, v) in row.iter_mut().enumerate() {
+                            *v = format!("av{i}.{}", LANES[dk]);
+                        }
+                    }
+                }
+                Mode::Vec4Out if lanes => {
+                    // Item j = dk·(rm/4) + g: the g-th four rows at k + dk.
+                    let groups = rm / 4;
+                    let load = format!(
+                        "b{a_bind}[(a_base + (k + (lid.x / {groups}u) % {ks}u) * {lda}) / 4u + min(row0 / 4u + lid.x % {groups}u, {wm} / 4u - 1u)]"
+                    );
+                    let items = share(&mut main, "am", load, ks * groups);
+                    for dk in 0..ks {
+                        for g in 0..groups {
+                            main.push(format!(
+                                "        let am{dk}_{g} = {};",
+                                items[dk * groups + g]
+                            ));
+                        }
+                        for (i, row) in a_val.iter_mut().enumerate() {
+                            row[dk] = format!("am{dk}_{}.{}", i / 4, LANES[i % 4]);
+                        }
+                    }
+                }
+                Mode::Scalar if lanes => {
+                    for dk in 0..ks {
+                        let load = a_load("rs", &format!("k + {dk}u"));
+                        let rows = share(&mut main, &format!("as{dk}_"), load, rm);
+                        for (i, row) in a_val.iter_mut().enumerate() {
+                            main.push(format!("        let as{i}_{dk} = {};", rows[i]));
+                            row[dk] = format!("as{i}_{dk}");
+                        }
+                    }
+                }
                 Mode::Vec4K => {
                     for (i, row) in a_val.iter_mut().enumerate() {
                         main.push(format!("        let av{i} = b{a_bind}[ar{i} + k / 4u];"));
@@ -501,8 +566,12 @@ fn generate<'a>(
                 )
             } else {
                 (
-                    "@compute @workgroup_size(8, 8, 1)\nfn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {",
-                    [(n as u64).div_ceil(64), (m as u64).div_ceil(64), batch as u64],
+                    super::block_entry(lanes),
+                    [
+                        (n as u64).div_ceil(64),
+                        (m as u64).div_ceil(64),
+                        batch as u64,
+                    ],
                 )
             };
             (decl.to_string(), grid)

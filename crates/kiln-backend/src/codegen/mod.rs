@@ -49,6 +49,29 @@ pub const PRELUDE: [&str; 3] = ["activations.wgsl", "elementwise_ops.wgsl", "has
 /// Invocations per workgroup of the one-dimensional generated kernels.
 pub(crate) const WG: u32 = 64;
 
+/// Whether `device` runs subgroups of exactly 8 lanes, the rows of an 8×8
+/// register block: the block kernels (GEMM, convolution) then let the
+/// lanes of a subgroup work on the same rows, each loading one row's values
+/// per K step for all of them (`subgroupBroadcast`) instead of each loading
+/// all eight. On lavapipe every divergent load is a loop over the lanes,
+/// so this removes seven of eight row loads.
+pub(crate) fn shares_rows_across_lanes(device: &crate::Device) -> bool {
+    let s = device.summary();
+    s.subgroups && s.subgroup_sizes == (8, 8)
+}
+
+/// The entry point of an 8×8-block kernel with 8×8 invocations, `lid.x`
+/// walking columns and `lid.y` rows. With `lanes`, `lid` is the lane
+/// within its subgroup and the subgroup's index, so that a subgroup's
+/// lanes share their rows whatever order the driver forms subgroups in
+/// (the builtins need a one-dimensional workgroup).
+pub(crate) fn block_entry(lanes: bool) -> &'static str {
+    match lanes {
+        true => "@compute @workgroup_size(64)\nfn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_id) subgroup: u32, @builtin(subgroup_invocation_id) lane: u32) {\n    let lid = vec2<u32>(lane, subgroup);",
+        false => "@compute @workgroup_size(8, 8, 1)\nfn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {",
+    }
+}
+
 /// The most loop iterations one invocation of a generated kernel runs, all
 /// its loops counted together. llvmpipe (lavapipe) ends an invocation's
 /// loops after 65 535 iterations in all, a guard against endless loops that

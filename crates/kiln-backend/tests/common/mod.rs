@@ -2,10 +2,21 @@
 //! reproducible inputs and comparisons against f64 references.
 #![allow(dead_code)] // each test binary uses its own subset
 
-use kiln_backend::{DType, Device, Tensor};
+use kiln_backend::{DType, Device, DeviceKind, Tensor};
 
 pub fn device() -> Device {
     Device::auto().expect("a Vulkan adapter: apt-get install -y libvulkan1 mesa-vulkan-drivers")
+}
+
+/// The default device, and (where that one is a software adapter with
+/// subgroups) the same adapter without them: the block kernels' two shapes.
+pub fn devices() -> Vec<Device> {
+    let dev = device();
+    let mut all = vec![dev.clone()];
+    if dev.kind() == DeviceKind::Software && dev.summary().subgroups {
+        all.push(Device::software_without_subgroups().unwrap());
+    }
+    all
 }
 
 /// xorshift: reproducible inputs without a dependency.
