@@ -300,9 +300,12 @@ fn window(P: Words, base: u32, oh: u32, ow: u32) -> Window {{
             // padded position `t` along one axis: every tap when windows
             // overlap; when they do not (stride ≥ span), only the window
             // t / stride can, through its tap (t % stride) / dilation.
-            let taps = |t: &str, axis: usize, k: &str, s: &str, d: &str| {
+            let disjoint = |axis: usize| {
                 let span = g.dilation[axis] * (g.kernel[axis] - 1) + 1;
-                if g.stride[axis] >= span {
+                g.stride[axis] >= span
+            };
+            let taps = |t: &str, axis: usize, k: &str, s: &str, d: &str| {
+                if disjoint(axis) {
                     let first = format!("(({t}) % {s}) / {d}");
                     (first.clone(), format!("min({first} + 1u, {k})"))
                 } else {
@@ -318,11 +321,39 @@ fn window(P: Words, base: u32, oh: u32, ow: u32) -> Window {{
             } else {
                 format!("            acc += {dy}[o] / {divisor};")
             };
-            format!(
+            let start = format!(
                 "    let plane = i / ({wh} * {ww});
     let hh = (i / {ww}) % {wh};
     let wc = i % {ww};
-    let obase = plane * {woh} * {wow};
+    let obase = plane * {woh} * {wow};"
+            );
+            let dx = &bound[bound.len() - 1];
+            if disjoint(0) && disjoint(1) {
+                // One window at most covers a pixel, through one tap per
+                // axis: straight-line code, no loop or branch per lane
+                // (loads at index 0 where there is none, then dropped).
+                let value = match is_max {
+                    true => format!(
+                        "select(0.0, {dy}[o], {}[o] == f32(hh * {ww} + wc))",
+                        bound[1]
+                    ),
+                    false => format!("{dy}[o] / {divisor}"),
+                };
+                format!(
+                    "{start}
+    let ph = hh + {wpt};
+    let pw = wc + {wpl};
+    let oh = ph / {wsh};
+    let ow = pw / {wsw};
+    let rh = ph % {wsh};
+    let rw = pw % {wsw};
+    let covered = rh % {wdh} == 0u && rh / {wdh} < {wkh} && oh < {woh} && rw % {wdw} == 0u && rw / {wdw} < {wkw} && ow < {wow};
+    let o = select(0u, obase + oh * {wow} + ow, covered);
+    {dx}[i] = select(0.0, {value}, covered);"
+                )
+            } else {
+                format!(
+                    "{start}
     var acc = 0.0;
     for (var kh = {kh0}; kh < {kh1}; kh++) {{
         let th = i32(hh + {wpt}) - i32(kh * {wdh});
@@ -338,9 +369,9 @@ fn window(P: Words, base: u32, oh: u32, ow: u32) -> Window {{
 {add}
         }}
     }}
-    {}[i] = acc;",
-                bound[bound.len() - 1]
-            )
+    {dx}[i] = acc;"
+                )
+            }
         }
     };
     let source = format!(
