@@ -6,6 +6,7 @@
 //! op; autodiff calls these builders.
 
 use kiln_backend::codegen::{Conv2dGeometry, ConvPass, Pool2dGeometry, PoolKind};
+use kiln_backend::UnaryOp;
 
 use crate::error::{shape_err, Result};
 use crate::graph::{Graph, NodeId, Op};
@@ -243,7 +244,20 @@ impl Graph {
     /// Max pooling of `x` (`[N, C, H, W]`), PyTorch's `max_pool2d`: padding
     /// never wins, the first maximum of a window is the one its gradient
     /// goes to, a NaN in a window is its maximum.
+    ///
+    /// Pooling a relu pools first and applies the relu to the pooled map:
+    /// relu is monotone, so the maxima are the same, and so are the
+    /// gradients (a window whose maximum is not positive passes none
+    /// either way), while the relu and its gradient touch a map the
+    /// window's size smaller (a quarter, for a CNN's 2×2 pooling).
     pub fn max_pool2d(&mut self, x: NodeId, window: Window2d, ceil_mode: bool) -> Result<NodeId> {
+        if let (Op::Unary(UnaryOp::Relu), [pre]) =
+            (&self.node(x).op, self.node(x).inputs.as_slice())
+        {
+            let pre = *pre;
+            let pooled = self.max_pool2d_with_indices(pre, window, ceil_mode)?.0;
+            return self.unary(UnaryOp::Relu, pooled);
+        }
         Ok(self.max_pool2d_with_indices(x, window, ceil_mode)?.0)
     }
 

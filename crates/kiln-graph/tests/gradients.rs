@@ -934,6 +934,77 @@ fn pooling() {
 }
 
 #[test]
+fn max_pooling_a_relu_pools_first_with_the_same_numbers() {
+    // Graph::max_pool2d turns pool(relu(x)) into relu(pool(x)); the finite
+    // differences of `check` read that rewritten graph, so the reference
+    // here applies the two in PyTorch's order, relu first, on its own.
+    let device = Device::auto().expect("an adapter");
+    let windows = [
+        (Window2d::new([2, 2]).stride([2, 2]), false),
+        (Window2d::new([3, 3]).stride([2, 2]).padding([1, 1]), true),
+    ];
+    for (window, ceil) in windows {
+        let xs = [2, 3, 6, 8];
+        let mut rng = Rng(5);
+        let xv = rng.vec(xs.iter().product(), 0.3, 1.5, false);
+        let mut g = Graph::new();
+        let x = g.input("x", &xs);
+        let r = g.unary(UnaryOp::Relu, x).unwrap();
+        let y = g.max_pool2d(r, window, ceil).unwrap();
+        let ys = g.shape(y).to_vec();
+        let n: usize = ys.iter().product();
+        let weights = rng.vec(n, 0.5, 1.5, true);
+        let w = g.constant(&weights, &ys).unwrap();
+        let weighted = g.mul(y, w).unwrap();
+        let loss = g.sum_all(weighted).unwrap();
+        let dx = g.grad(loss, &[x]).unwrap()[0];
+        let got = Plan::compile(&device, &g, &[y, dx])
+            .unwrap()
+            .run(&[("x", &xv)])
+            .unwrap();
+
+        let relu_then_pool = |x: &[f64]| -> Vec<f64> {
+            let relu: Vec<f64> = x.iter().map(|&v| v.max(0.0)).collect();
+            pool2d(&relu, &xs, PoolKind::Max, &window, &ys)[..n].to_vec()
+        };
+        let loss_of = |x: &[f64]| -> f64 {
+            relu_then_pool(x)
+                .iter()
+                .zip(&weights)
+                .map(|(a, &b)| a * b as f64)
+                .sum()
+        };
+        let mut x64: Vec<f64> = xv.iter().map(|&v| v as f64).collect();
+        for (i, want) in relu_then_pool(&x64).iter().enumerate() {
+            let kiln = got[0][i] as f64;
+            assert!(
+                (kiln - want).abs() <= 1e-6,
+                "{window:?}: y[{i}] kiln {kiln} vs {want}"
+            );
+        }
+        let h = 1e-6;
+        for i in 0..x64.len() {
+            let base = x64[i];
+            x64[i] = base + h;
+            let up = loss_of(&x64);
+            x64[i] = base - h;
+            let down = loss_of(&x64);
+            x64[i] = base;
+            let fd = (up - down) / (2.0 * h);
+            let kiln = got[1][i] as f64;
+            assert!(
+                (kiln - fd).abs() <= 1e-3 * fd.abs() + 1e-3,
+                "{window:?}: dx[{i}] kiln {kiln} vs finite difference {fd}"
+            );
+        }
+        assert!(
+            matches!(g.node(y).op, Op::Unary(UnaryOp::Relu)),
+            "{window:?}: the relu moves after the pooling"
+        );
+    }
+}
+
+#[test]
 fn a_cnn_block() {
     // conv → bias → relu → max pool → conv → global average: the CNN's
     // layers back to back, so gradients flow through every pass.
