@@ -108,6 +108,9 @@ fn geometries() -> Vec<Conv2dGeometry> {
         // Windows with dilation and uneven padding, both passes (rows of 8
         // in and out, 3 images side by side).
         g(3, 2, 5, [6, 8], [3, 3], [1, 1], [1, 2, 0, 2], [2, 2]),
+        // A kernel 4 wide over rows of 12: the weight gradient's pairs of
+        // channel and kernel row fill all four tap slots.
+        g(2, 5, 9, [7, 12], [2, 4], [1, 1], [0, 1, 1, 2], [1, 1]),
         // Pointwise: run as a matrix product per image.
         g(3, 20, 17, [9, 7], [1, 1], [1, 1], [0, 0, 0, 0], [1, 1]),
     ]

@@ -7,7 +7,10 @@
 //! are neighbours in one row: it reads each distinct element of their
 //! overlapping taps once per (channel, kernel row), and the kw loop
 //! unrolls over those registers (on lavapipe every divergent load is a
-//! loop over lanes, so loads, not multiply-adds, set the pace).
+//! loop over lanes, so loads, not multiply-adds, set the pace). The weight
+//! gradient of a 3- or 4-wide kernel does the same along its K axis: a
+//! lane's columns are two (channel, kernel row) pairs of four tap slots,
+//! and four output pixels of a row share one window of each pair.
 //!
 //! | pass | rows (M) | columns (N) | K | batch |
 //! |---|---|---|---|---|
@@ -328,14 +331,17 @@ fn row_values(
     }
 }
 
-/// Reads the distinct elements `taps` of one source row into `xw{j}`: the
-/// element at column `start + j` of the row that starts at `hrow0`, zero
-/// where the row (`hok0`) or the column (outside `0..width`) is padding.
+/// Reads the distinct elements `taps` of one source row into `{name}{j}`:
+/// the element at column `start + j` of the row that starts at `row.1`,
+/// zero where the row (`row.0` false) or the column (outside `0..width`)
+/// is padding.
 fn window_loads(
     lines: &mut Vec<String>,
     src: &str,
+    (row_ok, row): &(String, String),
     start: &str,
     width: &str,
+    name: &str,
     taps: impl Iterator<Item = usize>,
 ) {
     let mut taps: Vec<usize> = taps.collect();
@@ -343,7 +349,7 @@ fn window_loads(
     taps.dedup();
     for j in taps {
         lines.push(format!(
-            "    let xc{j} = {start} + {j};\n    let xok{j} = hok0 && u32(xc{j}) < {width};\n    let xw{j} = select(0.0, {src}[select(0u, hrow0 + u32(xc{j}), xok{j})], xok{j});"
+            "    let {name}c{j} = {start} + {j};\n    let {name}ok{j} = {row_ok} && u32({name}c{j}) < {width};\n    let {name}{j} = select(0.0, {src}[select(0u, {row} + u32({name}c{j}), {name}ok{j})], {name}ok{j});"
         ));
     }
 }
@@ -382,6 +388,10 @@ const KW_LOOP: &str = "    // kw loop";
 
 const ROWS: usize = 8;
 const COLS: usize = 8;
+/// Taps per (channel, kernel row) pair in a slotted weight gradient.
+const TAP_SLOTS: usize = 4;
+/// Output pixels of a row a slotted weight gradient takes per K step.
+const UNROLL: usize = 4;
 
 /// The kernel of `spec`; with `lanes` (see [`super::shares_rows_across_lanes`])
 /// the lanes of a subgroup share their rows' loads.
@@ -482,6 +492,25 @@ fn generate<'a>(
     let (wpt, wpl) = (u(&mut words, g.pad[0]), u(&mut words, g.pad[1]));
     let (wdh, wdw) = (u(&mut words, g.dilation[0]), u(&mut words, g.dilation[1]));
     let (xa, xb) = (format!("b{a_bind}"), format!("b{b_bind}"));
+    // Forward and input gradient, with rows of a multiple of 8 pixels: a
+    // lane's 8 columns are neighbours in one row, so their taps overlap;
+    // the distinct elements of a (channel, kernel row) are read once into a
+    // window, and the kw loop unrolls over it (`unrolled` replaces the
+    // loop). Weight gradient, with kernels 3 or 4 wide and rows of a
+    // multiple of UNROLL pixels: a lane's columns are two (channel, kernel
+    // row) pairs of TAP_SLOTS taps each (slots past the kernel compute
+    // nothing stored), and UNROLL output pixels of a row share one window.
+    let window = match spec.pass {
+        ConvPass::Forward => ow.is_multiple_of(COLS),
+        ConvPass::InputGrad => g.stride[1] == 1 && w.is_multiple_of(COLS),
+        ConvPass::WeightGrad => (3..=TAP_SLOTS).contains(&g.kernel[1]) && ow.is_multiple_of(UNROLL),
+    };
+    let slotted = window && spec.pass == ConvPass::WeightGrad;
+    let pairs = g.in_channels * g.kernel[0];
+    let n = match slotted {
+        true => pairs * TAP_SLOTS,
+        false => n,
+    };
     // Forward and input gradient: the columns are the pixels of several
     // images side by side (all of them unless the grid would be too wide),
     // so a small late-stage feature map still fills the 8-wide blocks;
@@ -517,9 +546,16 @@ fn generate<'a>(
     // With lanes: the row this lane reads for its subgroup.
     main.push(format!("    let rs = min(row0 + lid.x, {wm} - 1u);"));
     for c in 0..COLS {
-        // Column c: image img{c} (of the slice's), pixel q{c} within it.
+        // Column c: image img{c} (of the slice's), pixel q{c} within it
+        // (slotted: the weight gradient's column of its pair and tap).
+        let q = match slotted {
+            true => {
+                format!("(cl{c} / {TAP_SLOTS}u) * {wkw} + min(cl{c} % {TAP_SLOTS}u, {wkw} - 1u)")
+            }
+            false => format!("cl{c} % {wpix}"),
+        };
         main.push(format!(
-            "    let cl{c} = min(col0 + {c}u, {wcols} - 1u);\n    let img{c} = min(bt * {wper_slice} + cl{c} / {wpix}, {wimages} - 1u);\n    let q{c} = cl{c} % {wpix};"
+            "    let cl{c} = min(col0 + {c}u, {wcols} - 1u);\n    let img{c} = min(bt * {wper_slice} + cl{c} / {wpix}, {wimages} - 1u);\n    let q{c} = {q};"
         ));
     }
     for r in 0..ROWS {
@@ -529,20 +565,37 @@ fn generate<'a>(
     }
     // `va{r}` and `vb{c}` name the K loop's values for row r and column c.
     let mut inner = Vec::new();
-    // With rows of a multiple of 8 pixels, a lane's 8 columns are
-    // neighbours in one row, so their taps overlap: the distinct elements
-    // of a (channel, kernel row) are read once into a window, and the kw
-    // loop unrolls over it (`unrolled` replaces the loop).
-    let window = match spec.pass {
-        ConvPass::Forward => ow.is_multiple_of(COLS),
-        ConvPass::InputGrad => g.stride[1] == 1 && w.is_multiple_of(COLS),
-        ConvPass::WeightGrad => false,
-    };
     let mut unrolled = Vec::new();
     // The rows' values of one gathering step, and what follows its
     // multiply-adds.
     let row_loads: Vec<String>;
     let mut after_step = Vec::new();
+    // The weight gradient, in output row oh: where x's rows for `items`
+    // columns (or pairs, each with xo{i}, dh{i}) start, and the loop over
+    // output pixels `step` at a time (left open).
+    let x_rows = |main: &mut Vec<String>, items: usize, step: usize| {
+        for i in 0..items {
+            main.push(format!(
+                "    let hh{i} = i32(oh * {wsh}) + dh{i};\n    let hok{i} = u32(hh{i}) < {wh};\n    let hrow{i} = ximg + xo{i} + select(0u, u32(hh{i}), hok{i}) * {ww};"
+            ));
+        }
+        main.push(format!(
+            "    let dyrow = dyimg + oh * {wow};\n    for (var ow = 0u; ow < {wow}; ow += {step}u) {{"
+        ));
+    };
+    // The weight gradient's rows are dy's channels, and its outer K loops
+    // walk the images of group bt and their output rows (left open).
+    let mut image_and_row_loops = String::new();
+    if spec.pass == ConvPass::WeightGrad {
+        let wper = words.u(g.batch.div_ceil(splits));
+        let wbatch = words.u(g.batch);
+        row_offsets(&mut main, lanes, "dr", |row| {
+            format!("{row} * {woh} * {wow}")
+        });
+        image_and_row_loops = format!(
+            "    let first = bt * {wper};\n    let last = min(first + {wper}, {wbatch});\n    for (var img = first; img < last; img++) {{\n    let dyimg = img * {wcout} * {woh} * {wow};\n    let ximg = img * {wcin} * {wh} * {ww};\n    for (var oh = 0u; oh < {woh}; oh++) {{"
+        );
+    }
     match spec.pass {
         ConvPass::Forward => {
             // rows: output channels; columns: output pixels of image bt.
@@ -568,7 +621,8 @@ fn generate<'a>(
                 // starting at column 0's first tap.
                 let at = |c: usize, kw: usize| c * g.stride[1] + kw * g.dilation[1];
                 let taps = (0..COLS).flat_map(|c| (0..g.kernel[1]).map(move |kw| at(c, kw)));
-                window_loads(&mut unrolled, &xa, "iw0", &ww, taps);
+                let row = ("hok0".to_string(), "hrow0".to_string());
+                window_loads(&mut unrolled, &xa, &row, "iw0", &ww, "xw", taps);
                 for kw in 0..g.kernel[1] {
                     let a = row_values(&mut unrolled, lanes, "wr", |off| {
                         format!("{xb}[{off} + kk + {kw}u]")
@@ -619,7 +673,8 @@ fn generate<'a>(
                 let at = move |c: usize, kw: usize| c + (last - kw) * g.dilation[1];
                 let start = format!("(tw0 - i32({}u))", last * g.dilation[1]);
                 let taps = (0..COLS).flat_map(|c| (0..=last).map(move |kw| at(c, kw)));
-                window_loads(&mut unrolled, &xa, &start, &wow, taps);
+                let row = ("hok0".to_string(), "hrow0".to_string());
+                window_loads(&mut unrolled, &xa, &row, &start, &wow, "xw", taps);
                 for kw in 0..=last {
                     let a = row_values(&mut unrolled, lanes, "wr", |off| {
                         format!("{xb}[wbase + {off} + kh * {wkw} + {kw}u]")
@@ -642,30 +697,62 @@ fn generate<'a>(
                 ));
             }
         }
+        ConvPass::WeightGrad if slotted => {
+            // rows: output channels; columns: pairs (input channel, kh)
+            // of TAP_SLOTS taps; K: the images of group bt and their
+            // output pixels, UNROLL of a row at a time.
+            let groups = COLS / TAP_SLOTS;
+            for p in 0..groups {
+                main.push(format!(
+                    "    let pp{p} = min(col0 / {TAP_SLOTS}u + {p}u, {pairs}u - 1u);\n    let xo{p} = (pp{p} / {wkh}) * {wh} * {ww};\n    let dh{p} = i32((pp{p} % {wkh}) * {wdh}) - i32({wpt});"
+                ));
+            }
+            main.push(image_and_row_loops.clone());
+            x_rows(&mut main, groups, UNROLL);
+            // Output pixel ow + j, tap kw reads window element j·s + kw·d.
+            let at = |j: usize, kw: usize| j * g.stride[1] + kw * g.dilation[1];
+            let taps = (0..UNROLL).flat_map(|j| (0..g.kernel[1]).map(move |kw| at(j, kw)));
+            let start = format!("(i32(ow * {wsw}) - i32({wpl}))");
+            for p in 0..groups {
+                let row = (format!("hok{p}"), format!("hrow{p}"));
+                window_loads(
+                    &mut unrolled,
+                    &xb,
+                    &row,
+                    &start,
+                    &ww,
+                    &format!("xw{p}_"),
+                    taps.clone(),
+                );
+            }
+            for j in 0..UNROLL {
+                let a = row_values(&mut unrolled, lanes, "dr", |off| {
+                    format!("{xa}[dyrow + {off} + ow + {j}u]")
+                });
+                multiply_adds(
+                    &mut unrolled,
+                    |r| a[r].clone(),
+                    |c| {
+                        let (p, kw) = (c / TAP_SLOTS, c % TAP_SLOTS);
+                        match kw < g.kernel[1] {
+                            true => format!("xw{p}_{}", at(j, kw)),
+                            false => "0.0".to_string(),
+                        }
+                    },
+                );
+            }
+            row_loads = Vec::new();
+        }
         ConvPass::WeightGrad => {
             // rows: output channels; columns: (input channel, kh, kw); K:
             // the images of group bt and their output pixels.
-            let wper = words.u(g.batch.div_ceil(splits));
-            let wbatch = words.u(g.batch);
-            row_offsets(&mut main, lanes, "dr", |row| {
-                format!("{row} * {woh} * {wow}")
-            });
             for c in 0..COLS {
                 main.push(format!(
                     "    let cc{c} = q{c} / ({wkh} * {wkw});\n    let kr{c} = q{c} % ({wkh} * {wkw});\n    let xo{c} = cc{c} * {wh} * {ww};\n    let dh{c} = i32((kr{c} / {wkw}) * {wdh}) - i32({wpt});\n    let dw{c} = i32((kr{c} % {wkw}) * {wdw}) - i32({wpl});"
                 ));
             }
-            main.push(format!(
-                "    let first = bt * {wper};\n    let last = min(first + {wper}, {wbatch});\n    for (var img = first; img < last; img++) {{\n    let dyimg = img * {wcout} * {woh} * {wow};\n    let ximg = img * {wcin} * {wh} * {ww};\n    for (var oh = 0u; oh < {woh}; oh++) {{"
-            ));
-            for c in 0..COLS {
-                main.push(format!(
-                    "    let hh{c} = i32(oh * {wsh}) + dh{c};\n    let hok{c} = u32(hh{c}) < {wh};\n    let hrow{c} = ximg + xo{c} + select(0u, u32(hh{c}), hok{c}) * {ww};"
-                ));
-            }
-            main.push(format!(
-                "    let dyrow = dyimg + oh * {wow};\n    for (var ow = 0u; ow < {wow}; ow++) {{"
-            ));
+            main.push(image_and_row_loops.clone());
+            x_rows(&mut main, COLS, 1);
             row_loads = row_values(&mut inner, lanes, "dr", |off| {
                 format!("{xa}[dyrow + {off} + ow]")
             });
@@ -676,9 +763,12 @@ fn generate<'a>(
             }
         }
     }
-    // One step of the innermost loop: gather, then 64 multiply-adds.
+    // One step of the innermost gathering loop: gather, then 64
+    // multiply-adds (a slotted weight gradient has none).
     let mut step = inner;
-    multiply_adds(&mut step, |r| row_loads[r].clone(), |c| format!("vb{c}"));
+    if !slotted {
+        multiply_adds(&mut step, |r| row_loads[r].clone(), |c| format!("vb{c}"));
+    }
     step.extend(after_step);
     let step = step.join("\n");
     let innermost = match window {
@@ -687,6 +777,9 @@ fn generate<'a>(
     };
     let main_text = main.join("\n");
     let mut main: Vec<String> = match spec.pass {
+        ConvPass::WeightGrad if slotted => {
+            vec![format!("{main_text}\n{}\n    }}", unrolled.join("\n"))]
+        }
         ConvPass::WeightGrad => vec![format!("{main_text}\n{step}\n    }}")],
         _ => vec![main_text.replace(KW_LOOP, &innermost)],
     };
@@ -700,8 +793,10 @@ fn generate<'a>(
             format!(" && bt * {wper_slice} + (col0 + {{c}}u) / {wpix} < {wimages}"),
         ),
     };
+    // Slotted columns past the kernel's width hold nothing.
+    let stored = |c: usize| !slotted || c % TAP_SLOTS < g.kernel[1];
     for r in 0..ROWS {
-        for c in 0..COLS {
+        for c in (0..COLS).filter(|&c| stored(c)) {
             let bti = batch_of.replace("{c}", &c.to_string());
             let valid = valid.replace("{c}", &c.to_string());
             main.push(format!(
