@@ -563,11 +563,12 @@ fn generate<'a>(
             main.push(format!("    var acc{r}_{gq} = vec4<f32>(0.0);"));
         }
     }
-    // `va{r}` and `vb{c}` name the K loop's values for row r and column c.
+    // A gathering K step (`inner`) loads column c's value into `vb{c}`;
+    // `row_loads` are the rows' values as expressions, and `after_step`
+    // what follows the step's multiply-adds. Window kernels write their
+    // whole unrolled body into `unrolled` instead.
     let mut inner = Vec::new();
     let mut unrolled = Vec::new();
-    // The rows' values of one gathering step, and what follows its
-    // multiply-adds.
     let row_loads: Vec<String>;
     let mut after_step = Vec::new();
     // The weight gradient, in output row oh: where x's rows for `items`
