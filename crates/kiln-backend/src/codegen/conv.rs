@@ -393,18 +393,19 @@ const TAP_SLOTS: usize = 4;
 /// Output pixels of a row a slotted weight gradient takes per K step.
 const UNROLL: usize = 4;
 
-/// The kernel of `spec`; with `lanes` (see [`super::shares_rows_across_lanes`])
-/// the lanes of a subgroup share their rows' loads.
-#[allow(clippy::too_many_arguments)] // the kernel's description, passed once
-fn generate<'a>(
+/// Errors for a pass that cannot run: a kernel that does not fit its
+/// padded input, an empty product, splits of a pass other than the weight
+/// gradient, too many loop trips for a software adapter, an epilogue or
+/// operand that does not fit its buffer. The output's height and width
+/// otherwise.
+fn check_spec(
     kind: DeviceKind,
-    lanes: bool,
     label: &str,
-    spec: &ConvSpec<'a>,
+    spec: &ConvSpec<'_>,
     program: &Program,
-    operands: &[Operand<'a>],
-    stores: &[Store<'a>],
-) -> Result<Generated<'a>> {
+    operands: &[Operand<'_>],
+    stores: &[Store<'_>],
+) -> Result<[usize; 2]> {
     let g = spec.geometry;
     let Some([oh, ow]) = g.output() else {
         return Err(invalid(
@@ -438,7 +439,7 @@ fn generate<'a>(
         g.loop_trips(spec.pass, splits),
         &format!("a {:?} pass of {g:?} in {splits} groups", spec.pass),
     )?;
-    let (space, batch_axes) = spec.space();
+    let (space, _) = spec.space();
     let results: Vec<usize> = stores.iter().map(|s| s.expr).collect();
     program.validate(operands.len(), true, &results)?;
     for o in operands {
@@ -467,6 +468,28 @@ fn generate<'a>(
             ));
         }
     }
+    Ok([oh, ow])
+}
+
+/// The kernel of `spec`; with `lanes` (see [`super::shares_rows_across_lanes`])
+/// the lanes of a subgroup share their rows' loads.
+#[allow(clippy::too_many_arguments)] // the kernel's description, passed once
+fn generate<'a>(
+    kind: DeviceKind,
+    lanes: bool,
+    label: &str,
+    spec: &ConvSpec<'a>,
+    program: &Program,
+    operands: &[Operand<'a>],
+    stores: &[Store<'a>],
+) -> Result<Generated<'a>> {
+    let g = spec.geometry;
+    let [oh, ow] = check_spec(kind, label, spec, program, operands, stores)?;
+    let [m, n, _] = g.gemm(spec.pass);
+    let splits = spec.splits.max(1);
+    let [h, w] = g.input;
+    let (space, batch_axes) = spec.space();
+    let results: Vec<usize> = stores.iter().map(|s| s.expr).collect();
 
     let (mut bindings, op_bind, st_bind) = Bindings::of_operands(operands, stores);
     let a_bind = bindings.of(spec.a, false);
