@@ -313,8 +313,8 @@ impl Device {
         let limits = adapter.limits();
         let desc = wgpu::DeviceDescriptor {
             label: Some("kiln"),
-            // Subgroups where there are: the convolution kernels share
-            // loads across lanes with them.
+            // Subgroups where there are: the GEMM and convolution kernels
+            // share loads across lanes with them.
             required_features: match summary.subgroups {
                 true => wgpu::Features::SUBGROUP,
                 false => wgpu::Features::empty(),

@@ -322,10 +322,8 @@ fn row_values(
     match lanes {
         true => {
             let shared = format!("{name}v{}", lines.len());
-            lines.push(format!("    let {shared} = {};", load(&format!("{name}s"))));
-            (0..ROWS)
-                .map(|r| format!("subgroupBroadcast({shared}, {r}u)"))
-                .collect()
+            let own = load(&format!("{name}s"));
+            super::lane_broadcasts(lines, &shared, &own, ROWS)
         }
         false => (0..ROWS).map(|r| load(&format!("{name}{r}"))).collect(),
     }
@@ -351,6 +349,31 @@ fn window_loads(
         lines.push(format!(
             "    let {name}c{j} = {start} + {j};\n    let {name}ok{j} = {row_ok} && u32({name}c{j}) < {width};\n    let {name}{j} = select(0.0, {src}[select(0u, {row} + u32({name}c{j}), {name}ok{j})], {name}ok{j});"
         ));
+    }
+}
+
+/// A window kernel's kw loop, unrolled: the distinct elements `at(c, kw)`
+/// of the source row (from column `start`, `width` wide; see
+/// [`window_loads`]) read once into `xw{j}`, then for each of the `taps`
+/// taps the rows' values (`row_load` at a row's offset and the tap) times
+/// column c's element.
+#[allow(clippy::too_many_arguments)] // the window and the tap's row load
+fn unrolled_taps(
+    lines: &mut Vec<String>,
+    lanes: bool,
+    src: &str,
+    start: &str,
+    width: &str,
+    taps: usize,
+    at: impl Fn(usize, usize) -> usize + Copy,
+    row_load: impl Fn(&str, usize) -> String,
+) {
+    let elements = (0..COLS).flat_map(|c| (0..taps).map(move |kw| at(c, kw)));
+    let row = ("hok0".to_string(), "hrow0".to_string());
+    window_loads(lines, src, &row, start, width, "xw", elements);
+    for kw in 0..taps {
+        let a = row_values(lines, lanes, "wr", |off| row_load(off, kw));
+        multiply_adds(lines, |r| a[r].clone(), |c| format!("xw{}", at(c, kw)));
     }
 }
 
@@ -566,8 +589,10 @@ fn generate<'a>(
     for r in 0..ROWS {
         main.push(format!("    let r{r} = min(row0 + {r}u, {wm} - 1u);"));
     }
-    // With lanes: the row this lane reads for its subgroup.
-    main.push(format!("    let rs = min(row0 + lid.x, {wm} - 1u);"));
+    if lanes {
+        // The row this lane reads for its subgroup.
+        main.push(format!("    let rs = min(row0 + lid.x, {wm} - 1u);"));
+    }
     for c in 0..COLS {
         // Column c: image img{c} (of the slice's), pixel q{c} within it
         // (slotted: the weight gradient's column of its pair and tap).
@@ -592,7 +617,7 @@ fn generate<'a>(
     // whole unrolled body into `unrolled` instead.
     let mut inner = Vec::new();
     let mut unrolled = Vec::new();
-    let row_loads: Vec<String>;
+    let mut row_loads = Vec::new();
     let mut after_step = Vec::new();
     // The weight gradient, in output row oh: where x's rows for `items`
     // columns (or pairs, each with xo{i}, dh{i}) start, and the loop over
@@ -644,28 +669,26 @@ fn generate<'a>(
                 // Column c's tap kw reads element c·s + kw·d of the window
                 // starting at column 0's first tap.
                 let at = |c: usize, kw: usize| c * g.stride[1] + kw * g.dilation[1];
-                let taps = (0..COLS).flat_map(|c| (0..g.kernel[1]).map(move |kw| at(c, kw)));
-                let row = ("hok0".to_string(), "hrow0".to_string());
-                window_loads(&mut unrolled, &xa, &row, "iw0", &ww, "xw", taps);
-                for kw in 0..g.kernel[1] {
-                    let a = row_values(&mut unrolled, lanes, "wr", |off| {
-                        format!("{xb}[{off} + kk + {kw}u]")
-                    });
-                    multiply_adds(
-                        &mut unrolled,
-                        |r| a[r].clone(),
-                        |c| format!("xw{}", at(c, kw)),
-                    );
-                }
+                unrolled_taps(
+                    &mut unrolled,
+                    lanes,
+                    &xa,
+                    "iw0",
+                    &ww,
+                    g.kernel[1],
+                    at,
+                    |off, kw| format!("{xb}[{off} + kk + {kw}u]"),
+                );
                 unrolled.push(format!("    kk += {wkw};"));
+            } else {
+                row_loads = row_values(&mut inner, lanes, "wr", |off| format!("{xb}[{off} + kk]"));
+                for c in 0..COLS {
+                    inner.push(format!(
+                        "    let wc{c} = iw{c} + i32(kw * {wdw});\n    let ok{c} = hok{c} && u32(wc{c}) < {ww};\n    let vb{c} = select(0.0, {xa}[select(0u, hrow{c} + u32(wc{c}), ok{c})], ok{c});"
+                    ));
+                }
+                after_step.push("    kk++;".into());
             }
-            row_loads = row_values(&mut inner, lanes, "wr", |off| format!("{xb}[{off} + kk]"));
-            for c in 0..COLS {
-                inner.push(format!(
-                    "    let wc{c} = iw{c} + i32(kw * {wdw});\n    let ok{c} = hok{c} && u32(wc{c}) < {ww};\n    let vb{c} = select(0.0, {xa}[select(0u, hrow{c} + u32(wc{c}), ok{c})], ok{c});"
-                ));
-            }
-            after_step.push("    kk++;".into());
         }
         ConvPass::InputGrad => {
             // rows: input channels; columns: input pixels of image bt,
@@ -696,29 +719,27 @@ fn generate<'a>(
                 let last = g.kernel[1] - 1;
                 let at = move |c: usize, kw: usize| c + (last - kw) * g.dilation[1];
                 let start = format!("(tw0 - i32({}u))", last * g.dilation[1]);
-                let taps = (0..COLS).flat_map(|c| (0..=last).map(move |kw| at(c, kw)));
-                let row = ("hok0".to_string(), "hrow0".to_string());
-                window_loads(&mut unrolled, &xa, &row, &start, &wow, "xw", taps);
-                for kw in 0..=last {
-                    let a = row_values(&mut unrolled, lanes, "wr", |off| {
-                        format!("{xb}[wbase + {off} + kh * {wkw} + {kw}u]")
-                    });
-                    multiply_adds(
-                        &mut unrolled,
-                        |r| a[r].clone(),
-                        |c| format!("xw{}", at(c, kw)),
-                    );
+                unrolled_taps(
+                    &mut unrolled,
+                    lanes,
+                    &xa,
+                    &start,
+                    &wow,
+                    last + 1,
+                    at,
+                    |off, kw| format!("{xb}[wbase + {off} + kh * {wkw} + {kw}u]"),
+                );
+            } else {
+                row_loads = row_values(&mut inner, lanes, "wr", |off| {
+                    format!("{xb}[wbase + {off} + kh * {wkw} + kw]")
+                });
+                for c in 0..COLS {
+                    let (o, ok) = gather_tap(&format!("wc{c}"), &wsw, &wow, strided_w);
+                    let ok = format!("hok{c} && {ok}");
+                    inner.push(format!(
+                        "    let wc{c} = tw{c} - i32(kw * {wdw});\n    let ok{c} = {ok};\n    let vb{c} = select(0.0, {xa}[select(0u, hrow{c} + u32({o}), ok{c})], ok{c});"
+                    ));
                 }
-            }
-            row_loads = row_values(&mut inner, lanes, "wr", |off| {
-                format!("{xb}[wbase + {off} + kh * {wkw} + kw]")
-            });
-            for c in 0..COLS {
-                let (o, ok) = gather_tap(&format!("wc{c}"), &wsw, &wow, strided_w);
-                let ok = format!("hok{c} && {ok}");
-                inner.push(format!(
-                    "    let wc{c} = tw{c} - i32(kw * {wdw});\n    let ok{c} = {ok};\n    let vb{c} = select(0.0, {xa}[select(0u, hrow{c} + u32({o}), ok{c})], ok{c});"
-                ));
             }
         }
         ConvPass::WeightGrad if slotted => {
@@ -765,7 +786,6 @@ fn generate<'a>(
                     },
                 );
             }
-            row_loads = Vec::new();
         }
         ConvPass::WeightGrad => {
             // rows: output channels; columns: (input channel, kh, kw); K:
@@ -788,9 +808,9 @@ fn generate<'a>(
         }
     }
     // One step of the innermost gathering loop: gather, then 64
-    // multiply-adds (a slotted weight gradient has none).
+    // multiply-adds (window kernels have none).
     let mut step = inner;
-    if !slotted {
+    if !window {
         multiply_adds(&mut step, |r| row_loads[r].clone(), |c| format!("vb{c}"));
     }
     step.extend(after_step);

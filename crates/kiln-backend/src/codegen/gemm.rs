@@ -399,10 +399,7 @@ fn generate<'a>(
             // With lanes, lane l loads what row l (or item l) needs and the
             // others take it by broadcast.
             let share = |main: &mut Vec<String>, name: &str, load: String, items: usize| {
-                main.push(format!("        let {name}s = {load};"));
-                (0..items)
-                    .map(|j| format!("subgroupBroadcast({name}s, {j}u)"))
-                    .collect::<Vec<_>>()
+                super::lane_broadcasts(main, &format!("{name}s"), &load, items)
             };
             match a {
                 Mode::Vec4K if lanes => {

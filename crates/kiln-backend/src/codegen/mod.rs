@@ -60,6 +60,21 @@ pub(crate) fn shares_rows_across_lanes(device: &crate::Device) -> bool {
     s.subgroups && s.subgroup_sizes == (8, 8)
 }
 
+/// Declares `let {name} = {own};` in `lines` (each lane's own load) and
+/// returns the expressions of lane j's value for j < `items`: how the
+/// lanes of a subgroup share what each loaded.
+pub(crate) fn lane_broadcasts(
+    lines: &mut Vec<String>,
+    name: &str,
+    own: &str,
+    items: usize,
+) -> Vec<String> {
+    lines.push(format!("    let {name} = {own};"));
+    (0..items)
+        .map(|j| format!("subgroupBroadcast({name}, {j}u)"))
+        .collect()
+}
+
 /// The entry point of an 8×8-block kernel with 8×8 invocations, `lid.x`
 /// walking columns and `lid.y` rows. With `lanes`, `lid` is the lane
 /// within its subgroup and the subgroup's index, so that a subgroup's
