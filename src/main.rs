@@ -85,7 +85,8 @@ fn devices() -> Result<()> {
         );
     }
     for a in adapters {
-        println!("{a}");
+        let profile = kiln::backend::KernelProfile::resolve(&a, a.subgroups)?;
+        println!("{a}\n  {profile}");
     }
     Ok(())
 }

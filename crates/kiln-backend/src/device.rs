@@ -8,12 +8,13 @@ use std::sync::{Arc, Mutex};
 use crate::error::{BackendError, Result};
 use crate::pipeline::PipelineCache;
 use crate::pool::{BufferPool, PoolCounters};
+use crate::profile::{KernelProfile, KernelStrategy, StrategySource};
 
 const INSTALL_HINT: &str = "install a Vulkan, Metal or DX12 driver; on Debian/Ubuntu the software \
      driver is `apt-get install -y libvulkan1 mesa-vulkan-drivers`";
 
 /// What kind of adapter a device runs on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DeviceKind {
     DiscreteGpu,
     IntegratedGpu,
@@ -203,19 +204,21 @@ pub fn default_max_in_flight(kind: DeviceKind) -> usize {
     }
 }
 
-/// A GPU (or software adapter) with kiln's buffer pool and pipeline cache.
+/// A GPU (or software adapter) with kiln's buffer pool and pipeline cache,
+/// and the [`KernelProfile`] its generated kernels are shaped for.
 /// Cloning is cheap: clones share the same device.
 #[derive(Clone)]
 pub struct Device {
     pub(crate) inner: Arc<Inner>,
+    profile: Arc<KernelProfile>,
 }
 
 impl fmt::Debug for Device {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "Device({}, {:?})",
-            self.inner.summary.name, self.inner.summary.kind
+            "Device({}, {:?}, {} kernels)",
+            self.inner.summary.name, self.inner.summary.kind, self.profile.strategy
         )
     }
 }
@@ -308,6 +311,7 @@ impl Device {
     }
 
     fn open(adapter: wgpu::Adapter, summary: AdapterSummary) -> Result<Self> {
+        let profile = KernelProfile::resolve(&summary, summary.subgroups)?;
         // The adapter's own limits: lavapipe, for one, allows far more storage
         // buffers and workgroup memory than the WebGPU defaults.
         let limits = adapter.limits();
@@ -339,6 +343,7 @@ impl Device {
         }));
         let max_in_flight = default_max_in_flight(summary.kind);
         Ok(Self {
+            profile: Arc::new(profile),
             inner: Arc::new(Inner {
                 pool: BufferPool::new(device.clone()),
                 pipelines: PipelineCache::default(),
@@ -356,6 +361,25 @@ impl Device {
                 }),
             }),
         })
+    }
+
+    /// This device (the same buffers, pipelines and queue) with its
+    /// generated kernels shaped by `strategy` instead, whatever the adapter
+    /// or `KILN_KERNELS` says: the hardware strategy on a software adapter
+    /// compiles and runs the shapes a GPU gets.
+    pub fn with_kernel_strategy(&self, strategy: KernelStrategy) -> Device {
+        let profile = (*self.profile)
+            .clone()
+            .forced(strategy, StrategySource::Code);
+        Device {
+            inner: self.inner.clone(),
+            profile: Arc::new(profile),
+        }
+    }
+
+    /// What decides the shapes of this device's generated kernels.
+    pub fn kernel_profile(&self) -> &KernelProfile {
+        &self.profile
     }
 
     /// True when both handles name the same opened device (buffers of one

@@ -24,6 +24,7 @@ mod layout;
 pub mod ops;
 mod pipeline;
 mod pool;
+mod profile;
 pub mod shaders;
 mod tensor;
 
@@ -37,4 +38,5 @@ pub use ops::elementwise::{BinaryOp, UnaryOp};
 pub use ops::matmul::MatmulVariant;
 pub use ops::reduce::ReduceOp;
 pub use pool::{Buffer, PoolCounters};
+pub use profile::{KernelProfile, KernelStrategy, StrategySource, KERNELS_ENV, MAX_LOOP_TRIPS};
 pub use tensor::{DType, Tensor};

@@ -521,20 +521,28 @@ fn pooling_output_sizes_follow_pytorch() {
 
 #[test]
 fn every_conv_and_pool_source_validates_with_naga() {
-    let dev = device();
-    let big = upload(&dev, &vec![0.0; 1 << 20]);
-    let other = upload(&dev, &vec![0.0; 1 << 20]);
-    let out = upload(&dev, &vec![0.0; 1 << 20]);
+    for dev in devices() {
+        conv_and_pool_sources_validate(&dev);
+    }
+}
+
+/// Every conv and pool source validates with the capabilities `dev` was
+/// opened with (subgroups where it has them: lanes may share rows).
+fn conv_and_pool_sources_validate(dev: &Device) {
+    let capabilities = match dev.summary().subgroups {
+        true => naga::valid::Capabilities::SUBGROUP,
+        false => naga::valid::Capabilities::empty(),
+    } | naga::valid::Capabilities::default();
+    let big = upload(dev, &vec![0.0; 1 << 20]);
+    let other = upload(dev, &vec![0.0; 1 << 20]);
+    let out = upload(dev, &vec![0.0; 1 << 20]);
     let validate = |what: &str, source: String| {
         let source = format!("{}\n{source}", kiln_backend::shaders::prelude());
         let module = naga::front::wgsl::parse_str(&source)
             .unwrap_or_else(|e| panic!("{what} does not parse:\n{}", e.emit_to_string(&source)));
-        naga::valid::Validator::new(
-            naga::valid::ValidationFlags::all(),
-            naga::valid::Capabilities::default(),
-        )
-        .validate(&module)
-        .unwrap_or_else(|e| panic!("{what} does not validate:\n{}", e.emit_to_string(&source)));
+        naga::valid::Validator::new(naga::valid::ValidationFlags::all(), capabilities)
+            .validate(&module)
+            .unwrap_or_else(|e| panic!("{what} does not validate:\n{}", e.emit_to_string(&source)));
     };
     for g in geometries() {
         for pass in [ConvPass::Forward, ConvPass::InputGrad, ConvPass::WeightGrad] {
@@ -542,7 +550,7 @@ fn every_conv_and_pool_source_validates_with_naga() {
             let (p, store) = store_anchor(&spec, &out);
             validate(
                 &format!("{pass:?} {g:?}"),
-                conv_source(dev.kind(), &spec, &p, &[], &[store]).unwrap(),
+                conv_source(dev.kernel_profile(), &spec, &p, &[], &[store]).unwrap(),
             );
         }
     }

@@ -132,3 +132,50 @@ fn writes_with_no_work_after_them_are_flushed_so_staging_memory_stays_bounded() 
         "the last write wins"
     );
 }
+
+#[test]
+fn kernel_strategies_parse_and_a_bad_one_names_the_choices() {
+    for (text, want) in [
+        ("hardware", KernelStrategy::Hardware),
+        (" GPU ", KernelStrategy::Hardware),
+        ("software", KernelStrategy::Software),
+        ("Cpu", KernelStrategy::Software),
+    ] {
+        assert_eq!(KernelStrategy::parse(text).unwrap(), want, "{text:?}");
+    }
+    let e = KernelStrategy::parse("fast").unwrap_err().to_string();
+    assert!(
+        e.contains("KILN_KERNELS") && e.contains("\"fast\"") && e.contains("hardware or software"),
+        "{e}"
+    );
+}
+
+/// A forced strategy changes the shapes' family, never the adapter's own
+/// facts: the software adapter's loop limit holds under either, and only
+/// the software strategy shares rows across lanes.
+#[test]
+fn a_forced_strategy_keeps_the_adapters_facts() {
+    let device = Device::software().unwrap();
+    let summary = device.summary().clone();
+    for strategy in [KernelStrategy::Software, KernelStrategy::Hardware] {
+        let forced = device.with_kernel_strategy(strategy);
+        let p = forced.kernel_profile();
+        assert!(forced.same(&device), "the same device underneath");
+        assert_eq!(p.strategy, strategy);
+        assert_eq!(p.source, StrategySource::Code);
+        assert_eq!(p.adapter_kind, DeviceKind::Software);
+        assert_eq!(p.loop_trip_limit, Some(MAX_LOOP_TRIPS));
+        assert_eq!(p.workgroup_memory_bytes, summary.max_workgroup_memory_bytes);
+        let eight = summary.subgroups && summary.subgroup_sizes == (8, 8);
+        assert_eq!(
+            p.shares_rows_across_lanes(),
+            eight && strategy == KernelStrategy::Software,
+            "{p}"
+        );
+        assert!(p.to_string().contains("forced in code"), "{p}");
+    }
+    // Without subgroups no strategy shares rows.
+    let portable = Device::software_without_subgroups().unwrap();
+    assert_eq!(portable.kernel_profile().subgroup_width, None);
+    assert!(!portable.kernel_profile().shares_rows_across_lanes());
+}

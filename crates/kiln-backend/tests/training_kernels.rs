@@ -696,6 +696,9 @@ fn channel_sums_store_every_element_on_the_way() {
     }
 }
 
+/// One kernel can reduce only so many elements per output on an adapter
+/// that stops long loops (lavapipe): there it is an error, never a
+/// truncated sum; elsewhere the sum is exact.
 #[test]
 fn a_reduction_too_long_for_one_kernel_is_an_error_not_a_truncation() {
     let dev = device();
@@ -704,7 +707,7 @@ fn a_reduction_too_long_for_one_kernel_is_an_error_not_a_truncation() {
     let out = dev.full(&[1], f32::NAN).unwrap();
     let mut p = Program::default();
     let l = p.push(Expr::Load(0));
-    let e = reduction_kernel(
+    let kernel = reduction_kernel(
         &dev,
         "sum",
         &[n],
@@ -720,10 +723,19 @@ fn a_reduction_too_long_for_one_kernel_is_an_error_not_a_truncation() {
             },
         }],
         &[],
-    )
-    .unwrap_err();
-    assert!(
-        e.to_string().contains("loop iterations per invocation"),
-        "{e}"
     );
+    match dev.kernel_profile().loop_trip_limit {
+        Some(_) => {
+            let e = kernel.unwrap_err();
+            assert!(
+                e.to_string().contains("loop iterations per invocation"),
+                "{e}"
+            );
+        }
+        None => {
+            dev.run(&[&kernel.unwrap()]).unwrap();
+            // Every partial sum of ones below 2^24 is exact in f32.
+            assert_eq!(out.to_vec_f32().unwrap(), vec![n as f32]);
+        }
+    }
 }

@@ -706,6 +706,20 @@ impl<M: Module> Model<M> {
         self.with_plan(Graphs::Train, batch, |_, plan| Ok(plan.stats()))
     }
 
+    /// The training step's kernels at `batch`, in the order they run: each
+    /// one's label (its fused ops and, for a product or a reduction, the
+    /// shape the kernel profile gave it: `…/tiled`, `…/wg`) and its
+    /// generated WGSL (`None` for a handwritten shader, named in the label).
+    pub fn train_kernels(&mut self, batch: usize) -> Result<Vec<(String, Option<String>)>> {
+        self.with_plan(Graphs::Train, batch, |_, plan| {
+            Ok(plan
+                .kernels()
+                .iter()
+                .map(|k| (k.label().to_string(), k.source().map(str::to_string)))
+                .collect())
+        })
+    }
+
     /// Per-kernel median times of the training step at `batch` (see [`Plan::profile`]).
     pub fn profile_train_step(&mut self, batch: usize, reps: usize) -> Result<Vec<(String, f64)>> {
         self.with_plan(Graphs::Train, batch, |_, plan| Ok(plan.profile(reps)?))

@@ -31,13 +31,13 @@
 use crate::error::{invalid, BackendError, Result};
 use crate::kernel::{Generated, Grid};
 use crate::layout::StridedLayout;
-use crate::{Buffer, Device, DeviceKind, Kernel, MatmulVariant};
+use crate::{Buffer, Device, Kernel, KernelProfile, MatmulVariant};
 
 use super::epilogue::epilogue_fn;
 use super::gemm::{gemm_kernel, gemm_source, GemmLoad, GemmSpec};
 use super::program::Program;
 use super::words::Words;
-use super::{check_fits, check_loop_trips, Bindings, Operand, Store};
+use super::{check_fits, Bindings, Operand, Store};
 
 /// Which of a convolution's three products a kernel computes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -183,23 +183,29 @@ pub fn conv_kernel(
     if let Some((gemm, operands, stores)) = as_gemm(spec, operands, stores) {
         return gemm_kernel(device, label, &gemm, program, &operands, &stores);
     }
-    let lanes = super::shares_rows_across_lanes(device);
-    let g = generate(device.kind(), lanes, label, spec, program, operands, stores)?;
+    let g = generate(
+        device.kernel_profile(),
+        label,
+        spec,
+        program,
+        operands,
+        stores,
+    )?;
     device.generated_kernel(g)
 }
 
-/// The source of [`conv_kernel`]'s kernel on an adapter of `kind`.
+/// The source of [`conv_kernel`]'s kernel on a device of `profile`.
 pub fn conv_source(
-    kind: DeviceKind,
+    profile: &KernelProfile,
     spec: &ConvSpec<'_>,
     program: &Program,
     operands: &[Operand<'_>],
     stores: &[Store<'_>],
 ) -> Result<String> {
     if let Some((gemm, operands, stores)) = as_gemm(spec, operands, stores) {
-        return gemm_source(kind, &gemm, program, &operands, &stores);
+        return gemm_source(profile, &gemm, program, &operands, &stores);
     }
-    Ok(generate(kind, false, "conv", spec, program, operands, stores)?.source)
+    Ok(generate(profile, "conv", spec, program, operands, stores)?.source)
 }
 
 /// A 1×1 convolution with stride 1 and no padding is a matrix product per
@@ -422,7 +428,7 @@ const UNROLL: usize = 4;
 /// operand that does not fit its buffer. The output's height and width
 /// otherwise.
 fn check_spec(
-    kind: DeviceKind,
+    profile: &KernelProfile,
     label: &str,
     spec: &ConvSpec<'_>,
     program: &Program,
@@ -456,8 +462,7 @@ fn check_spec(
     if spec.pass != ConvPass::WeightGrad && splits != 1 {
         return Err(invalid(label, "only the weight gradient is split"));
     }
-    check_loop_trips(
-        kind,
+    profile.check_loop_trips(
         label,
         g.loop_trips(spec.pass, splits),
         &format!("a {:?} pass of {g:?} in {splits} groups", spec.pass),
@@ -494,12 +499,11 @@ fn check_spec(
     Ok([oh, ow])
 }
 
-/// The kernel of `spec`; with `lanes` (see [`super::shares_rows_across_lanes`])
+/// The kernel of `spec` shaped for `profile`; where it
+/// [shares rows across lanes](KernelProfile::shares_rows_across_lanes),
 /// the lanes of a subgroup share their rows' loads.
-#[allow(clippy::too_many_arguments)] // the kernel's description, passed once
 fn generate<'a>(
-    kind: DeviceKind,
-    lanes: bool,
+    profile: &KernelProfile,
     label: &str,
     spec: &ConvSpec<'a>,
     program: &Program,
@@ -507,7 +511,8 @@ fn generate<'a>(
     stores: &[Store<'a>],
 ) -> Result<Generated<'a>> {
     let g = spec.geometry;
-    let [oh, ow] = check_spec(kind, label, spec, program, operands, stores)?;
+    let lanes = profile.shares_rows_across_lanes();
+    let [oh, ow] = check_spec(profile, label, spec, program, operands, stores)?;
     let [m, n, _] = g.gemm(spec.pass);
     let splits = spec.splits.max(1);
     let [h, w] = g.input;

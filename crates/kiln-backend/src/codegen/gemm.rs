@@ -21,12 +21,12 @@
 use crate::error::{invalid, BackendError, Result};
 use crate::kernel::{Generated, Grid};
 use crate::ops::matmul::MatmulVariant;
-use crate::{Buffer, Device, DeviceKind, Kernel};
+use crate::{Buffer, Device, Kernel, KernelProfile};
 
 use super::epilogue::epilogue_fn;
 use super::program::Program;
 use super::words::Words;
-use super::{check_fits, check_loop_trips, Bindings, Operand, Store};
+use super::{check_fits, Bindings, Operand, Store};
 
 /// A stored matrix operand: element `(row, col)` of batch `b` of what is
 /// stored is at `offset + b·batch_stride + row·row_stride + col`; with
@@ -81,7 +81,7 @@ enum Shape {
 /// block would be mostly empty (measured 2–4× slower at 64×128 otherwise).
 const SMALL_MAX_N: usize = 4;
 
-fn choose(kind: DeviceKind, spec: &GemmSpec<'_>) -> Result<Shape> {
+fn choose(profile: &KernelProfile, spec: &GemmSpec<'_>) -> Result<Shape> {
     let (m, n, k) = (spec.m, spec.n, spec.k);
     let aligned = |l: &GemmLoad<'_>| {
         l.offset.is_multiple_of(4)
@@ -130,22 +130,22 @@ fn choose(kind: DeviceKind, spec: &GemmSpec<'_>) -> Result<Shape> {
             "the vec4 variant needs 4-aligned strides and offsets, with K and N (A·B), K (A·Bᵀ) \
                  or M and N (Aᵀ·B) multiples of 4; Aᵀ·Bᵀ has none",
         )),
-        MatmulVariant::Auto if kind != DeviceKind::Software => Shape::Tiled,
+        MatmulVariant::Auto if !profile.is_software() => Shape::Tiled,
         MatmulVariant::Auto if n <= SMALL_MAX_N => small,
         MatmulVariant::Auto if vec4_ok => vec4,
         MatmulVariant::Auto => scalar,
     })
 }
 
-/// The source of the kernel [`gemm_kernel`] builds on a device of `kind`.
+/// The source of the kernel [`gemm_kernel`] builds on a device of `profile`.
 pub fn gemm_source(
-    kind: DeviceKind,
+    profile: &KernelProfile,
     spec: &GemmSpec<'_>,
     program: &Program,
     operands: &[Operand<'_>],
     stores: &[Store<'_>],
 ) -> Result<String> {
-    Ok(generate(kind, false, "gemm", spec, program, operands, stores)?.source)
+    Ok(generate(profile, "gemm", spec, program, operands, stores)?.source)
 }
 
 /// A GEMM kernel with `program` as its epilogue (see the module docs).
@@ -157,8 +157,14 @@ pub fn gemm_kernel(
     operands: &[Operand<'_>],
     stores: &[Store<'_>],
 ) -> Result<Kernel> {
-    let lanes = super::shares_rows_across_lanes(device);
-    let g = generate(device.kind(), lanes, label, spec, program, operands, stores)?;
+    let g = generate(
+        device.kernel_profile(),
+        label,
+        spec,
+        program,
+        operands,
+        stores,
+    )?;
     device.generated_kernel(g)
 }
 
@@ -193,12 +199,11 @@ fn check_load(name: &str, l: &GemmLoad<'_>, batch: usize, rows: usize, cols: usi
     Ok(())
 }
 
-/// The kernel of `spec`; with `lanes` (see [`super::shares_rows_across_lanes`])
+/// The kernel of `spec` shaped for `profile`; where it
+/// [shares rows across lanes](KernelProfile::shares_rows_across_lanes),
 /// the lanes of a subgroup share the loads of A's rows in 8×8 blocks.
-#[allow(clippy::too_many_arguments)] // the kernel's description, passed once
 fn generate<'a>(
-    kind: DeviceKind,
-    lanes: bool,
+    profile: &KernelProfile,
     label: &str,
     spec: &GemmSpec<'a>,
     program: &Program,
@@ -234,7 +239,8 @@ fn generate<'a>(
     for s in stores {
         check_fits(label, &spec.shape, s.buffer, &s.layout)?;
     }
-    let mut shape = choose(kind, spec)?;
+    let lanes = profile.shares_rows_across_lanes();
+    let mut shape = choose(profile, spec)?;
     // An epilogue operand in A's or B's buffer is read as f32: keep them scalar too.
     let shared = operands
         .iter()
@@ -255,7 +261,7 @@ fn generate<'a>(
         Shape::Blocked { .. } => k,
         Shape::Tiled => k.div_ceil(16) * 90,
     };
-    check_loop_trips(kind, label, trips, &format!("a product with K = {k}"))?;
+    profile.check_loop_trips(label, trips, &format!("a product with K = {k}"))?;
 
     let mut bindings = Bindings::default();
     let a_bind = bindings.of(spec.a.buffer, false);

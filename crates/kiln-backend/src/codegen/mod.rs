@@ -49,17 +49,6 @@ pub const PRELUDE: [&str; 3] = ["activations.wgsl", "elementwise_ops.wgsl", "has
 /// Invocations per workgroup of the one-dimensional generated kernels.
 pub(crate) const WG: u32 = 64;
 
-/// Whether `device` runs subgroups of exactly 8 lanes, the rows of an 8×8
-/// register block: the block kernels (GEMM, convolution) then let the
-/// lanes of a subgroup work on the same rows, each loading one row's values
-/// per K step for all of them (`subgroupBroadcast`) instead of each loading
-/// all eight. On lavapipe every divergent load is a loop over the lanes,
-/// so this removes seven of eight row loads.
-pub(crate) fn shares_rows_across_lanes(device: &crate::Device) -> bool {
-    let s = device.summary();
-    s.subgroups && s.subgroup_sizes == (8, 8)
-}
-
 /// Declares `let {name} = {own};` in `lines` (each lane's own load) and
 /// returns the expressions of lane j's value for j < `items`: how the
 /// lanes of a subgroup share what each loaded.
@@ -87,32 +76,7 @@ pub(crate) fn block_entry(lanes: bool) -> &'static str {
     }
 }
 
-/// The most loop iterations one invocation of a generated kernel runs, all
-/// its loops counted together. llvmpipe (lavapipe) ends an invocation's
-/// loops after 65 535 iterations in all, a guard against endless loops that
-/// silently truncates long ones. Generators choose strategies and splits
-/// that stay below this bound on every adapter, and on a software adapter
-/// refuse a kernel that cannot, rather than compute a wrong number.
-pub const MAX_LOOP_TRIPS: usize = 60_000;
-
-/// On a software adapter, an error unless `trips` loop iterations per
-/// invocation stay within [`MAX_LOOP_TRIPS`] (GPUs have no such bound).
-pub(crate) fn check_loop_trips(
-    kind: crate::DeviceKind,
-    label: &str,
-    trips: usize,
-    what: &str,
-) -> Result<()> {
-    if kind == crate::DeviceKind::Software && trips > MAX_LOOP_TRIPS {
-        return Err(invalid(
-            label,
-            format!(
-                "{what} needs {trips} loop iterations per invocation; kernels stay within {MAX_LOOP_TRIPS} (software adapters stop longer loops)"
-            ),
-        ));
-    }
-    Ok(())
-}
+pub use crate::profile::MAX_LOOP_TRIPS;
 
 /// A tensor a generated kernel reads: its buffer, and a layout whose shape is
 /// the kernel's iteration space (broadcasting is a stride of 0).

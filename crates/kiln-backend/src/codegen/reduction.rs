@@ -13,13 +13,11 @@
 
 use crate::error::{invalid, BackendError, Result};
 use crate::kernel::{Generated, Grid};
-use crate::{Buffer, Device, DeviceKind, Kernel};
+use crate::{Buffer, Device, Kernel, KernelProfile, KernelStrategy};
 
 use super::program::Program;
 use super::words::Words;
-use super::{
-    check_fits, check_loop_trips, coalesce, row_major, Bindings, Operand, Store, MAX_LOOP_TRIPS, WG,
-};
+use super::{check_fits, coalesce, row_major, Bindings, Operand, Store, MAX_LOOP_TRIPS, WG};
 
 /// What a [`Reduction`] computes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,10 +73,10 @@ pub struct Reduction<'a> {
     pub output: ReduceOutput<'a>,
 }
 
-/// The source of the kernel [`reduction_kernel`] builds, for the strategy a
-/// device of `kind` would get.
+/// The source of the kernel [`reduction_kernel`] builds on a device of
+/// `profile`.
 pub fn reduction_source(
-    kind: DeviceKind,
+    profile: &KernelProfile,
     shape: &[usize],
     axes: &[usize],
     program: &Program,
@@ -87,7 +85,7 @@ pub fn reduction_source(
     stores: &[Store<'_>],
 ) -> Result<String> {
     let g = generate(
-        kind, "reduce", shape, axes, program, operands, reductions, stores,
+        profile, "reduce", shape, axes, program, operands, reductions, stores,
     )?;
     Ok(g.source)
 }
@@ -106,7 +104,7 @@ pub fn reduction_kernel(
     stores: &[Store<'_>],
 ) -> Result<Kernel> {
     let g = generate(
-        device.kind(),
+        device.kernel_profile(),
         label,
         shape,
         axes,
@@ -161,7 +159,7 @@ fn coordinates(words: &mut Words, p: &str, index: &str, shape: &[usize]) -> Vec<
 
 #[allow(clippy::too_many_arguments)]
 fn generate<'a>(
-    kind: DeviceKind,
+    profile: &KernelProfile,
     label: &str,
     shape: &[usize],
     axes: &[usize],
@@ -252,14 +250,13 @@ fn generate<'a>(
             .sum::<usize>();
     let cooperative = serial_trips > MAX_LOOP_TRIPS
         || count >= 512
-            && match kind {
-                DeviceKind::Software => outputs < 32,
-                _ => outputs < 65536,
+            && match profile.strategy {
+                KernelStrategy::Software => outputs < 32,
+                KernelStrategy::Hardware => outputs < 65536,
             };
     if cooperative {
         let trips = passes * count.div_ceil(WG as usize) + 2 * WG.ilog2() as usize;
-        check_loop_trips(
-            kind,
+        profile.check_loop_trips(
             label,
             trips,
             &format!("a reduction of {count} elements per output"),
@@ -345,7 +342,7 @@ fn generate<'a>(
     // Which elements each invocation of a cooperative reduction takes: on
     // a GPU, every WG-th (neighbours read neighbouring elements at once);
     // on a CPU, whose lanes each run through memory, a contiguous chunk.
-    let chunked = kind == DeviceKind::Software;
+    let chunked = profile.is_software();
     let chunk = words.u(count.div_ceil(WG as usize));
     let red_sizes: Vec<String> = red.shape.iter().map(|&s| words.u(s)).collect();
     let red_inner: Vec<String> = (0..red.shape.len())

@@ -2,19 +2,29 @@
 //! reproducible inputs and comparisons against f64 references.
 #![allow(dead_code)] // each test binary uses its own subset
 
-use kiln_backend::{DType, Device, DeviceKind, Tensor};
+use kiln_backend::{DType, Device, DeviceKind, KernelStrategy, Tensor};
 
 pub fn device() -> Device {
     Device::auto().expect("a Vulkan adapter: apt-get install -y libvulkan1 mesa-vulkan-drivers")
 }
 
-/// The default device, and (where that one is a software adapter with
-/// subgroups) the same adapter without them: the block kernels' two shapes.
+/// The default device and, on a software adapter, every other kernel
+/// profile it can run: the hardware strategy (the shapes a GPU gets) and,
+/// where it has subgroups, the software strategy without them (the block
+/// kernels' portable shape).
 pub fn devices() -> Vec<Device> {
     let dev = device();
     let mut all = vec![dev.clone()];
-    if dev.kind() == DeviceKind::Software && dev.summary().subgroups {
-        all.push(Device::software_without_subgroups().unwrap());
+    if dev.kind() == DeviceKind::Software {
+        let other = match dev.kernel_profile().strategy {
+            KernelStrategy::Software => KernelStrategy::Hardware,
+            KernelStrategy::Hardware => KernelStrategy::Software,
+        };
+        all.push(dev.with_kernel_strategy(other));
+        if dev.summary().subgroups {
+            let portable = Device::software_without_subgroups().unwrap();
+            all.push(portable.with_kernel_strategy(KernelStrategy::Software));
+        }
     }
     all
 }
