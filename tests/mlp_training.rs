@@ -5,6 +5,8 @@
 use kiln::models::{checkpoint, Naming};
 use kiln::prelude::*;
 
+mod common;
+
 const CSV: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/breast_cancer.csv");
 
 fn device() -> Device {
@@ -12,22 +14,7 @@ fn device() -> Device {
 }
 
 fn mlp(device: &Device, seed: u64) -> Sequential {
-    let mut m = Sequential::new(device, 30)
-        .seed(seed)
-        .dense(128, Activation::Relu)
-        .batch_norm()
-        .dropout(0.3)
-        .dense(64, Activation::Relu)
-        .batch_norm()
-        .dropout(0.2)
-        .dense(1, Activation::Sigmoid);
-    m.compile(
-        Optimizer::adam(1e-3),
-        Loss::BinaryCrossEntropy,
-        &[Metric::BinaryAccuracy],
-    )
-    .unwrap();
-    m
+    common::tutorial_mlp(device, seed)
 }
 
 fn data() -> (Dataset, Dataset) {

@@ -66,3 +66,26 @@ pub fn assert_gradients(
     }
     worst
 }
+
+/// The tutorial's MLP (30 → 128 relu, batch norm, dropout 0.3 → 64 relu,
+/// batch norm, dropout 0.2 → 1 sigmoid), compiled with Keras' Adam(1e-3),
+/// binary cross-entropy and binary accuracy.
+pub fn tutorial_mlp(device: &kiln::Device, seed: u64) -> kiln::models::Sequential {
+    use kiln::prelude::*;
+    let mut m = Sequential::new(device, 30)
+        .seed(seed)
+        .dense(128, Activation::Relu)
+        .batch_norm()
+        .dropout(0.3)
+        .dense(64, Activation::Relu)
+        .batch_norm()
+        .dropout(0.2)
+        .dense(1, Activation::Sigmoid);
+    m.compile(
+        Optimizer::adam(1e-3),
+        Loss::BinaryCrossEntropy,
+        &[Metric::BinaryAccuracy],
+    )
+    .unwrap();
+    m
+}
