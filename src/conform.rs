@@ -122,6 +122,22 @@ fn json(meta: &HashMap<String, String>, key: &str) -> Result<Value> {
     }
 }
 
+/// Metadata `key` read as `T` (`what` says what it must be): an error when
+/// it is there but is not one, or is missing where `required`; otherwise
+/// empty when missing.
+fn field<T: serde::de::DeserializeOwned + Default>(
+    meta: &HashMap<String, String>,
+    key: &str,
+    what: &str,
+    required: bool,
+) -> Result<T> {
+    match json(meta, key)? {
+        Value::Null if required => bail!("metadata {key:?} is missing; expected {what}"),
+        Value::Null => Ok(T::default()),
+        v => serde_json::from_value(v).with_context(|| format!("metadata {key:?} is not {what}")),
+    }
+}
+
 fn int_list(v: &Value) -> Option<Vec<i64>> {
     v.as_array()
         .map(|a| a.iter().filter_map(Value::as_i64).collect())
@@ -794,16 +810,21 @@ fn run_case(device: &Device, path: &Path, options: PlanOptions) -> Result<Outcom
     let (_, header) = SafeTensors::read_metadata(&bytes)?;
     let meta: HashMap<String, String> = header.metadata().clone().unwrap_or_default();
     let st = SafeTensors::deserialize(&bytes)?;
-    let op = meta.get("op").cloned().unwrap_or_default();
+    let op = meta
+        .get("op")
+        .cloned()
+        .ok_or_else(|| anyhow!("metadata \"op\" is missing; expected an ONNX op name"))?;
     let attrs = json(&meta, "attrs")?;
-    let input_names: Vec<Option<String>> =
-        serde_json::from_value(json(&meta, "inputs")?).unwrap_or_default();
-    let output_names: Vec<Option<String>> =
-        serde_json::from_value(json(&meta, "outputs")?).unwrap_or_default();
-    let grads: HashMap<String, String> =
-        serde_json::from_value(json(&meta, "grads")?).unwrap_or_default();
-    let seeds: Vec<Option<String>> =
-        serde_json::from_value(json(&meta, "seeds")?).unwrap_or_default();
+    const NAMES: &str = "a list of tensor names (or nulls for absent slots)";
+    let input_names: Vec<Option<String>> = field(&meta, "inputs", NAMES, true)?;
+    let output_names: Vec<Option<String>> = field(&meta, "outputs", NAMES, true)?;
+    let grads: HashMap<String, String> = field(
+        &meta,
+        "grads",
+        "an object of input names to gradient tensor names",
+        false,
+    )?;
+    let seeds: Vec<Option<String>> = field(&meta, "seeds", NAMES, !grads.is_empty())?;
     let tol = |k: &str, d: f32| meta.get(k).and_then(|s| s.parse::<f32>().ok()).unwrap_or(d);
     let (rtol, atol) = (tol("rtol", 1e-4), tol("atol", 1e-5));
     let (grtol, gatol) = (tol("grad_rtol", rtol), tol("grad_atol", atol));
@@ -833,18 +854,28 @@ fn run_case(device: &Device, path: &Path, options: PlanOptions) -> Result<Outcom
     };
     let mut targets: Vec<(String, NodeId, f32, f32)> = Vec::new();
     for (slot, name) in output_names.iter().enumerate() {
-        if let (Some(name), Some(&node)) = (name, outs.get(slot)) {
-            targets.push((name.clone(), node, rtol, atol));
-        }
+        let Some(name) = name else { continue };
+        let Some(&node) = outs.get(slot) else {
+            return Ok(Outcome::Failed(format!(
+                "{name}: output {slot} of {op} is not produced (kiln builds {} outputs)",
+                outs.len()
+            )));
+        };
+        targets.push((name.clone(), node, rtol, atol));
     }
     if !grads.is_empty() {
         let mut seed_nodes = Vec::new();
         for (slot, s) in seeds.iter().enumerate() {
-            if let (Some(s), Some(&out)) = (s, outs.get(slot)) {
-                let d = load(&st, s)?;
-                seed_nodes.push((out, g.input(s, &d.shape)));
-                feeds.push((s.clone(), d.values));
-            }
+            let Some(s) = s else { continue };
+            let Some(&out) = outs.get(slot) else {
+                bail!("seed {s:?} is for output {slot}, which {op} does not produce");
+            };
+            let d = load(&st, s)?;
+            seed_nodes.push((out, g.input(s, &d.shape)));
+            feeds.push((s.clone(), d.values));
+        }
+        if seed_nodes.is_empty() {
+            bail!("grads are asked for but no seed names an output to start from");
         }
         let mut wrt = Vec::new();
         let mut wanted = Vec::new();
@@ -862,6 +893,11 @@ fn run_case(device: &Device, path: &Path, options: PlanOptions) -> Result<Outcom
         for (name, node) in wanted.into_iter().zip(gnodes) {
             targets.push((name, node, grtol, gatol));
         }
+    }
+    if targets.is_empty() {
+        return Ok(Outcome::Failed(
+            "nothing to compare: the case names no output and no gradient".into(),
+        ));
     }
     // A target that is a parameter is state an update rewrote in place: it
     // is read from the parameter after the run, every other from the plan.
@@ -895,6 +931,13 @@ fn run_case(device: &Device, path: &Path, options: PlanOptions) -> Result<Outcom
                 want.shape
             )));
         }
+        if values.len() != want.values.len() {
+            return Ok(Outcome::Failed(format!(
+                "{name}: {} values computed, {} expected",
+                values.len(),
+                want.values.len()
+            )));
+        }
         let worst = values
             .iter()
             .zip(&want.values)
@@ -913,6 +956,9 @@ fn run_case(device: &Device, path: &Path, options: PlanOptions) -> Result<Outcom
                 worst.0, worst.2, worst.3
             )));
         }
+    }
+    if computed.next().is_some() {
+        bail!("the plan returned more outputs than asked for");
     }
     Ok(Outcome::Passed)
 }
