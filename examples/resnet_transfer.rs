@@ -63,13 +63,13 @@ pub struct Args {
     pub quiet: bool,
 }
 
-/// What a run reports.
-#[derive(Debug)]
+/// What a run reports, and the model it trained.
 pub struct Outcome {
     pub test_accuracy: f32,
     /// Seconds of each epoch, the first including the feature extraction.
     pub epoch_seconds: Vec<f64>,
     pub classes: usize,
+    pub model: Model<ResNet>,
 }
 
 /// Seconds from the start of `fit` to each epoch's end.
@@ -238,5 +238,6 @@ pub fn run(device: &Device, args: &Args) -> anyhow::Result<Outcome> {
         test_accuracy,
         epoch_seconds,
         classes,
+        model,
     })
 }

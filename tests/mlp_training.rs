@@ -6,6 +6,7 @@ use kiln::models::{checkpoint, Naming};
 use kiln::prelude::*;
 
 mod common;
+use common::compare;
 
 const CSV: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/breast_cancer.csv");
 
@@ -148,13 +149,7 @@ fn a_checkpoint_resumes_training_exactly() {
     }
     for (name, wa) in a.weights().unwrap() {
         let wb = b.value(&name).unwrap();
-        let differ = wa.iter().zip(&wb).filter(|(p, q)| p != q).count();
-        assert_eq!(
-            differ,
-            0,
-            "{name}: {differ} of {} values differ after resuming",
-            wa.len()
-        );
+        compare::assert_bit_identical(&format!("{name} after resuming"), &wb, &wa);
     }
     // A checkpoint of another architecture is refused with the tensor's name.
     let mut other = Sequential::new(&device, 30)

@@ -201,6 +201,14 @@ fn first_two_channels(v: &[f32], shape: &[usize]) -> Vec<f32> {
         .collect()
 }
 
+/// Eval logits and layer outputs, relative norm: float32 lands at
+/// 3–7e-7 here (both kernel profiles).
+const EVAL_TOLERANCE: f64 = 1e-5;
+/// The transfer step (train-mode batch norm over 4 images, the loss, the
+/// head's gradients, running statistics), relative norm: measured at most
+/// 1.5e-4 (fc.weight's gradient), 1.1e-4 for the logits.
+const TRANSFER_TOLERANCE: f64 = 2e-4;
+
 fn eval_parity(variant: &str) {
     let device = kiln::device_from_flag(None).unwrap();
     let bytes = fixture(variant);
@@ -233,7 +241,10 @@ fn eval_parity(variant: &str) {
     for (name, got) in checks {
         let err = rel_norm(&got, &tensor(&st, name));
         eprintln!("{variant} {name}: relative error {err:e}");
-        assert!(err <= 1e-3, "{variant} {name}: relative error {err:e}");
+        assert!(
+            err <= EVAL_TOLERANCE,
+            "{variant} {name}: relative error {err:e}"
+        );
     }
 }
 
@@ -290,13 +301,18 @@ fn resnet50_transfer_step_matches_torchvision() {
     assert_eq!(labels, vec![1.0, 1.0, 0.0, 2.0]);
     let close = |name: &str, got: &[f32]| {
         let want = tensor(&st, name);
+        assert_eq!(got.len(), want.len(), "{name}: length");
+        let err = rel_norm(got, &want);
+        eprintln!("transfer {name}: relative error {err:e}");
+        assert!(err <= TRANSFER_TOLERANCE, "{name}: relative error {err:e}");
+        // No element far off either, relative to the tensor's scale.
+        let scale = want.iter().fold(0.0f32, |m, w| m.max(w.abs()));
         for (i, (g, w)) in got.iter().zip(&want).enumerate() {
             assert!(
-                (g - w).abs() <= 1e-3 + 1e-3 * w.abs(),
-                "{name}[{i}]: {g} vs {w}"
+                (g - w).abs() <= 1e-3 * scale,
+                "{name}[{i}]: {g} vs {w} (scale {scale})"
             );
         }
-        eprintln!("transfer {name}: relative error {:e}", rel_norm(got, &want));
     };
     // Training-mode logits (batch statistics), without touching state.
     let tape = Tape::new(Mode::Train {

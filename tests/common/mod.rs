@@ -3,6 +3,8 @@
 
 use safetensors::SafeTensors;
 
+pub mod compare;
+
 /// A fixture tensor as f32 values (I64 integers converted exactly).
 pub fn tensor(st: &SafeTensors<'_>, name: &str) -> Vec<f32> {
     let t = st

@@ -3,6 +3,9 @@
 //! step ends, and a backbone that is not a fixed function (batch
 //! statistics in training mode, or trainable) is not cached.
 
+#[path = "../../../tests/common/compare.rs"]
+mod compare;
+
 use kiln_backend::Device;
 use kiln_data::Dataset;
 use kiln_graph::Var;
@@ -99,12 +102,8 @@ fn cached_features_train_the_head_as_the_whole_model_would() {
         (0, 24),
         "the cache trained a model of the head"
     );
-    for (a, b) in cached.iter().zip(&plain) {
-        assert!((a - b).abs() < 1e-5, "head weights {a} vs {b}");
-    }
-    for (a, b) in cached_loss.iter().zip(&plain_loss) {
-        assert!((a - b).abs() < 1e-5, "epoch losses {a} vs {b}");
-    }
+    compare::assert_all_close("head weights", &cached, &plain, 1e-5, 0.0);
+    compare::assert_all_close("epoch losses", &cached_loss, &plain_loss, 1e-5, 0.0);
     // The head learned something.
     assert!(cached_loss[3] < cached_loss[0]);
 }

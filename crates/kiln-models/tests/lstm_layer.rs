@@ -2,6 +2,9 @@
 //! PyTorch-layout layer given a Keras layer's weights computes the same
 //! outputs and states, and each framework's initialisation and names.
 
+#[path = "../../../tests/common/compare.rs"]
+mod compare;
+
 use kiln_backend::Device;
 use kiln_graph::{Mode, Plan, Tape};
 use kiln_models::*;
@@ -64,10 +67,9 @@ fn pytorch_and_keras_layers_agree_on_the_same_weights() {
         plan.run(&[("x", &x), ("h", &h0), ("c", &c0)]).unwrap()
     };
     let (a, b) = (run(&keras), run(&torch));
+    assert_eq!(a.len(), b.len(), "outputs");
     for (i, (p, q)) in a.iter().zip(&b).enumerate() {
-        for (v, w) in p.iter().zip(q) {
-            assert!((v - w).abs() < 1e-5, "output {i}: {v} vs {w}");
-        }
+        compare::assert_all_close(&format!("output {i}"), p, q, 1e-5, 0.0);
     }
     // The sequence's last step is the final h.
     let last = &a[0][(steps - 1) * u..steps * u];
