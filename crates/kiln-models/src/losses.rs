@@ -125,7 +125,8 @@ pub enum Loss {
     BinaryCrossEntropy,
     /// Logits against 0/1 targets, computed stably.
     BinaryCrossEntropyFromLogits,
-    /// Probabilities (after a softmax) against one-hot targets.
+    /// Probabilities (after a softmax) against one-hot targets; as in
+    /// Keras, each row is scaled to sum 1 first.
     CategoricalCrossEntropy,
     /// Logits against one-hot targets (log-softmax inside).
     CategoricalCrossEntropyFromLogits,
@@ -205,7 +206,10 @@ impl Loss {
             Loss::BinaryCrossEntropy => g.binary(BinaryOp::BceTerm, pred, target),
             Loss::BinaryCrossEntropyFromLogits => g.binary(BinaryOp::BceLogitsTerm, pred, target),
             Loss::CategoricalCrossEntropy => {
-                // Keras: clip, then −Σ t·log p over the classes.
+                // Keras: each row scaled to sum 1, clipped, then −Σ t·log p
+                // over the classes (a softmax's rows already sum to 1).
+                let total = g.sum(pred, &[-1], true)?;
+                let pred = g.div(pred, total)?;
                 let lp = clipped_log(g, pred)?;
                 let t = g.mul(target, lp)?;
                 let s = g.sum(t, &[-1], false)?;
