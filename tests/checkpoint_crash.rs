@@ -1,6 +1,7 @@
 //! Process-level crash safety: a training process killed with SIGKILL while
 //! it writes checkpoints in a loop leaves the newest complete checkpoint
-//! loadable, and training resumes from it.
+//! loadable, holding bit for bit the weights of an uninterrupted run
+//! trained to the same epoch in this process, and training resumes from it.
 //!
 //! The test runs this same test binary as the child, told by an environment
 //! variable to train and checkpoint until it is killed.
@@ -11,6 +12,9 @@ use std::time::{Duration, Instant};
 
 use kiln::models::checkpoint;
 use kiln::prelude::*;
+
+mod common;
+use common::compare;
 
 const CHILD_DIR: &str = "KILN_CRASH_TEST_CHILD_DIR";
 const TEST_NAME: &str = "a_checkpoint_written_when_the_process_is_killed_still_loads_and_resumes";
@@ -89,6 +93,9 @@ fn a_checkpoint_written_when_the_process_is_killed_still_loads_and_resumes() {
     let tmp = dir.join("model.safetensors.tmp");
     let mut last_loaded = 0;
     let mut killed_mid_write = 0;
+    // The same training without kills: batch e at epoch e, one process.
+    let mut uninterrupted = model(&device);
+    let mut uninterrupted_epoch = 0;
     // Kills at different moments: while a checkpoint is being written (the
     // temporary file exists), or some milliseconds after a save.
     let moments = [None, Some(3u64), None, Some(17), None, None, Some(41), None];
@@ -136,6 +143,18 @@ fn a_checkpoint_written_when_the_process_is_killed_still_loads_and_resumes() {
             "round {round}: checkpoint of epoch {epoch}, the child recorded {saved}"
         );
         assert!(epoch > last_loaded, "round {round}: training moved on");
+        while uninterrupted_epoch < epoch {
+            uninterrupted_epoch += 1;
+            let (x, y) = batch(uninterrupted_epoch);
+            uninterrupted.train_on_batch(&x, &y).unwrap();
+        }
+        for (name, want) in uninterrupted.weights().unwrap() {
+            compare::assert_bit_identical(
+                &format!("round {round}, epoch {epoch}: {name}"),
+                &m.value(&name).unwrap(),
+                &want,
+            );
+        }
         // It resumes: the restored model trains and predicts finite numbers.
         let (x, y) = batch(epoch + 1);
         m.train_on_batch(&x, &y).unwrap();

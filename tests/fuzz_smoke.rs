@@ -3,8 +3,10 @@
 //! with an error, never panic or hang. cargo-fuzz runs the same readers
 //! without a bound (`fuzz/`, FUZZING.md).
 
+use std::io::Write;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kiln::data::SplitMix64;
@@ -19,11 +21,47 @@ fn budget(reader: Reader) -> usize {
     }
 }
 
+/// The longest one input may take.
+const LIMIT: Duration = Duration::from_secs(20);
+
+/// What is running now: since when, which input, its bytes.
+type Current = Arc<Mutex<Option<(Instant, String, Vec<u8>)>>>;
+
+/// Watches the input being read from another thread: one that runs past
+/// [`LIMIT`] is kept in `scratch` and the test binary exits with a failure
+/// (101, as a failed test does), so a hang fails the run instead of
+/// blocking it.
+fn watchdog(scratch: PathBuf) -> Current {
+    let current: Current = Arc::default();
+    let watched = current.clone();
+    std::thread::spawn(move || loop {
+        std::thread::sleep(Duration::from_millis(200));
+        let now = watched.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((start, what, bytes)) = now.as_ref() {
+            if start.elapsed() > LIMIT {
+                let keep = scratch.join("hang");
+                let _ = std::fs::write(&keep, bytes);
+                // Straight to stderr: the test harness's capture of
+                // eprintln! would be lost with the exit.
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "{what} is still running after {:?}: a hang; the input is kept at {}",
+                    start.elapsed(),
+                    keep.display()
+                );
+                std::process::exit(101);
+            }
+        }
+    });
+    current
+}
+
 #[test]
 fn mutated_files_never_panic_or_hang_any_reader() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let scratch = std::env::temp_dir().join(format!("kiln-fuzz-smoke-{}", std::process::id()));
     let mut harness = Harness::new(&scratch).unwrap();
+    let current = watchdog(scratch.clone());
     let mut rng = SplitMix64::new(0x5eed);
     for &reader in Reader::ALL {
         let seeds = harness.seeds(reader, root);
@@ -52,7 +90,10 @@ fn mutated_files_never_panic_or_hang_any_reader() {
                 mutate(&mut bytes, &mut rng);
             }
             let start = Instant::now();
+            *current.lock().unwrap() =
+                Some((start, format!("{reader:?} input {case}"), bytes.clone()));
             let outcome = catch_unwind(AssertUnwindSafe(|| harness.run(reader, &bytes)));
+            *current.lock().unwrap() = None;
             match outcome {
                 Ok(Ok(())) => loaded += 1,
                 Ok(Err(_)) => refused += 1,
@@ -66,7 +107,7 @@ fn mutated_files_never_panic_or_hang_any_reader() {
                 }
             }
             assert!(
-                start.elapsed() < Duration::from_secs(20),
+                start.elapsed() < LIMIT,
                 "{reader:?}: input {case} took {:?}",
                 start.elapsed()
             );

@@ -303,3 +303,87 @@ fn batch_norm_running_statistics_follow_each_framework() {
         }
     }
 }
+
+/// The tutorial's MLP at a learning rate high enough that the validation
+/// loss rises again within a few epochs, so the best epoch is not the last.
+fn jumpy_mlp(device: &Device) -> Sequential {
+    common::tutorial_mlp_with(device, 6, Optimizer::adam(0.05))
+}
+
+/// What ModelCheckpoint and CSVLogger write, read back: the checkpoint
+/// holds, bit for bit, the weights of a deterministic run stopped at the
+/// best epoch (so it reloads to the same predictions), and the CSV's rows
+/// are the history's values.
+#[test]
+fn model_checkpoint_and_csv_logger_write_what_the_run_had() {
+    let device = device();
+    let (train, test) = data();
+    let dir = std::env::temp_dir().join(format!("kiln-callbacks-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (ckpt, csv) = (dir.join("best.ckpt"), dir.join("log.csv"));
+    let fit = |epochs: usize| {
+        Fit::epochs(epochs)
+            .validation_split(0.2)
+            .verbosity(Verbosity::Silent)
+    };
+    const EPOCHS: usize = 8;
+    let mut a = jumpy_mlp(&device);
+    let history = a
+        .fit(
+            &train,
+            fit(EPOCHS)
+                .callback(ModelCheckpoint::best_only(&ckpt, "val_loss"))
+                .callback(CsvLogger::new(&csv)),
+        )
+        .unwrap();
+    let val = history.series("val_loss");
+    assert_eq!(val.len(), EPOCHS);
+    let best = 1 + (0..EPOCHS).fold(0, |b, e| if val[e] < val[b] { e } else { b });
+    assert!(
+        best < EPOCHS,
+        "the best epoch must come before the last: {val:?}"
+    );
+
+    // The same model trained to the best epoch only.
+    let mut b = jumpy_mlp(&device);
+    b.fit(&train, fit(best)).unwrap();
+    let mut c = jumpy_mlp(&device);
+    for (name, w) in c.weights().unwrap() {
+        c.set_weight(&name, &vec![0.5; w.len()]).unwrap();
+    }
+    assert_eq!(
+        checkpoint::load(&mut c, &ckpt).unwrap(),
+        best,
+        "val_loss {val:?}"
+    );
+    for (name, want) in b.weights().unwrap() {
+        compare::assert_bit_identical(&name, &c.value(&name).unwrap(), &want);
+    }
+    let (pb, pc) = (
+        b.predict(test.features(), 50).unwrap(),
+        c.predict(test.features(), 50).unwrap(),
+    );
+    compare::assert_bit_identical("predictions", pc.data(), pb.data());
+
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let mut lines = text.lines();
+    let names = history.names();
+    assert_eq!(lines.next().unwrap(), format!("epoch,{}", names.join(",")));
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), EPOCHS, "{text}");
+    for (e, row) in rows.iter().enumerate() {
+        let cells: Vec<&str> = row.split(',').collect();
+        assert_eq!(cells.len(), names.len() + 1, "{row}");
+        assert_eq!(cells[0].parse::<usize>().unwrap(), e + 1, "{row}");
+        for (name, cell) in names.iter().zip(&cells[1..]) {
+            let want = history.series(name)[e];
+            assert_eq!(
+                cell.parse::<f32>().unwrap().to_bits(),
+                want.to_bits(),
+                "{name} at epoch {}",
+                e + 1
+            );
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

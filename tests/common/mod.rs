@@ -73,6 +73,15 @@ pub fn assert_gradients(
 /// batch norm, dropout 0.2 → 1 sigmoid), compiled with Keras' Adam(1e-3),
 /// binary cross-entropy and binary accuracy.
 pub fn tutorial_mlp(device: &kiln::Device, seed: u64) -> kiln::models::Sequential {
+    tutorial_mlp_with(device, seed, kiln::models::Optimizer::adam(1e-3))
+}
+
+/// [`tutorial_mlp`] with another optimizer.
+pub fn tutorial_mlp_with(
+    device: &kiln::Device,
+    seed: u64,
+    optimizer: kiln::models::Optimizer,
+) -> kiln::models::Sequential {
     use kiln::prelude::*;
     let mut m = Sequential::new(device, 30)
         .seed(seed)
@@ -84,7 +93,7 @@ pub fn tutorial_mlp(device: &kiln::Device, seed: u64) -> kiln::models::Sequentia
         .dropout(0.2)
         .dense(1, Activation::Sigmoid);
     m.compile(
-        Optimizer::adam(1e-3),
+        optimizer,
         Loss::BinaryCrossEntropy,
         &[Metric::BinaryAccuracy],
     )
