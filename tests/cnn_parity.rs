@@ -10,7 +10,7 @@ use kiln::prelude::*;
 use safetensors::SafeTensors;
 
 mod common;
-use common::{assert_close, assert_gradients, rel_norm, tensor};
+use common::{assert_close, assert_gradients, rel_norm, step_update, tensor};
 
 const FIXTURE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -106,6 +106,20 @@ fn parity(fusion: bool) {
             rel_norm(got, &want)
         );
     }
+}
+
+/// The training step's own gradients: one SGD step at learning rate 1
+/// moves every parameter by its PyTorch gradient.
+#[test]
+fn the_training_step_moves_each_parameter_by_its_pytorch_gradient() {
+    let bytes = std::fs::read(FIXTURE).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let device = kiln::device_from_flag(None).unwrap();
+    let mut m = model(&device, &st, Optimizer::sgd(1.0), true);
+    let (x, labels) = (tensor(&st, "input"), tensor(&st, "labels"));
+    let moved = step_update(&mut m, &PARAMS, &x, &labels);
+    let worst = assert_gradients(&moved, |name| tensor(&st, &format!("grad.{name}")), 2e-5);
+    eprintln!("training-step gradients: worst relative error {worst:e}");
 }
 
 #[test]

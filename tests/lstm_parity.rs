@@ -10,7 +10,7 @@ use kiln::prelude::*;
 use safetensors::SafeTensors;
 
 mod common;
-use common::{assert_close, assert_gradients, rel_norm, tensor};
+use common::{assert_close, assert_gradients, rel_norm, step_update, tensor};
 
 const FIXTURE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -79,6 +79,27 @@ fn parity(fusion: bool) {
         );
         assert_close(&format!("adam.{name}"), &got, &want, 1e-4);
     }
+}
+
+/// The training step's own gradients: one SGD step at learning rate 1
+/// moves every weight by its Keras gradient.
+#[test]
+fn the_training_step_moves_each_weight_by_its_keras_gradient() {
+    let bytes = std::fs::read(FIXTURE).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let device = kiln::device_from_flag(None).unwrap();
+    let mut m = model(&device, &st, true);
+    m.compile(Optimizer::sgd(1.0), Loss::MeanSquaredError, &[])
+        .unwrap();
+    let names: Vec<String> = WEIGHTS.iter().map(|n| n.replace('/', ".")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let moved = step_update(&mut m, &names, &tensor(&st, "x"), &tensor(&st, "y"));
+    let worst = assert_gradients(
+        &moved,
+        |name| tensor(&st, &format!("grad.{}", name.replace('.', "/"))),
+        2e-5,
+    );
+    eprintln!("training-step gradients: worst relative error {worst:e}");
 }
 
 #[test]

@@ -9,7 +9,7 @@ use kiln::prelude::*;
 use safetensors::SafeTensors;
 
 mod common;
-use common::{assert_close, assert_gradients, max_abs, rel_norm, tensor};
+use common::{assert_close, assert_gradients, max_abs, rel_norm, step_update, tensor};
 
 const FIXTURE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -68,6 +68,38 @@ fn standardisation_matches_the_fixture_scaler() {
     let mut rows = data.subset(&(0..32).collect::<Vec<_>>()).unwrap();
     s.transform(&mut rows).unwrap();
     assert!(max_abs(rows.features(), &tensor(&st, "x")) < 1e-5);
+}
+
+/// The training step's own gradients: one SGD step at learning rate 1
+/// moves every trainable variable by its Keras gradient.
+#[test]
+fn the_training_step_moves_each_variable_by_its_keras_gradient() {
+    let bytes = std::fs::read(FIXTURE).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let device = kiln::device_from_flag(None).unwrap();
+    let mut m = model(&device, &st);
+    m.compile(Optimizer::sgd(1.0), Loss::BinaryCrossEntropy, &[])
+        .unwrap();
+    m.load_state_dict(&keras_weights(&st), true).unwrap();
+    let names = [
+        "dense.kernel",
+        "dense.bias",
+        "batch_normalization.gamma",
+        "batch_normalization.beta",
+        "dense_1.kernel",
+        "dense_1.bias",
+        "batch_normalization_1.gamma",
+        "batch_normalization_1.beta",
+        "dense_2.kernel",
+        "dense_2.bias",
+    ];
+    let moved = step_update(&mut m, &names, &tensor(&st, "x"), &tensor(&st, "y"));
+    let worst = assert_gradients(
+        &moved,
+        |name| tensor(&st, &format!("grad.{}", name.replace('.', "/"))),
+        2e-5,
+    );
+    eprintln!("training-step gradients: worst relative error {worst:e}");
 }
 
 #[test]

@@ -100,3 +100,26 @@ pub fn tutorial_mlp_with(
     .unwrap();
     m
 }
+
+/// What one training step moved each of `names` by: before − after. With
+/// plain SGD at learning rate 1 that is the gradient the training plan
+/// itself computed (the plan `fit` runs, not `loss_and_gradients`' own).
+pub fn step_update<M: kiln::models::Module>(
+    m: &mut kiln::models::Model<M>,
+    names: &[&str],
+    x: &[f32],
+    y: &[f32],
+) -> Vec<(String, Vec<f32>)> {
+    let before: Vec<Vec<f32>> = names.iter().map(|n| m.value(n).unwrap()).collect();
+    m.train_on_batch(x, y).unwrap();
+    names
+        .iter()
+        .zip(before)
+        .map(|(n, b)| {
+            let after = m.value(n).unwrap();
+            assert_eq!(after.len(), b.len(), "{n}");
+            let moved = b.iter().zip(&after).map(|(p, q)| p - q).collect();
+            (n.to_string(), moved)
+        })
+        .collect()
+}
