@@ -134,10 +134,8 @@ pub(crate) struct Group {
 /// The fusion decisions for a graph.
 pub(crate) struct Fused {
     pub groups: Vec<Group>,
-    /// For every materialised node, the group that computes it.
-    pub producer: Vec<Option<usize>>,
-    /// Whether each node has storage of its own (or is an alias of one).
-    pub materialised: Vec<bool>,
+    /// For every group, the groups it must run after (see [`dependencies`]).
+    pub dependencies: Vec<Vec<usize>>,
 }
 
 /// The storage a node's value lives in: itself, or what it aliases (a
@@ -194,11 +192,10 @@ pub(crate) fn fuse(
             forced[node] = true;
             continue;
         }
-        let producer = producers(&groups, n);
+        let dependencies = dependencies(graph, &groups, &materialised);
         return Fused {
             groups,
-            producer,
-            materialised,
+            dependencies,
         };
     }
 }

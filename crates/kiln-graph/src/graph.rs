@@ -12,9 +12,9 @@ use kiln_backend::codegen::{ConvPass, PoolKind};
 use kiln_backend::ops::optim::UpdateRule;
 use kiln_backend::{broadcast_shapes, reduced_shape, BinaryOp, ReduceOp, UnaryOp};
 
-use crate::conv_ops::Window2d;
 use crate::error::{shape_err, GraphError, Result};
 use crate::params::{Param, ParamStore};
+use crate::window::Window2d;
 
 static NEXT_GRAPH: AtomicU64 = AtomicU64::new(1);
 

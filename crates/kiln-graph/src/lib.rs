@@ -35,8 +35,8 @@ mod recurrent;
 mod tape;
 mod updates;
 mod var;
+mod window;
 
-pub use conv_ops::Window2d;
 pub use error::{GraphError, Result};
 pub use graph::{Graph, Node, NodeId, Op};
 pub use kiln_backend::codegen::{ConvPass, PoolKind};
@@ -48,3 +48,4 @@ pub use plan_cache::{PlanCache, ShapeKey};
 pub use recurrent::{GruOptions, LstmOptions, RecurrentOutput, RecurrentWeights};
 pub use tape::{Feeder, Mode, Tape, STEP_INPUT};
 pub use var::Var;
+pub use window::Window2d;

@@ -169,7 +169,7 @@ impl Plan {
             .saturating_sub(1)
             .max(4);
         let fused = fusion::fuse(graph, &live, &outputs_idx, options.fusion, max_buffers);
-        let order = schedule(graph, &fused)?;
+        let order = schedule(&fused)?;
         if std::env::var_os("KILN_FUSION_DEBUG").is_some() {
             for &g in &order {
                 let group = &fused.groups[g];
@@ -187,13 +187,7 @@ impl Plan {
             }
         }
 
-        // Which group reads each stored value last, and which groups produce it.
-        let mut producer: Vec<Option<usize>> = fused.producer.clone();
-        for i in 0..n {
-            if let Op::Output(_) = nodes[i].op {
-                producer[i] = producer[nodes[i].inputs[0].index()];
-            }
-        }
+        // Which group reads each stored value last.
         let mut last_use = vec![0usize; n];
         for (p, &g) in order.iter().enumerate() {
             for x in group_reads(graph, &fused, g) {
@@ -506,8 +500,8 @@ fn build_groups_in_parallel(
 }
 
 /// The groups in an order every dependency allows, nearest to graph order.
-fn schedule(graph: &Graph, fused: &Fused) -> Result<Vec<usize>> {
-    let deps = fusion::dependencies(graph, &fused.groups, &fused.materialised);
+fn schedule(fused: &Fused) -> Result<Vec<usize>> {
+    let deps = &fused.dependencies;
     let g = fused.groups.len();
     let mut waiting: Vec<usize> = deps.iter().map(Vec::len).collect();
     let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); g];

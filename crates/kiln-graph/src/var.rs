@@ -6,10 +6,10 @@ use std::ops::{Add, Div, Mul, Sub};
 
 use kiln_backend::{BinaryOp, ReduceOp, UnaryOp};
 
-use crate::conv_ops::Window2d;
 use crate::error::{GraphError, Result};
 use crate::graph::{Graph, NodeId};
 use crate::tape::Tape;
+use crate::window::Window2d;
 
 /// A value in a graph under construction.
 #[derive(Clone)]
