@@ -232,6 +232,16 @@ impl<M: Module> Model<M> {
             )));
         }
         self.check_data(data)?;
+        // Every row before the first step, so that a bad one trains nothing.
+        let refused = |what: &str, e: ModelError| {
+            ModelError::Invalid(format!("{what}{e}; fit refused it before the first step"))
+        };
+        self.check_rows(data).map_err(|e| refused("", e))?;
+        if let Validation::Data(v) = &cfg.validation {
+            self.check_data(v)?;
+            self.check_rows(v)
+                .map_err(|e| refused("validation data: ", e))?;
+        }
         for cb in cfg.callbacks.iter_mut() {
             cb.on_train_begin()?;
         }

@@ -165,25 +165,53 @@ impl Loss {
         targets: &[f32],
         classes: usize,
     ) -> std::result::Result<(), String> {
-        for (i, &t) in targets.iter().enumerate() {
-            let bad = match self {
-                _ if !t.is_finite() => Some("is not a finite number".to_string()),
+        match self.first_bad_target(targets, classes) {
+            Some((i, why)) => Err(format!("target {i} ({}) {why}", targets[i])),
+            None => Ok(()),
+        }
+    }
+
+    /// The position of the first target [`Loss::validate_targets`] refuses,
+    /// and why.
+    pub fn first_bad_target(self, targets: &[f32], classes: usize) -> Option<(usize, String)> {
+        targets.iter().enumerate().find_map(|(i, &t)| {
+            let why = match self {
+                _ if !t.is_finite() => "is not a finite number".to_string(),
                 Loss::BinaryCrossEntropy | Loss::BinaryCrossEntropyFromLogits
                     if !(0.0..=1.0).contains(&t) =>
                 {
-                    Some("is outside [0, 1], which binary cross-entropy needs".to_string())
+                    "is outside [0, 1], which binary cross-entropy needs".to_string()
                 }
                 Loss::SparseCategoricalCrossEntropy
                 | Loss::SparseCategoricalCrossEntropyFromLogits
                     if t < 0.0 || t.fract() != 0.0 || t as usize >= classes =>
                 {
-                    Some(format!("is not a class index in 0..{classes}"))
+                    format!("is not a class index in 0..{classes}")
                 }
-                _ => None,
+                _ => return None,
             };
-            if let Some(why) = bad {
-                return Err(format!("target {i} ({t}) {why}"));
-            }
+            Some((i, why))
+        })
+    }
+
+    /// Why this loss cannot score outputs of `per_sample` shape, if it
+    /// cannot: cross-entropy over classes needs at least two of them (one
+    /// class has probability 1, a loss of 0 and no gradient).
+    pub fn check_outputs(self, per_sample: &[usize]) -> std::result::Result<(), String> {
+        let classes = per_sample.last().copied().unwrap_or(1);
+        let over_classes = matches!(
+            self,
+            Loss::CategoricalCrossEntropy
+                | Loss::CategoricalCrossEntropyFromLogits
+                | Loss::SparseCategoricalCrossEntropy
+                | Loss::SparseCategoricalCrossEntropyFromLogits
+        );
+        if over_classes && classes < 2 {
+            return Err(format!(
+                "{self:?} needs at least 2 classes, but the model's output per sample is \
+                 {per_sample:?}: {classes} class; for one output of 0/1 targets use \
+                 BinaryCrossEntropy (after a sigmoid) or BinaryCrossEntropyFromLogits"
+            ));
         }
         Ok(())
     }

@@ -211,6 +211,10 @@ impl<M: Module> Model<M> {
     /// Fixes the optimizer, loss and metrics; training starts from step 0.
     pub fn compile(&mut self, optimizer: Optimizer, loss: Loss, metrics: &[Metric]) -> Result<()> {
         optimizer.validate().map_err(ModelError::Invalid)?;
+        // A model that does not build yet reports that when it is used.
+        if let Ok(out) = self.output_shape() {
+            loss.check_outputs(&out).map_err(ModelError::Invalid)?;
+        }
         self.training = Some(Training {
             optimizer,
             loss,
@@ -512,6 +516,41 @@ impl<M: Module> Model<M> {
         Ok(batch)
     }
 
+    /// Every feature of `data` is finite and every target one the loss can
+    /// take, checked before any step: the error names the data set's row,
+    /// not a position in a batch.
+    pub(crate) fn check_rows(&self, data: &Dataset) -> Result<()> {
+        let f = data.n_features().max(1);
+        if let Some(i) = data.features().iter().position(|v| !v.is_finite()) {
+            return Err(ModelError::Invalid(format!(
+                "row {} of the data has feature {} = {}; inputs must be finite",
+                i / f,
+                i % f,
+                data.features()[i]
+            )));
+        }
+        let t = self.training.as_ref().expect("checked by callers");
+        let out = self.output_shape()?;
+        let per: usize = t.loss.target_shape(&out).iter().product();
+        if data.n_targets() != per {
+            return Err(ModelError::Invalid(format!(
+                "the data has {} target values per row; {:?} takes {per} for outputs {out:?}",
+                data.n_targets(),
+                t.loss
+            )));
+        }
+        let classes = out.last().copied().unwrap_or(1);
+        match t.loss.first_bad_target(data.targets(), classes) {
+            Some((i, why)) => Err(ModelError::Invalid(format!(
+                "{:?}: row {} of the data has target {}: it {why}",
+                t.loss,
+                i / per.max(1),
+                data.targets()[i]
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// The data's samples have the shape (or at least the size) the model takes.
     pub(crate) fn check_data(&self, data: &Dataset) -> Result<()> {
         let want: usize = self.input_shape.iter().product();
@@ -599,6 +638,7 @@ impl<M: Module> Model<M> {
             )));
         }
         self.check_data(data)?;
+        self.check_rows(data)?;
         self.take(false, 1)?; // start from zero
         for idx in kiln_data::batch_order(data.len(), batch_size, None, 0) {
             let (x, y) = data.gather(&idx)?;
@@ -610,13 +650,18 @@ impl<M: Module> Model<M> {
     /// Model outputs for row-major inputs `x` (samples of the input shape),
     /// in batches of `batch_size`, with their shape `[samples, outputs…]`.
     pub fn predict(&mut self, x: &[f32], batch_size: usize) -> Result<Array> {
+        if batch_size == 0 {
+            return Err(ModelError::Invalid(
+                "predict needs a positive batch size (got 0)".into(),
+            ));
+        }
         let rows = self.check_batch(x, None)?;
         let f: usize = self.input_shape.iter().product();
         let out_shape = self.output_shape()?;
         let mut out = Vec::with_capacity(rows * out_shape.iter().product::<usize>());
         let mut cache = std::mem::take(&mut self.predict_plans);
         let mut result: Result<()> = Ok(());
-        for idx in kiln_data::batch_order(rows, batch_size.max(1), None, 0) {
+        for idx in kiln_data::batch_order(rows, batch_size, None, 0) {
             let batch = idx.len();
             let xs = &x[idx[0] * f..(idx[0] + batch) * f];
             let shape = self.batch_shape(batch);

@@ -164,6 +164,13 @@ impl Sequential {
         self.check()?;
         self.model.compile(optimizer, loss, metrics)
     }
+
+    /// The layer table (see [`Model::summary`]); reports any error of the
+    /// builder first, instead of a table without the layer that failed.
+    pub fn summary(&mut self) -> Result<String> {
+        self.check()?;
+        self.model.summary()
+    }
 }
 
 impl Deref for Sequential {

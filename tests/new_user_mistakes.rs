@@ -1,0 +1,151 @@
+//! Mistakes a new user makes, each refused at once with one error that
+//! names what was wrong, what was expected and where (the data set's row,
+//! the loss and the output shape), and with nothing trained first.
+
+use kiln::prelude::*;
+
+const ROWS: usize = 40;
+const FEATURES: usize = 4;
+const CLASSES: usize = 10;
+
+fn device() -> Device {
+    kiln::device_from_flag(None).expect("an adapter")
+}
+
+fn classifier(device: &Device) -> Sequential {
+    let mut m = Sequential::new(device, FEATURES)
+        .seed(1)
+        .dense(CLASSES, Activation::None);
+    m.compile(
+        Optimizer::sgd(0.1),
+        Loss::SparseCategoricalCrossEntropyFromLogits,
+        &[Metric::SparseCategoricalAccuracy],
+    )
+    .unwrap();
+    m
+}
+
+fn rows(bad_label_row: Option<usize>, bad_feature_row: Option<usize>) -> Dataset {
+    let mut x: Vec<f32> = (0..ROWS * FEATURES).map(|i| (i % 7) as f32 / 7.0).collect();
+    let mut y: Vec<f32> = (0..ROWS).map(|r| (r % CLASSES) as f32).collect();
+    if let Some(r) = bad_label_row {
+        y[r] = 12.0;
+    }
+    if let Some(r) = bad_feature_row {
+        x[r * FEATURES + 2] = f32::NAN;
+    }
+    Dataset::new(x, y, FEATURES, 1).unwrap()
+}
+
+fn fit_cfg() -> Fit {
+    Fit::epochs(2)
+        .batch_size(8)
+        .shuffle(None)
+        .verbosity(Verbosity::Silent)
+}
+
+#[test]
+fn a_bad_label_is_refused_before_any_step_naming_its_row() {
+    let device = device();
+    let mut m = classifier(&device);
+    let before = m.weights().unwrap();
+    let e = m
+        .fit(&rows(Some(37), None), fit_cfg())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("row 37 of the data"), "{e}");
+    assert!(
+        e.contains("target 12") && e.contains("not a class index in 0..10"),
+        "{e}"
+    );
+    assert!(e.contains("before the first step"), "{e}");
+    assert_eq!(m.steps(), 0, "no optimizer step ran");
+    assert_eq!(m.weights().unwrap(), before, "nothing trained");
+    // The validation data is checked as well, and said to be it.
+    let e = m
+        .fit(
+            &rows(None, None),
+            fit_cfg().validation_data(rows(Some(3), None)),
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("validation data: ") && e.contains("row 3 of the data"),
+        "{e}"
+    );
+    assert_eq!(m.steps(), 0);
+    // evaluate names the row too.
+    let e = m
+        .evaluate(&rows(Some(21), None), 8)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("row 21 of the data"), "{e}");
+}
+
+#[test]
+fn a_non_finite_feature_is_refused_before_any_step_naming_row_and_column() {
+    let device = device();
+    let mut m = classifier(&device);
+    let e = m
+        .fit(&rows(None, Some(29)), fit_cfg())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("row 29 of the data has feature 2 = NaN"), "{e}");
+    assert_eq!(m.steps(), 0);
+}
+
+#[test]
+fn cross_entropy_over_one_class_is_refused_at_compile() {
+    let device = device();
+    let mut m = Sequential::new(&device, FEATURES).dense(1, Activation::None);
+    for loss in [
+        Loss::SparseCategoricalCrossEntropyFromLogits,
+        Loss::SparseCategoricalCrossEntropy,
+        Loss::CategoricalCrossEntropyFromLogits,
+        Loss::CategoricalCrossEntropy,
+    ] {
+        let e = m
+            .compile(Optimizer::sgd(0.1), loss, &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(&format!("{loss:?} needs at least 2 classes"))
+                && e.contains("output per sample is [1]")
+                && e.contains("BinaryCrossEntropy"),
+            "{e}"
+        );
+    }
+    // The pairs that fit one output still compile.
+    m.compile(Optimizer::sgd(0.1), Loss::BinaryCrossEntropyFromLogits, &[])
+        .unwrap();
+}
+
+#[test]
+fn predict_with_batch_zero_is_an_error_as_evaluate_is() {
+    let device = device();
+    let mut m = classifier(&device);
+    let data = rows(None, None);
+    let e = m.predict(data.features(), 0).unwrap_err().to_string();
+    assert!(e.contains("positive batch size"), "{e}");
+    let e = m.evaluate(&data, 0).unwrap_err().to_string();
+    assert!(e.contains("positive batch size"), "{e}");
+    assert_eq!(
+        m.predict(data.features(), 7).unwrap().shape(),
+        &[ROWS, CLASSES]
+    );
+}
+
+#[test]
+fn summary_of_a_builder_whose_layer_failed_is_that_error() {
+    let device = device();
+    // An LSTM needs samples [timesteps, features]; this one gets [4].
+    let mut m = Sequential::new(&device, FEATURES)
+        .dense(8, Activation::Relu)
+        .lstm(5, Activation::Tanh, false)
+        .dense(1, Activation::None);
+    let e = m.summary().unwrap_err().to_string();
+    assert!(
+        e.contains("lstm (layer 2)") && e.contains("[timesteps, features]"),
+        "{e}"
+    );
+}
