@@ -149,3 +149,31 @@ fn summary_of_a_builder_whose_layer_failed_is_that_error() {
         "{e}"
     );
 }
+
+/// An error says each thing once: its text does not repeat itself, and its
+/// source chain (what anyhow prints under `Caused by:`) adds nothing that
+/// the text already said.
+#[test]
+fn a_layer_error_says_each_thing_once() {
+    let device = device();
+    let conv = kiln::models::Conv2d::new(&device, 1, 4, 3).unwrap();
+    let mut m = Sequential::new(&device, 784).layer("conv2d", conv);
+    let e = m.predict(&vec![0.5; 784], 1).unwrap_err();
+    let text = e.to_string();
+    assert!(text.starts_with("layer \"conv2d\": "), "{text}");
+    let chain: Vec<String> = std::iter::successors(std::error::Error::source(&e), |s| s.source())
+        .map(|s| s.to_string())
+        .collect();
+    for cause in &chain {
+        assert!(
+            !text.contains(cause.as_str()),
+            "{text:?} repeats its cause {cause:?}"
+        );
+    }
+    let after_layer = &text["layer \"conv2d\": ".len()..];
+    let half = after_layer.len() / 2;
+    assert!(
+        !after_layer[half..].contains(&after_layer[..half.min(24)]),
+        "{text:?} says the same thing twice"
+    );
+}

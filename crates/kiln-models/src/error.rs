@@ -5,10 +5,12 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum ModelError {
     /// A layer could not be built: the layer's name and what was wrong.
-    #[error("layer {layer:?}: {source}")]
+    /// The text includes the graph's error whole, so it is not also given
+    /// as the source (anyhow would print it again under `Caused by:`).
+    #[error("layer {layer:?}: {error}")]
     Layer {
         layer: String,
-        source: kiln_graph::GraphError,
+        error: kiln_graph::GraphError,
     },
     #[error(transparent)]
     Graph(#[from] kiln_graph::GraphError),

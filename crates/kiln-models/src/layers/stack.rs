@@ -91,9 +91,9 @@ impl Module for Stack {
         let mut h = x.clone();
         for (name, m) in &self.layers {
             h = m.forward(&h).map_err(|e| match e {
-                ModelError::Graph(source) => ModelError::Layer {
+                ModelError::Graph(error) => ModelError::Layer {
                     layer: name.clone(),
-                    source,
+                    error,
                 },
                 other => other,
             })?;
