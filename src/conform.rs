@@ -10,9 +10,9 @@ use anyhow::{anyhow, bail, Context, Result};
 use kiln_backend::{BinaryOp, Device, ReduceOp, UnaryOp};
 use kiln_graph::{
     Graph, GruOptions, LstmOptions, NodeId, Op, Param, Plan, PlanOptions, RecurrentWeights,
-    UpdateRule, Window2d, HYPER_WORDS,
+    Window2d, HYPER_WORDS,
 };
-use kiln_models::{losses, Reduction};
+use kiln_models::{losses, EpsilonConvention, LstmWeights, Optimizer, Reduction};
 use safetensors::{Dtype, SafeTensors};
 use serde_json::Value;
 
@@ -145,7 +145,7 @@ fn int_list(v: &Value) -> Option<Vec<i64>> {
 
 /// The graph for one op: returns its output nodes (ONNX output slots), or a
 /// skip reason.
-type Built = std::result::Result<Vec<NodeId>, String>;
+type Built<T = Vec<NodeId>> = std::result::Result<T, String>;
 
 fn build(
     device: &Device,
@@ -341,11 +341,14 @@ fn build(
                     .ok_or_else(|| anyhow!("{op}: input {i} (R or T) missing"))
             };
             let (r, t) = (scalar(0)?, scalar(1)?);
-            let Some((rule, hyper)) = onnx_update_hyper(op, attrs, r, t) else {
-                return Ok(Err(format!(
-                    "{op} with attributes {attrs} has no counterpart among kiln's optimizers"
-                )));
+            let (opt, lr, step) = match onnx_optimizer(op, attrs, r, t)? {
+                Ok(found) => found,
+                Err(skip) => return Ok(Err(skip)),
             };
+            if let Err(why) = opt.validate() {
+                bail!("{op} with attributes {attrs}: {why}");
+            }
+            let (rule, hyper) = (opt.rule(), opt.hyper(lr, step));
             let lists = 2 + rule.states();
             let n = ins.len().saturating_sub(2) / lists;
             if n == 0 || ins.len() != 2 + n * lists {
@@ -454,9 +457,9 @@ fn build(
 /// ONNX's LSTM, GRU and RNN (forward direction): inputs `X` `[T, B, in]`
 /// (or `[B, T, in]` with `layout` 1), `W`, `R`, `B` of one direction, the
 /// initial states, LSTM peepholes; outputs `Y` `[T, 1, B, u]`, `Y_h`,
-/// `Y_c`. Gate blocks are reordered to kiln's (LSTM i, o, f, c → i, f, c,
-/// o; GRU z, r, h as it is) with slices, so gradients flow back to ONNX's
-/// layout.
+/// `Y_c`. LSTM weights go through [`LstmWeights::from_onnx`] (see
+/// [`lstm_weights_from_onnx`]); GRU (z, r, h) and RNN weights are in kiln's
+/// order already.
 fn recurrent(
     g: &mut Graph,
     op: &str,
@@ -522,54 +525,39 @@ fn recurrent(
             )));
         }
     }
-    let gates = match op {
-        "LSTM" => 4,
-        "GRU" => 3,
-        _ => 1,
-    };
-    // One direction's [G·u, …] matrix with its blocks in kiln's order.
-    let order: &[usize] = match op {
-        "LSTM" => &[0, 2, 3, 1],
-        _ => &[0, 1, 2][..gates],
-    };
-    let reorder = |g: &mut Graph, m: NodeId, u: usize| -> Result<NodeId> {
+    // One direction's [G·u, …] matrix.
+    let one_direction = |g: &mut Graph, m: NodeId| -> Result<NodeId> {
         let s = g.shape(m).to_vec();
         if s.len() < 2 {
             bail!("{op}: a weight of shape {s:?}; expected [directions, gates·units, …]");
         }
-        let m = g.reshape_to(m, &s[1..])?;
-        let blocks: Vec<NodeId> = order
-            .iter()
-            .map(|&k| g.slice(m, 0, k * u, (k + 1) * u))
-            .collect::<std::result::Result<_, _>>()?;
-        Ok(match blocks.len() {
-            1 => blocks[0],
-            _ => g.concat(&blocks, 0)?,
-        })
+        Ok(g.reshape_to(m, &s[1..])?)
     };
     let u = dim(g, r, 2, "the recurrent weight R")?;
-    let kernel = reorder(g, w, u)?;
-    let recurrent = reorder(g, r, u)?;
-    let (input_bias, recurrent_bias) = match input(3) {
-        Some(b) => {
-            let gu = gates * u;
-            let halves = g.reshape_to(b, &[2, gu])?;
-            let wb = g.slice(halves, 0, 0, 1)?;
-            let rb = g.slice(halves, 0, 1, 2)?;
-            let wb = g.reshape_to(wb, &[1, gu])?;
-            let rb = g.reshape_to(rb, &[1, gu])?;
-            let wb = reorder(g, wb, u)?;
-            let rb = reorder(g, rb, u)?;
-            (Some(wb), Some(rb))
+    let (w, r) = (one_direction(g, w)?, one_direction(g, r)?);
+    let weights = if op == "LSTM" {
+        lstm_weights_from_onnx(g, w, r, input(3), u)?
+    } else {
+        let gu = if op == "GRU" { 3 * u } else { u };
+        let (input_bias, recurrent_bias) = match input(3) {
+            Some(b) => {
+                let halves = g.reshape_to(b, &[2, gu])?;
+                let wb = g.slice(halves, 0, 0, 1)?;
+                let rb = g.slice(halves, 0, 1, 2)?;
+                (
+                    Some(g.reshape_to(wb, &[gu])?),
+                    Some(g.reshape_to(rb, &[gu])?),
+                )
+            }
+            None => (None, None),
+        };
+        RecurrentWeights {
+            kernel: w,
+            recurrent: r,
+            transposed: true,
+            input_bias,
+            recurrent_bias,
         }
-        None => (None, None),
-    };
-    let weights = RecurrentWeights {
-        kernel,
-        recurrent,
-        transposed: true,
-        input_bias,
-        recurrent_bias,
     };
     let xb = if batch_first {
         x
@@ -658,6 +646,60 @@ fn recurrent(
         outs.push(g.reshape_to(c, &last_shape)?);
     }
     Ok(Ok(outs))
+}
+
+/// [`LstmWeights::from_onnx`] as graph nodes over ONNX's `W` `[4u, in]`,
+/// `R` `[4u, u]` and `B` `[1, 8u]`. The conversion is linear, so its
+/// matrices are read off the library function itself (applied to the
+/// identity, and to each unit bias) and applied as products: the runner
+/// holds no copy of the gate order, and gradients flow back to ONNX's
+/// layout.
+fn lstm_weights_from_onnx(
+    g: &mut Graph,
+    w: NodeId,
+    r: NodeId,
+    b: Option<NodeId>,
+    u: usize,
+) -> Result<RecurrentWeights> {
+    let gu = 4 * u;
+    let unit = |n: usize, k: usize| -> Vec<f32> { (0..n).map(|i| (i == k) as u8 as f32).collect() };
+    let identity: Vec<f32> = (0..gu).flat_map(|k| unit(gu, k)).collect();
+    // W = I as a [4u, 4u] input weight: the kernel is the gate map, [4u, 4u].
+    let gate_map =
+        LstmWeights::from_onnx(gu, u, &identity, &vec![0.0; gu * u], &vec![0.0; 2 * gu])?;
+    let gate_map = g.constant(&gate_map.kernel, &[gu, gu])?;
+    let kernel = g.matmul(w, gate_map, true, false)?;
+    let recurrent = g.matmul(r, gate_map, true, false)?;
+    let input_bias = match b {
+        Some(b) => {
+            // Row j: the bias that B's unit j becomes, [8u, 4u].
+            let rows = (0..2 * gu)
+                .map(|j| {
+                    LstmWeights::from_onnx(
+                        1,
+                        u,
+                        &vec![0.0; gu],
+                        &vec![0.0; gu * u],
+                        &unit(2 * gu, j),
+                    )
+                    .map(|l| l.bias)
+                })
+                .collect::<std::result::Result<Vec<_>, _>>()?
+                .concat();
+            let bias_map = g.constant(&rows, &[2 * gu, gu])?;
+            let b = g.reshape_to(b, &[1, 2 * gu])?;
+            let bias = g.matmul(b, bias_map, false, false)?;
+            Some(g.reshape_to(bias, &[gu])?)
+        }
+        None => None,
+    };
+    Ok(RecurrentWeights {
+        kernel,
+        recurrent,
+        transposed: false,
+        input_bias,
+        recurrent_bias: None,
+    })
 }
 
 /// Axis `axis` of `node`'s shape, or an error naming `what` when the
@@ -752,57 +794,71 @@ fn onnx_indices(g: &mut Graph, local: NodeId, xs: &[usize], column_major: bool) 
     Ok(g.add(within, offsets)?)
 }
 
-/// The update rule and hyperparameter words (the layout the training
-/// kernels read, see `HYPER_WORDS`) of an ONNX training operator with
-/// learning rate `r` at update count `t` (0 for the first update); `None`
-/// where kiln has no such optimizer.
-fn onnx_update_hyper(
-    op: &str,
-    attrs: &Value,
-    r: f32,
-    t: f32,
-) -> Option<(UpdateRule, [f32; HYPER_WORDS])> {
+/// The kiln optimizer, step and learning rate that make one update of an
+/// ONNX training operator with learning rate `r` after `t` earlier updates;
+/// the skip reason where no kiln optimizer makes it. The hyperparameter
+/// words then come from [`Optimizer::hyper`], as in training.
+///
+/// ONNX counts updates from 0 and kiln's steps from 1, so Momentum and
+/// Adagrad at `t` are kiln's step `t + 1`. Adam's bias correction uses `t`
+/// itself, with none at `t = 0`: that is step 1 at a rate that cancels step
+/// 1's correction.
+fn onnx_optimizer(op: &str, attrs: &Value, r: f32, t: f32) -> Result<Built<(Optimizer, f32, u64)>> {
+    if t < 0.0 || t.fract() != 0.0 {
+        bail!("{op}: T is {t}; expected a whole number of earlier updates");
+    }
+    let t = t as u64;
     let attr = |k: &str, d: f64| attrs.get(k).and_then(Value::as_f64).unwrap_or(d) as f32;
     let l2 = attr("norm_coefficient", 0.0);
-    let mut h = [0.0f32; HYPER_WORDS];
-    let rule = match op {
+    let found = match op {
         "Adam" => {
-            let (a, b) = (attr("alpha", 0.9) as f64, attr("beta", 0.999) as f64);
-            // ONNX: X·(1 − post) after the step; the kernel's decoupled
-            // decay term is that with the step scaled by (1 − post).
-            let post = attr("norm_coefficient_post", 0.0);
-            let corrected = if t > 0.0 {
-                r as f64 * (1.0 - b.powf(t as f64)).sqrt() / (1.0 - a.powf(t as f64))
-            } else {
-                r as f64
+            if attr("norm_coefficient_post", 0.0) != 0.0 {
+                return Ok(Err("Adam with norm_coefficient_post: ONNX scales the updated X, step included, by (1 − post); kiln's decoupled decay (AdamW) shrinks X alone".into()));
+            }
+            let (alpha, beta) = (attr("alpha", 0.9), attr("beta", 0.999));
+            let opt = Optimizer::Adam {
+                lr: r,
+                beta1: alpha,
+                beta2: beta,
+                eps: attr("epsilon", 1e-6),
+                weight_decay: l2,
+                decoupled: false,
+                convention: EpsilonConvention::Keras,
             };
-            let step = (corrected * (1.0 - post as f64)) as f32;
-            h[..6].copy_from_slice(&[step, attr("epsilon", 1e-6), a as f32, b as f32, post, l2]);
-            UpdateRule::Adam
+            let lr = match t {
+                0 => (r as f64 * (1.0 - alpha as f64) / (1.0 - beta as f64).sqrt()) as f32,
+                _ => r,
+            };
+            (opt, lr, t.max(1))
         }
         "Momentum" => {
             let nesterov = match attrs.get("mode").and_then(Value::as_str) {
-                Some("nesterov") => 1.0,
-                Some("standard") | None => 0.0,
-                Some(_) => return None,
+                Some("nesterov") => true,
+                Some("standard") | None => false,
+                Some(m) => {
+                    return Ok(Err(format!(
+                        "Momentum mode {m:?}: kiln has standard and nesterov"
+                    )))
+                }
             };
-            // ONNX scales the gradient by β after the first update: dampening 1 − β.
-            let damp = if t > 0.0 {
-                1.0 - attr("beta", 1.0)
-            } else {
-                0.0
-            };
-            h[..5].copy_from_slice(&[r, attr("alpha", 0.9), l2, nesterov, damp]);
-            UpdateRule::Sgd
+            let opt = Optimizer::sgd(r)
+                .with_momentum(attr("alpha", 0.9), nesterov)
+                .with_dampening(1.0 - attr("beta", 1.0))
+                .with_weight_decay(l2);
+            (opt, r, t + 1)
         }
         "Adagrad" => {
-            let lr = r / (1.0 + t * attr("decay_factor", 0.0));
-            h[..3].copy_from_slice(&[lr, attr("epsilon", 1e-6), l2]);
-            UpdateRule::Adagrad
+            let opt = Optimizer::Adagrad {
+                lr: r,
+                lr_decay: attr("decay_factor", 0.0),
+                eps: attr("epsilon", 1e-6),
+                weight_decay: l2,
+            };
+            (opt, r, t + 1)
         }
-        _ => return None,
+        _ => return Ok(Err(format!("op {op} is not an optimizer"))),
     };
-    Some((rule, h))
+    Ok(Ok(found))
 }
 
 fn run_case(device: &Device, path: &Path, options: PlanOptions) -> Result<Outcome> {

@@ -168,7 +168,8 @@ impl Optimizer {
         }
     }
 
-    pub(crate) fn rule(&self) -> UpdateRule {
+    /// The update kernel's rule, which reads [`Optimizer::hyper`]'s words.
+    pub fn rule(&self) -> UpdateRule {
         match self {
             Optimizer::Sgd { .. } => UpdateRule::Sgd,
             Optimizer::Adam { .. } => UpdateRule::Adam,
@@ -185,7 +186,8 @@ impl Optimizer {
         }
     }
 
-    pub(crate) fn validate(&self) -> Result<(), String> {
+    /// An error naming the setting out of range, if one is.
+    pub fn validate(&self) -> Result<(), String> {
         let ok = match *self {
             Optimizer::Sgd {
                 lr,
