@@ -177,3 +177,22 @@ fn a_layer_error_says_each_thing_once() {
         "{text:?} says the same thing twice"
     );
 }
+
+/// Mesa's drivers print `error: XDG_RUNTIME_DIR is invalid or not set` when
+/// the variable is unset; kiln gives the process a private one first, so a
+/// plain run is quiet.
+#[test]
+fn a_run_without_xdg_runtime_dir_prints_no_driver_noise() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .arg("devices")
+        .env_remove("XDG_RUNTIME_DIR")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "kiln devices failed: {stderr}");
+    assert!(!out.stdout.is_empty(), "kiln devices listed no adapter");
+    assert!(
+        !stderr.contains("XDG_RUNTIME_DIR"),
+        "driver noise: {stderr}"
+    );
+}

@@ -133,6 +133,7 @@ impl fmt::Display for AdapterSummary {
 }
 
 fn instance() -> wgpu::Instance {
+    crate::runtime_dir::ensure_runtime_dir();
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
     desc.backends = wgpu::Backends::VULKAN | wgpu::Backends::METAL | wgpu::Backends::DX12;
     wgpu::Instance::new(desc)

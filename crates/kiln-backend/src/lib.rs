@@ -25,6 +25,7 @@ pub mod ops;
 mod pipeline;
 mod pool;
 mod profile;
+mod runtime_dir;
 pub mod shaders;
 mod tensor;
 
