@@ -54,6 +54,8 @@ pub struct Outcome {
     pub test_loss: f32,
     pub epochs_run: usize,
     pub parameters: usize,
+    /// `Model::summary` before training: the module tree, as its names give it.
+    pub summary: String,
 }
 
 /// Trains the residual model for at most `epochs` epochs (early stopping
@@ -81,6 +83,10 @@ pub fn run(
         Loss::BinaryCrossEntropy,
         &[Metric::BinaryAccuracy],
     )?;
+    let summary = model.summary()?;
+    if verbosity != Verbosity::Silent {
+        println!("{summary}");
+    }
     let history = model.fit(
         &train,
         Fit::epochs(epochs)
@@ -99,6 +105,7 @@ pub fn run(
         test_loss: logs.loss,
         epochs_run: history.epochs.len(),
         parameters,
+        summary,
     })
 }
 

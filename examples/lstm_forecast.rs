@@ -174,7 +174,7 @@ pub fn run(device: &Device, args: &Args) -> anyhow::Result<Outcome> {
     let history = model.fit(&s.train.data, fit)?;
     let train_seconds = start.elapsed().as_secs_f64();
 
-    let predicted = model.predict(s.test.data.features(), 256)?;
+    let predicted = model.predict(&s.test.data, 256)?;
     let test_mae = mae(&s.unscale(predicted.data()), &s.test.target_raw);
     let persistence_mae = mae(&s.test.last_observed, &s.test.target_raw);
     let linear_mae = ridge_mae(&s);

@@ -49,7 +49,7 @@ pub fn infer(
         );
     }
     let mut m = Model::new(device, net, shape[1..].to_vec());
-    let logits = m.predict(values, batch_size.max(1))?;
+    let logits = m.predict(&(values.as_slice(), shape.as_slice()), batch_size.max(1))?;
     let mut out = StateDict::default();
     out.tensors.insert(
         "logits".into(),

@@ -158,7 +158,7 @@ fn a_checkpoint_written_when_the_process_is_killed_still_loads_and_resumes() {
         // It resumes: the restored model trains and predicts finite numbers.
         let (x, y) = batch(epoch + 1);
         m.train_on_batch(&x, &y).unwrap();
-        let p = m.predict(&x, BATCH).unwrap();
+        let p = m.predict(&(&x[..], &[BATCH, FEATURES][..]), BATCH).unwrap();
         assert!(p
             .data()
             .iter()

@@ -10,7 +10,7 @@ use kiln::prelude::*;
 use safetensors::SafeTensors;
 
 mod common;
-use common::{assert_close, assert_gradients, rel_norm, step_update, tensor};
+use common::{array, assert_close, assert_gradients, rel_norm, step_update, tensor};
 
 const FIXTURE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -64,7 +64,7 @@ fn parity(fusion: bool) {
     assert_eq!(labels, vec![5.0, 8.0, 0.0, 8.0]);
 
     let mut m = model(&device, &st, Optimizer::adam_torch(1e-3), fusion);
-    let logits = m.predict(&x, 4).unwrap();
+    let logits = m.predict(&array(&st, "input"), 4).unwrap();
     assert_eq!(logits.shape(), &[4, 10]);
     let err = rel_norm(logits.data(), &tensor(&st, "logits"));
     assert!(err < 1e-4, "logits: relative error {err:e}");

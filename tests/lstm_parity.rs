@@ -10,7 +10,7 @@ use kiln::prelude::*;
 use safetensors::SafeTensors;
 
 mod common;
-use common::{assert_close, assert_gradients, rel_norm, step_update, tensor};
+use common::{array, assert_close, assert_gradients, rel_norm, step_update, tensor};
 
 const FIXTURE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -54,7 +54,7 @@ fn parity(fusion: bool) {
     let mut m = model(&device, &st, fusion);
     let (x, y) = (tensor(&st, "x"), tensor(&st, "y"));
 
-    let p = m.predict(&x, 8).unwrap();
+    let p = m.predict(&array(&st, "x"), 8).unwrap();
     assert_eq!(p.shape(), &[8, 1]);
     let err = rel_norm(p.data(), &tensor(&st, "predictions"));
     assert!(err < 1e-4, "predictions: relative error {err:e}");

@@ -9,7 +9,7 @@ use kiln::prelude::*;
 use safetensors::SafeTensors;
 
 mod common;
-use common::{assert_close, assert_gradients, max_abs, rel_norm, step_update, tensor};
+use common::{array, assert_close, assert_gradients, max_abs, rel_norm, step_update, tensor};
 
 const FIXTURE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -121,7 +121,7 @@ fn parity(fusion: bool) {
     let (x, y) = (tensor(&st, "x"), tensor(&st, "y"));
 
     // Inference: moving statistics, dropout off.
-    let p = m.predict(&x, 32).unwrap();
+    let p = m.predict(&array(&st, "x"), 32).unwrap();
     assert_eq!(p.shape(), &[32, 1]);
     let p = p.into_data();
     let want = tensor(&st, "eval.probabilities");

@@ -60,7 +60,7 @@ fn the_mlp_learns_the_breast_cancer_data_in_a_few_epochs() {
     let e = m.evaluate(&test, 32).unwrap();
     assert!(e.metrics[0].1 >= 0.9, "test accuracy {}", e.metrics[0].1);
     // evaluate agrees with predict + a host-side accuracy
-    let p = m.predict(test.features(), 50).unwrap();
+    let p = m.predict(&test, 50).unwrap();
     assert_eq!(p.shape(), &[test.len(), 1]);
     let hits = p
         .data()
@@ -359,10 +359,7 @@ fn model_checkpoint_and_csv_logger_write_what_the_run_had() {
     for (name, want) in b.weights().unwrap() {
         compare::assert_bit_identical(&name, &c.value(&name).unwrap(), &want);
     }
-    let (pb, pc) = (
-        b.predict(test.features(), 50).unwrap(),
-        c.predict(test.features(), 50).unwrap(),
-    );
+    let (pb, pc) = (b.predict(&test, 50).unwrap(), c.predict(&test, 50).unwrap());
     compare::assert_bit_identical("predictions", pc.data(), pb.data());
 
     let text = std::fs::read_to_string(&csv).unwrap();

@@ -373,4 +373,42 @@ fn the_custom_module_example_learns() {
         out.test_accuracy
     );
     assert!(out.parameters > 10_000);
+    // The summary lists every sub-module under its field name, with its
+    // own parameter count (30 features, 64 units, one output).
+    let rows = [
+        ("stem (Linear)", 30 * 64 + 64),
+        ("norm (BatchNorm)", 2 * 64),
+        ("block1 (Linear)", 64 * 64 + 64),
+        ("block2 (Linear)", 64 * 64 + 64),
+        ("dropout (Dropout)", 0),
+        ("head (Linear)", 64 + 1),
+    ];
+    for (name, count) in rows {
+        let line = out
+            .summary
+            .lines()
+            .find(|l| l.trim_start().starts_with(name))
+            .unwrap_or_else(|| panic!("no row {name:?} in\n{}", out.summary));
+        assert!(
+            line.ends_with(&format!(" {count}")),
+            "{line:?}: expected {count} parameters"
+        );
+    }
+    let total: usize = rows.iter().map(|r| r.1).sum();
+    assert_eq!(total, out.parameters);
+    assert!(
+        out.summary.contains("model (ResidualMlp)"),
+        "{}",
+        out.summary
+    );
+    // Columns sized to content: every table row's count ends in one column.
+    let table: Vec<&str> = out
+        .summary
+        .lines()
+        .take_while(|l| !l.starts_with("Total"))
+        .collect();
+    let width = table[0].chars().count();
+    for l in &table {
+        assert_eq!(l.chars().count(), width, "{l:?} in\n{}", out.summary);
+    }
 }

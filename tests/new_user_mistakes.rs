@@ -125,14 +125,11 @@ fn predict_with_batch_zero_is_an_error_as_evaluate_is() {
     let device = device();
     let mut m = classifier(&device);
     let data = rows(None, None);
-    let e = m.predict(data.features(), 0).unwrap_err().to_string();
+    let e = m.predict(&data, 0).unwrap_err().to_string();
     assert!(e.contains("positive batch size"), "{e}");
     let e = m.evaluate(&data, 0).unwrap_err().to_string();
     assert!(e.contains("positive batch size"), "{e}");
-    assert_eq!(
-        m.predict(data.features(), 7).unwrap().shape(),
-        &[ROWS, CLASSES]
-    );
+    assert_eq!(m.predict(&data, 7).unwrap().shape(), &[ROWS, CLASSES]);
 }
 
 #[test]
@@ -158,7 +155,7 @@ fn a_layer_error_says_each_thing_once() {
     let device = device();
     let conv = kiln::models::Conv2d::new(&device, 1, 4, 3).unwrap();
     let mut m = Sequential::new(&device, 784).layer("conv2d", conv);
-    let e = m.predict(&vec![0.5; 784], 1).unwrap_err();
+    let e = m.predict(&(&[0.5; 784][..], &[1, 784][..]), 1).unwrap_err();
     let text = e.to_string();
     assert!(text.starts_with("layer \"conv2d\": "), "{text}");
     let chain: Vec<String> = std::iter::successors(std::error::Error::source(&e), |s| s.source())
@@ -195,4 +192,28 @@ fn a_run_without_xdg_runtime_dir_prints_no_driver_noise() {
         !stderr.contains("XDG_RUNTIME_DIR"),
         "driver noise: {stderr}"
     );
+}
+
+/// Defect 1 of issue 27: six rows of 25 features (150 values) given to a
+/// model of 30 features used to come back as five rows. The input carries
+/// its shape now, and a wrong feature count or row count is an error.
+#[test]
+fn predict_refuses_samples_of_the_wrong_shape_instead_of_regrouping_them() {
+    let device = device();
+    let mut m = Sequential::new(&device, 30)
+        .seed(3)
+        .dense(1, Activation::Sigmoid);
+    let six_by_25 = Array::new(vec![0.5; 150], &[6, 25]).unwrap();
+    let e = m.predict(&six_by_25, 8).unwrap_err().to_string();
+    assert!(
+        e.contains("6 samples of shape [25]") && e.contains("input shape is [30]"),
+        "{e}"
+    );
+    let e = m
+        .predict(&(&[0.5f32; 150][..], &[6, 30][..]), 8)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("150 values for shape [6, 30]"), "{e}");
+    let five = Array::new(vec![0.5; 150], &[5, 30]).unwrap();
+    assert_eq!(m.predict(&five, 8).unwrap().shape(), &[5, 1]);
 }

@@ -24,6 +24,16 @@ pub fn tensor(st: &SafeTensors<'_>, name: &str) -> Vec<f32> {
     }
 }
 
+/// A fixture tensor with the shape it was stored with.
+pub fn array(st: &SafeTensors<'_>, name: &str) -> kiln::data::Array {
+    let shape = st
+        .tensor(name)
+        .unwrap_or_else(|_| panic!("fixture tensor {name}"))
+        .shape()
+        .to_vec();
+    kiln::data::Array::new(tensor(st, name), &shape).unwrap()
+}
+
 /// ‖got − want‖ / ‖want‖ in f64.
 pub fn rel_norm(got: &[f32], want: &[f32]) -> f64 {
     assert_eq!(got.len(), want.len());

@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 
-use crate::error::Result;
 use crate::plan::Plan;
 
 /// The input names and shapes a plan was compiled for.
@@ -35,11 +34,11 @@ impl PlanCache {
     /// assert_eq!(cache.len(), 2);
     /// # Ok::<(), GraphError>(())
     /// ```
-    pub fn get_or_compile(
+    pub fn get_or_compile<E>(
         &mut self,
         shapes: &[(&str, &[usize])],
-        compile: impl FnOnce() -> Result<Plan>,
-    ) -> Result<&mut Plan> {
+        compile: impl FnOnce() -> std::result::Result<Plan, E>,
+    ) -> std::result::Result<&mut Plan, E> {
         let key: ShapeKey = shapes
             .iter()
             .map(|(n, s)| (n.to_string(), s.to_vec()))

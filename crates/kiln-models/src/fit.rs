@@ -153,7 +153,7 @@ fn extract(
     batch: usize,
 ) -> Result<Dataset> {
     let mut m = Model::new(device, Lent(features), data.sample_shape().to_vec());
-    let out = m.predict(data.features(), batch)?;
+    let out = m.predict(data, batch)?;
     Ok(Dataset::with_shapes(
         out.data().to_vec(),
         &out.shape()[1..],

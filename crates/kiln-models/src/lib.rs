@@ -38,7 +38,7 @@ pub use layers::{
 };
 pub use losses::{Loss, Reduction};
 pub use metrics::Metric;
-pub use model::{IntoShape, Logs, Model, NamedTensors};
+pub use model::{IntoShape, Logs, Model, NamedTensors, Samples};
 pub use module::{walk, Entry, Module, ModuleExt, StateDict, Visitor};
 pub use optimizer::{EpsilonConvention, LrSchedule, Optimizer};
 pub use output_path::check_writable;

@@ -21,7 +21,9 @@ fn predict_on<M: Module>(
     x: &[f32],
 ) -> (Vec<usize>, Vec<f32>) {
     let mut m = Model::new(dev, module, shape.to_vec());
-    let out = m.predict(x, 8).unwrap();
+    let mut batch = vec![x.len() / shape.iter().product::<usize>()];
+    batch.extend(shape);
+    let out = m.predict(&(x, &batch[..]), 8).unwrap();
     (out.shape().to_vec(), out.into_data())
 }
 
@@ -73,7 +75,10 @@ fn adaptive_average_pooling() {
     close(&y, &block_means(&x, [2, 3, 4, 6], [2, 3]));
     let dev = device();
     let mut m = Model::new(&dev, AdaptiveAvgPool2d::new([3, 4]), [3, 4, 6]);
-    let e = m.predict(&x, 8).unwrap_err().to_string();
+    let e = m
+        .predict(&(&x[..], &[2, 3, 4, 6][..]), 8)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("divide the input evenly"), "{e}");
 }
 
@@ -131,7 +136,10 @@ fn conv2d_names_shapes_and_initialisation() {
     let x = images();
     // Layers made on one device, run on another: an error, not a panic.
     let mut elsewhere = Model::new(&device(), Conv2d::new(&dev, 3, 2, 1).unwrap(), [3, 4, 6]);
-    let e = elsewhere.predict(&x, 8).unwrap_err().to_string();
+    let e = elsewhere
+        .predict(&(&x[..], &[2, 3, 4, 6][..]), 8)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("another device"), "{e}");
     let (shape, y) = predict_on(&dev, one, [3, 4, 6], &x);
     assert_eq!(shape, vec![2, 2, 4, 6]);

@@ -1,0 +1,159 @@
+//! What `compile` fixes and what training keeps: the optimizer, loss,
+//! metrics, clipping and learning rate, and each parameter's optimizer state.
+
+use kiln_graph::{Param, PlanCache};
+
+use super::logs::Accumulators;
+use super::Model;
+use crate::error::{ModelError, Result};
+use crate::losses::Loss;
+use crate::metrics::Metric;
+use crate::module::{Module, ModuleExt};
+use crate::optimizer::Optimizer;
+
+/// The settings of `compile` plus the current learning rate, handed to a
+/// model that trains on another's behalf (the feature cache's head).
+pub(crate) struct TrainingConfig {
+    pub optimizer: Optimizer,
+    pub loss: Loss,
+    pub metrics: Vec<Metric>,
+    pub clip_norm: Option<f32>,
+    pub lr: f32,
+}
+
+/// What `compile` fixed, and what training keeps.
+pub(super) struct Training {
+    pub(super) optimizer: Optimizer,
+    pub(super) loss: Loss,
+    pub(super) metrics: Vec<Metric>,
+    pub(super) clip_norm: Option<f32>,
+    pub(super) lr: f32,
+    /// Optimizer state of each parameter trained so far, created on its
+    /// first step: frozen parameters never get any.
+    pub(super) state: Vec<(Param, Vec<Param>)>,
+    pub(super) train: Accumulators,
+    pub(super) val: Accumulators,
+    pub(super) train_plans: PlanCache,
+    pub(super) eval_plans: PlanCache,
+}
+
+impl<M: Module> Model<M> {
+    /// Fixes the optimizer, loss and metrics; training starts from step 0.
+    pub fn compile(&mut self, optimizer: Optimizer, loss: Loss, metrics: &[Metric]) -> Result<()> {
+        optimizer.validate().map_err(ModelError::Invalid)?;
+        // A model that does not build yet reports that when it is used.
+        if let Ok(out) = self.output_shape() {
+            loss.check_outputs(&out).map_err(ModelError::Invalid)?;
+        }
+        self.training = Some(Training {
+            optimizer,
+            loss,
+            metrics: metrics.to_vec(),
+            clip_norm: None,
+            lr: optimizer.learning_rate(),
+            state: Vec::new(),
+            train: Accumulators::new(&self.device, metrics.len())?,
+            val: Accumulators::new(&self.device, metrics.len())?,
+            train_plans: PlanCache::new(),
+            eval_plans: PlanCache::new(),
+        });
+        self.steps = 0;
+        Ok(())
+    }
+
+    pub(super) fn training_mut(&mut self) -> Result<&mut Training> {
+        self.training.as_mut().ok_or_else(|| {
+            ModelError::Invalid("call compile() before training or evaluating".into())
+        })
+    }
+
+    /// What `compile` set and the current learning rate, for a model
+    /// trained on this one's behalf.
+    pub(crate) fn training_config(&self) -> Option<TrainingConfig> {
+        self.training.as_ref().map(|t| TrainingConfig {
+            optimizer: t.optimizer,
+            loss: t.loss,
+            metrics: t.metrics.clone(),
+            clip_norm: t.clip_norm,
+            lr: t.lr,
+        })
+    }
+
+    /// Clips gradients to a global L2 norm of at most `max_norm` before each step.
+    pub fn clip_grad_norm(&mut self, max_norm: f32) -> Result<()> {
+        if max_norm.is_nan() || max_norm <= 0.0 {
+            return Err(ModelError::Invalid(format!(
+                "a clipping norm must be positive, got {max_norm}"
+            )));
+        }
+        let t = self.training_mut()?;
+        t.clip_norm = Some(max_norm);
+        t.train_plans = PlanCache::new();
+        Ok(())
+    }
+
+    /// The optimizer `compile` fixed.
+    pub fn optimizer(&self) -> Option<Optimizer> {
+        self.training.as_ref().map(|t| t.optimizer)
+    }
+
+    /// The loss `compile` fixed.
+    pub fn loss(&self) -> Option<Loss> {
+        self.training.as_ref().map(|t| t.loss)
+    }
+
+    /// Sets the learning rate of the next steps (no recompilation).
+    pub fn set_learning_rate(&mut self, lr: f32) -> Result<()> {
+        if lr.is_nan() || lr <= 0.0 {
+            return Err(ModelError::Invalid(format!(
+                "learning rate {lr} must be positive"
+            )));
+        }
+        self.training_mut()?.lr = lr;
+        Ok(())
+    }
+
+    pub fn learning_rate(&self) -> Option<f32> {
+        self.training.as_ref().map(|t| t.lr)
+    }
+
+    /// Optimizer steps taken so far.
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// The names of the parameters that have optimizer state, with the
+    /// state's names (`dense.kernel/m`, …): only trained parameters have any.
+    pub fn optimizer_state_names(&self) -> Vec<String> {
+        let Some(t) = self.training.as_ref() else {
+            return vec![];
+        };
+        let names = self.module.named_parameters();
+        let mut out = Vec::new();
+        for (p, _) in &t.state {
+            if let Some((n, _)) = names.iter().find(|(_, q)| q == p) {
+                for s in t.optimizer.state_names() {
+                    out.push(format!("{n}/{s}"));
+                }
+            }
+        }
+        out
+    }
+
+    /// The optimizer state of `p`, created (zeros) on first use.
+    pub(super) fn state_of(&mut self, p: &Param) -> Result<Vec<Param>> {
+        let device = self.device.clone();
+        let t = self.training_mut()?;
+        if let Some((_, s)) = t.state.iter().find(|(q, _)| q == p) {
+            return Ok(s.clone());
+        }
+        let s: Vec<Param> = t
+            .optimizer
+            .state_names()
+            .iter()
+            .map(|name| Param::zeros(&device, name, p.shape()))
+            .collect::<kiln_graph::Result<_>>()?;
+        t.state.push((p.clone(), s.clone()));
+        Ok(s)
+    }
+}
