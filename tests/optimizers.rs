@@ -155,12 +155,15 @@ fn clip(g: &mut [f64], max_norm: f64) -> bool {
 }
 
 /// A learning rate per epoch: PyTorch's StepLR and the closed form of
-/// CosineAnnealingLR.
+/// CosineAnnealingLR; per step: Hugging Face's cosine with warm-up, and
+/// PyTorch's OneCycleLR (one full-batch step per epoch here).
 #[derive(Clone, Copy, Debug)]
 enum Schedule {
     Constant,
     Step { every: usize, gamma: f64 },
     Cosine { epochs: usize, min: f64 },
+    WarmupCosine { warmup: usize, total: usize },
+    OneCycle { total: usize },
 }
 
 impl Schedule {
@@ -171,6 +174,25 @@ impl Schedule {
             Schedule::Cosine { epochs, min } => {
                 let p = (epoch as f64 / epochs as f64).min(1.0);
                 min + 0.5 * (base - min) * (1.0 + (std::f64::consts::PI * p).cos())
+            }
+            Schedule::WarmupCosine { warmup, .. } if epoch < warmup => {
+                base * epoch as f64 / warmup as f64
+            }
+            Schedule::WarmupCosine { warmup, total } => {
+                let p = (epoch - warmup) as f64 / (total - warmup) as f64;
+                base * 0.5 * (1.0 + (std::f64::consts::PI * p).cos())
+            }
+            Schedule::OneCycle { total } => {
+                let cos = |a: f64, b: f64, pct: f64| {
+                    b + (a - b) / 2.0 * ((std::f64::consts::PI * pct).cos() + 1.0)
+                };
+                let (peak, end) = (0.3 * total as f64 - 1.0, total as f64 - 1.0);
+                let s = epoch as f64;
+                if s <= peak {
+                    cos(base / 25.0, base, s / peak)
+                } else {
+                    cos(base, base / 25.0 / 1e4, (s - peak) / (end - peak))
+                }
             }
         }
     }
@@ -186,6 +208,13 @@ impl Schedule {
                 epochs,
                 min_lr: min as f32,
             },
+            Schedule::WarmupCosine { warmup, total } => LrSchedule::WarmupCosine {
+                warmup,
+                total,
+                min_lr: 0.0,
+                every: Every::Step,
+            },
+            Schedule::OneCycle { total } => LrSchedule::one_cycle(total, Every::Step),
         }
     }
 }
@@ -414,6 +443,29 @@ fn cases() -> Vec<Case> {
                 epochs: 8,
                 min: 0.001,
             },
+            None,
+        ),
+        with(
+            plain(
+                "SGD momentum, warm-up cosine by step",
+                Optimizer::sgd(0.1).with_momentum(0.9, false),
+                sgd(0.9, 0.0, false, 0.0),
+                0.1,
+            ),
+            Schedule::WarmupCosine {
+                warmup: 3,
+                total: 12,
+            },
+            None,
+        ),
+        with(
+            plain(
+                "Adam, one-cycle by step",
+                Optimizer::adam_torch(0.02),
+                torch_adam(0.0, false),
+                0.02,
+            ),
+            Schedule::OneCycle { total: STEPS },
             None,
         ),
         with(

@@ -1,5 +1,7 @@
-//! Callbacks run at the end of every epoch: early stopping, checkpoints of the
-//! best model, a CSV log, and stopping on a NaN loss.
+//! Callbacks: hooks around every epoch and batch of `fit`, and the ones
+//! that watch epochs: early stopping, checkpoints of the best model, a CSV
+//! log, and stopping on a NaN loss. Those that steer the learning rate are
+//! in `lr_callbacks.rs`.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -15,7 +17,26 @@ pub enum Control {
     Stop,
 }
 
-/// Something that watches training epoch by epoch.
+/// One training batch as callbacks see it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BatchLogs {
+    /// 1-based epoch number, as in [`EpochLogs`].
+    pub epoch: usize,
+    /// 0-based batch number within the epoch.
+    pub batch: usize,
+    /// Samples in this batch.
+    pub rows: usize,
+    /// Optimizer steps taken before this batch (the step it is, 0-based).
+    pub step: u64,
+    /// Keras' per-batch `loss`, the mean over the epoch's samples so far:
+    /// read back only when a callback asks ([`Callback::wants_batch_loss`]),
+    /// `None` otherwise and in `on_batch_begin`.
+    pub loss: Option<f32>,
+}
+
+/// Something that watches, and may steer, training: hooks before and after
+/// training, every epoch and every batch. Each does nothing unless
+/// overridden.
 pub trait Callback {
     /// Runs before the first batch: the place to check what would
     /// otherwise fail only after training (an output path, a monitored
@@ -24,12 +45,39 @@ pub trait Callback {
         Ok(())
     }
 
+    /// Runs before epoch `epoch` (0-based), after the schedule set its
+    /// rate: a callback may set the learning rate here.
+    fn on_epoch_begin(&mut self, _epoch: usize, _model: &mut dyn Trainable) -> Result<()> {
+        Ok(())
+    }
+
+    /// Runs before each training batch, after a per-step schedule set the
+    /// rate.
+    fn on_batch_begin(&mut self, _batch: &BatchLogs, _model: &mut dyn Trainable) -> Result<()> {
+        Ok(())
+    }
+
+    /// Runs after each training batch; `Stop` ends training after it.
+    fn on_batch_end(&mut self, _batch: &BatchLogs, _model: &mut dyn Trainable) -> Result<Control> {
+        Ok(Control::Continue)
+    }
+
+    /// Whether `on_batch_end` reads [`BatchLogs::loss`]: `fit` then reads the
+    /// loss back after every step, which waits for the device each time.
+    fn wants_batch_loss(&self) -> bool {
+        false
+    }
+
+    /// Runs after each epoch (its training and validation), with the
+    /// epoch's logs; `Stop` ends training.
     fn on_epoch_end(
         &mut self,
-        logs: &EpochLogs,
-        model: &mut dyn Trainable,
-        history: &mut History,
-    ) -> Result<Control>;
+        _logs: &EpochLogs,
+        _model: &mut dyn Trainable,
+        _history: &mut History,
+    ) -> Result<Control> {
+        Ok(Control::Continue)
+    }
 
     fn on_train_end(&mut self, _model: &mut dyn Trainable, _history: &mut History) -> Result<()> {
         Ok(())
@@ -43,21 +91,55 @@ pub enum Mode {
     Max,
 }
 
-fn auto_mode(monitor: &str) -> Mode {
-    if monitor.contains("acc") {
-        Mode::Max
-    } else {
-        Mode::Min
-    }
+/// A monitored value and its best so far: what EarlyStopping,
+/// ReduceLrOnPlateau and ModelCheckpoint watch. Keras' rule: better means
+/// below `best − min_delta` (mode Min) or above `best + min_delta` (Max);
+/// the mode follows the name ("acc" in it: Max) unless set.
+pub(crate) struct Watch {
+    pub name: String,
+    pub mode: Mode,
+    pub min_delta: f32,
+    pub best: Option<f32>,
 }
 
-fn monitored(logs: &EpochLogs, monitor: &str) -> Result<f32> {
-    logs.get(monitor).ok_or_else(|| {
-        ModelError::Invalid(format!(
-            "monitored value {monitor:?} is not logged; available: {:?}",
-            logs.values.iter().map(|(n, _)| n).collect::<Vec<_>>()
-        ))
-    })
+impl Watch {
+    pub fn new(name: &str) -> Self {
+        let mode = if name.contains("acc") {
+            Mode::Max
+        } else {
+            Mode::Min
+        };
+        Self {
+            name: name.to_string(),
+            mode,
+            min_delta: 0.0,
+            best: None,
+        }
+    }
+
+    /// This epoch's value; an error naming what is logged when it is not.
+    pub fn read(&self, logs: &EpochLogs) -> Result<f32> {
+        logs.get(&self.name).ok_or_else(|| {
+            ModelError::Invalid(format!(
+                "monitored value {:?} is not logged; available: {:?}",
+                self.name,
+                logs.values.iter().map(|(n, _)| n).collect::<Vec<_>>()
+            ))
+        })
+    }
+
+    /// Whether `value` beats the best; if so it becomes the best.
+    pub fn improved(&mut self, value: f32) -> bool {
+        let better = match (self.best, self.mode) {
+            (None, _) => !value.is_nan(),
+            (Some(b), Mode::Min) => value < b - self.min_delta,
+            (Some(b), Mode::Max) => value > b + self.min_delta,
+        };
+        if better {
+            self.best = Some(value);
+        }
+        better
+    }
 }
 
 /// Keras' `EarlyStopping`: stop when `monitor` has not improved by more than
@@ -68,12 +150,9 @@ fn monitored(logs: &EpochLogs, monitor: &str) -> Result<f32> {
 /// let es = kiln_models::EarlyStopping::monitor("val_loss").patience(5).restore_best_weights();
 /// ```
 pub struct EarlyStopping {
-    monitor: String,
+    watch: Watch,
     patience: usize,
-    min_delta: f32,
-    mode: Mode,
     restore: bool,
-    best: Option<f32>,
     best_epoch: usize,
     wait: usize,
     best_weights: Option<Vec<(String, Vec<f32>)>>,
@@ -82,12 +161,9 @@ pub struct EarlyStopping {
 impl EarlyStopping {
     pub fn monitor(name: &str) -> Self {
         Self {
-            monitor: name.to_string(),
+            watch: Watch::new(name),
             patience: 0,
-            min_delta: 0.0,
-            mode: auto_mode(name),
             restore: false,
-            best: None,
             best_epoch: 0,
             wait: 0,
             best_weights: None,
@@ -100,26 +176,18 @@ impl EarlyStopping {
     }
 
     pub fn min_delta(mut self, delta: f32) -> Self {
-        self.min_delta = delta.abs();
+        self.watch.min_delta = delta.abs();
         self
     }
 
     pub fn mode(mut self, mode: Mode) -> Self {
-        self.mode = mode;
+        self.watch.mode = mode;
         self
     }
 
     pub fn restore_best_weights(mut self) -> Self {
         self.restore = true;
         self
-    }
-
-    fn improves(&self, value: f32) -> bool {
-        match (self.best, self.mode) {
-            (None, _) => !value.is_nan(),
-            (Some(b), Mode::Min) => value < b - self.min_delta,
-            (Some(b), Mode::Max) => value > b + self.min_delta,
-        }
     }
 }
 
@@ -130,9 +198,8 @@ impl Callback for EarlyStopping {
         model: &mut dyn Trainable,
         history: &mut History,
     ) -> Result<Control> {
-        let value = monitored(logs, &self.monitor)?;
-        if self.improves(value) {
-            self.best = Some(value);
+        let value = self.watch.read(logs)?;
+        if self.watch.improved(value) {
             self.best_epoch = logs.epoch;
             self.wait = 0;
             history.best_epoch = Some(logs.epoch);
@@ -163,18 +230,14 @@ impl Callback for EarlyStopping {
 /// [`crate::checkpoint`]) whenever `monitor` improves.
 pub struct ModelCheckpoint {
     path: PathBuf,
-    monitor: String,
-    mode: Mode,
-    best: Option<f32>,
+    watch: Watch,
 }
 
 impl ModelCheckpoint {
     pub fn best_only(path: impl Into<PathBuf>, monitor: &str) -> Self {
         Self {
             path: path.into(),
-            monitor: monitor.to_string(),
-            mode: auto_mode(monitor),
-            best: None,
+            watch: Watch::new(monitor),
         }
     }
 }
@@ -190,14 +253,8 @@ impl Callback for ModelCheckpoint {
         model: &mut dyn Trainable,
         _history: &mut History,
     ) -> Result<Control> {
-        let value = monitored(logs, &self.monitor)?;
-        let better = match (self.best, self.mode) {
-            (None, _) => !value.is_nan(),
-            (Some(b), Mode::Min) => value < b,
-            (Some(b), Mode::Max) => value > b,
-        };
-        if better {
-            self.best = Some(value);
+        let value = self.watch.read(logs)?;
+        if self.watch.improved(value) {
             crate::checkpoint::save(&*model, &self.path, logs.epoch)?;
         }
         Ok(Control::Continue)
@@ -256,7 +313,7 @@ impl Callback for TerminateOnNaN {
         _model: &mut dyn Trainable,
         history: &mut History,
     ) -> Result<Control> {
-        let loss = monitored(logs, "loss")?;
+        let loss = Watch::new("loss").read(logs)?;
         if loss.is_finite() {
             return Ok(Control::Continue);
         }

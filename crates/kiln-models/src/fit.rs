@@ -2,19 +2,19 @@
 
 use std::io::IsTerminal;
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressState, ProgressStyle};
 use std::sync::Arc;
 
 use kiln_backend::Device;
 use kiln_data::{batch_order, Augment, Dataset, Prefetch};
 use kiln_graph::{Mode, Op, Tape};
 
-use crate::callbacks::{Callback, Control};
+use crate::callbacks::{BatchLogs, Callback, Control};
 use crate::error::{ModelError, Result};
 use crate::history::{EpochLogs, History};
 use crate::model::Model;
 use crate::module::{Lent, Module};
-use crate::optimizer::LrSchedule;
+use crate::schedule::{Every, LrSchedule};
 
 /// Where validation data comes from.
 #[derive(Clone, Debug, Default)]
@@ -162,6 +162,44 @@ fn extract(
     )?)
 }
 
+/// Keras' progress line: `Epoch 3/10 12/36 [=====>......] - ETA: 3s -
+/// 4ms/step - loss: …`.
+fn epoch_bar(epoch: usize, epochs: usize, steps: usize) -> ProgressBar {
+    let bar = ProgressBar::new(steps as u64);
+    let template = format!(
+        "Epoch {}/{epochs} {{pos}}/{{len}} [{{bar:30}}] - ETA: {{eta}} - {{step_time}} - {{msg}}",
+        epoch + 1
+    );
+    let style = ProgressStyle::with_template(&template)
+        .expect("a valid template")
+        .progress_chars("=>.")
+        .with_key(
+            "step_time",
+            |s: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = w.write_str(&per_step(s.elapsed(), s.pos() as usize));
+            },
+        );
+    bar.set_style(style);
+    bar
+}
+
+/// `4ms/step`: the mean time of `steps` steps that took `elapsed`.
+fn per_step(elapsed: std::time::Duration, steps: usize) -> String {
+    format!(
+        "{:.0}ms/step",
+        elapsed.as_secs_f64() * 1e3 / steps.max(1) as f64
+    )
+}
+
+/// A plain epoch line's `12 steps - 0.4s - 35ms/step - loss: …`.
+fn timed(steps: usize, elapsed: std::time::Duration, logs: &str) -> String {
+    format!(
+        "{steps} steps - {:.1}s - {} - {logs}",
+        elapsed.as_secs_f64(),
+        per_step(elapsed, steps)
+    )
+}
+
 fn format_logs(logs: &EpochLogs) -> String {
     logs.values
         .iter()
@@ -268,40 +306,20 @@ impl<M: Module> Model<M> {
                 return Ok(history);
             }
         }
+        cfg.schedule.validate().map_err(ModelError::Invalid)?;
         let train = Arc::new(train);
         let mut history = History::default();
         self.take_train_logs(1)?; // start from zero
         for epoch in 0..cfg.epochs {
-            self.set_learning_rate(cfg.schedule.at(base_lr, epoch))?;
-            let batches = batch_order(train.len(), cfg.batch_size, cfg.shuffle, epoch as u64);
-            let bar = (verbosity == Verbosity::Auto).then(|| {
-                let bar = ProgressBar::new(batches.len() as u64);
-                bar.set_style(
-                    ProgressStyle::with_template(&format!(
-                        "Epoch {}/{} {{bar:30}} {{pos}}/{{len}} {{msg}}",
-                        epoch + 1,
-                        cfg.epochs
-                    ))
-                    .expect("a valid template"),
-                );
-                bar
-            });
-            let seed =
-                cfg.shuffle.unwrap_or(0) ^ (epoch as u64).wrapping_mul(0xa076_1d64_78bd_642f);
-            // Batches are gathered (and augmented) on a loader thread, two ahead.
-            let loader = Prefetch::new(train.clone(), batches, cfg.augment, seed, 2);
-            let mut seen = 0;
-            for (k, batch) in loader.enumerate() {
-                let batch = batch?;
-                self.train_on_batch(&batch.x, &batch.y)?;
-                seen += batch.rows;
-                if let Some(bar) = &bar {
-                    bar.inc(1);
-                    if k % cfg.refresh_every.max(1) == 0 {
-                        bar.set_message(format!("loss: {:.4}", self.running_loss(seen)?));
-                    }
-                }
+            if cfg.schedule != LrSchedule::Constant && cfg.schedule.every() == Every::Epoch {
+                self.set_scheduled_rate(cfg.schedule.rate(base_lr, epoch))?;
             }
+            for cb in cfg.callbacks.iter_mut() {
+                cb.on_epoch_begin(epoch, self)?;
+            }
+            let started = std::time::Instant::now();
+            let (mut control, bar, steps) =
+                self.train_epoch(&train, epoch, &mut cfg, base_lr, verbosity)?;
             let t = self.take_train_logs(train.len())?;
             let mut values = vec![("loss".to_string(), t.loss)];
             values.extend(t.metrics);
@@ -314,31 +332,92 @@ impl<M: Module> Model<M> {
                 epoch: epoch + 1,
                 values,
             };
-            match (&bar, verbosity) {
+            match (bar, verbosity) {
                 (Some(bar), _) => bar.finish_with_message(format_logs(&logs)),
-                (None, Verbosity::Lines) => {
-                    println!(
-                        "Epoch {}/{} - {}",
-                        epoch + 1,
-                        cfg.epochs,
-                        format_logs(&logs)
-                    )
-                }
+                (None, Verbosity::Lines) => println!(
+                    "Epoch {}/{} - {}",
+                    epoch + 1,
+                    cfg.epochs,
+                    timed(steps, started.elapsed(), &format_logs(&logs))
+                ),
                 _ => {}
             }
             history.epochs.push(logs.clone());
-            let mut stop = false;
+            history
+                .learning_rates
+                .push(self.learning_rate().unwrap_or(base_lr));
             for cb in cfg.callbacks.iter_mut() {
-                stop |= cb.on_epoch_end(&logs, self, &mut history)? == Control::Stop;
+                if cb.on_epoch_end(&logs, self, &mut history)? == Control::Stop {
+                    control = Control::Stop;
+                }
             }
-            if stop {
+            if control == Control::Stop {
                 break;
             }
         }
         for cb in cfg.callbacks.iter_mut() {
             cb.on_train_end(self, &mut history)?;
         }
-        self.set_learning_rate(base_lr)?;
         Ok(history)
+    }
+
+    /// One epoch's batches: a per-step schedule's rate and the batch hooks
+    /// around each step, and the progress bar. `Stop` when a batch hook
+    /// asked for it.
+    fn train_epoch(
+        &mut self,
+        train: &Arc<Dataset>,
+        epoch: usize,
+        cfg: &mut Fit,
+        base_lr: f32,
+        verbosity: Verbosity,
+    ) -> Result<(Control, Option<ProgressBar>, usize)> {
+        let batches = batch_order(train.len(), cfg.batch_size, cfg.shuffle, epoch as u64);
+        let bar =
+            (verbosity == Verbosity::Auto).then(|| epoch_bar(epoch, cfg.epochs, batches.len()));
+        let steps = batches.len();
+        let per_step = cfg.schedule != LrSchedule::Constant && cfg.schedule.every() == Every::Step;
+        let read_loss = cfg.callbacks.iter().any(|cb| cb.wants_batch_loss());
+        let seed = cfg.shuffle.unwrap_or(0) ^ (epoch as u64).wrapping_mul(0xa076_1d64_78bd_642f);
+        // Batches are gathered (and augmented) on a loader thread, two ahead.
+        let loader = Prefetch::new(train.clone(), batches, cfg.augment, seed, 2);
+        let mut seen = 0;
+        let mut control = Control::Continue;
+        for (k, batch) in loader.enumerate() {
+            let batch = batch?;
+            if per_step {
+                self.set_scheduled_rate(cfg.schedule.rate(base_lr, self.steps() as usize))?;
+            }
+            let mut logs = BatchLogs {
+                epoch: epoch + 1,
+                batch: k,
+                rows: batch.rows,
+                step: self.steps(),
+                loss: None,
+            };
+            for cb in cfg.callbacks.iter_mut() {
+                cb.on_batch_begin(&logs, self)?;
+            }
+            self.train_on_batch(&batch.x, &batch.y)?;
+            seen += batch.rows;
+            if read_loss {
+                logs.loss = Some(self.running_loss(seen)?);
+            }
+            for cb in cfg.callbacks.iter_mut() {
+                if cb.on_batch_end(&logs, self)? == Control::Stop {
+                    control = Control::Stop;
+                }
+            }
+            if let Some(bar) = &bar {
+                bar.inc(1);
+                if k % cfg.refresh_every.max(1) == 0 {
+                    bar.set_message(format!("loss: {:.4}", self.running_loss(seen)?));
+                }
+            }
+            if control == Control::Stop {
+                break;
+            }
+        }
+        Ok((control, bar, steps))
     }
 }

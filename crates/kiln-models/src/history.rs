@@ -24,6 +24,9 @@ impl EpochLogs {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct History {
     pub epochs: Vec<EpochLogs>,
+    /// The learning rate of each epoch's last step, one per epoch (after a
+    /// schedule or a callback changed it).
+    pub learning_rates: Vec<f32>,
     /// The epoch whose weights the model holds after a best-weights restore.
     pub best_epoch: Option<usize>,
     /// Set when a callback stopped training before the last epoch.

@@ -14,6 +14,7 @@ mod history;
 mod init;
 mod layers;
 pub mod losses;
+mod lr_callbacks;
 mod metrics;
 mod model;
 mod module;
@@ -22,12 +23,15 @@ mod output_path;
 mod plot;
 mod pth;
 mod rng;
+mod schedule;
 mod sequential;
 mod step;
 mod trainable;
 mod zoo;
 
-pub use callbacks::{Callback, Control, CsvLogger, EarlyStopping, ModelCheckpoint, TerminateOnNaN};
+pub use callbacks::{
+    BatchLogs, Callback, Control, CsvLogger, EarlyStopping, ModelCheckpoint, TerminateOnNaN,
+};
 pub use error::{ModelError, Result};
 pub use fit::{Fit, Validation, Verbosity};
 pub use history::{EpochLogs, History};
@@ -37,12 +41,14 @@ pub use layers::{
     Flatten, Linear, Lstm, LstmWeights, MaxPool2d, Naming, Size2d, Stack, WindowOptions,
 };
 pub use losses::{Loss, Reduction};
+pub use lr_callbacks::{LearningRateScheduler, ReduceLrOnPlateau};
 pub use metrics::Metric;
 pub use model::{IntoShape, Logs, Model, NamedTensors, Samples};
 pub use module::{walk, Entry, Module, ModuleExt, StateDict, Visitor};
-pub use optimizer::{EpsilonConvention, LrSchedule, Optimizer};
+pub use optimizer::{EpsilonConvention, Optimizer};
 pub use output_path::check_writable;
 pub use rng::{manual_seed, next_seed};
+pub use schedule::{Every, LrSchedule};
 pub use sequential::Sequential;
 pub use step::{Optim, TrainStep};
 pub use trainable::{ShapedTensors, Trainable, TrainingState};

@@ -289,28 +289,3 @@ impl Optimizer {
         h
     }
 }
-
-/// How the learning rate changes over epochs.
-#[derive(Clone, Copy, Debug, PartialEq, Default)]
-pub enum LrSchedule {
-    #[default]
-    Constant,
-    /// Multiply by `factor` every `every` epochs.
-    Step { every: usize, factor: f32 },
-    /// Cosine from the base rate at epoch 0 to `min_lr` at epoch `epochs`.
-    Cosine { epochs: usize, min_lr: f32 },
-}
-
-impl LrSchedule {
-    /// The learning rate of (0-based) `epoch` for base rate `lr`.
-    pub fn at(&self, lr: f32, epoch: usize) -> f32 {
-        match *self {
-            LrSchedule::Constant => lr,
-            LrSchedule::Step { every, factor } => lr * factor.powi((epoch / every.max(1)) as i32),
-            LrSchedule::Cosine { epochs, min_lr } => {
-                let p = (epoch as f32 / epochs.max(1) as f32).min(1.0);
-                min_lr + 0.5 * (lr - min_lr) * (1.0 + (std::f32::consts::PI * p).cos())
-            }
-        }
-    }
-}

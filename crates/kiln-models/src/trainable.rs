@@ -32,6 +32,10 @@ pub trait Trainable {
     /// Restores what [`Trainable::training_state`] returned; every tensor of
     /// the model must be present with its shape.
     fn restore(&mut self, state: &TrainingState) -> Result<()>;
+    /// The learning rate of the next steps (`None` before `compile`).
+    fn learning_rate(&self) -> Option<f32>;
+    /// Sets the learning rate of the next steps; it must be positive.
+    fn set_learning_rate(&mut self, lr: f32) -> Result<()>;
 }
 
 impl<M: Module> Trainable for Model<M> {
@@ -90,6 +94,14 @@ impl<M: Module> Trainable for Model<M> {
         self.set_counters(state.steps, state.draws);
         Ok(())
     }
+
+    fn learning_rate(&self) -> Option<f32> {
+        Model::learning_rate(self)
+    }
+
+    fn set_learning_rate(&mut self, lr: f32) -> Result<()> {
+        Model::set_learning_rate(self, lr)
+    }
 }
 
 impl Trainable for crate::Sequential {
@@ -104,5 +116,11 @@ impl Trainable for crate::Sequential {
     }
     fn restore(&mut self, state: &TrainingState) -> Result<()> {
         (**self).restore(state)
+    }
+    fn learning_rate(&self) -> Option<f32> {
+        (**self).learning_rate()
+    }
+    fn set_learning_rate(&mut self, lr: f32) -> Result<()> {
+        (**self).set_learning_rate(lr)
     }
 }

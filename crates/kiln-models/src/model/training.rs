@@ -113,6 +113,17 @@ impl<M: Module> Model<M> {
         Ok(())
     }
 
+    /// A schedule's rate, which may be 0 (the first step of a warm-up).
+    pub(crate) fn set_scheduled_rate(&mut self, lr: f32) -> Result<()> {
+        if !lr.is_finite() || lr < 0.0 {
+            return Err(ModelError::Invalid(format!(
+                "the schedule gave learning rate {lr}; expected a finite rate of at least 0"
+            )));
+        }
+        self.training_mut()?.lr = lr;
+        Ok(())
+    }
+
     pub fn learning_rate(&self) -> Option<f32> {
         self.training.as_ref().map(|t| t.lr)
     }
