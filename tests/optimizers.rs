@@ -501,3 +501,81 @@ fn every_optimizer_schedule_and_clipping_follows_the_published_rules_over_ten_st
         report.join("\n")
     );
 }
+
+/// Four batches of 8 with accumulated gradients step as one batch of 32:
+/// the mean of four equal batches' mean gradients is the big batch's. Adam
+/// checks that the step count (bias correction) advances once per four
+/// batches; SGD, which unlike Adam is not scale-invariant, that the sum is
+/// divided by four.
+#[test]
+fn gradient_accumulation_of_4_batches_of_8_matches_batch_32() {
+    let device = kiln::device_from_flag(None).expect("an adapter");
+    let rows = 64;
+    let x: Vec<f32> = (0..rows * INPUTS)
+        .map(|i| ((i * 2654435761usize) % 1000) as f32 / 500.0 - 1.0)
+        .collect();
+    let y: Vec<f32> = (0..rows * OUTPUTS)
+        .map(|i| ((i * 40503) % 997) as f32 / 997.0)
+        .collect();
+    let data = Dataset::new(x, y, INPUTS, OUTPUTS).unwrap();
+    for optimizer in [
+        Optimizer::adam_torch(0.01),
+        Optimizer::sgd(0.1).with_momentum(0.9, false),
+    ] {
+        accumulation_matches(&device, &data, optimizer);
+    }
+}
+
+fn accumulation_matches(device: &Device, data: &Dataset, optimizer: Optimizer) {
+    let train = |batch: usize, accumulate: usize| {
+        let mut m = Sequential::new(device, INPUTS)
+            .seed(4)
+            .dense(8, Activation::Tanh)
+            .dense(OUTPUTS, Activation::None);
+        m.compile(optimizer, Loss::MeanSquaredError, &[]).unwrap();
+        m.accumulate_gradients(accumulate).unwrap();
+        let fit = Fit::epochs(3)
+            .batch_size(batch)
+            .shuffle(None)
+            .verbosity(Verbosity::Silent);
+        let history = m.fit(data, fit).unwrap();
+        (m.weights().unwrap(), m.steps(), history.series("loss"))
+    };
+    let (whole, whole_steps, whole_loss) = train(32, 1);
+    let (parts, parts_steps, parts_loss) = train(8, 4);
+    assert_eq!((whole_steps, parts_steps), (6, 6));
+    let start = {
+        let m = Sequential::new(device, INPUTS)
+            .seed(4)
+            .dense(8, Activation::Tanh)
+            .dense(OUTPUTS, Activation::None);
+        m.weights().unwrap()
+    };
+    for (((name, a), (_, b)), (_, s)) in whole.iter().zip(&parts).zip(&start) {
+        let scale = a.iter().map(|v| v.abs()).fold(0.0f32, f32::max);
+        let err = a
+            .iter()
+            .zip(b)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0.0f32, f32::max);
+        let moved = a
+            .iter()
+            .zip(s)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0.0f32, f32::max);
+        assert!(
+            err <= 1e-5 * scale,
+            "{name}: off by {err:e} (scale {scale})"
+        );
+        assert!(
+            moved > 1e-3,
+            "{name} barely moved ({moved:e}); the case tests nothing"
+        );
+    }
+    // The loss still counts every batch: the first epoch's mean is the same
+    // data under the same weights.
+    assert!(
+        (whole_loss[0] - parts_loss[0]).abs() < 1e-5,
+        "{whole_loss:?} vs {parts_loss:?}"
+    );
+}

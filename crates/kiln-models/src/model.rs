@@ -157,6 +157,7 @@ impl<M: Module> Model<M> {
         self.predict_plans = PlanCache::new();
         if let Some(t) = self.training.as_mut() {
             t.train_plans = PlanCache::new();
+            t.accumulate_plans = PlanCache::new();
             t.eval_plans = PlanCache::new();
         }
     }

@@ -1,7 +1,7 @@
 //! The graphs a model compiles: the training step (forward, loss and
 //! metrics, backward, clipping, optimizer steps) and evaluation.
 
-use kiln_graph::{Mode, NodeId, Plan, Tape, Var, HYPER_WORDS};
+use kiln_graph::{Mode, NodeId, Param, Plan, Tape, Var, HYPER_WORDS};
 
 use super::Model;
 use crate::error::{ModelError, Result};
@@ -11,9 +11,12 @@ use crate::module::Module;
 pub(super) const HYPER_INPUT: &str = "kiln.hyper";
 
 /// Which compiled graphs a plan cache holds.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub(super) enum Graphs {
+    /// Training batches that take an optimizer step.
     Train,
+    /// Training batches that only add their gradients to the sums.
+    Accumulate,
     Eval,
 }
 
@@ -22,7 +25,7 @@ impl<M: Module> Model<M> {
     /// inspect (what is differentiated, which steps are taken).
     pub fn training_graph(&mut self, batch: usize) -> Result<kiln_graph::Graph> {
         self.training_mut()?;
-        let tape = self.train_tape(batch)?;
+        let tape = self.train_tape(batch, Graphs::Train)?;
         Ok(tape.graph())
     }
 
@@ -45,7 +48,7 @@ impl<M: Module> Model<M> {
         y_shape.extend(t.loss.target_shape(&pred.shape()[1..]));
         let y = tape.input("y", &y_shape);
         let acc = match split {
-            Graphs::Train => &t.train,
+            Graphs::Train | Graphs::Accumulate => &t.train,
             Graphs::Eval => &t.val,
         };
         tape.with_graph(|g| {
@@ -66,9 +69,11 @@ impl<M: Module> Model<M> {
         .map_err(ModelError::from)
     }
 
-    /// The training step: forward, loss, metrics, backward, optimizer steps.
-    pub(super) fn train_graph(&mut self, batch: usize) -> Result<Plan> {
-        let tape = self.train_tape(batch)?;
+    /// The training step (or, for `Graphs::Accumulate`, a batch that only
+    /// adds its gradients to the sums): forward, loss, metrics, backward,
+    /// optimizer steps.
+    pub(super) fn train_graph(&mut self, batch: usize, graphs: Graphs) -> Result<Plan> {
+        let tape = self.train_tape(batch, graphs)?;
         self.compile_tape(&tape, &[])
     }
 
@@ -83,17 +88,30 @@ impl<M: Module> Model<M> {
         )?)
     }
 
-    pub(super) fn train_tape(&mut self, batch: usize) -> Result<Tape> {
+    pub(super) fn train_tape(&mut self, batch: usize, graphs: Graphs) -> Result<Tape> {
         let tape = Tape::new(Mode::Train { update_state: true });
         let pred = self.forward(&tape, batch)?;
         let loss = self.loss_and_metrics(&tape, &pred, Graphs::Train)?;
         let trainable = tape.trainable_params();
         let nodes: Vec<NodeId> = trainable.iter().map(|(_, n)| *n).collect();
-        let (optimizer, clip) = {
+        let (optimizer, clip, accumulate) = {
             let t = self.training.as_ref().expect("compiled");
-            (t.optimizer, t.clip_norm)
+            (t.optimizer, t.clip_norm, t.accumulate)
         };
         let mut grads = tape.with_graph(|g| g.grad(loss, &nodes))?;
+        let mut sums = Vec::new();
+        if accumulate > 1 {
+            sums = trainable
+                .iter()
+                .map(|(p, _)| self.grad_sum_of(p))
+                .collect::<Result<Vec<_>>>()?;
+            let Some(mean) =
+                tape.with_graph(|g| add_to_sums(g, &sums, &grads, graphs, accumulate))?
+            else {
+                return Ok(tape);
+            };
+            grads = mean;
+        }
         if let Some(max_norm) = clip {
             grads = tape.with_graph(|g| clip_by_global_norm(g, &grads, max_norm))?;
         }
@@ -105,6 +123,7 @@ impl<M: Module> Model<M> {
                 g.optimizer_step(optimizer.rule(), *node, grad, &state, hyper.id())
             })?;
         }
+        tape.with_graph(|g| zero_sums(g, &sums))?;
         Ok(tape)
     }
 
@@ -121,6 +140,45 @@ impl<M: Module> Model<M> {
         let pred = self.forward(&tape, batch)?;
         self.compile_tape(&tape, &[pred.id()])
     }
+}
+
+/// Adds this batch's `grads` to their running `sums`. For a batch that only
+/// accumulates, the sums are written back and there is nothing to step
+/// (`None`); for the batch that steps, the mean over `batches` is returned
+/// (the caller zeroes the sums after the step).
+fn add_to_sums(
+    g: &mut kiln_graph::Graph,
+    sums: &[Param],
+    grads: &[NodeId],
+    graphs: Graphs,
+    batches: usize,
+) -> kiln_graph::Result<Option<Vec<NodeId>>> {
+    let mut means = Vec::new();
+    for (sum, &grad) in sums.iter().zip(grads) {
+        let s = g.frozen(sum);
+        let total = g.add(s, grad)?;
+        match graphs {
+            Graphs::Accumulate => {
+                g.assign(s, total)?;
+            }
+            _ => means.push((s, g.scale(total, 1.0 / batches as f32)?)),
+        }
+    }
+    if graphs == Graphs::Accumulate {
+        return Ok(None);
+    }
+    Ok(Some(means.into_iter().map(|(_, m)| m).collect()))
+}
+
+/// Zeroes the gradient sums, after the step that read them.
+fn zero_sums(g: &mut kiln_graph::Graph, sums: &[Param]) -> kiln_graph::Result<()> {
+    let zero = g.scalar(0.0);
+    for sum in sums {
+        let s = g.frozen(sum);
+        let zeros = g.expand(zero, sum.shape())?;
+        g.assign(s, zeros)?;
+    }
+    Ok(())
 }
 
 /// Scales every gradient by `min(1, max_norm / ‖g‖)`, ‖g‖ over all of them.

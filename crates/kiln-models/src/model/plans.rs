@@ -37,21 +37,14 @@ impl<M: Module> Model<M> {
         let shape = self.batch_shape(batch);
         let key = [("x", &shape[..])];
         let t = self.training.as_mut().expect("compiled");
-        let mut cache = std::mem::take(match graphs {
-            Graphs::Train => &mut t.train_plans,
-            Graphs::Eval => &mut t.eval_plans,
-        });
+        let mut cache = std::mem::take(t.plans(graphs));
         let result = cache
             .get_or_compile(&key, || match graphs {
-                Graphs::Train => self.train_graph(batch),
                 Graphs::Eval => self.eval_graph(batch),
+                training => self.train_graph(batch, training),
             })
             .and_then(|plan| use_plan(self, plan));
-        let t = self.training.as_mut().expect("compiled");
-        match graphs {
-            Graphs::Train => t.train_plans = cache,
-            Graphs::Eval => t.eval_plans = cache,
-        }
+        *self.training.as_mut().expect("compiled").plans(graphs) = cache;
         result
     }
 
@@ -61,7 +54,7 @@ impl<M: Module> Model<M> {
     /// any of it.
     pub fn train_memory(&mut self, batch: usize) -> Result<MemoryPlan> {
         self.training_mut()?;
-        let tape = self.train_tape(batch)?;
+        let tape = self.train_tape(batch, Graphs::Train)?;
         Ok(Plan::memory(
             &self.device,
             &tape.graph(),

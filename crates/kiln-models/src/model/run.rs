@@ -11,12 +11,20 @@ use crate::module::{Module, ModuleExt};
 
 impl<M: Module> Model<M> {
     /// One optimizer step on a batch (`x` row-major, samples of the input
-    /// shape; `y` the loss's targets). The loss and metrics accumulate on
+    /// shape; `y` the loss's targets), or, when accumulating gradients
+    /// ([`Model::accumulate_gradients`]), one batch's share of a step. The loss and metrics accumulate on
     /// the device, read once per epoch.
     pub fn train_on_batch(&mut self, x: &[f32], y: &[f32]) -> Result<()> {
         self.training_mut()?;
         let batch = self.check_batch(x, Some(y))?;
-        self.with_plan(Graphs::Train, batch, |model, plan| {
+        let t = self.training.as_ref().expect("compiled");
+        let steps = t.pending + 1 == t.accumulate;
+        let graphs = if steps {
+            Graphs::Train
+        } else {
+            Graphs::Accumulate
+        };
+        self.with_plan(graphs, batch, |model, plan| {
             let t = model.training.as_ref().expect("compiled");
             let hyper = t.optimizer.hyper(t.lr, model.steps + 1);
             let step = [model.draws as f32];
@@ -28,7 +36,13 @@ impl<M: Module> Model<M> {
             ])?;
             Ok(())
         })?;
-        self.steps += 1;
+        let t = self.training.as_mut().expect("compiled");
+        if steps {
+            t.pending = 0;
+            self.steps += 1;
+        } else {
+            t.pending += 1;
+        }
         self.draws += 1;
         Ok(())
     }

@@ -3,6 +3,7 @@
 
 use kiln_graph::{Param, PlanCache};
 
+use super::graphs::Graphs;
 use super::logs::Accumulators;
 use super::Model;
 use crate::error::{ModelError, Result};
@@ -35,6 +36,25 @@ pub(super) struct Training {
     pub(super) val: Accumulators,
     pub(super) train_plans: PlanCache,
     pub(super) eval_plans: PlanCache,
+    /// Batches whose gradients make one optimizer step (1: every batch).
+    pub(super) accumulate: usize,
+    /// Batches summed into `grad_sums` since the last step.
+    pub(super) pending: usize,
+    /// Each trained parameter's running gradient sum, when accumulating.
+    pub(super) grad_sums: Vec<(Param, Param)>,
+    /// The plans of batches that only add to the sums.
+    pub(super) accumulate_plans: PlanCache,
+}
+
+impl Training {
+    /// The cache of the plans of `graphs`.
+    pub(super) fn plans(&mut self, graphs: Graphs) -> &mut PlanCache {
+        match graphs {
+            Graphs::Train => &mut self.train_plans,
+            Graphs::Accumulate => &mut self.accumulate_plans,
+            Graphs::Eval => &mut self.eval_plans,
+        }
+    }
 }
 
 impl<M: Module> Model<M> {
@@ -56,6 +76,10 @@ impl<M: Module> Model<M> {
             val: Accumulators::new(&self.device, metrics.len())?,
             train_plans: PlanCache::new(),
             eval_plans: PlanCache::new(),
+            accumulate: 1,
+            pending: 0,
+            grad_sums: Vec::new(),
+            accumulate_plans: PlanCache::new(),
         });
         self.steps = 0;
         Ok(())
@@ -90,6 +114,48 @@ impl<M: Module> Model<M> {
         t.clip_norm = Some(max_norm);
         t.train_plans = PlanCache::new();
         Ok(())
+    }
+
+    /// Takes one optimizer step per `batches` batches, with the mean of
+    /// their gradients (Keras' `gradient_accumulation_steps`): four batches
+    /// of 8 step as one of 32 would, batch statistics aside. The count runs
+    /// across epochs, as Keras' does; the loss and metrics still count every
+    /// batch. Clipping applies to the mean.
+    ///
+    /// ```no_run
+    /// # let device = kiln_backend::Device::auto()?;
+    /// # let mut model = kiln_models::Sequential::new(&device, 4).dense(1, kiln_models::Activation::None);
+    /// model.compile(kiln_models::Optimizer::sgd(0.1), kiln_models::Loss::MeanSquaredError, &[])?;
+    /// model.accumulate_gradients(4)?;
+    /// # Ok::<(), anyhow::Error>(())
+    /// ```
+    pub fn accumulate_gradients(&mut self, batches: usize) -> Result<()> {
+        if batches == 0 {
+            return Err(ModelError::Invalid(
+                "gradient accumulation needs at least 1 batch per step, got 0".into(),
+            ));
+        }
+        let t = self.training_mut()?;
+        (t.accumulate, t.pending) = (batches, 0);
+        t.train_plans = PlanCache::new();
+        t.accumulate_plans = PlanCache::new();
+        for (_, sum) in &t.grad_sums {
+            sum.write(&vec![0.0; sum.numel()])?;
+        }
+        Ok(())
+    }
+
+    /// The running gradient sum of `p`, created (zeros) on first use.
+    pub(super) fn grad_sum_of(&mut self, p: &Param) -> Result<Param> {
+        let device = self.device.clone();
+        let t = self.training_mut()?;
+        if let Some((_, s)) = t.grad_sums.iter().find(|(q, _)| q == p) {
+            return Ok(s.clone());
+        }
+        let sum = Param::zeros(&device, "grad_sum", p.shape())?;
+        sum.set_trainable(false);
+        t.grad_sums.push((p.clone(), sum.clone()));
+        Ok(sum)
     }
 
     /// The optimizer `compile` fixed.
