@@ -80,7 +80,7 @@ impl<M: Module> Trainable for Model<M> {
     }
 
     fn restore(&mut self, state: &TrainingState) -> Result<()> {
-        let mut sd = crate::module::StateDict::default();
+        let mut sd = crate::StateDict::default();
         for (n, s, v) in &state.weights {
             sd.tensors.insert(n.clone(), (s.clone(), v.clone()));
         }

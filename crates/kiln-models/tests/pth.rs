@@ -56,6 +56,16 @@ fn torch_save_zip_matches_its_safetensors_copy() {
 /// tensor viewing storage "0" transposed (stride (1, 2)), `n` an int64
 /// scalar on storage "1".
 fn legacy() -> Vec<u8> {
+    let floats: Vec<u8> = [1.0f32, 2.0, 3.0, 4.0]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    legacy_with("FloatStorage", &floats)
+}
+
+/// [`legacy`] with `w`'s storage of type `storage` holding the 4 elements
+/// `bytes`.
+fn legacy_with(storage: &str, bytes: &[u8]) -> Vec<u8> {
     let mut b = Vec::new();
     // magic 0x1950a86a20f9469cfc6c as LONG1, protocol 1001, system info {}.
     b.extend(b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19.");
@@ -63,7 +73,9 @@ fn legacy() -> Vec<u8> {
     b.extend(b"\x80\x02}q\x00.");
     b.extend(b"\x80\x02ccollections\nOrderedDict\nq\x00)Rq\x01(");
     b.extend(b"X\x01\x00\x00\x00wctorch._utils\n_rebuild_tensor_v2\nq\x02(");
-    b.extend(b"(X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x000X\x03\x00\x00\x00cpuK\x04NtQ");
+    b.extend(b"(X\x07\x00\x00\x00storagectorch\n");
+    b.extend(storage.as_bytes());
+    b.extend(b"\nX\x01\x00\x00\x000X\x03\x00\x00\x00cpuK\x04NtQ");
     b.extend(b"K\x00K\x02K\x02\x86K\x01K\x02\x86\x89h\x00)RtR");
     b.extend(b"X\x01\x00\x00\x00nh\x02(");
     b.extend(b"(X\x07\x00\x00\x00storagectorch\nLongStorage\nX\x01\x00\x00\x001X\x03\x00\x00\x00cpuK\x01NtQ");
@@ -71,9 +83,7 @@ fn legacy() -> Vec<u8> {
     b.extend(b"u.");
     b.extend(b"\x80\x02]q\x00(X\x01\x00\x00\x000X\x01\x00\x00\x001e.");
     b.extend(4u64.to_le_bytes());
-    for v in [1.0f32, 2.0, 3.0, 4.0] {
-        b.extend(v.to_le_bytes());
-    }
+    b.extend(bytes);
     b.extend(1u64.to_le_bytes());
     b.extend(42i64.to_le_bytes());
     b
@@ -110,6 +120,24 @@ fn legacy_streams_and_strided_views() {
     assert!(
         e.contains("claims 1000000000000 elements") && e.contains("holds 4"),
         "{e}"
+    );
+}
+
+/// Half-precision storages, subnormals included: 0x0003 is 3·2⁻²⁴, 0x0200
+/// is 2⁻¹⁵, 0x3c00 is 1, 0xc000 is −2 (IEEE 754 binary16).
+#[test]
+fn half_storages_convert_exactly_subnormals_included() {
+    let halves: Vec<u8> = [0x0003u16, 0x0200, 0x3c00, 0xc000]
+        .iter()
+        .flat_map(|h| h.to_le_bytes())
+        .collect();
+    let p = write("legacy-half.pth", &legacy_with("HalfStorage", &halves));
+    let sd = StateDict::read_pth(&p).unwrap();
+    let want = [3.0 * 2f32.powi(-24), 2f32.powi(-15), 1.0, -2.0];
+    // Stride (1, 2): rows [e0, e2] and [e1, e3].
+    assert_eq!(
+        sd.tensors["w"],
+        (vec![2, 2], vec![want[0], want[2], want[1], want[3]])
     );
 }
 
