@@ -105,8 +105,11 @@ pub fn load_image_dir(dir: impl AsRef<Path>, folder: &FolderOptions) -> Result<I
         .find(|p| p.is_dir());
     let (train, test, classes) = match (dir.join("train").is_dir(), test_dir) {
         (true, Some(test_dir)) => {
-            let train = ImageFolder::load(dir.join("train"), folder.size, folder.channels)?;
-            let test = ImageFolder::load(&test_dir, folder.size, folder.channels)?;
+            let load = |d: &Path| {
+                ImageFolder::load_with(d, folder.size, folder.channels, Some(folder.seed))
+            };
+            let train = load(&dir.join("train"))?;
+            let test = load(&test_dir)?;
             if test.classes != train.classes {
                 return Err(format_error(
                     &test_dir,
@@ -119,7 +122,7 @@ pub fn load_image_dir(dir: impl AsRef<Path>, folder: &FolderOptions) -> Result<I
             (train.data, test.data, train.classes)
         }
         _ => {
-            let all = ImageFolder::load(dir, folder.size, folder.channels)?;
+            let all = ImageFolder::load_with(dir, folder.size, folder.channels, Some(folder.seed))?;
             let (train, test) = all.data.split(1.0 - folder.test_fraction, folder.seed)?;
             (train, test, all.classes)
         }

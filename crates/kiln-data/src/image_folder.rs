@@ -1,6 +1,9 @@
 //! torchvision's `ImageFolder`: one sub-folder per class (classes in name
 //! order are labels 0, 1, …), images decoded with the `image` crate and
-//! resized to one size. Decoding runs on every core at once.
+//! resized to one size. Decoding runs on every core at once. The images
+//! come shuffled under a seed, as Keras' `image_dataset_from_directory`
+//! gives them: in class order, a validation split taken from the end would
+//! hold the last class alone.
 
 use std::path::{Path, PathBuf};
 
@@ -8,6 +11,7 @@ use image::imageops::FilterType;
 
 use crate::dataset::Dataset;
 use crate::error::{format_error, io_error, DataError, Result};
+use crate::rng::SplitMix64;
 
 /// The file extensions read as images.
 const EXTENSIONS: [&str; 6] = ["png", "jpg", "jpeg", "bmp", "gif", "pgm"];
@@ -22,7 +26,8 @@ pub struct ImageFolder {
 impl ImageFolder {
     /// Decodes every image under `root/<class>/`, resized to `size`
     /// (height, width) with a triangle filter, as `channels` (1: grey, 3:
-    /// RGB) planes of values in [0, 1].
+    /// RGB) planes of values in [0, 1], shuffled under seed
+    /// [`ImageFolder::SEED`].
     ///
     /// ```no_run
     /// let f = kiln_data::ImageFolder::load("photos/train", [64, 64], 3)?;
@@ -30,6 +35,20 @@ impl ImageFolder {
     /// # Ok::<(), kiln_data::DataError>(())
     /// ```
     pub fn load(root: impl AsRef<Path>, size: [usize; 2], channels: usize) -> Result<Self> {
+        Self::load_with(root, size, channels, Some(Self::SEED))
+    }
+
+    /// The shuffle seed of [`ImageFolder::load`].
+    pub const SEED: u64 = 0;
+
+    /// [`ImageFolder::load`] with the images shuffled under `shuffle`, or
+    /// in file order (class by class, names sorted) for `None`.
+    pub fn load_with(
+        root: impl AsRef<Path>,
+        size: [usize; 2],
+        channels: usize,
+        shuffle: Option<u64>,
+    ) -> Result<Self> {
         let root = root.as_ref();
         if channels != 1 && channels != 3 {
             return Err(DataError::Invalid(format!(
@@ -70,6 +89,9 @@ impl ImageFolder {
                 root,
                 format!("no images ({}) in any class folder", EXTENSIONS.join(", ")),
             ));
+        }
+        if let Some(seed) = shuffle {
+            SplitMix64::new(seed).shuffle(&mut files);
         }
         let per_image = channels * size[0] * size[1];
         let mut pixels = vec![0.0f32; files.len() * per_image];

@@ -198,6 +198,55 @@ fn write_png(path: &Path, w: u32, h: u32) {
     img.save(path).unwrap();
 }
 
+/// Keras' `image_dataset_from_directory` shuffles (seeded) by default; a
+/// folder read in class order gave `validation_split` (the last fraction)
+/// only the last class. Each image's red level says its class, so the
+/// shuffle is seen to move images and labels together.
+#[test]
+fn image_folders_come_shuffled_so_a_tail_split_holds_several_classes() {
+    let dir = scratch("folder-shuffled");
+    for class in 0..3u8 {
+        let d = dir.join(format!("digit{class}"));
+        std::fs::create_dir_all(&d).unwrap();
+        for i in 0..10 {
+            image::RgbImage::from_pixel(2, 2, image::Rgb([class * 80, 0, 0]))
+                .save(d.join(format!("{i}.png")))
+                .unwrap();
+        }
+    }
+    let classes_of = |data: &Dataset| {
+        let mut c: Vec<usize> = data.targets().iter().map(|&t| t as usize).collect();
+        c.sort();
+        c.dedup();
+        c
+    };
+    let f = ImageFolder::load(&dir, [2, 2], 3).unwrap();
+    for (row, &label) in f.data.targets().iter().enumerate() {
+        let red = f.data.features()[row * 12];
+        assert_eq!(
+            red,
+            label * 80.0 / 255.0,
+            "row {row}: image and label apart"
+        );
+    }
+    let counts: Vec<usize> = (0..3)
+        .map(|c| f.data.targets().iter().filter(|&&t| t == c as f32).count())
+        .collect();
+    assert_eq!(counts, [10, 10, 10]);
+    let (_, val) = f.data.split_tail(0.2).unwrap();
+    assert!(
+        classes_of(&val).len() >= 2,
+        "validation holds {:?}",
+        classes_of(&val)
+    );
+    // Another seed, another order; file order on request.
+    let other = ImageFolder::load_with(&dir, [2, 2], 3, Some(7)).unwrap();
+    assert_ne!(other.data.targets(), f.data.targets());
+    let ordered = ImageFolder::load_with(&dir, [2, 2], 3, None).unwrap();
+    let (_, tail) = ordered.data.split_tail(0.2).unwrap();
+    assert_eq!(classes_of(&tail), [2]);
+}
+
 #[test]
 fn image_folders_decode_label_by_class_and_reject_broken_images() {
     let dir = scratch("folder");
@@ -210,7 +259,7 @@ fn image_folders_decode_label_by_class_and_reject_broken_images() {
             }
         }
     }
-    let f = ImageFolder::load(dir.join("train"), [4, 4], 3).unwrap();
+    let f = ImageFolder::load_with(dir.join("train"), [4, 4], 3, None).unwrap();
     assert_eq!(f.classes, vec!["ant", "cat"], "classes in name order");
     assert_eq!(f.data.targets(), &[0.0, 0.0, 0.0, 1.0, 1.0, 1.0]);
     let img = &f.data.features()[..48];
