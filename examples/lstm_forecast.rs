@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Parser;
-use kiln::data::{load_series, Calendar, SeriesSpec, SeriesSplits};
+use kiln::data::{load_series, Calendar, GapReport, Gaps, SeriesSpec, SeriesSplits};
 use kiln::prelude::*;
 
 #[derive(Parser, Clone, Debug)]
@@ -21,11 +21,17 @@ use kiln::prelude::*;
 pub struct Args {
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/data/seattle-weather.csv"))]
     pub data: PathBuf,
-    /// The column of dates (evenly spaced); empty for none.
+    /// The column of dates, in order; empty for none.
     #[arg(long, default_value = "date")]
     pub date_column: String,
+    /// Where dates are not one period apart: skip (windows only from even
+    /// runs), error, or interpolate (fill single missing steps).
+    #[arg(long, default_value = "skip")]
+    pub gaps: String,
+    /// The column to forecast.
     #[arg(long, default_value = "temp_max")]
     pub target: String,
+    /// The input columns of each timestep, comma-separated.
     #[arg(
         long,
         default_value = "temp_max,temp_min,precipitation,wind",
@@ -41,17 +47,21 @@ pub struct Args {
     /// Calendar features from the date: day (of year), hour (of day) or none.
     #[arg(long, default_value = "day")]
     pub calendar: String,
+    /// Units of each of the two LSTM layers.
     #[arg(long, default_value_t = 50)]
     pub units: usize,
     /// Most epochs (early stopping on the validation loss ends sooner).
     #[arg(long, default_value_t = 200)]
     pub epochs: usize,
+    /// Epochs without a better validation loss before stopping.
     #[arg(long, default_value_t = 20)]
     pub patience: usize,
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
+    /// Adam's learning rate.
     #[arg(long, default_value_t = 1e-3)]
     pub lr: f32,
+    /// Seed of the weights and the shuffle.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// gpu, software, or part of an adapter's name (default: KILN_DEVICE, else the best).
@@ -72,6 +82,8 @@ pub struct Outcome {
     pub epochs: usize,
     pub best_epoch: Option<usize>,
     pub train_seconds: f64,
+    /// The gaps in the dates, and the windows left out for them.
+    pub gaps: GapReport,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -94,6 +106,7 @@ fn main() -> anyhow::Result<()> {
             "best_epoch": out.best_epoch,
             "horizon": args.horizon,
             "train_seconds": (out.train_seconds * 10.0).round() / 10.0,
+            "windows_left_out": out.gaps.windows_left_out,
             "device": device.name(),
         })
     );
@@ -127,6 +140,12 @@ pub fn run(device: &Device, args: &Args) -> anyhow::Result<Outcome> {
         horizon: args.horizon,
         train_fraction: 0.7,
         val_fraction: 0.15,
+        gaps: match args.gaps.as_str() {
+            "skip" => Gaps::Skip,
+            "error" => Gaps::Error,
+            "interpolate" => Gaps::Interpolate,
+            other => anyhow::bail!("--gaps {other:?}: expected skip, error or interpolate"),
+        },
     };
     let s = load_series(&args.data, &spec)?;
     let features = s.feature_names.len();
@@ -141,6 +160,9 @@ pub fn run(device: &Device, args: &Args) -> anyhow::Result<Outcome> {
             args.window,
             s.feature_names
         );
+        if s.gaps.gaps > 0 {
+            println!("gaps: {}", s.gaps);
+        }
     }
 
     let mut model = Sequential::new(device, [args.window, features])
@@ -185,6 +207,7 @@ pub fn run(device: &Device, args: &Args) -> anyhow::Result<Outcome> {
         epochs: history.epochs.len(),
         best_epoch: history.best_epoch,
         train_seconds,
+        gaps: s.gaps.clone(),
     })
 }
 

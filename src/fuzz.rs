@@ -101,6 +101,7 @@ impl Harness {
                     calendar: Calendar::DayOfYear,
                     train_fraction: 0.6,
                     val_fraction: 0.2,
+                    gaps: crate::data::Gaps::Skip,
                 };
                 load_series(&path, &spec).map(drop).map_err(|e| text(&e))
             }

@@ -79,3 +79,55 @@ fn another_series_by_flags() {
     ]);
     assert!(out.test_mae < 0.5 * out.persistence_mae, "{out:?}");
 }
+
+/// A real hourly series has a daylight-saving hour missing, readings
+/// missing, a repeated hour: under the default gap policy it trains on the
+/// even runs, and the run says how many windows it left out.
+#[test]
+fn a_series_with_gaps_trains_under_the_default_policy() {
+    let dir = std::env::temp_dir().join(format!("kiln-lstm-gaps-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("gaps.csv");
+    // 2021-03-28 02:00 does not exist in Central Europe (spring forward);
+    // hours 100, 300-302 are missing; hour 400 is written twice.
+    let missing = |t: i64| [26, 100, 300, 301, 302].contains(&t);
+    let mut csv = String::from("when,level\n");
+    let mut hours = Vec::new();
+    for t in (0..600).filter(|&t| !missing(t)) {
+        let copies = if t == 400 { 2 } else { 1 };
+        for _ in 0..copies {
+            let (day, hour) = (27 + t / 24, t % 24);
+            let (month, day) = if day > 31 { (4, day - 31) } else { (3, day) };
+            let level = 10.0 * (std::f64::consts::TAU * hour as f64 / 24.0).sin();
+            csv += &format!("2021-{month:02}-{day:02} {hour:02}:00,{level:.3}\n");
+            hours.push(t);
+        }
+    }
+    std::fs::write(&path, csv).unwrap();
+    let needed = 6 + 1;
+    let even = hours
+        .windows(needed)
+        .filter(|w| w.windows(2).all(|p| p[1] - p[0] == 1))
+        .count();
+    let out = run(&[
+        "--data",
+        path.to_str().unwrap(),
+        "--date-column",
+        "when",
+        "--target",
+        "level",
+        "--features",
+        "level",
+        "--window",
+        "6",
+        "--calendar",
+        "hour",
+        "--units",
+        "8",
+        "--epochs",
+        "3",
+    ]);
+    assert_eq!(out.gaps.gaps, 4, "{out:?}");
+    assert_eq!(out.gaps.windows_left_out, hours.len() - needed + 1 - even);
+    assert!(out.test_mae.is_finite() && out.epochs == 3, "{out:?}");
+}

@@ -9,6 +9,7 @@ use std::path::Path;
 use crate::csv_loader::open_csv;
 use crate::dataset::Dataset;
 use crate::error::{DataError, Result};
+use crate::gaps::{classify, duration_text, period, GapReport, Gaps, Step};
 
 /// Calendar features derived from the date column.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,7 +25,8 @@ pub enum Calendar {
 #[derive(Clone, Debug)]
 pub struct SeriesSpec {
     /// The column of dates (`YYYY-MM-DD` or `YYYY/MM/DD`, optionally with a
-    /// time `HH:MM[:SS]`): rows must be evenly spaced, without gaps.
+    /// time `HH:MM[:SS]`), in order; where consecutive dates are not one
+    /// period apart, `gaps` says what happens.
     pub date_column: Option<String>,
     /// Input columns, in order.
     pub features: Vec<String>,
@@ -38,6 +40,8 @@ pub struct SeriesSpec {
     /// order; the rest is the test part.
     pub train_fraction: f64,
     pub val_fraction: f64,
+    /// What to do where the dates are not evenly spaced.
+    pub gaps: Gaps,
 }
 
 /// One part of the split: windows `[n, window, features]` with their
@@ -62,6 +66,8 @@ pub struct SeriesSplits {
     pub feature_names: Vec<String>,
     pub target_mean: f32,
     pub target_std: f32,
+    /// The gaps found in the dates, and the windows left out for them.
+    pub gaps: GapReport,
 }
 
 impl SeriesSplits {
@@ -74,12 +80,34 @@ impl SeriesSplits {
     }
 }
 
-/// A date (and time) as days since 1970-01-01, with the day of the year
-/// (1-based) and the hour of the day.
-struct Stamp {
-    days: f64,
-    day_of_year: u32,
-    hour: f64,
+/// The year of day `z` since 1970-01-01 (Howard Hinnant's
+/// `civil_from_days`, the inverse of [`days_from_civil`]).
+fn year_of(z: i64) -> i64 {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    yoe + era * 400 + i64::from(mp >= 10)
+}
+
+/// The calendar features of the instant `days` (since 1970-01-01).
+fn calendar_features(calendar: Calendar, days: f64) -> Vec<f32> {
+    let angle = |x: f64| [(x.sin()) as f32, (x.cos()) as f32];
+    let day = days.floor();
+    match calendar {
+        Calendar::DayOfYear => {
+            let z = day as i64;
+            let day_of_year = (z - days_from_civil(year_of(z), 1, 1) + 1) as f64;
+            angle(std::f64::consts::TAU * day_of_year / 365.25).to_vec()
+        }
+        Calendar::HourOfDay => {
+            let hour = (days - day) * 24.0;
+            angle(std::f64::consts::TAU * hour / 24.0).to_vec()
+        }
+        Calendar::None => vec![],
+    }
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
@@ -94,7 +122,8 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-fn parse_stamp(text: &str) -> Option<Stamp> {
+/// A date (and time) as days since 1970-01-01.
+fn parse_stamp(text: &str) -> Option<f64> {
     let text = text.trim();
     let (date, time) = match text.split_once([' ', 'T']) {
         Some((d, t)) => (d, Some(t)),
@@ -144,13 +173,7 @@ fn parse_stamp(text: &str) -> Option<Stamp> {
         }
         None => 0.0,
     };
-    let days = days_from_civil(y, m, d);
-    let day_of_year = (days - days_from_civil(y, 1, 1) + 1) as u32;
-    Some(Stamp {
-        days: days as f64 + hour / 24.0,
-        day_of_year,
-        hour,
-    })
+    Some(days_from_civil(y, m, d) as f64 + hour / 24.0)
 }
 
 /// Reads `path` and cuts it as `spec` says.
@@ -159,6 +182,7 @@ fn parse_stamp(text: &str) -> Option<Stamp> {
 /// use kiln_data::{load_series, Calendar, SeriesSpec};
 /// let spec = SeriesSpec {
 ///     date_column: Some("date".into()),
+///     gaps: kiln_data::Gaps::Skip,
 ///     features: vec!["temp_max".into(), "temp_min".into(), "precipitation".into(), "wind".into()],
 ///     target: "temp_max".into(),
 ///     window: 10,
@@ -215,7 +239,7 @@ pub fn load_series(path: impl AsRef<Path>, spec: &SeriesSpec) -> Result<SeriesSp
         return Err(err("no feature columns given".into()));
     }
 
-    // Rows: the features, the target, and the calendar features.
+    // Rows: the features and the target, with each row's instant.
     let mut rows: Vec<Vec<f32>> = Vec::new();
     let mut targets = Vec::new();
     let mut stamps: Vec<(f64, String)> = Vec::new();
@@ -239,7 +263,7 @@ pub fn load_series(path: impl AsRef<Path>, spec: &SeriesSpec) -> Result<SeriesSp
                 ))),
             }
         };
-        let mut row: Vec<f32> = feature_cols
+        let row: Vec<f32> = feature_cols
             .iter()
             .map(|&c| number(c))
             .collect::<Result<_>>()?;
@@ -252,32 +276,20 @@ pub fn load_series(path: impl AsRef<Path>, spec: &SeriesSpec) -> Result<SeriesSp
                     header[c]
                 ))
             })?;
-            let angle = |x: f64| [(x.sin()) as f32, (x.cos()) as f32];
-            match spec.calendar {
-                Calendar::DayOfYear => row.extend(angle(
-                    std::f64::consts::TAU * stamp.day_of_year as f64 / 365.25,
-                )),
-                Calendar::HourOfDay => row.extend(angle(std::f64::consts::TAU * stamp.hour / 24.0)),
-                Calendar::None => {}
-            }
-            stamps.push((stamp.days, text));
+            stamps.push((stamp, text));
         }
         rows.push(row);
     }
-    // Evenly spaced dates: the first step is the series' period.
-    if stamps.len() >= 2 {
-        let step = stamps[1].0 - stamps[0].0;
-        for k in 1..stamps.len() {
-            let d = stamps[k].0 - stamps[k - 1].0;
-            if step <= 0.0 || (d - step).abs() > 1e-6 {
-                return Err(err(format!(
-                    "a gap in the dates at line {}: {} follows {} (rows must be {} apart, in order)",
-                    k + 2,
-                    stamps[k].1,
-                    stamps[k - 1].1,
-                    if step > 0.0 { format!("{step} days") } else { "evenly".to_string() }
-                )));
-            }
+    let Regular {
+        mut rows,
+        targets,
+        days,
+        runs,
+        mut report,
+    } = regularise(rows, targets, &stamps, spec.gaps).map_err(err)?;
+    if spec.calendar != Calendar::None {
+        for (row, &d) in rows.iter_mut().zip(&days) {
+            row.extend(calendar_features(spec.calendar, d));
         }
     }
     let n = rows.len();
@@ -290,18 +302,29 @@ pub fn load_series(path: impl AsRef<Path>, spec: &SeriesSpec) -> Result<SeriesSp
             needed + 2
         )));
     }
-    let windows = n - needed + 1;
+    // A window starts where its rows and its target lie in one even run.
+    let starts: Vec<usize> = (0..=n - needed)
+        .filter(|&w| runs[w] == runs[w + needed - 1])
+        .collect();
+    report.windows_left_out = n - needed + 1 - starts.len();
+    let windows = starts.len();
     let n_train = ((windows as f64) * spec.train_fraction).round() as usize;
     let n_val = ((windows as f64) * spec.val_fraction).round() as usize;
     if n_train == 0 || n_train + n_val >= windows {
         return Err(err(format!(
-            "{windows} windows cannot be split {}/{}/rest",
-            spec.train_fraction, spec.val_fraction
+            "{windows} windows cannot be split {}/{}/rest{}",
+            spec.train_fraction,
+            spec.val_fraction,
+            if report.windows_left_out > 0 {
+                format!(" ({report})")
+            } else {
+                String::new()
+            }
         )));
     }
-    // Standardise on the rows the training windows read (inputs and
+    // Standardise on the rows the training windows read (inputs, not
     // targets), never later ones.
-    let fit_rows = n_train + spec.window - 1;
+    let fit_rows = starts[n_train - 1] + spec.window;
     let width = rows[0].len();
     let standardised = feature_cols.len(); // calendar features are in [−1, 1]
     let mut mean = vec![0.0f64; standardised];
@@ -317,8 +340,10 @@ pub fn load_series(path: impl AsRef<Path>, spec: &SeriesSpec) -> Result<SeriesSp
         }
     }
     let std: Vec<f64> = std.iter().map(|v| v.sqrt().max(1e-12)).collect();
-    let train_targets =
-        &targets[spec.window - 1 + spec.horizon..n_train + spec.window - 1 + spec.horizon];
+    let train_targets: Vec<f32> = starts[..n_train]
+        .iter()
+        .map(|&w| targets[w + spec.window - 1 + spec.horizon])
+        .collect();
     let t_mean = train_targets.iter().map(|&v| v as f64).sum::<f64>() / train_targets.len() as f64;
     let t_std = (train_targets
         .iter()
@@ -345,7 +370,7 @@ pub fn load_series(path: impl AsRef<Path>, spec: &SeriesSpec) -> Result<SeriesSp
     let part = |range: std::ops::Range<usize>| -> Result<SeriesPart> {
         let mut x = Vec::with_capacity(range.len() * spec.window * width);
         let (mut y, mut raw, mut last) = (Vec::new(), Vec::new(), Vec::new());
-        for w in range {
+        for &w in &starts[range] {
             for row in &scaled[w..w + spec.window] {
                 x.extend_from_slice(row);
             }
@@ -373,5 +398,92 @@ pub fn load_series(path: impl AsRef<Path>, spec: &SeriesSpec) -> Result<SeriesSp
         feature_names: names,
         target_mean: t_mean as f32,
         target_std: t_std as f32,
+        gaps: report,
     })
+}
+
+/// The rows after the gap policy: each row's instant (days; 0 without
+/// dates) and the even run it belongs to.
+struct Regular {
+    rows: Vec<Vec<f32>>,
+    targets: Vec<f32>,
+    days: Vec<f64>,
+    runs: Vec<usize>,
+    report: GapReport,
+}
+
+/// Applies `policy` to rows dated by `stamps` (none: one run): numbers the
+/// even runs, fills single missing steps for `Interpolate`, and refuses
+/// any gap for `Error`, naming its line.
+fn regularise(
+    rows: Vec<Vec<f32>>,
+    targets: Vec<f32>,
+    stamps: &[(f64, String)],
+    policy: Gaps,
+) -> std::result::Result<Regular, String> {
+    let n = rows.len();
+    let Some(step) = period(&stamps.iter().map(|s| s.0).collect::<Vec<_>>()) else {
+        if stamps.len() >= 2 {
+            return Err(format!(
+                "the dates never advance: {} repeats from line 2",
+                stamps[0].1
+            ));
+        }
+        return Ok(Regular {
+            days: stamps
+                .iter()
+                .map(|s| s.0)
+                .chain(std::iter::repeat(0.0))
+                .take(n)
+                .collect(),
+            rows,
+            targets,
+            runs: vec![0; n],
+            report: GapReport::default(),
+        });
+    };
+    let mut out = Regular {
+        rows: Vec::with_capacity(n),
+        targets: Vec::with_capacity(n),
+        days: Vec::with_capacity(n),
+        runs: Vec::with_capacity(n),
+        report: GapReport {
+            period_days: step,
+            ..GapReport::default()
+        },
+    };
+    let mut run = 0;
+    for k in 0..n {
+        if k > 0 {
+            let kind = classify(stamps[k].0 - stamps[k - 1].0, step);
+            if kind != Step::Regular {
+                if policy == Gaps::Error {
+                    return Err(format!(
+                        "a gap in the dates at line {}: {} follows {} (rows must be {} apart, in order)",
+                        k + 2,
+                        stamps[k].1,
+                        stamps[k - 1].1,
+                        duration_text(step)
+                    ));
+                }
+                out.report.gaps += 1;
+                if kind == Step::OneMissing && policy == Gaps::Interpolate {
+                    let mid = |a: f32, b: f32| (a + b) / 2.0;
+                    let row = rows[k - 1].iter().zip(&rows[k]).map(|(&a, &b)| mid(a, b));
+                    out.rows.push(row.collect());
+                    out.targets.push(mid(targets[k - 1], targets[k]));
+                    out.days.push(stamps[k - 1].0 + step);
+                    out.runs.push(run);
+                    out.report.filled += 1;
+                } else {
+                    run += 1;
+                }
+            }
+        }
+        out.rows.push(rows[k].clone());
+        out.targets.push(targets[k]);
+        out.days.push(stamps[k].0);
+        out.runs.push(run);
+    }
+    Ok(out)
 }

@@ -25,6 +25,7 @@ fn spec(horizon: usize, calendar: Calendar) -> SeriesSpec {
         calendar,
         train_fraction: 0.7,
         val_fraction: 0.15,
+        gaps: Gaps::Skip,
     }
 }
 
@@ -110,6 +111,7 @@ fn malformed_series_are_errors_naming_the_problem() {
         calendar: Calendar::DayOfYear,
         train_fraction: 0.6,
         val_fraction: 0.2,
+        gaps: Gaps::Skip,
     };
     let ok = write("ok.csv", &good);
     assert_eq!(
@@ -130,7 +132,15 @@ fn malformed_series_are_errors_naming_the_problem() {
     let bad = write("bad.csv", &good.replace("4.5,", "four,"));
     expect(&bad, &sp, "line 5, column \"a\": \"four\" is not a number");
     let gap = write("gap.csv", &good.replace("2020-01-07", "2020-01-08"));
-    expect(&gap, &sp, "a gap in the dates at line 8");
+    let strict = SeriesSpec {
+        gaps: Gaps::Error,
+        ..sp.clone()
+    };
+    expect(
+        &gap,
+        &strict,
+        "a gap in the dates at line 8: 2020-01-08 follows 2020-01-06 (rows must be 1 day apart, in order)",
+    );
     let date = write("date.csv", &good.replace("2020-01-03", "2020-13-03"));
     expect(&date, &sp, "\"2020-13-03\" is not a date");
     // Found by fuzzing: a year of 19 digits overflowed the day count.
@@ -154,4 +164,106 @@ fn malformed_series_are_errors_naming_the_problem() {
     );
     sp.window = 0;
     expect(&ok, &sp, "must both be at least 1");
+}
+
+/// An hourly series as real ones come: the spring-forward hour missing
+/// (02:00 on 2021-03-28), one missing reading, a run of three missing, and
+/// a repeated hour. Column `t` counts true hours since the start, so a
+/// window that spans a gap shows it.
+fn hourly_with_gaps() -> (String, Vec<i64>) {
+    let dropped = [10, 26, 53, 54, 55];
+    let mut hours: Vec<i64> = (0..72).filter(|h| !dropped.contains(h)).collect();
+    let at = hours.iter().position(|&h| h == 64).unwrap();
+    hours.insert(at, 64); // the repeated hour
+    let mut csv = String::from("time,t,v\n");
+    for &h in &hours {
+        let (day, hour) = (27 + h / 24, h % 24);
+        let v = (h as f64 / 5.0).sin();
+        csv += &format!("2021-03-{day:02} {hour:02}:00,{h},{v}\n");
+    }
+    (csv, hours)
+}
+
+fn hourly_spec(gaps: Gaps) -> SeriesSpec {
+    SeriesSpec {
+        date_column: Some("time".into()),
+        features: vec!["t".into(), "v".into()],
+        target: "v".into(),
+        window: 4,
+        horizon: 1,
+        calendar: Calendar::HourOfDay,
+        train_fraction: 0.6,
+        val_fraction: 0.2,
+        gaps,
+    }
+}
+
+/// Every window's `t` (standardised) steps by one constant: no window
+/// spans a gap.
+fn assert_windows_are_even(s: &SeriesSplits) {
+    let mut step = None;
+    for part in [&s.train, &s.val, &s.test] {
+        let x = part.data.features();
+        let width = 4; // t, v, hour sin, hour cos
+        for w in 0..part.data.len() {
+            let t: Vec<f32> = (0..4).map(|r| x[(w * 4 + r) * width]).collect();
+            for d in t.windows(2).map(|p| p[1] - p[0]) {
+                let s = *step.get_or_insert(d);
+                assert!((d - s).abs() < 1e-4, "window {w} spans a gap: t = {t:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn hourly_series_with_gaps_keep_only_even_windows_by_default() {
+    let dir = std::env::temp_dir().join(format!("kiln-gaps-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (csv, hours) = hourly_with_gaps();
+    let path = dir.join("hourly.csv");
+    std::fs::write(&path, csv).unwrap();
+    // Windows (4 rows and the target) of consecutive hours, counted here.
+    let even = |hours: &[i64]| {
+        hours
+            .windows(5)
+            .filter(|w| w.windows(2).all(|p| p[1] - p[0] == 1))
+            .count()
+    };
+    let s = load_series(&path, &hourly_spec(Gaps::Skip)).unwrap();
+    let total = hours.len() - 5 + 1;
+    assert_eq!(s.gaps.gaps, 4);
+    assert_eq!(s.gaps.windows_left_out, total - even(&hours));
+    let kept = s.train.data.len() + s.val.data.len() + s.test.data.len();
+    assert_eq!(kept, even(&hours));
+    assert_windows_are_even(&s);
+    assert_eq!(
+        s.gaps.to_string(),
+        format!(
+            "{} windows left out across 4 gaps in the dates (period 1 hour)",
+            total - even(&hours)
+        )
+    );
+    // Interpolation fills the two single missing hours, exactly here
+    // because t is linear.
+    let filled = load_series(&path, &hourly_spec(Gaps::Interpolate)).unwrap();
+    assert_eq!(filled.gaps.filled, 2);
+    let mut with_fill = hours.clone();
+    with_fill.extend([10, 26]);
+    with_fill.sort();
+    // The repeat sorts next to its twin and still breaks runs.
+    let kept = filled.train.data.len() + filled.val.data.len() + filled.test.data.len();
+    assert_eq!(kept, even(&with_fill));
+    assert_windows_are_even(&filled);
+    assert!(filled
+        .gaps
+        .to_string()
+        .ends_with("; 2 missing steps filled"));
+    // And refused outright on request, in the dates' units.
+    let e = load_series(&path, &hourly_spec(Gaps::Error))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("a gap in the dates at line 12: 2021-03-27 11:00 follows 2021-03-27 09:00 (rows must be 1 hour apart, in order)"),
+        "{e}"
+    );
 }
