@@ -28,7 +28,7 @@ struct Args {
     /// Also write the per-epoch history as CSV.
     #[arg(long)]
     history: Option<std::path::PathBuf>,
-    /// Also plot the loss and accuracy curves (train and validation) to an SVG file.
+    /// Also plot the loss and accuracy curves (train and validation) to FILE.svg or FILE.png.
     #[arg(long)]
     plot: Option<std::path::PathBuf>,
     /// The CSV file (default: the copy in data/).
@@ -88,9 +88,15 @@ fn main() -> anyhow::Result<()> {
     let test_logs = model.evaluate(&test, args.batch_size)?;
     if let Some(path) = &args.history {
         history.save_csv(path)?;
+        if !args.quiet {
+            println!("wrote the history to {}", path.display());
+        }
     }
     if let Some(path) = &args.plot {
-        history.plot_svg(path)?;
+        history.plot(path)?;
+        if !args.quiet {
+            println!("wrote the plot to {}", path.display());
+        }
     }
     if !args.quiet {
         println!("{}", history.summary());

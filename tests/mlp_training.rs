@@ -56,7 +56,24 @@ fn the_mlp_learns_the_breast_cancer_data_in_a_few_epochs() {
     let text = std::fs::read_to_string(&svg).unwrap();
     assert!(text.contains("<svg") && text.contains("val") && text.contains("polyline"));
     std::fs::remove_file(&svg).ok();
-    assert!(h.plot_svg("history.png").is_err(), "only SVG");
+    assert!(
+        h.plot_svg("history.png").is_err(),
+        "plot_svg writes SVG only"
+    );
+    assert!(h.plot("history.gif").is_err(), "SVG or PNG");
+    // PNG: an image library opens it at one 480 × 360 panel per quantity,
+    // and the curves are there in their colours (blue train, red validation).
+    let png = std::env::temp_dir().join(format!("kiln-history-{}.png", std::process::id()));
+    h.plot(&png).unwrap();
+    let img = image::open(&png).unwrap().to_rgb8();
+    assert_eq!(img.dimensions(), (2 * 480, 360));
+    let count = |want: [u8; 3]| img.pixels().filter(|p| p.0 == want).count();
+    assert!(count([0, 0, 255]) > 200, "no blue training curve");
+    assert!(count([255, 0, 0]) > 200, "no red validation curve");
+    // Text is drawn with the bundled font: dark pixels beyond the curves.
+    let dark = img.pixels().filter(|p| p.0.iter().all(|&c| c < 80)).count();
+    assert!(dark > 500, "no text or axes ({dark} dark pixels)");
+    std::fs::remove_file(&png).ok();
     let e = m.evaluate(&test, 32).unwrap();
     assert!(e.metrics[0].1 >= 0.9, "test accuracy {}", e.metrics[0].1);
     // evaluate agrees with predict + a host-side accuracy
