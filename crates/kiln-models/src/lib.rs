@@ -27,6 +27,7 @@ mod schedule;
 mod sequential;
 mod state_dict;
 mod step;
+mod tensorboard;
 mod trainable;
 mod zoo;
 
@@ -53,5 +54,6 @@ pub use schedule::{Every, LrSchedule};
 pub use sequential::Sequential;
 pub use state_dict::StateDict;
 pub use step::{Optim, TrainStep};
+pub use tensorboard::{EventWriter, TensorBoard};
 pub use trainable::{ShapedTensors, Trainable, TrainingState};
 pub use zoo::{Block, ResNet, ResNetFeatures, Residual, SimpleCnn};
