@@ -32,15 +32,7 @@ fn batch(seed: u64) -> (Vec<f32>, Vec<f32>) {
 fn main() -> anyhow::Result<()> {
     let start = Instant::now();
     let device = kiln::device_from_flag(None)?;
-    let mut model = Sequential::new(&device, 30)
-        .seed(1)
-        .dense(128, Activation::Relu)
-        .batch_norm()
-        .dropout(0.3)
-        .dense(64, Activation::Relu)
-        .batch_norm()
-        .dropout(0.2)
-        .dense(1, Activation::Sigmoid);
+    let mut model = tutorial_mlp(&device, 30, 1, TUTORIAL_DROPOUT);
     model.compile(
         Optimizer::adam(1e-3),
         Loss::BinaryCrossEntropy,

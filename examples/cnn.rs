@@ -10,42 +10,32 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Parser;
+#[path = "harness/mod.rs"]
+pub mod harness;
 use kiln::data::{load_image_dir, pad_images, Augment, ChannelNorm, FolderOptions, ImageLayout};
 use kiln::prelude::*;
 
 #[derive(Parser, Clone, Debug)]
 #[command(about = "Train the tutorial's SimpleCNN on an image folder")]
+#[command(mut_arg("epochs", |a| a.default_value("10")))]
+#[command(mut_arg("batch_size", |a| a.default_value("64")))]
 pub struct Args {
+    #[command(flatten)]
+    pub common: harness::Common,
+    #[command(flatten)]
+    pub subset: harness::ImageSubset,
     /// IDX files, CIFAR-10 binary batches, or an ImageFolder tree.
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/data/fashion-mnist"))]
     pub data: PathBuf,
-    #[arg(long, default_value_t = 10)]
-    pub epochs: usize,
-    #[arg(long, default_value_t = 64)]
-    pub batch_size: usize,
-    #[arg(long, default_value_t = 1e-3)]
-    pub lr: f32,
-    /// Seed of the initial weights, dropout, shuffling and augmentation.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
     /// Random crops (padding 4 for 32×32 images) and horizontal flips.
     #[arg(long)]
     pub augment: bool,
-    /// Train on the first N training images only (quick runs).
-    #[arg(long)]
-    pub limit: Option<usize>,
     /// ImageFolder images are resized to SIZE×SIZE.
     #[arg(long, default_value_t = 32)]
     pub size: usize,
     /// ImageFolder images are read as 1 (grey) or 3 (RGB) channels.
     #[arg(long, default_value_t = 3)]
     pub channels: usize,
-    /// gpu, software, or part of an adapter's name (default: KILN_DEVICE, else the best).
-    #[arg(long)]
-    pub device: Option<String>,
-    /// Print only the final JSON line.
-    #[arg(long)]
-    pub quiet: bool,
 }
 
 /// What a run reports.
@@ -62,17 +52,17 @@ pub struct Outcome {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let device = kiln::device_from_flag(args.device.as_deref())?;
+    let device = args.common.start()?;
     let out = run(&device, &args)?;
     println!(
         "{}",
         serde_json::json!({
-            "test_accuracy": out.test_accuracy,
-            "test_loss": out.test_loss,
+            "test_accuracy": harness::num(out.test_accuracy),
+            "test_loss": harness::num(out.test_loss),
             "epochs": out.epochs,
             "train_images": out.train_images,
             "test_images": out.test_images,
-            "train_seconds": (out.train_seconds * 10.0).round() / 10.0,
+            "train_seconds": harness::seconds(out.train_seconds, 1),
             "device": device.name(),
         })
     );
@@ -81,17 +71,15 @@ fn main() -> anyhow::Result<()> {
 
 /// Loads `args.data`, trains SimpleCNN on it and evaluates it on the test images.
 pub fn run(device: &Device, args: &Args) -> anyhow::Result<Outcome> {
+    let run = &args.common;
     let folder = FolderOptions {
         size: [args.size, args.size],
         channels: args.channels,
         test_fraction: 0.2,
-        seed: args.seed,
+        seed: run.seed,
     };
     let mut sets = load_image_dir(&args.data, &folder)?;
-    if let Some(n) = args.limit {
-        let keep: Vec<usize> = (0..n.min(sets.train.len())).collect();
-        sets.train = sets.train.subset(&keep)?;
-    }
+    args.subset.apply(&mut sets.train, &mut sets.test)?;
     // MNIST-style 28×28 images are padded to the tutorial's 32×32.
     if sets.layout == ImageLayout::Idx && sets.train.sample_shape()[1..] == [28, 28] {
         sets.train = pad_images(&sets.train, 2)?;
@@ -106,35 +94,25 @@ pub fn run(device: &Device, args: &Args) -> anyhow::Result<Outcome> {
         _ => 10,
     };
 
-    manual_seed(args.seed);
+    manual_seed(run.seed);
     let cnn = SimpleCnn::with_input(device, shape[0], [shape[1], shape[2]], classes)?;
     let mut model = Model::new(device, cnn, shape.clone());
     model.compile(
-        Optimizer::adam_torch(args.lr),
+        Optimizer::adam_torch(run.lr),
         Loss::SparseCategoricalCrossEntropyFromLogits,
         &[Metric::SparseCategoricalAccuracy],
     )?;
-    if !args.quiet {
-        println!("device: {}", device.name());
-        println!(
-            "data: {} ({:?}), {} training and {} test images of {shape:?}",
-            args.data.display(),
-            sets.layout,
-            sets.train.len(),
-            sets.test.len()
-        );
-        println!("{}", model.summary()?);
-    }
+    run.say(format!("device: {}", device.name()));
+    run.say(format!(
+        "data: {} ({:?}), {} training and {} test images of {shape:?}",
+        args.data.display(),
+        sets.layout,
+        sets.train.len(),
+        sets.test.len()
+    ));
+    run.say(model.summary()?);
 
-    let mut fit = Fit::epochs(args.epochs)
-        .batch_size(args.batch_size)
-        .shuffle(Some(args.seed))
-        .validation_data(sets.test.clone())
-        .verbosity(if args.quiet {
-            Verbosity::Silent
-        } else {
-            Verbosity::Auto
-        });
+    let mut fit = run.fit().validation_data(sets.test.clone());
     if args.augment {
         fit = fit.augment(Augment {
             pad: shape[1] / 8,
@@ -144,7 +122,8 @@ pub fn run(device: &Device, args: &Args) -> anyhow::Result<Outcome> {
     let start = Instant::now();
     let history = model.fit(&sets.train, fit)?;
     let train_seconds = start.elapsed().as_secs_f64();
-    let test = model.evaluate(&sets.test, args.batch_size)?;
+    run.write_outputs(&history)?;
+    let test = model.evaluate(&sets.test, run.batch_size)?;
     let test_accuracy = test
         .metrics
         .iter()

@@ -7,6 +7,9 @@
 use clap::Parser;
 use kiln::prelude::*;
 
+#[path = "harness/mod.rs"]
+pub mod harness;
+
 /// 30 features → 64 → [64 → 64, plus the skip] → 1 probability.
 pub struct ResidualMlp {
     pub stem: Linear,
@@ -58,48 +61,36 @@ pub struct Outcome {
     pub summary: String,
 }
 
-/// Trains the residual model for at most `epochs` epochs (early stopping
+/// Trains the residual model for at most `--epochs` epochs (early stopping
 /// on the validation loss) and evaluates it on the held-out 20 %.
-pub fn run(
-    device: &Device,
-    epochs: usize,
-    seed: u64,
-    verbosity: Verbosity,
-) -> anyhow::Result<Outcome> {
+pub fn run(device: &Device, run: &harness::Common) -> anyhow::Result<Outcome> {
     let data = CsvDataset::load(
         concat!(env!("CARGO_MANIFEST_DIR"), "/data/breast_cancer.csv"),
         "target",
     )?;
-    let (mut train, mut test) = data.split(0.8, seed)?;
+    let (mut train, mut test) = data.split(0.8, run.seed)?;
     let scaler = Standardizer::fit(&train);
     scaler.transform(&mut train)?;
     scaler.transform(&mut test)?;
-    manual_seed(seed);
+    manual_seed(run.seed);
     let net = ResidualMlp::new(device, train.n_features())?;
     let parameters = net.num_parameters();
     let mut model = Model::new(device, net, [train.n_features()]);
     model.compile(
-        Optimizer::adam(1e-3),
+        Optimizer::adam(run.lr),
         Loss::BinaryCrossEntropy,
         &[Metric::BinaryAccuracy],
     )?;
     let summary = model.summary()?;
-    if verbosity != Verbosity::Silent {
-        println!("{summary}");
-    }
-    let history = model.fit(
-        &train,
-        Fit::epochs(epochs)
-            .validation_split(0.2)
-            .shuffle(Some(seed))
-            .verbosity(verbosity)
-            .callback(
-                EarlyStopping::monitor("val_loss")
-                    .patience(5)
-                    .restore_best_weights(),
-            ),
-    )?;
-    let logs = model.evaluate(&test, 32)?;
+    run.say(&summary);
+    let fit = run.fit().validation_split(0.2).callback(
+        EarlyStopping::monitor("val_loss")
+            .patience(5)
+            .restore_best_weights(),
+    );
+    let history = model.fit(&train, fit)?;
+    run.write_outputs(&history)?;
+    let logs = model.evaluate(&test, run.batch_size)?;
     Ok(Outcome {
         test_accuracy: logs.metrics[0].1,
         test_loss: logs.loss,
@@ -111,33 +102,22 @@ pub fn run(
 
 #[derive(Parser)]
 #[command(about = "Train a residual MLP written as a custom module")]
-struct Args {
-    #[arg(long, default_value_t = 60)]
-    epochs: usize,
-    #[arg(long, default_value_t = 42)]
-    seed: u64,
-    /// gpu, software, or part of an adapter's name (default: KILN_DEVICE, else the best).
-    #[arg(long)]
-    device: Option<String>,
-    #[arg(long)]
-    quiet: bool,
+#[command(mut_arg("epochs", |a| a.default_value("60")))]
+pub struct Args {
+    #[command(flatten)]
+    pub common: harness::Common,
 }
 
 #[allow(dead_code)] // the tests include this file for `run`
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let device = kiln::device_from_flag(args.device.as_deref())?;
-    let verbosity = if args.quiet {
-        Verbosity::Silent
-    } else {
-        Verbosity::Auto
-    };
-    let out = run(&device, args.epochs, args.seed, verbosity)?;
+    let device = args.common.start()?;
+    let out = run(&device, &args.common)?;
     println!(
         "{}",
         serde_json::json!({
-            "test_accuracy": out.test_accuracy,
-            "test_loss": out.test_loss,
+            "test_accuracy": harness::num(out.test_accuracy),
+            "test_loss": harness::num(out.test_loss),
             "epochs_run": out.epochs_run,
             "parameters": out.parameters,
             "device": device.name(),

@@ -13,12 +13,17 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Parser;
+#[path = "harness/mod.rs"]
+pub mod harness;
 use kiln::data::{load_series, Calendar, GapReport, Gaps, SeriesSpec, SeriesSplits};
 use kiln::prelude::*;
 
 #[derive(Parser, Clone, Debug)]
 #[command(about = "Forecast a time series with the tutorial's stacked LSTM")]
+#[command(mut_arg("epochs", |a| a.default_value("200")))]
 pub struct Args {
+    #[command(flatten)]
+    pub common: harness::Common,
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/data/seattle-weather.csv"))]
     pub data: PathBuf,
     /// The column of dates, in order; empty for none.
@@ -50,26 +55,9 @@ pub struct Args {
     /// Units of each of the two LSTM layers.
     #[arg(long, default_value_t = 50)]
     pub units: usize,
-    /// Most epochs (early stopping on the validation loss ends sooner).
-    #[arg(long, default_value_t = 200)]
-    pub epochs: usize,
     /// Epochs without a better validation loss before stopping.
     #[arg(long, default_value_t = 20)]
     pub patience: usize,
-    #[arg(long, default_value_t = 32)]
-    pub batch_size: usize,
-    /// Adam's learning rate.
-    #[arg(long, default_value_t = 1e-3)]
-    pub lr: f32,
-    /// Seed of the weights and the shuffle.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// gpu, software, or part of an adapter's name (default: KILN_DEVICE, else the best).
-    #[arg(long)]
-    pub device: Option<String>,
-    /// Print only the final JSON line.
-    #[arg(long)]
-    pub quiet: bool,
 }
 
 /// What a run reports: mean absolute errors in the target's units on the
@@ -88,9 +76,9 @@ pub struct Outcome {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let device = kiln::device_from_flag(args.device.as_deref())?;
+    let device = args.common.start()?;
     let out = run(&device, &args)?;
-    if !args.quiet {
+    if !args.common.quiet {
         println!(
             "test MAE: LSTM {:.3}, persistence {:.3}, ridge {:.3}",
             out.test_mae, out.persistence_mae, out.linear_mae
@@ -99,13 +87,13 @@ fn main() -> anyhow::Result<()> {
     println!(
         "{}",
         serde_json::json!({
-            "test_mae": out.test_mae,
-            "persistence_mae": out.persistence_mae,
-            "linear_mae": out.linear_mae,
+            "test_mae": harness::num(out.test_mae),
+            "persistence_mae": harness::num(out.persistence_mae),
+            "linear_mae": harness::num(out.linear_mae),
             "epochs_run": out.epochs,
             "best_epoch": out.best_epoch,
             "horizon": args.horizon,
-            "train_seconds": (out.train_seconds * 10.0).round() / 10.0,
+            "train_seconds": harness::seconds(out.train_seconds, 1),
             "windows_left_out": out.gaps.windows_left_out,
             "device": device.name(),
         })
@@ -147,54 +135,43 @@ pub fn run(device: &Device, args: &Args) -> anyhow::Result<Outcome> {
             other => anyhow::bail!("--gaps {other:?}: expected skip, error or interpolate"),
         },
     };
+    let run = &args.common;
     let s = load_series(&args.data, &spec)?;
     let features = s.feature_names.len();
-    if !args.quiet {
-        println!(
-            "device: {}\ndata: {} ({} training, {} validation, {} test windows of {} × {features}: {:?})",
-            device.name(),
-            args.data.display(),
-            s.train.data.len(),
-            s.val.data.len(),
-            s.test.data.len(),
-            args.window,
-            s.feature_names
-        );
-        if s.gaps.gaps > 0 {
-            println!("gaps: {}", s.gaps);
-        }
+    run.say(format!(
+        "device: {}\ndata: {} ({} training, {} validation, {} test windows of {} × {features}: {:?})",
+        device.name(),
+        args.data.display(),
+        s.train.data.len(),
+        s.val.data.len(),
+        s.test.data.len(),
+        args.window,
+        s.feature_names
+    ));
+    if s.gaps.gaps > 0 {
+        run.say(format!("gaps: {}", s.gaps));
     }
 
     let mut model = Sequential::new(device, [args.window, features])
-        .seed(args.seed)
+        .seed(run.seed)
         .lstm(args.units, Activation::Relu, true)
         .lstm(args.units, Activation::Relu, false)
         .dense(1, Activation::None);
     model.compile(
-        Optimizer::adam(args.lr),
+        Optimizer::adam(run.lr),
         Loss::MeanSquaredError,
         &[Metric::MeanAbsoluteError],
     )?;
-    if !args.quiet {
-        println!("{}", model.summary()?);
-    }
-    let fit = Fit::epochs(args.epochs)
-        .batch_size(args.batch_size)
-        .shuffle(Some(args.seed))
-        .validation_data(s.val.data.clone())
-        .verbosity(if args.quiet {
-            Verbosity::Silent
-        } else {
-            Verbosity::Auto
-        })
-        .callback(
-            EarlyStopping::monitor("val_loss")
-                .patience(args.patience)
-                .restore_best_weights(),
-        );
+    run.say(model.summary()?);
+    let fit = run.fit().validation_data(s.val.data.clone()).callback(
+        EarlyStopping::monitor("val_loss")
+            .patience(args.patience)
+            .restore_best_weights(),
+    );
     let start = Instant::now();
     let history = model.fit(&s.train.data, fit)?;
     let train_seconds = start.elapsed().as_secs_f64();
+    run.write_outputs(&history)?;
 
     let predicted = model.predict(&s.test.data, 256)?;
     let test_mae = mae(&s.unscale(predicted.data()), &s.test.target_raw);

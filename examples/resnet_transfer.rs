@@ -17,6 +17,8 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use clap::Parser;
+#[path = "harness/mod.rs"]
+pub mod harness;
 use kiln::data::{
     load_image_dir, repeat_channels, resize_images, ChannelNorm, Dataset, FolderOptions,
     ImageLayout,
@@ -26,7 +28,14 @@ use kiln::prelude::*;
 
 #[derive(Parser, Clone, Debug)]
 #[command(about = "Transfer learning with a frozen ResNet-50 and a new head")]
+#[command(mut_arg("epochs", |a| a.default_value("5")))]
+#[command(mut_arg("limit", |a| a.default_value("1000")))]
+#[command(mut_arg("test_limit", |a| a.default_value("500")))]
 pub struct Args {
+    #[command(flatten)]
+    pub common: harness::Common,
+    #[command(flatten)]
+    pub subset: harness::ImageSubset,
     /// torchvision's resnet50 weights, `.pth` or safetensors (default: random).
     #[arg(long)]
     pub weights: Option<PathBuf>,
@@ -36,31 +45,12 @@ pub struct Args {
     /// Images are resized to SIZE×SIZE.
     #[arg(long, default_value_t = 64)]
     pub size: usize,
-    /// Training images used (the first ones).
-    #[arg(long, default_value_t = 1000)]
-    pub images: usize,
-    /// Test images used (the first ones).
-    #[arg(long, default_value_t = 500)]
-    pub test_images: usize,
-    #[arg(long, default_value_t = 5)]
-    pub epochs: usize,
-    #[arg(long, default_value_t = 32)]
-    pub batch_size: usize,
-    #[arg(long, default_value_t = 1e-3)]
-    pub lr: f32,
     /// eval: batch norm uses its running statistics and the features are
     /// cached; train: PyTorch's default, batch statistics and running
     /// statistics updated in the frozen layers, every epoch through the
     /// whole network.
     #[arg(long, default_value = "eval")]
     pub backbone: String,
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// gpu, software, or part of an adapter's name.
-    #[arg(long)]
-    pub device: Option<String>,
-    #[arg(long)]
-    pub quiet: bool,
 }
 
 /// What a run reports, and the model it trained.
@@ -94,7 +84,7 @@ impl Callback for EpochClock {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let device = kiln::device_from_flag(args.device.as_deref())?;
+    let device = args.common.start()?;
     let out = run(&device, &args)?;
     let later: Vec<f64> = out.epoch_seconds.iter().skip(1).copied().collect();
     let median_later = if later.is_empty() {
@@ -108,7 +98,7 @@ fn main() -> anyhow::Result<()> {
     println!(
         "{}",
         serde_json::json!({
-            "test_accuracy": out.test_accuracy,
+            "test_accuracy": harness::num(out.test_accuracy),
             "classes": out.classes,
             "epochs": out.epoch_seconds.len(),
             "first_epoch_seconds": (first * 100.0).round() / 100.0,
@@ -121,22 +111,18 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The first `n` samples of `data`.
-fn first(data: &Dataset, n: usize) -> anyhow::Result<Dataset> {
-    let keep: Vec<usize> = (0..n.min(data.len())).collect();
-    Ok(data.subset(&keep)?)
-}
-
 /// Loads and prepares the images, builds the frozen ResNet-50 with a new
 /// head, trains the head and evaluates it.
 pub fn run(device: &Device, args: &Args) -> anyhow::Result<Outcome> {
+    let run = &args.common;
     let folder = FolderOptions {
         size: [args.size, args.size],
         channels: 3,
         test_fraction: 0.2,
-        seed: args.seed,
+        seed: run.seed,
     };
-    let sets = load_image_dir(&args.data, &folder)?;
+    let mut sets = load_image_dir(&args.data, &folder)?;
+    args.subset.apply(&mut sets.train, &mut sets.test)?;
     let classes = match &sets.layout {
         ImageLayout::ImageFolder { classes } => classes.len(),
         _ => 10,
@@ -144,8 +130,8 @@ pub fn run(device: &Device, args: &Args) -> anyhow::Result<Outcome> {
     // Grey images (IDX) become three identical channels; every image the
     // configured size; then ImageNet's normalisation, as torchvision's
     // weights expect.
-    let prepare = |d: &Dataset, n: usize| -> anyhow::Result<Dataset> {
-        let mut d = first(d, n)?;
+    let prepare = |d: &Dataset| -> anyhow::Result<Dataset> {
+        let mut d = d.clone();
         if d.sample_shape()[0] == 1 {
             d = repeat_channels(&d, 3)?;
         }
@@ -159,22 +145,18 @@ pub fn run(device: &Device, args: &Args) -> anyhow::Result<Outcome> {
         .apply(&mut d)?;
         Ok(d)
     };
-    let train = prepare(&sets.train, args.images)?;
-    let test = prepare(&sets.test, args.test_images)?;
+    let train = prepare(&sets.train)?;
+    let test = prepare(&sets.test)?;
 
-    manual_seed(args.seed);
+    manual_seed(run.seed);
     let mut net = ResNet::resnet50(device, 1000)?;
     match &args.weights {
         Some(w) => net.load_weights(w, true)?,
-        None => {
-            if !args.quiet {
-                println!(
-                    "notice: no --weights, so the backbone is random. torchvision's ImageNet weights: \
-                     https://download.pytorch.org/models/resnet50-11ad3fa6.pth (IMAGENET1K_V2) or \
-                     resnet50-0676ba61.pth (V1); kiln reads either file as it is."
-                );
-            }
-        }
+        None => run.say(
+            "notice: no --weights, so the backbone is random. torchvision's ImageNet weights: \
+             https://download.pytorch.org/models/resnet50-11ad3fa6.pth (IMAGENET1K_V2) or \
+             resnet50-0676ba61.pth (V1); kiln reads either file as it is.",
+        ),
     }
     net.freeze();
     net.replace_fc(Linear::new(device, 2048, classes)?)?;
@@ -185,50 +167,38 @@ pub fn run(device: &Device, args: &Args) -> anyhow::Result<Outcome> {
     }
     let mut model = Model::new(device, net, [3, args.size, args.size]);
     model.compile(
-        Optimizer::adam_torch(args.lr),
+        Optimizer::adam_torch(run.lr),
         Loss::SparseCategoricalCrossEntropyFromLogits,
         &[Metric::SparseCategoricalAccuracy],
     )?;
-    if !args.quiet {
-        println!("device: {}", device.name());
-        println!(
-            "data: {} ({:?}): {} training and {} test images of {:?}",
-            args.data.display(),
-            sets.layout,
-            train.len(),
-            test.len(),
-            train.sample_shape()
-        );
-        println!("{}", model.summary()?);
-    }
+    run.say(format!("device: {}", device.name()));
+    run.say(format!(
+        "data: {} ({:?}): {} training and {} test images of {:?}",
+        args.data.display(),
+        sets.layout,
+        train.len(),
+        test.len(),
+        train.sample_shape()
+    ));
+    run.say(model.summary()?);
     let ends = Rc::new(RefCell::new(Vec::new()));
     let clock = EpochClock {
         start: Instant::now(),
         ends: ends.clone(),
     };
-    let fit = Fit::epochs(args.epochs)
-        .batch_size(args.batch_size)
-        .shuffle(Some(args.seed))
-        .validation_data(test.clone())
-        .verbosity(if args.quiet {
-            Verbosity::Silent
-        } else {
-            Verbosity::Lines
-        })
-        .callback(clock);
-    model.fit(&train, fit)?;
+    let fit = run.fit().validation_data(test.clone()).callback(clock);
+    let history = model.fit(&train, fit)?;
+    run.write_outputs(&history)?;
     let ends = ends.borrow().clone();
     let epoch_seconds: Vec<f64> = ends
         .iter()
         .enumerate()
         .map(|(i, &e)| if i == 0 { e } else { e - ends[i - 1] })
         .collect();
-    if !args.quiet {
-        let shown: Vec<String> = epoch_seconds.iter().map(|s| format!("{s:.2}")).collect();
-        println!("epoch seconds: {}", shown.join(", "));
-    }
+    let shown: Vec<String> = epoch_seconds.iter().map(|s| format!("{s:.2}")).collect();
+    run.say(format!("epoch seconds: {}", shown.join(", ")));
     model.module().eval();
-    let logs = model.evaluate(&test, args.batch_size)?;
+    let logs = model.evaluate(&test, run.batch_size)?;
     let test_accuracy = logs
         .metrics
         .iter()

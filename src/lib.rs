@@ -20,11 +20,12 @@ pub mod prelude {
     pub use kiln_data::{Array, CsvDataset, Dataset, Standardizer};
     pub use kiln_graph::{Tape, Var, Window2d};
     pub use kiln_models::{
-        manual_seed, Activation, AdaptiveAvgPool2d, AvgPool2d, BatchNorm, BatchNormConfig, Conv2d,
-        CsvLogger, Dense, Dropout, EarlyStopping, Every, Fit, Flatten, History, Init,
-        LearningRateScheduler, Linear, Loss, LrSchedule, MaxPool2d, Metric, Model, ModelCheckpoint,
-        Module, ModuleExt, Optimizer, ReduceLrOnPlateau, ResNet, Samples, Sequential, SimpleCnn,
-        Stack, TerminateOnNaN, Trainable, Verbosity, Visitor, WindowOptions,
+        manual_seed, tutorial_mlp, Activation, AdaptiveAvgPool2d, AvgPool2d, BatchNorm,
+        BatchNormConfig, Conv2d, CsvLogger, Dense, Dropout, EarlyStopping, Every, Fit, Flatten,
+        History, Init, LearningRateScheduler, Linear, Loss, LrSchedule, MaxPool2d, Metric, Model,
+        ModelCheckpoint, Module, ModuleExt, Optimizer, ReduceLrOnPlateau, ResNet, Samples,
+        Sequential, SimpleCnn, Stack, TensorBoard, TerminateOnNaN, Trainable, Verbosity, Visitor,
+        WindowOptions, TUTORIAL_DROPOUT,
     };
 }
 

@@ -18,7 +18,7 @@ struct Cli {
 enum Command {
     /// List every adapter with the limits and features kiln uses.
     Devices,
-    /// Run every op conformance case (FORMAT.md) under DIR.
+    /// Run every op conformance case under DIR (the format: tests/conformance/FORMAT.md in the kiln repository).
     Conform {
         /// Folder of `*.safetensors` cases, searched recursively.
         dir: std::path::PathBuf,

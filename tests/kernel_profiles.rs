@@ -17,13 +17,7 @@ const BATCH: usize = 32;
 /// comparison of weights reads more plainly without them), with plain SGD
 /// so that a step moves each weight by its gradient and nothing else.
 fn mlp(device: &Device) -> Sequential {
-    let mut m = Sequential::new(device, 30)
-        .seed(11)
-        .dense(128, Activation::Relu)
-        .batch_norm()
-        .dense(64, Activation::Relu)
-        .batch_norm()
-        .dense(1, Activation::Sigmoid);
+    let mut m = tutorial_mlp(device, 30, 11, [0.0, 0.0]);
     m.compile(
         Optimizer::sgd(0.05),
         Loss::BinaryCrossEntropy,

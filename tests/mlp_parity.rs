@@ -33,14 +33,7 @@ fn keras_weights(st: &SafeTensors<'_>) -> StateDict {
 }
 
 fn model(device: &Device, st: &SafeTensors<'_>) -> Sequential {
-    let mut m = Sequential::new(device, 30)
-        .dense(128, Activation::Relu)
-        .batch_norm()
-        .dropout(0.0)
-        .dense(64, Activation::Relu)
-        .batch_norm()
-        .dropout(0.0)
-        .dense(1, Activation::Sigmoid);
+    let mut m = tutorial_mlp(device, 30, 0, [0.0, 0.0]);
     m.compile(
         Optimizer::adam(1e-3),
         Loss::BinaryCrossEntropy,

@@ -4,6 +4,7 @@
 //! dicts report every mismatch, the hand-written loop runs as one
 //! submission per step, and the custom-module example learns.
 
+use clap::Parser;
 use kiln::graph::Op;
 use kiln::models::{Optim, StateDict, TrainStep};
 use kiln::prelude::*;
@@ -82,17 +83,7 @@ impl Module for Mlp {
 fn a_custom_module_trains_exactly_as_the_sequential_builder() {
     let device = device();
     let (train, _) = data();
-    let seq_model = || {
-        Sequential::new(&device, [30])
-            .seed(11)
-            .dense(128, Activation::Relu)
-            .batch_norm()
-            .dropout(0.3)
-            .dense(64, Activation::Relu)
-            .batch_norm()
-            .dropout(0.2)
-            .dense(1, Activation::Sigmoid)
-    };
+    let seq_model = || tutorial_mlp(&device, 30, 11, TUTORIAL_DROPOUT);
     let mut a = seq_model();
     manual_seed(11);
     let mut b = Model::new(&device, Mlp::new(&device).unwrap(), [30]);
@@ -366,7 +357,8 @@ fn a_hand_written_loop_is_one_submission_per_step_and_learns() {
 
 #[test]
 fn the_custom_module_example_learns() {
-    let out = custom_module::run(&device(), 30, 42, Verbosity::Silent).unwrap();
+    let args = custom_module::Args::parse_from(["custom_module", "--quiet", "--epochs", "30"]);
+    let out = custom_module::run(&device(), &args.common).unwrap();
     assert!(
         out.test_accuracy >= 0.93,
         "test accuracy {}",

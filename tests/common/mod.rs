@@ -93,15 +93,7 @@ pub fn tutorial_mlp_with(
     optimizer: kiln::models::Optimizer,
 ) -> kiln::models::Sequential {
     use kiln::prelude::*;
-    let mut m = Sequential::new(device, 30)
-        .seed(seed)
-        .dense(128, Activation::Relu)
-        .batch_norm()
-        .dropout(0.3)
-        .dense(64, Activation::Relu)
-        .batch_norm()
-        .dropout(0.2)
-        .dense(1, Activation::Sigmoid);
+    let mut m = kiln::models::tutorial_mlp(device, 30, seed, kiln::models::TUTORIAL_DROPOUT);
     m.compile(
         optimizer,
         Loss::BinaryCrossEntropy,

@@ -56,4 +56,4 @@ pub use state_dict::StateDict;
 pub use step::{Optim, TrainStep};
 pub use tensorboard::{EventWriter, TensorBoard};
 pub use trainable::{ShapedTensors, Trainable, TrainingState};
-pub use zoo::{Block, ResNet, ResNetFeatures, Residual, SimpleCnn};
+pub use zoo::{tutorial_mlp, Block, ResNet, ResNetFeatures, Residual, SimpleCnn, TUTORIAL_DROPOUT};

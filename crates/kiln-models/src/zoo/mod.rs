@@ -3,6 +3,8 @@
 
 mod resnet;
 mod simple_cnn;
+mod tutorial_mlp;
 
 pub use resnet::{Block, ResNet, ResNetFeatures, Residual};
 pub use simple_cnn::SimpleCnn;
+pub use tutorial_mlp::{tutorial_mlp, TUTORIAL_DROPOUT};
