@@ -4,6 +4,8 @@
 //! written here from Keras' definitions. The model is one dense layer set
 //! to the identity, so its predictions are the features, exactly.
 
+mod common;
+
 use kiln::models::Logs;
 use kiln::prelude::*;
 
@@ -50,11 +52,23 @@ fn data() -> Data {
 
 /// kiln's evaluation of `loss` and `metrics` with predictions `pred`.
 fn evaluate(loss: Loss, metrics: &[Metric], pred: &[f32], targets: &[f32]) -> Logs {
+    evaluate_with(loss, metrics, pred, targets, COLS, COLS)
+}
+
+/// [`evaluate`] of `cols` predictions and `target_cols` targets per row.
+fn evaluate_with(
+    loss: Loss,
+    metrics: &[Metric],
+    pred: &[f32],
+    targets: &[f32],
+    cols: usize,
+    target_cols: usize,
+) -> Logs {
     let device = kiln::device_from_flag(None).expect("an adapter");
-    let mut model = Sequential::new(&device, COLS).dense(COLS, Activation::None);
+    let mut model = Sequential::new(&device, cols).dense(cols, Activation::None);
     model.compile(Optimizer::sgd(0.1), loss, metrics).unwrap();
-    let identity: Vec<f32> = (0..COLS * COLS)
-        .map(|i| (i / COLS == i % COLS) as u8 as f32)
+    let identity: Vec<f32> = (0..cols * cols)
+        .map(|i| (i / cols == i % cols) as u8 as f32)
         .collect();
     let names: Vec<String> = model
         .weights()
@@ -65,10 +79,10 @@ fn evaluate(loss: Loss, metrics: &[Metric], pred: &[f32], targets: &[f32]) -> Lo
     for name in names {
         match name.ends_with("kernel") {
             true => model.set_weight(&name, &identity).unwrap(),
-            false => model.set_weight(&name, &[0.0; COLS]).unwrap(),
+            false => model.set_weight(&name, &vec![0.0; cols]).unwrap(),
         }
     }
-    let data = Dataset::new(pred.to_vec(), targets.to_vec(), COLS, COLS).unwrap();
+    let data = Dataset::new(pred.to_vec(), targets.to_vec(), cols, target_cols).unwrap();
     model.evaluate(&data, BATCH).unwrap()
 }
 
@@ -231,4 +245,80 @@ fn every_dense_metric_matches_its_formula() {
     let want = per_row(&d.logits, &d.one_hot, categorical_accuracy);
     assert!(want > 0.1 && want < 0.6, "hits and misses: {want}");
     assert_near("categorical accuracy", named(&logs, "accuracy"), want);
+}
+
+/// Precision, recall and F1, binary and averaged over classes, against
+/// scikit-learn's on fixed predictions (tests/fixtures/sklearn_metrics.safetensors,
+/// scripts/sklearn/metrics_fixture.py): 203 rows in batches of 8, so the
+/// totals cross batches; one class is never predicted (macro's zero division).
+#[test]
+fn precision_recall_and_f1_match_scikit_learn() {
+    let bytes = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/sklearn_metrics.safetensors"
+    ))
+    .unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let meta = header.metadata().clone().unwrap();
+    let want: std::collections::HashMap<String, String> =
+        serde_json::from_str(&meta["metrics"]).unwrap();
+    let want = |name: &str| want[name].parse::<f64>().unwrap();
+    use kiln::models::Average::{Binary, Macro, Micro};
+    let kinds = |a| [Metric::Precision(a), Metric::Recall(a), Metric::F1(a)];
+    let check = |logs: &Logs| {
+        for (name, value) in &logs.metrics {
+            assert!(
+                (*value as f64 - want(name)).abs() <= 1e-6,
+                "{name}: kiln {value}, scikit-learn {}",
+                want(name)
+            );
+        }
+    };
+    let binary = evaluate_with(
+        Loss::BinaryCrossEntropy,
+        &kinds(Binary),
+        &common::tensor(&st, "bin_pred"),
+        &common::tensor(&st, "bin_target"),
+        1,
+        1,
+    );
+    assert_eq!(binary.metrics.len(), 3);
+    check(&binary);
+    let classes = evaluate_with(
+        Loss::SparseCategoricalCrossEntropy,
+        &[kinds(Macro), kinds(Micro)].concat(),
+        &common::tensor(&st, "mc_pred"),
+        &common::tensor(&st, "mc_target"),
+        5,
+        1,
+    );
+    let names: Vec<&str> = classes.metrics.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "macro_precision",
+            "macro_recall",
+            "macro_f1",
+            "micro_precision",
+            "micro_recall",
+            "micro_f1"
+        ]
+    );
+    check(&classes);
+}
+
+#[test]
+fn precision_on_outputs_it_cannot_score_is_refused_at_compile() {
+    let device = kiln::device_from_flag(None).unwrap();
+    let mut m = Sequential::new(&device, 3).dense(4, Activation::None);
+    let e = m
+        .compile(
+            Optimizer::sgd(0.1),
+            Loss::SparseCategoricalCrossEntropyFromLogits,
+            &[Metric::Precision(kiln::models::Average::Binary)],
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("binary averaging takes one probability"), "{e}");
 }

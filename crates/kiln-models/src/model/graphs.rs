@@ -5,6 +5,7 @@ use kiln_graph::{Mode, NodeId, Param, Plan, Tape, Var, HYPER_WORDS};
 
 use super::Model;
 use crate::error::{ModelError, Result};
+use crate::metrics::Tally;
 use crate::module::Module;
 
 /// The input naming the hyperparameters of an optimizer step.
@@ -58,11 +59,21 @@ impl<M: Module> Model<M> {
             let a = g.frozen(&acc.loss);
             let scale = 1.0 / per_sample(g, terms);
             g.accumulate(a, terms, 1.0, scale)?;
-            for (m, p) in t.metrics.iter().zip(&acc.metrics) {
-                let v = m.values(g, pred.id(), y.id())?;
-                let a = g.frozen(p);
-                let scale = 1.0 / per_sample(g, v);
-                g.accumulate(a, v, 1.0, scale)?;
+            for (m, totals) in t.metrics.iter().zip(&acc.metrics) {
+                match m.tally(g, pred.id(), y.id())? {
+                    Tally::PerSample(v) => {
+                        let a = g.frozen(&totals[0]);
+                        let scale = 1.0 / per_sample(g, v);
+                        g.accumulate(a, v, 1.0, scale)?;
+                    }
+                    Tally::Counts(counts) => {
+                        for (count, total) in counts.into_iter().zip(totals) {
+                            let a = g.frozen(total);
+                            let sum = g.add(a, count)?;
+                            g.assign(a, sum)?;
+                        }
+                    }
+                }
             }
             Ok::<_, kiln_graph::GraphError>(loss)
         })

@@ -6,6 +6,7 @@ use kiln_graph::Param;
 
 use super::Model;
 use crate::error::Result;
+use crate::metrics::Metric;
 use crate::module::Module;
 
 /// Losses and metrics of one pass over data, as averages per sample.
@@ -27,24 +28,35 @@ impl std::fmt::Display for Logs {
     }
 }
 
-/// Device-side sums of a loss and metrics over an epoch.
+/// Device-side sums of a loss and metrics over an epoch: one total for the
+/// loss, and each metric's totals ([`Metric::total_sizes`]).
 pub(super) struct Accumulators {
     pub(super) loss: Param,
-    pub(super) metrics: Vec<Param>,
+    pub(super) metrics: Vec<Vec<Param>>,
 }
 
 impl Accumulators {
-    pub(super) fn new(device: &Device, metrics: usize) -> Result<Self> {
-        let sum = |name: String| -> Result<Param> {
-            let p = Param::zeros(device, &name, &[1])?;
+    /// Zeroed totals for `metrics` on `classes` outputs.
+    pub(super) fn new(device: &Device, metrics: &[Metric], classes: usize) -> Result<Self> {
+        let sum = |name: String, size: usize| -> Result<Param> {
+            let p = Param::zeros(device, &name, &[size])?;
             p.set_trainable(false);
             Ok(p)
         };
+        let metrics = metrics
+            .iter()
+            .enumerate()
+            .map(|(k, m)| {
+                m.total_sizes(classes)
+                    .into_iter()
+                    .enumerate()
+                    .map(|(j, size)| sum(format!("kiln.acc.metric{k}.{j}"), size))
+                    .collect::<Result<Vec<_>>>()
+            })
+            .collect::<Result<_>>()?;
         Ok(Self {
-            loss: sum("kiln.acc.loss".into())?,
-            metrics: (0..metrics)
-                .map(|k| sum(format!("kiln.acc.metric{k}")))
-                .collect::<Result<_>>()?,
+            loss: sum("kiln.acc.loss".into(), 1)?,
+            metrics,
         })
     }
 }
@@ -55,15 +67,16 @@ impl<M: Module> Model<M> {
     pub(super) fn take(&mut self, train: bool, samples: usize) -> Result<Logs> {
         let t = self.training_mut()?;
         let acc = if train { &t.train } else { &t.val };
-        let read = |p: &Param| -> Result<f32> {
-            let v = p.values()?[0];
-            p.write(&[0.0])?;
-            Ok(v / samples.max(1) as f32)
+        let read = |p: &Param| -> Result<Vec<f32>> {
+            let v = p.values()?;
+            p.write(&vec![0.0; v.len()])?;
+            Ok(v)
         };
-        let loss = read(&acc.loss)?;
+        let loss = read(&acc.loss)?[0] / samples.max(1) as f32;
         let mut metrics = Vec::new();
-        for (m, p) in t.metrics.iter().zip(&acc.metrics) {
-            metrics.push((m.name(), read(p)?));
+        for (m, totals) in t.metrics.iter().zip(&acc.metrics) {
+            let totals = totals.iter().map(read).collect::<Result<Vec<_>>>()?;
+            metrics.push((m.name(), m.finish(&totals, samples)));
         }
         Ok(Logs { loss, metrics })
     }

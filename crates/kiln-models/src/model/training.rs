@@ -62,9 +62,14 @@ impl<M: Module> Model<M> {
     pub fn compile(&mut self, optimizer: Optimizer, loss: Loss, metrics: &[Metric]) -> Result<()> {
         optimizer.validate().map_err(ModelError::Invalid)?;
         // A model that does not build yet reports that when it is used.
-        if let Ok(out) = self.output_shape() {
-            loss.check_outputs(&out).map_err(ModelError::Invalid)?;
+        let outputs = self.output_shape().ok();
+        if let Some(out) = &outputs {
+            loss.check_outputs(out).map_err(ModelError::Invalid)?;
+            for m in metrics {
+                m.check_outputs(out).map_err(ModelError::Invalid)?;
+            }
         }
+        let classes = outputs.map_or(1, |o| o.iter().product());
         self.training = Some(Training {
             optimizer,
             loss,
@@ -72,8 +77,8 @@ impl<M: Module> Model<M> {
             clip_norm: None,
             lr: optimizer.learning_rate(),
             state: Vec::new(),
-            train: Accumulators::new(&self.device, metrics.len())?,
-            val: Accumulators::new(&self.device, metrics.len())?,
+            train: Accumulators::new(&self.device, metrics, classes)?,
+            val: Accumulators::new(&self.device, metrics, classes)?,
             train_plans: PlanCache::new(),
             eval_plans: PlanCache::new(),
             accumulate: 1,
