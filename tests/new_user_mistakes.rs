@@ -217,3 +217,35 @@ fn predict_refuses_samples_of_the_wrong_shape_instead_of_regrouping_them() {
     let five = Array::new(vec![0.5; 150], &[5, 30]).unwrap();
     assert_eq!(m.predict(&five, 8).unwrap().shape(), &[5, 1]);
 }
+
+/// Defect 5 of issue 27: a convolution given flat input was blamed on the
+/// dense layer after it, and nothing said the declared input shape was the
+/// likely mistake ([784] where [1, 28, 28] was meant).
+#[test]
+fn a_failing_layer_names_itself_and_the_declared_input_shape() {
+    let device = device();
+    let conv = kiln::models::Conv2d::new(&device, 1, 4, 3).unwrap();
+    let mut m = Sequential::new(&device, 784)
+        .layer("conv2d", conv)
+        .flatten()
+        .dense(10, Activation::None);
+    let e = m
+        .compile(
+            Optimizer::adam(1e-3),
+            Loss::SparseCategoricalCrossEntropyFromLogits,
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("layer \"conv2d\": "), "{e}");
+    assert!(e.contains("declared as [784]"), "{e}");
+    assert!(!e.contains("dense"), "blames a later layer: {e}");
+    // An LSTM given 5 features where 3 were declared says so in those terms.
+    let mut m = Sequential::new(&device, [10, 5])
+        .layer("lstm", kiln::models::Lstm::keras(&device, 3, 8).unwrap());
+    let e = m.summary().unwrap_err().to_string();
+    assert!(
+        e.contains("takes 3 features per timestep") && e.contains("[1, 10, 5]"),
+        "{e}"
+    );
+}

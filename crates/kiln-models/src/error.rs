@@ -4,13 +4,21 @@ use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum ModelError {
-    /// A layer could not be built: the layer's name and what was wrong.
-    /// The text includes the graph's error whole, so it is not also given
-    /// as the source (anyhow would print it again under `Caused by:`).
+    /// A layer failed: its dotted name in the module tree and what was
+    /// wrong. The text includes the error whole, so it is not also given as
+    /// the source (anyhow would print it again under `Caused by:`).
     #[error("layer {layer:?}: {error}")]
     Layer {
         layer: String,
-        error: kiln_graph::GraphError,
+        error: Box<ModelError>,
+    },
+    /// Tracing the model on its declared input shape failed: the error,
+    /// and that shape, which is often what was meant otherwise (`[784]`
+    /// for `[1, 28, 28]` images).
+    #[error("{error} (the model's input shape is declared as {input_shape:?})")]
+    Traced {
+        input_shape: Vec<usize>,
+        error: Box<ModelError>,
     },
     #[error(transparent)]
     Graph(#[from] kiln_graph::GraphError),
@@ -40,7 +48,9 @@ fn state_dict_message(missing: &[String], unexpected: &[String], mismatched: &[S
     if !mismatched.is_empty() {
         parts.push(format!("mis-shaped {}", mismatched.join(", ")));
     }
-    parts.join(" ")
+    // "…: missing a, b; unexpected c; mis-shaped d"
+    let (head, rest) = parts.split_first().expect("the heading is there");
+    format!("{head} {}", rest.join("; "))
 }
 
 impl From<kiln_backend::BackendError> for ModelError {

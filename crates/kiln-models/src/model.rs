@@ -8,7 +8,7 @@ use std::cell::OnceCell;
 use kiln_backend::Device;
 use kiln_graph::{Mode, PlanCache, PlanOptions, Tape, Var};
 
-use crate::error::Result;
+use crate::error::{ModelError, Result};
 use crate::module::{Module, Visitor};
 
 mod checks;
@@ -147,7 +147,11 @@ impl<M: Module> Model<M> {
         let tape = Tape::new(Mode::Eval);
         let y = self
             .module
-            .forward(&tape.input("x", &self.batch_shape(1)))?;
+            .forward(&tape.input("x", &self.batch_shape(1)))
+            .map_err(|e| ModelError::Traced {
+                input_shape: self.input_shape.clone(),
+                error: Box::new(e),
+            })?;
         let shape = y.shape()[1..].to_vec();
         Ok(self.output_shape.get_or_init(|| shape).clone())
     }

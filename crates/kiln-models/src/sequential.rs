@@ -74,17 +74,18 @@ impl Sequential {
         make: impl FnOnce(&Device, &[usize]) -> Result<L>,
     ) -> Self {
         let index = self.kinds.len();
-        let made = self
-            .model
-            .output_shape()
-            .and_then(|shape| make(self.model.device(), &shape));
+        // A layer before this one that fails names itself: the error is
+        // not this layer's.
+        let made = match self.model.output_shape() {
+            Ok(shape) => make(self.model.device(), &shape)
+                .map_err(|e| ModelError::Invalid(format!("{kind} (layer {}): {e}", index + 1))),
+            Err(e) => Err(e),
+        };
         match made {
             Ok(layer) => self.layer(kind, layer),
             Err(e) => {
                 let mut s = self;
-                let name = format!("{kind} (layer {})", index + 1);
-                s.error
-                    .get_or_insert(ModelError::Invalid(format!("{name}: {e}")));
+                s.error.get_or_insert(e);
                 s
             }
         }

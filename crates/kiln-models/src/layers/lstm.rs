@@ -186,6 +186,15 @@ impl Lstm {
                 ))
             })
         };
+        // The kernel holds features × 4·units (in either layout): say it
+        // in the user's terms.
+        let features = self.kernel.numel() / (4 * self.units());
+        let shape = x.shape();
+        if shape.len() != 3 || shape[2] != features {
+            return Err(ModelError::Invalid(format!(
+                "the LSTM takes {features} features per timestep, samples [timesteps, {features}]; its input has shape {shape:?}, [batch, timesteps, features] expected"
+            )));
+        }
         let opts = LstmOptions {
             activation: op(self.activation, "activation")?,
             recurrent_activation: op(self.recurrent_activation, "recurrent activation")?,

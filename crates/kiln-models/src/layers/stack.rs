@@ -91,11 +91,15 @@ impl Module for Stack {
         let mut h = x.clone();
         for (name, m) in &self.layers {
             h = m.forward(&h).map_err(|e| match e {
-                ModelError::Graph(error) => ModelError::Layer {
-                    layer: name.clone(),
+                // A nested stack's layer: one dotted name, as state dicts say it.
+                ModelError::Layer { layer, error } => ModelError::Layer {
+                    layer: format!("{name}.{layer}"),
                     error,
                 },
-                other => other,
+                error => ModelError::Layer {
+                    layer: name.clone(),
+                    error: Box::new(error),
+                },
             })?;
             report(name, m.as_ref(), &h);
         }
