@@ -24,6 +24,7 @@ use kiln::prelude::*;
 pub struct Args {
     #[command(flatten)]
     pub common: harness::Common,
+    /// The CSV series (one row per time step).
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/data/seattle-weather.csv"))]
     pub data: PathBuf,
     /// The column of dates, in order; empty for none.
