@@ -258,7 +258,9 @@ impl<M: Module> Model<M> {
         Ok(Some(head_model.fit(&cached_train, head_cfg)?))
     }
 
-    /// Trains on `data` as Keras' `fit` does and returns the [`History`].
+    /// Trains on `data` (a [`Dataset`]: features and targets by row) as
+    /// Keras' `fit` does, with the settings of `cfg` ([`Fit`]), and returns
+    /// the [`History`].
     pub fn fit(&mut self, data: &Dataset, mut cfg: Fit) -> Result<History> {
         let base_lr = self
             .learning_rate()

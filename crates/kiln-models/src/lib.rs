@@ -4,7 +4,43 @@
 //! `compile`/`fit`/`evaluate`/`predict` for any module, the Keras-style
 //! [`Sequential`] builder, losses, metrics, optimizers, callbacks and
 //! checkpoints. Losses and optimizer steps are graph ops, so they
-//! differentiate, compile and run like any graph.
+//! differentiate, compile and run like any graph. (The `kiln` crate
+//! re-exports all of it: `use kiln::prelude::*;`.)
+//!
+//! A custom module trained with `fit`:
+//!
+//! ```
+//! use kiln_graph::Var;
+//! use kiln_models::{Fit, Linear, Loss, Metric, Model, Module, Optimizer, Result, Verbosity, Visitor};
+//! # fn main() -> anyhow::Result<()> {
+//! struct Net {
+//!     hidden: Linear,
+//!     out: Linear,
+//! }
+//! impl Module for Net {
+//!     fn forward(&self, x: &Var) -> Result<Var> {
+//!         let h = self.hidden.forward(x)?.relu()?;
+//!         Ok(self.out.forward(&h)?.sigmoid()?)
+//!     }
+//!     fn visit(&self, v: &mut dyn Visitor) {
+//!         v.module("hidden", &self.hidden);
+//!         v.module("out", &self.out);
+//!     }
+//! }
+//! let device = kiln_backend::Device::auto()?;
+//! kiln_models::manual_seed(7);
+//! let net = Net { hidden: Linear::new(&device, 2, 8)?, out: Linear::new(&device, 8, 1)? };
+//! let mut model = Model::new(&device, net, [2]);
+//! model.compile(Optimizer::adam(0.05), Loss::BinaryCrossEntropy, &[Metric::BinaryAccuracy])?;
+//! // Is x0 + x1 positive?
+//! let x: Vec<f32> = (0..128).map(|i| ((i * 29 % 23) as f32 - 11.0) / 11.0).collect();
+//! let y: Vec<f32> = x.chunks(2).map(|r| (r[0] + r[1] > 0.0) as u8 as f32).collect();
+//! let data = kiln_data::Dataset::new(x, y, 2, 1)?;
+//! let history = model.fit(&data, Fit::epochs(30).batch_size(16).verbosity(Verbosity::Silent))?;
+//! assert!(history.series("accuracy")[29] > 0.8, "{:?}", history.series("accuracy"));
+//! print!("{}", model.summary()?); // hidden (Linear) 24, out (Linear) 9, …
+//! # Ok(()) }
+//! ```
 
 pub mod callbacks;
 pub mod checkpoint;
