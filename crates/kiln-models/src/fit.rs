@@ -5,9 +5,7 @@ use std::io::IsTerminal;
 use indicatif::{ProgressBar, ProgressState, ProgressStyle};
 use std::sync::Arc;
 
-use kiln_backend::Device;
 use kiln_data::{batch_order, Augment, Dataset, Prefetch};
-use kiln_graph::{Mode, Op, Tape};
 
 use crate::callbacks::{BatchLogs, Callback, Control};
 use crate::error::{ModelError, Result};
@@ -121,47 +119,6 @@ impl Fit {
     }
 }
 
-/// True when `features` is a fixed function of its input in training: no
-/// trainable parameter, no dropout, no running statistics to move. Found by
-/// building it on a training tape and reading the graph.
-fn fixed_function(features: &dyn Module, sample_shape: &[usize]) -> Result<bool> {
-    let tape = Tape::new(Mode::Train { update_state: true });
-    let mut shape = vec![2];
-    shape.extend(sample_shape);
-    let x = tape.input("x", &shape);
-    features.forward(&x)?;
-    let graph = tape.graph();
-    Ok(graph.nodes().iter().all(|n| {
-        !n.op.is_update()
-            && !matches!(
-                n.op,
-                Op::Dropout { .. }
-                    | Op::Param {
-                        trainable: true,
-                        ..
-                    }
-            )
-    }))
-}
-
-/// Every sample of `data` through `features`, in batches, as a dataset of
-/// features with the same targets.
-fn extract(
-    device: &Device,
-    features: &dyn Module,
-    data: &Dataset,
-    batch: usize,
-) -> Result<Dataset> {
-    let mut m = Model::new(device, Lent(features), data.sample_shape().to_vec());
-    let out = m.predict(data, batch)?;
-    Ok(Dataset::with_shapes(
-        out.data().to_vec(),
-        &out.shape()[1..],
-        data.targets().to_vec(),
-        data.target_shape(),
-    )?)
-}
-
 /// Keras' progress line: `Epoch 3/10 12/36 [=====>......] - ETA: 3s -
 /// 4ms/step - loss: …`.
 fn epoch_bar(epoch: usize, epochs: usize, steps: usize) -> ProgressBar {
@@ -223,23 +180,25 @@ impl<M: Module> Model<M> {
             return Ok(None);
         };
         let device = self.device().clone();
-        let Some((features, head)) = self.module().split_head() else {
-            return Ok(None);
-        };
-        if !fixed_function(features, train.sample_shape())? {
+        if !self.caches_features(train.sample_shape())? {
             return Ok(None);
         }
-        if cfg.verbosity != Verbosity::Silent {
+        let show = cfg.verbosity != Verbosity::Silent;
+        if show {
             println!(
                 "feature cache: the backbone is frozen and in eval mode; computing its features of {} samples once",
                 train.len() + val.map_or(0, Dataset::len)
             );
         }
         let batch = cfg.batch_size.max(1);
-        let cached_train = extract(&device, features, train, batch)?;
+        let cached_train = self.cached_features(train, batch, show)?;
         let cached_val = val
-            .map(|v| extract(&device, features, v, batch))
+            .map(|v| self.cached_features(v, batch, show))
             .transpose()?;
+        let (_, head) = self
+            .module()
+            .split_head()
+            .expect("caches_features checked it");
         let mut head_model = Model::new(&device, Lent(head), cached_train.sample_shape().to_vec());
         head_model.compile(config.optimizer, config.loss, &config.metrics)?;
         head_model.set_learning_rate(config.lr)?;

@@ -45,6 +45,7 @@
 pub mod callbacks;
 pub mod checkpoint;
 mod error;
+mod feature_cache;
 mod fit;
 mod history;
 mod init;

@@ -88,6 +88,8 @@ pub struct Model<M: Module> {
     /// One sample's output shape, traced on first use: batch checks need it
     /// at every step.
     output_shape: OnceCell<Vec<usize>>,
+    /// Backbone features of data sets, when the module caches them.
+    pub(crate) feature_cache: crate::feature_cache::FeatureCache,
 }
 
 impl<M: Module> Model<M> {
@@ -104,6 +106,7 @@ impl<M: Module> Model<M> {
             draws: 0,
             plan_options: PlanOptions::default(),
             output_shape: OnceCell::new(),
+            feature_cache: Default::default(),
         }
     }
 
@@ -158,6 +161,7 @@ impl<M: Module> Model<M> {
 
     fn drop_plans(&mut self) {
         self.output_shape = OnceCell::new();
+        self.feature_cache = Default::default();
         self.predict_plans = PlanCache::new();
         if let Some(t) = self.training.as_mut() {
             t.train_plans = PlanCache::new();

@@ -117,3 +117,60 @@ fn a_backbone_in_training_mode_is_not_cached() {
     assert_eq!(steps, 24);
     assert_eq!(a, b);
 }
+
+/// `evaluate` after `fit` reuses the features `fit` cached (the backbone is
+/// not run again) and gives what the whole network gives; a data set not
+/// seen is cached once; new backbone weights are never served old features.
+#[test]
+fn evaluate_reuses_cached_features_and_agrees_with_the_whole_network() {
+    let dev = device();
+    let make = |cache: bool| {
+        let net = Net::new(&dev, 11, cache);
+        net.body.freeze();
+        net.body.eval();
+        let mut m = Model::new(&dev, net, [6]);
+        m.compile(
+            Optimizer::adam_torch(1e-2),
+            Loss::SparseCategoricalCrossEntropyFromLogits,
+            &[Metric::SparseCategoricalAccuracy],
+        )
+        .unwrap();
+        m
+    };
+    let all = data();
+    let (train, val) = all.split_tail(0.3).unwrap();
+    let mut cached = make(true);
+    let fit = Fit::epochs(3)
+        .batch_size(16)
+        .validation_data(val.clone())
+        .verbosity(Verbosity::Silent);
+    cached.fit(&train, fit).unwrap();
+    assert_eq!(cached.cached_feature_sets(), 2, "train and validation");
+    let a = cached.evaluate(&val, 8).unwrap();
+    assert_eq!(
+        cached.cached_feature_sets(),
+        2,
+        "evaluate reused the validation features"
+    );
+    // The same weights through the whole network, no cache.
+    let mut plain = make(false);
+    for (name, values) in cached.weights().unwrap() {
+        plain.set_weight(&name, &values).unwrap();
+    }
+    let b = plain.evaluate(&val, 8).unwrap();
+    compare::assert_all_close("loss", &[a.loss], &[b.loss], 1e-5, 0.0);
+    assert_eq!(a.metrics, b.metrics);
+    // Unseen data is cached once.
+    cached.evaluate(&all, 8).unwrap();
+    cached.evaluate(&all, 8).unwrap();
+    assert_eq!(cached.cached_feature_sets(), 3);
+    // New backbone weights: a new entry, and the whole network's answer.
+    let fc = cached.value("body.fc.weight").unwrap();
+    let moved: Vec<f32> = fc.iter().map(|v| v * 0.5).collect();
+    cached.set_weight("body.fc.weight", &moved).unwrap();
+    plain.set_weight("body.fc.weight", &moved).unwrap();
+    let a = cached.evaluate(&val, 8).unwrap();
+    let b = plain.evaluate(&val, 8).unwrap();
+    assert_eq!(cached.cached_feature_sets(), 4);
+    compare::assert_all_close("loss after new weights", &[a.loss], &[b.loss], 1e-5, 0.0);
+}

@@ -68,6 +68,9 @@ impl<M: Module> Model<M> {
         }
         self.check_data(data)?;
         self.check_rows(data)?;
+        if let Some(logs) = self.evaluate_on_cached_features(data, batch_size)? {
+            return Ok(logs);
+        }
         self.take(false, 1)?; // start from zero
         for idx in kiln_data::batch_order(data.len(), batch_size, None, 0) {
             let (x, y) = data.gather(&idx)?;
