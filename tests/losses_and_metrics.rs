@@ -306,6 +306,17 @@ fn precision_recall_and_f1_match_scikit_learn() {
         ]
     );
     check(&classes);
+    // ROC AUC and average precision, over scores with ties across classes.
+    let auc = evaluate_with(
+        Loss::BinaryCrossEntropy,
+        &[Metric::RocAuc, Metric::PrAuc],
+        &common::tensor(&st, "auc_pred"),
+        &common::tensor(&st, "auc_target"),
+        1,
+        1,
+    );
+    assert_eq!(auc.metrics.len(), 2);
+    check(&auc);
 }
 
 #[test]

@@ -81,7 +81,7 @@ pub use layers::{
 };
 pub use losses::{Loss, Reduction};
 pub use lr_callbacks::{LearningRateScheduler, ReduceLrOnPlateau};
-pub use metrics::{Average, Metric};
+pub use metrics::{Average, Metric, AUC_BINS};
 pub use model::{IntoShape, Logs, Model, NamedTensors, Samples};
 pub use module::{walk, Entry, Module, ModuleExt, Visitor};
 pub use optimizer::{EpsilonConvention, Optimizer};

@@ -51,7 +51,22 @@ pub enum Metric {
     Recall(Average),
     /// The harmonic mean of precision and recall, `2·TP / (2·TP + FP + FN)`.
     F1(Average),
+    /// The area under the ROC curve of one probability per sample against
+    /// 0/1 targets (scikit-learn's `roc_auc_score`), from per-threshold
+    /// counts: positives and negatives in each of [`AUC_BINS`] score bins,
+    /// totalled on the device. Scores in one bin count as tied, so the area
+    /// is exact when scores are multiples of `1/AUC_BINS` (or when no bin
+    /// holds both classes), and within the bins' width otherwise.
+    RocAuc,
+    /// The precision-recall curve's area as scikit-learn's
+    /// `average_precision_score` sums it (`Σ (Rₙ − Rₙ₋₁)·Pₙ` over
+    /// thresholds), from the same per-bin counts as [`Metric::RocAuc`].
+    PrAuc,
 }
+
+/// Score bins of [`Metric::RocAuc`] and [`Metric::PrAuc`]: thresholds at
+/// every multiple of 1/4096.
+pub const AUC_BINS: usize = 4096;
 
 impl Metric {
     /// The name in the history (`val_` prepended for validation), as Keras
@@ -67,6 +82,8 @@ impl Metric {
             Metric::Precision(a) => averaged("precision", a),
             Metric::Recall(a) => averaged("recall", a),
             Metric::F1(a) => averaged("f1", a),
+            Metric::RocAuc => "roc_auc".into(),
+            Metric::PrAuc => "pr_auc".into(),
         }
     }
 
@@ -76,6 +93,7 @@ impl Metric {
         let classes = outputs.iter().product::<usize>();
         let average = match self {
             Metric::Precision(a) | Metric::Recall(a) | Metric::F1(a) => a,
+            Metric::RocAuc | Metric::PrAuc => Average::Binary,
             _ => return Ok(()),
         };
         match (average, classes) {
@@ -94,6 +112,7 @@ impl Metric {
                 let k = if a == Average::Binary { 1 } else { classes };
                 vec![k; 3]
             }
+            Metric::RocAuc | Metric::PrAuc => vec![AUC_BINS; 2],
             _ => vec![1],
         }
     }
@@ -104,6 +123,7 @@ impl Metric {
             Metric::Precision(a) | Metric::Recall(a) | Metric::F1(a) => {
                 Tally::Counts(positive_counts(g, pred, target, a)?.to_vec())
             }
+            Metric::RocAuc | Metric::PrAuc => Tally::Counts(score_bins(g, pred, target)?.to_vec()),
             _ => Tally::PerSample(self.values(g, pred, target)?),
         })
     }
@@ -130,6 +150,8 @@ impl Metric {
                 };
                 value as f32
             }
+            Metric::RocAuc => roc_auc(&totals[0], &totals[1]) as f32,
+            Metric::PrAuc => average_precision(&totals[0], &totals[1]) as f32,
             _ => totals[0][0] / samples.max(1) as f32,
         }
     }
@@ -144,7 +166,11 @@ impl Metric {
     /// recall and F1 have none: they are ratios of totals.
     pub fn values(self, g: &mut Graph, pred: NodeId, target: NodeId) -> Result<NodeId> {
         match self {
-            Metric::Precision(_) | Metric::Recall(_) | Metric::F1(_) => {
+            Metric::Precision(_)
+            | Metric::Recall(_)
+            | Metric::F1(_)
+            | Metric::RocAuc
+            | Metric::PrAuc => {
                 Err(kiln_graph::GraphError::Invalid(format!(
                     "{self:?} is a ratio of totals over the data, not a mean of per-sample values"
                 )))
@@ -207,6 +233,65 @@ fn positive_counts(g: &mut Graph, pred: NodeId, target: NodeId, a: Average) -> R
         column_sums(g, predicted)?,
         column_sums(g, actual)?,
     ])
+}
+
+/// Positives and negatives per score bin: bin `⌊p·AUC_BINS⌋` (the last
+/// bin takes p = 1).
+fn score_bins(g: &mut Graph, pred: NodeId, target: NodeId) -> Result<[NodeId; 2]> {
+    let scaled = g.scale(pred, AUC_BINS as f32)?;
+    let bin = g.unary(UnaryOp::Floor, scaled)?;
+    let last = g.scalar((AUC_BINS - 1) as f32);
+    let bin = g.binary(BinaryOp::Min, bin, last)?;
+    let bin = g.reshape(bin, &[-1, 1])?;
+    let ids: Vec<f32> = (0..AUC_BINS).map(|i| i as f32).collect();
+    let ids = g.constant(&ids, &[AUC_BINS])?;
+    let one_hot = g.binary(BinaryOp::Eq, bin, ids)?;
+    let half = g.scalar(0.5);
+    let t = g.reshape(target, &[-1, 1])?;
+    let positive = g.binary(BinaryOp::Gt, t, half)?;
+    let negative = g.binary(BinaryOp::Le, t, half)?;
+    let pos = g.mul(one_hot, positive)?;
+    let neg = g.mul(one_hot, negative)?;
+    Ok([g.sum(pos, &[0], false)?, g.sum(neg, &[0], false)?])
+}
+
+/// The ROC curve's area from per-bin counts, highest scores first: each
+/// negative scores the positives above its bin, and half of those in it.
+fn roc_auc(pos: &[f32], neg: &[f32]) -> f64 {
+    let (p, n): (f64, f64) = (
+        pos.iter().map(|&v| v as f64).sum(),
+        neg.iter().map(|&v| v as f64).sum(),
+    );
+    if p == 0.0 || n == 0.0 {
+        return f64::NAN;
+    }
+    let mut above = 0.0;
+    let mut area = 0.0;
+    for (&pk, &nk) in pos.iter().zip(neg).rev() {
+        area += nk as f64 * (above + pk as f64 / 2.0);
+        above += pk as f64;
+    }
+    area / (p * n)
+}
+
+/// scikit-learn's average precision from per-bin counts: at each
+/// threshold (a non-empty bin, highest first) the recall gained times the
+/// precision there.
+fn average_precision(pos: &[f32], neg: &[f32]) -> f64 {
+    let p: f64 = pos.iter().map(|&v| v as f64).sum();
+    if p == 0.0 {
+        return f64::NAN;
+    }
+    let (mut tp, mut fp, mut ap) = (0.0, 0.0, 0.0);
+    for (&pk, &nk) in pos.iter().zip(neg).rev() {
+        if pk == 0.0 && nk == 0.0 {
+            continue;
+        }
+        tp += pk as f64;
+        fp += nk as f64;
+        ap += pk as f64 / p * (tp / (tp + fp));
+    }
+    ap
 }
 
 /// Class indices `target` `[N]` as one-hot rows beside `pred` `[N, C]`.
