@@ -55,6 +55,23 @@ fn evaluate(loss: Loss, metrics: &[Metric], pred: &[f32], targets: &[f32]) -> Lo
     evaluate_with(loss, metrics, pred, targets, COLS, COLS)
 }
 
+/// One dense layer of `cols` units set to the identity, compiled with
+/// `loss` and `metrics`: its predictions are its inputs, exactly.
+fn identity_model(device: &Device, cols: usize, loss: Loss, metrics: &[Metric]) -> Sequential {
+    let mut model = Sequential::new(device, cols).dense(cols, Activation::None);
+    model.compile(Optimizer::sgd(0.1), loss, metrics).unwrap();
+    let identity: Vec<f32> = (0..cols * cols)
+        .map(|i| (i / cols == i % cols) as u8 as f32)
+        .collect();
+    for (name, _) in model.weights().unwrap() {
+        match name.ends_with("kernel") {
+            true => model.set_weight(&name, &identity).unwrap(),
+            false => model.set_weight(&name, &vec![0.0; cols]).unwrap(),
+        }
+    }
+    model
+}
+
 /// [`evaluate`] of `cols` predictions and `target_cols` targets per row.
 fn evaluate_with(
     loss: Loss,
@@ -65,23 +82,7 @@ fn evaluate_with(
     target_cols: usize,
 ) -> Logs {
     let device = kiln::device_from_flag(None).expect("an adapter");
-    let mut model = Sequential::new(&device, cols).dense(cols, Activation::None);
-    model.compile(Optimizer::sgd(0.1), loss, metrics).unwrap();
-    let identity: Vec<f32> = (0..cols * cols)
-        .map(|i| (i / cols == i % cols) as u8 as f32)
-        .collect();
-    let names: Vec<String> = model
-        .weights()
-        .unwrap()
-        .into_iter()
-        .map(|(n, _)| n)
-        .collect();
-    for name in names {
-        match name.ends_with("kernel") {
-            true => model.set_weight(&name, &identity).unwrap(),
-            false => model.set_weight(&name, &vec![0.0; cols]).unwrap(),
-        }
-    }
+    let mut model = identity_model(&device, cols, loss, metrics);
     let data = Dataset::new(pred.to_vec(), targets.to_vec(), cols, target_cols).unwrap();
     model.evaluate(&data, BATCH).unwrap()
 }
@@ -247,20 +248,35 @@ fn every_dense_metric_matches_its_formula() {
     assert_near("categorical accuracy", named(&logs, "accuracy"), want);
 }
 
+/// The bytes of scripts/sklearn/metrics_fixture.py's fixture.
+fn sklearn_fixture() -> Vec<u8> {
+    std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/sklearn_metrics.safetensors"
+    ))
+    .unwrap()
+}
+
+/// Its tensors and its metadata (scikit-learn's values).
+fn read_fixture(
+    bytes: &[u8],
+) -> (
+    safetensors::SafeTensors<'_>,
+    std::collections::HashMap<String, String>,
+) {
+    let (_, header) = safetensors::SafeTensors::read_metadata(bytes).unwrap();
+    let meta = header.metadata().clone().unwrap();
+    (safetensors::SafeTensors::deserialize(bytes).unwrap(), meta)
+}
+
 /// Precision, recall and F1, binary and averaged over classes, against
 /// scikit-learn's on fixed predictions (tests/fixtures/sklearn_metrics.safetensors,
 /// scripts/sklearn/metrics_fixture.py): 203 rows in batches of 8, so the
 /// totals cross batches; one class is never predicted (macro's zero division).
 #[test]
 fn precision_recall_and_f1_match_scikit_learn() {
-    let bytes = std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/sklearn_metrics.safetensors"
-    ))
-    .unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
-    let meta = header.metadata().clone().unwrap();
+    let bytes = sklearn_fixture();
+    let (st, meta) = read_fixture(&bytes);
     let want: std::collections::HashMap<String, String> =
         serde_json::from_str(&meta["metrics"]).unwrap();
     let want = |name: &str| want[name].parse::<f64>().unwrap();
@@ -332,4 +348,45 @@ fn precision_on_outputs_it_cannot_score_is_refused_at_compile() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("binary averaging takes one probability"), "{e}");
+}
+
+/// The confusion matrix (rows true, columns predicted) against
+/// scikit-learn's `confusion_matrix` on the same fixture.
+#[test]
+fn the_confusion_matrix_matches_scikit_learn() {
+    let bytes = sklearn_fixture();
+    let (st, meta) = read_fixture(&bytes);
+    let want: serde_json::Value = serde_json::from_str(&meta["confusion"]).unwrap();
+    let want = |k: &str| -> Vec<Vec<u64>> { serde_json::from_value(want[k].clone()).unwrap() };
+    let device = kiln::device_from_flag(None).unwrap();
+    for (key, pred, target, cols, loss) in [
+        (
+            "binary",
+            "bin_pred",
+            "bin_target",
+            1,
+            Loss::BinaryCrossEntropy,
+        ),
+        (
+            "classes",
+            "mc_pred",
+            "mc_target",
+            5,
+            Loss::SparseCategoricalCrossEntropy,
+        ),
+    ] {
+        let mut model = identity_model(&device, cols, loss, &[]);
+        let data = Dataset::new(
+            common::tensor(&st, pred),
+            common::tensor(&st, target),
+            cols,
+            1,
+        )
+        .unwrap();
+        assert_eq!(
+            model.confusion_matrix(&data, BATCH).unwrap(),
+            want(key),
+            "{key}"
+        );
+    }
 }

@@ -22,7 +22,7 @@ import pathlib
 import numpy as np
 import sklearn
 from safetensors.numpy import save_file
-from sklearn.metrics import average_precision_score, f1_score, precision_score, recall_score, roc_auc_score
+from sklearn.metrics import average_precision_score, confusion_matrix, f1_score, precision_score, recall_score, roc_auc_score
 
 OUT = pathlib.Path(__file__).resolve().parents[2] / "tests/fixtures/sklearn_metrics.safetensors"
 
@@ -62,9 +62,14 @@ def main() -> None:
             )
     want["roc_auc"] = roc_auc_score(auc_target.astype(int), auc_pred)
     want["pr_auc"] = average_precision_score(auc_target.astype(int), auc_pred)
+    confusion = {
+        "binary": confusion_matrix(bin_target.astype(int), b).tolist(),
+        "classes": confusion_matrix(mc_target, predicted, labels=list(range(classes))).tolist(),
+    }
     meta = {
         "source": f"scikit-learn {sklearn.__version__} sklearn.metrics, written by scripts/sklearn/metrics_fixture.py",
         "metrics": json.dumps({k: repr(float(v)) for k, v in want.items()}),
+        "confusion": json.dumps(confusion),
     }
     save_file(
         {

@@ -170,11 +170,9 @@ impl Metric {
             | Metric::Recall(_)
             | Metric::F1(_)
             | Metric::RocAuc
-            | Metric::PrAuc => {
-                Err(kiln_graph::GraphError::Invalid(format!(
-                    "{self:?} is a ratio of totals over the data, not a mean of per-sample values"
-                )))
-            }
+            | Metric::PrAuc => Err(kiln_graph::GraphError::Invalid(format!(
+                "{self:?} is a ratio of totals over the data, not a mean of per-sample values"
+            ))),
             Metric::BinaryAccuracy => g.binary(BinaryOp::BinaryAccuracy, pred, target),
             Metric::CategoricalAccuracy => {
                 let best = g.reduce(kiln_graph::ReduceOp::Max, pred, &[-1], true)?;

@@ -12,6 +12,7 @@ use crate::error::{ModelError, Result};
 use crate::module::{Module, Visitor};
 
 mod checks;
+mod confusion;
 mod graphs;
 mod logs;
 mod plans;
