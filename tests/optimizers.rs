@@ -27,6 +27,12 @@ fn data() -> (Vec<f32>, Vec<f32>) {
 /// bias. Every rule below is elementwise but clipping, which takes the norm
 /// over all of it, as PyTorch's `clip_grad_norm_` over all parameters.
 fn gradient(p: &[f64], x: &[f32], t: &[f32]) -> Vec<f64> {
+    gradient_weighted(p, x, t, &[1.0; ROWS])
+}
+
+/// [`gradient`] of the loss with row `r`'s terms scaled by `rows[r]`
+/// (Keras' sample weights: `Σ wᵣ·lᵣ / N`).
+fn gradient_weighted(p: &[f64], x: &[f32], t: &[f32], rows: &[f64]) -> Vec<f64> {
     let (w, b) = p.split_at(INPUTS * OUTPUTS);
     let mut g = vec![0.0; p.len()];
     // MSE over every element: d/dy = 2(y − t)/(rows·outputs).
@@ -37,7 +43,7 @@ fn gradient(p: &[f64], x: &[f32], t: &[f32]) -> Vec<f64> {
                 + (0..INPUTS)
                     .map(|i| x[r * INPUTS + i] as f64 * w[i * OUTPUTS + o])
                     .sum::<f64>();
-            let dy = scale * (y - t[r * OUTPUTS + o] as f64);
+            let dy = rows[r] * scale * (y - t[r * OUTPUTS + o] as f64);
             for i in 0..INPUTS {
                 g[i * OUTPUTS + o] += x[r * INPUTS + i] as f64 * dy;
             }
@@ -228,6 +234,19 @@ struct Case {
     clip: Option<f64>,
 }
 
+/// The dense layer's parameters as one vector, the layout of [`gradient`].
+fn params(m: &Sequential) -> Vec<f64> {
+    let w = m.weights().unwrap();
+    let get = |suffix: &str| {
+        let (_, v) = w.iter().find(|(n, _)| n.ends_with(suffix)).unwrap();
+        v.iter().map(|&v| v as f64).collect::<Vec<_>>()
+    };
+    let mut p = get("kernel");
+    p.extend(get("bias"));
+    assert_eq!(p.len(), INPUTS * OUTPUTS + OUTPUTS, "{w:?}");
+    p
+}
+
 /// Ten full-batch steps (one per epoch) through `fit`, and the reference's
 /// ten; the largest error relative to the parameters' size.
 fn run(device: &Device, case: &Case) -> f64 {
@@ -241,17 +260,6 @@ fn run(device: &Device, case: &Case) -> f64 {
     if let Some(c) = case.clip {
         model.clip_grad_norm(c as f32).unwrap();
     }
-    let params = |m: &Sequential| -> Vec<f64> {
-        let w = m.weights().unwrap();
-        let get = |suffix: &str| {
-            let (_, v) = w.iter().find(|(n, _)| n.ends_with(suffix)).unwrap();
-            v.iter().map(|&v| v as f64).collect::<Vec<_>>()
-        };
-        let mut p = get("kernel");
-        p.extend(get("bias"));
-        assert_eq!(p.len(), INPUTS * OUTPUTS + OUTPUTS, "{w:?}");
-        p
-    };
     let mut want = params(&model);
     let data = Dataset::new(x.clone(), t.clone(), INPUTS, OUTPUTS).unwrap();
     let fit = Fit::epochs(STEPS)
@@ -578,4 +586,116 @@ fn accumulation_matches(device: &Device, data: &Dataset, optimizer: Optimizer) {
         (whole_loss[0] - parts_loss[0]).abs() < 1e-5,
         "{whole_loss:?} vs {parts_loss:?}"
     );
+}
+
+/// Keras' `sample_weight` and `class_weight` scale each sample's loss term,
+/// the loss staying a mean over the batch (`Σ wᵢ·lᵢ / N`): ten full-batch
+/// SGD steps through `fit` against the f64 reference with the same
+/// weights; and class weights train exactly as the sample weights they
+/// stand for.
+#[test]
+fn sample_and_class_weights_scale_each_samples_loss() {
+    let device = kiln::device_from_flag(None).expect("an adapter");
+    let (x, t) = data();
+    let weights: Vec<f32> = (0..ROWS).map(|r| [0.2, 1.0, 3.0][r % 3]).collect();
+    let mut model = Sequential::new(&device, INPUTS)
+        .seed(9)
+        .dense(OUTPUTS, Activation::None);
+    model
+        .compile(Optimizer::sgd(0.1), Loss::MeanSquaredError, &[])
+        .unwrap();
+    let mut want = params(&model);
+    let data = Dataset::new(x.clone(), t.clone(), INPUTS, OUTPUTS).unwrap();
+    let fit = Fit::epochs(STEPS)
+        .batch_size(ROWS)
+        .shuffle(None)
+        .verbosity(Verbosity::Silent)
+        .sample_weight(weights.clone());
+    model.fit(&data, fit).unwrap();
+    let rows: Vec<f64> = weights.iter().map(|&w| w as f64).collect();
+    let unweighted = {
+        let mut p = want.clone();
+        for _ in 0..STEPS {
+            let g = gradient(&p, &x, &t);
+            p.iter_mut().zip(&g).for_each(|(p, g)| *p -= 0.1 * g);
+        }
+        p
+    };
+    for _ in 0..STEPS {
+        let g = gradient_weighted(&want, &x, &t, &rows);
+        want.iter_mut().zip(&g).for_each(|(p, g)| *p -= 0.1 * g);
+    }
+    let got = params(&model);
+    let scale = want.iter().map(|v| v.abs()).fold(0.0, f64::max);
+    let err = got
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
+    assert!(err <= 1e-6 * scale, "weighted SGD off by {err:e}");
+    // Not vacuous: the weights change where training ends.
+    let apart = unweighted
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
+    assert!(
+        apart > 1e-3 * scale,
+        "the weights changed nothing ({apart:e})"
+    );
+
+    // Class weights are the sample weights of each row's class.
+    let labels: Vec<f32> = (0..ROWS).map(|r| (r % 3) as f32).collect();
+    let classes = Dataset::new(x.clone(), labels, INPUTS, 1).unwrap();
+    let train = |cfg: Fit| {
+        let mut m = Sequential::new(&device, INPUTS)
+            .seed(9)
+            .dense(3, Activation::None);
+        m.compile(
+            Optimizer::sgd(0.1),
+            Loss::SparseCategoricalCrossEntropyFromLogits,
+            &[],
+        )
+        .unwrap();
+        m.fit(
+            &classes,
+            cfg.batch_size(8)
+                .shuffle(Some(1))
+                .verbosity(Verbosity::Silent),
+        )
+        .unwrap();
+        m.weights().unwrap()
+    };
+    let by_class = train(Fit::epochs(3).class_weight(vec![0.2, 1.0, 3.0]));
+    let by_row = train(Fit::epochs(3).sample_weight(weights));
+    assert_eq!(by_class, by_row);
+    let plain = train(Fit::epochs(3));
+    assert_ne!(by_class, plain);
+}
+
+#[test]
+fn weights_that_do_not_fit_the_data_are_refused_by_name() {
+    let device = kiln::device_from_flag(None).expect("an adapter");
+    let (x, t) = data();
+    let data = Dataset::new(x, t, INPUTS, OUTPUTS).unwrap();
+    let mut m = Sequential::new(&device, INPUTS).dense(OUTPUTS, Activation::None);
+    m.compile(Optimizer::sgd(0.1), Loss::MeanSquaredError, &[])
+        .unwrap();
+    let quiet = || Fit::epochs(1).verbosity(Verbosity::Silent);
+    let e = m
+        .fit(&data, quiet().sample_weight(vec![1.0; 3]))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("3 weights for 16 rows"), "{e}");
+    let e = m
+        .fit(&data, quiet().class_weight(vec![1.0, 2.0]))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("one class index per row"), "{e}");
+    let e = m
+        .fit(&data, quiet().sample_weight(vec![-1.0; ROWS]))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("row 0 has loss weight -1"), "{e}");
+    assert_eq!(m.steps(), 0, "nothing trained");
 }

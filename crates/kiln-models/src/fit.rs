@@ -58,6 +58,12 @@ pub struct Fit {
     /// Augmentation of each training batch (image data), drawn under the
     /// shuffle seed.
     pub augment: Option<Augment>,
+    /// Keras' `class_weight`: each training sample's loss term is scaled
+    /// by the weight of its class (its target, a class index or 0/1).
+    pub class_weight: Option<Vec<f32>>,
+    /// Keras' `sample_weight`: one weight per row of the data `fit` is
+    /// given (before a validation split), scaling its loss term.
+    pub sample_weight: Option<Vec<f32>>,
 }
 
 impl Fit {
@@ -73,6 +79,8 @@ impl Fit {
             callbacks: Vec::new(),
             refresh_every: 10,
             augment: None,
+            class_weight: None,
+            sample_weight: None,
         }
     }
 
@@ -113,10 +121,76 @@ impl Fit {
         self
     }
 
+    /// Keras' `class_weight`: `weights[c]` scales the loss of samples of
+    /// class `c`. As in Keras the loss stays a mean over the batch
+    /// (`Σ wᵢ·lᵢ / N`), and metrics are not weighted.
+    ///
+    /// ```
+    /// // Positives (class 1) count three times as much as negatives.
+    /// let cfg = kiln_models::Fit::epochs(10).class_weight(vec![1.0, 3.0]);
+    /// ```
+    pub fn class_weight(mut self, weights: Vec<f32>) -> Self {
+        self.class_weight = Some(weights);
+        self
+    }
+
+    /// Keras' `sample_weight`: `weights[r]` scales the loss of row `r` of
+    /// the data given to `fit` (with `class_weight`, the two multiply).
+    pub fn sample_weight(mut self, weights: Vec<f32>) -> Self {
+        self.sample_weight = Some(weights);
+        self
+    }
+
     pub fn callback(mut self, cb: impl Callback + 'static) -> Self {
         self.callbacks.push(Box::new(cb));
         self
     }
+}
+
+/// Each row's loss weight under `cfg`'s `sample_weight` and
+/// `class_weight` (their product), or `None` when neither is set.
+fn row_weights(data: &Dataset, cfg: &Fit) -> Result<Option<Vec<f32>>> {
+    if cfg.sample_weight.is_none() && cfg.class_weight.is_none() {
+        return Ok(None);
+    }
+    let mut w = match &cfg.sample_weight {
+        Some(w) if w.len() != data.len() => {
+            return Err(ModelError::Invalid(format!(
+                "sample_weight has {} weights for {} rows; expected one per row",
+                w.len(),
+                data.len()
+            )))
+        }
+        Some(w) => w.clone(),
+        None => vec![1.0; data.len()],
+    };
+    if let Some(classes) = &cfg.class_weight {
+        if data.n_targets() != 1 {
+            return Err(ModelError::Invalid(format!(
+                "class_weight needs one class index per row; the data has {} targets per row",
+                data.n_targets()
+            )));
+        }
+        for (row, (weight, &t)) in w.iter_mut().zip(data.targets()).enumerate() {
+            let Some(&cw) = (t.fract() == 0.0 && t >= 0.0)
+                .then(|| classes.get(t as usize))
+                .flatten()
+            else {
+                return Err(ModelError::Invalid(format!(
+                    "row {row} has target {t}, which class_weight ({} classes) has no weight for",
+                    classes.len()
+                )));
+            };
+            *weight *= cw;
+        }
+    }
+    if let Some(bad) = w.iter().position(|v| !v.is_finite() || *v < 0.0) {
+        return Err(ModelError::Invalid(format!(
+            "row {bad} has loss weight {}; weights must be finite and at least 0",
+            w[bad]
+        )));
+    }
+    Ok(Some(w))
 }
 
 /// Keras' progress line: `Epoch 3/10 12/36 [=====>......] - ETA: 3s -
@@ -241,6 +315,7 @@ impl<M: Module> Model<M> {
             self.check_rows(v)
                 .map_err(|e| refused("validation data: ", e))?;
         }
+        let weights = row_weights(data, &cfg)?;
         for cb in cfg.callbacks.iter_mut() {
             cb.on_train_begin()?;
         }
@@ -252,6 +327,12 @@ impl<M: Module> Model<M> {
             }
             Validation::Data(v) => (data.clone(), Some(v)),
         };
+        // The training rows' weights: the head of the data, before a split.
+        cfg.class_weight = None;
+        cfg.sample_weight = weights.map(|mut w| {
+            w.truncate(train.len());
+            w
+        });
         if train.is_empty() {
             return Err(ModelError::Invalid(
                 "fit needs at least one training row".into(),
@@ -270,6 +351,7 @@ impl<M: Module> Model<M> {
         cfg.schedule.validate().map_err(ModelError::Invalid)?;
         let train = Arc::new(train);
         let mut history = History::default();
+        self.set_weighted(cfg.sample_weight.is_some())?;
         self.take_train_logs(1)?; // start from zero
         for epoch in 0..cfg.epochs {
             if cfg.schedule != LrSchedule::Constant && cfg.schedule.every() == Every::Epoch {
@@ -319,6 +401,7 @@ impl<M: Module> Model<M> {
         for cb in cfg.callbacks.iter_mut() {
             cb.on_train_end(self, &mut history)?;
         }
+        self.set_weighted(false)?;
         Ok(history)
     }
 
@@ -341,10 +424,11 @@ impl<M: Module> Model<M> {
         let read_loss = cfg.callbacks.iter().any(|cb| cb.wants_batch_loss());
         let seed = cfg.shuffle.unwrap_or(0) ^ (epoch as u64).wrapping_mul(0xa076_1d64_78bd_642f);
         // Batches are gathered (and augmented) on a loader thread, two ahead.
+        let order = batches.clone();
         let loader = Prefetch::new(train.clone(), batches, cfg.augment, seed, 2);
         let mut seen = 0;
         let mut control = Control::Continue;
-        for (k, batch) in loader.enumerate() {
+        for ((k, batch), rows) in loader.enumerate().zip(&order) {
             let batch = batch?;
             if per_step {
                 self.set_scheduled_rate(cfg.schedule.rate(base_lr, self.steps() as usize))?;
@@ -359,7 +443,11 @@ impl<M: Module> Model<M> {
             for cb in cfg.callbacks.iter_mut() {
                 cb.on_batch_begin(&logs, self)?;
             }
-            self.train_on_batch(&batch.x, &batch.y)?;
+            let w: Option<Vec<f32>> = cfg
+                .sample_weight
+                .as_ref()
+                .map(|w| rows.iter().map(|&r| w[r]).collect());
+            self.train_weighted(&batch.x, &batch.y, w.as_deref())?;
             seen += batch.rows;
             if read_loss {
                 logs.loss = Some(self.running_loss(seen)?);

@@ -11,6 +11,9 @@ use crate::module::Module;
 /// The input naming the hyperparameters of an optimizer step.
 pub(super) const HYPER_INPUT: &str = "kiln.hyper";
 
+/// The input of per-sample loss weights, when training is weighted.
+pub(super) const WEIGHT_INPUT: &str = "kiln.weight";
+
 /// Which compiled graphs a plan cache holds.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(super) enum Graphs {
@@ -52,8 +55,18 @@ impl<M: Module> Model<M> {
             Graphs::Train | Graphs::Accumulate => &t.train,
             Graphs::Eval => &t.val,
         };
+        let weights =
+            (t.weighted && split != Graphs::Eval).then(|| tape.input(WEIGHT_INPUT, &[batch]));
         tape.with_graph(|g| {
-            let terms = t.loss.terms(g, pred.id(), y.id())?;
+            let mut terms = t.loss.terms(g, pred.id(), y.id())?;
+            if let Some(w) = &weights {
+                // Keras' sum_over_batch_size: Σ wᵢ·lᵢ / N.
+                let rank = g.shape(terms).len();
+                let mut shape = vec![batch as i64];
+                shape.extend(std::iter::repeat_n(1, rank - 1));
+                let w = g.reshape(w.id(), &shape)?;
+                terms = g.mul(terms, w)?;
+            }
             let loss = g.mean_all(terms)?;
             let per_sample = |g: &kiln_graph::Graph, v: NodeId| (g.node(v).numel() / batch) as f32;
             let a = g.frozen(&acc.loss);

@@ -4,7 +4,7 @@
 use kiln_data::{Array, Dataset};
 use kiln_graph::{Mode, NodeId, Param, Plan, Tape, STEP_INPUT};
 
-use super::graphs::{Graphs, HYPER_INPUT};
+use super::graphs::{Graphs, HYPER_INPUT, WEIGHT_INPUT};
 use super::{Logs, Model, NamedTensors, Samples};
 use crate::error::{ModelError, Result};
 use crate::module::{Module, ModuleExt};
@@ -15,8 +15,28 @@ impl<M: Module> Model<M> {
     /// ([`Model::accumulate_gradients`]), one batch's share of a step. The loss and metrics accumulate on
     /// the device, read once per epoch.
     pub fn train_on_batch(&mut self, x: &[f32], y: &[f32]) -> Result<()> {
-        self.training_mut()?;
+        self.train_weighted(x, y, None)
+    }
+
+    /// [`Model::train_on_batch`] with per-sample loss weights, which a
+    /// weighted `fit` gives.
+    pub(crate) fn train_weighted(&mut self, x: &[f32], y: &[f32], w: Option<&[f32]>) -> Result<()> {
+        let weighted = self.training_mut()?.weighted;
         let batch = self.check_batch(x, Some(y))?;
+        let ones;
+        let w = match w {
+            Some(w) if w.len() != batch => {
+                return Err(ModelError::Invalid(format!(
+                    "{} loss weights for a batch of {batch}",
+                    w.len()
+                )))
+            }
+            Some(w) => w,
+            None => {
+                ones = vec![1.0; batch];
+                &ones
+            }
+        };
         let t = self.training.as_ref().expect("compiled");
         let steps = t.pending + 1 == t.accumulate;
         let graphs = if steps {
@@ -28,12 +48,16 @@ impl<M: Module> Model<M> {
             let t = model.training.as_ref().expect("compiled");
             let hyper = t.optimizer.hyper(t.lr, model.steps + 1);
             let step = [model.draws as f32];
-            plan.run(&[
+            let mut feeds = vec![
                 ("x", x),
                 ("y", y),
-                (HYPER_INPUT, &hyper),
-                (STEP_INPUT, &step),
-            ])?;
+                (HYPER_INPUT, &hyper[..]),
+                (STEP_INPUT, &step[..]),
+            ];
+            if weighted {
+                feeds.push((WEIGHT_INPUT, w));
+            }
+            plan.run(&feeds)?;
             Ok(())
         })?;
         let t = self.training.as_mut().expect("compiled");

@@ -44,6 +44,9 @@ pub(super) struct Training {
     pub(super) grad_sums: Vec<(Param, Param)>,
     /// The plans of batches that only add to the sums.
     pub(super) accumulate_plans: PlanCache,
+    /// Whether training batches come with per-sample loss weights (`fit`
+    /// with `class_weight` or `sample_weight`).
+    pub(super) weighted: bool,
 }
 
 impl Training {
@@ -85,6 +88,7 @@ impl<M: Module> Model<M> {
             pending: 0,
             grad_sums: Vec::new(),
             accumulate_plans: PlanCache::new(),
+            weighted: false,
         });
         self.steps = 0;
         Ok(())
@@ -146,6 +150,18 @@ impl<M: Module> Model<M> {
         t.accumulate_plans = PlanCache::new();
         for (_, sum) in &t.grad_sums {
             sum.write(&vec![0.0; sum.numel()])?;
+        }
+        Ok(())
+    }
+
+    /// Whether training batches carry loss weights; the training plans
+    /// are rebuilt when it changes.
+    pub(crate) fn set_weighted(&mut self, on: bool) -> Result<()> {
+        let t = self.training_mut()?;
+        if t.weighted != on {
+            t.weighted = on;
+            t.train_plans = PlanCache::new();
+            t.accumulate_plans = PlanCache::new();
         }
         Ok(())
     }
