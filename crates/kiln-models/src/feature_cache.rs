@@ -13,7 +13,7 @@ use kiln_data::Dataset;
 use kiln_graph::{Mode, Op, Tape};
 
 use crate::error::Result;
-use crate::model::{Logs, Model};
+use crate::model::{Logs, Model, TrainingConfig};
 use crate::module::{walk, Entry, Lent, Module};
 
 /// Data sets' backbone features, by fingerprint.
@@ -85,23 +85,18 @@ fn extract(
         bar.inc(rows.len() as u64);
     }
     bar.finish_and_clear();
-    let out = kiln_data::Array::new(values, &[&[data.len()][..], &shape].concat())?;
     Ok(Dataset::with_shapes(
-        out.data().to_vec(),
-        &out.shape()[1..],
+        values,
+        &shape,
         data.targets().to_vec(),
         data.target_shape(),
     )?)
 }
 
-/// A fingerprint of `data` (shapes, features, targets) and of every value
-/// of `backbone`.
-fn fingerprint(backbone: &dyn Module, data: &Dataset) -> Result<u64> {
+/// A fingerprint of every value of `backbone`: read back once per `fit` or
+/// `evaluate`, however many data sets it keys.
+fn backbone_fingerprint(backbone: &dyn Module) -> Result<u64> {
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    (data.len(), data.sample_shape(), data.target_shape()).hash(&mut h);
-    for v in data.features().iter().chain(data.targets()) {
-        v.to_bits().hash(&mut h);
-    }
     let mut tensors = Vec::new();
     walk(backbone, "", &mut |e| match e {
         Entry::Param(n, p) | Entry::Buffer(n, p) => tensors.push((n, p.clone())),
@@ -116,6 +111,26 @@ fn fingerprint(backbone: &dyn Module, data: &Dataset) -> Result<u64> {
     Ok(h.finish())
 }
 
+/// The cache key of `data` (shapes, features, targets) under the backbone
+/// whose fingerprint is `backbone`.
+fn key(backbone: u64, data: &Dataset) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    backbone.hash(&mut h);
+    (data.len(), data.sample_shape(), data.target_shape()).hash(&mut h);
+    for v in data.features().iter().chain(data.targets()) {
+        v.to_bits().hash(&mut h);
+    }
+    h.finish()
+}
+
+/// Backbone features of a fit's or an evaluation's data sets, the backbone's
+/// values read once for all of them.
+pub(crate) struct Features {
+    backbone: u64,
+    batch: usize,
+    show: bool,
+}
+
 impl<M: Module> Model<M> {
     /// Whether this model's features can be cached: a head on a backbone
     /// that is a fixed function of samples of `sample_shape`.
@@ -126,24 +141,55 @@ impl<M: Module> Model<M> {
         }
     }
 
-    /// `data`'s backbone features, computed on first use.
-    pub(crate) fn cached_features(
-        &mut self,
-        data: &Dataset,
-        batch: usize,
-        show: bool,
-    ) -> Result<Dataset> {
-        let (features, _) = self
+    /// The backbone as it is now, for [`Model::cached_features`]: extract
+    /// in batches of `batch`, with a progress bar when `show`.
+    pub(crate) fn features(&self, batch: usize, show: bool) -> Result<Features> {
+        let (backbone, _) = self
             .module()
             .split_head()
             .expect("checked by caches_features");
-        let key = fingerprint(features, data)?;
+        Ok(Features {
+            backbone: backbone_fingerprint(backbone)?,
+            batch,
+            show,
+        })
+    }
+
+    /// `data`'s backbone features, computed on first use.
+    pub(crate) fn cached_features(&mut self, with: &Features, data: &Dataset) -> Result<Dataset> {
+        let key = key(with.backbone, data);
         if let Some((_, d)) = self.feature_cache.entries.iter().find(|(k, _)| *k == key) {
             return Ok(d.clone());
         }
-        let computed = extract(self.device(), features, data, batch, show)?;
+        let (backbone, _) = self
+            .module()
+            .split_head()
+            .expect("checked by caches_features");
+        let computed = extract(self.device(), backbone, data, with.batch, with.show)?;
         self.feature_cache.entries.push((key, computed.clone()));
         Ok(computed)
+    }
+
+    /// A model of the head alone, on features of `shape`, with this model's
+    /// compiled settings (optimizer, loss, metrics, learning rate, clipping,
+    /// gradient accumulation), to train or evaluate on cached features.
+    pub(crate) fn head_model(
+        &self,
+        config: &TrainingConfig,
+        shape: &[usize],
+    ) -> Result<Model<Lent<'_>>> {
+        let (_, head) = self
+            .module()
+            .split_head()
+            .expect("checked by caches_features");
+        let mut m = Model::new(self.device(), Lent(head), shape.to_vec());
+        m.compile(config.optimizer, config.loss, &config.metrics)?;
+        m.set_learning_rate(config.lr)?;
+        if let Some(c) = config.clip_norm {
+            m.clip_grad_norm(c)?;
+        }
+        m.accumulate_gradients(config.accumulate)?;
+        Ok(m)
     }
 
     /// How many data sets' backbone features the model holds (see the
@@ -166,14 +212,9 @@ impl<M: Module> Model<M> {
             return Ok(None);
         }
         let show = std::io::IsTerminal::is_terminal(&std::io::stderr());
-        let cached = self.cached_features(data, batch_size, show)?;
-        let device = self.device().clone();
-        let (_, head) = self
-            .module()
-            .split_head()
-            .expect("caches_features checked it");
-        let mut head_model = Model::new(&device, Lent(head), cached.sample_shape().to_vec());
-        head_model.compile(config.optimizer, config.loss, &config.metrics)?;
-        Ok(Some(head_model.evaluate(&cached, batch_size)?))
+        let with = self.features(batch_size, show)?;
+        let cached = self.cached_features(&with, data)?;
+        let mut head = self.head_model(&config, cached.sample_shape())?;
+        Ok(Some(head.evaluate(&cached, batch_size)?))
     }
 }

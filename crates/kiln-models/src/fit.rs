@@ -11,7 +11,7 @@ use crate::callbacks::{BatchLogs, Callback, Control};
 use crate::error::{ModelError, Result};
 use crate::history::{EpochLogs, History};
 use crate::model::Model;
-use crate::module::{Lent, Module};
+use crate::module::Module;
 use crate::schedule::{Every, LrSchedule};
 
 /// Where validation data comes from.
@@ -253,7 +253,6 @@ impl<M: Module> Model<M> {
         let Some(config) = self.training_config() else {
             return Ok(None);
         };
-        let device = self.device().clone();
         if !self.caches_features(train.sample_shape())? {
             return Ok(None);
         }
@@ -264,21 +263,10 @@ impl<M: Module> Model<M> {
                 train.len() + val.map_or(0, Dataset::len)
             );
         }
-        let batch = cfg.batch_size.max(1);
-        let cached_train = self.cached_features(train, batch, show)?;
-        let cached_val = val
-            .map(|v| self.cached_features(v, batch, show))
-            .transpose()?;
-        let (_, head) = self
-            .module()
-            .split_head()
-            .expect("caches_features checked it");
-        let mut head_model = Model::new(&device, Lent(head), cached_train.sample_shape().to_vec());
-        head_model.compile(config.optimizer, config.loss, &config.metrics)?;
-        head_model.set_learning_rate(config.lr)?;
-        if let Some(c) = config.clip_norm {
-            head_model.clip_grad_norm(c)?;
-        }
+        let with = self.features(cfg.batch_size.max(1), show)?;
+        let cached_train = self.cached_features(&with, train)?;
+        let cached_val = val.map(|v| self.cached_features(&with, v)).transpose()?;
+        let mut head_model = self.head_model(&config, cached_train.sample_shape())?;
         // Every setting carries over (callbacks too); only the validation
         // data are the cached features.
         let head_cfg = Fit {

@@ -25,6 +25,7 @@ mod weights;
 pub use logs::Logs;
 pub use samples::Samples;
 use training::Training;
+pub(crate) use training::TrainingConfig;
 
 /// Tensors by name, in a fixed order.
 pub type NamedTensors = Vec<(String, Vec<f32>)>;

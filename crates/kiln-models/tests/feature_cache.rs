@@ -65,6 +65,15 @@ fn data() -> Dataset {
 /// Trains a fresh net (frozen, eval-mode backbone) and returns the head's
 /// final weights and the training losses per epoch.
 fn train(cache: bool, body_in_eval: bool) -> (Vec<f32>, Vec<f32>, u64) {
+    train_accumulating(cache, body_in_eval, 1)
+}
+
+/// [`train`] with one optimizer step per `batches` batches.
+fn train_accumulating(
+    cache: bool,
+    body_in_eval: bool,
+    batches: usize,
+) -> (Vec<f32>, Vec<f32>, u64) {
     let dev = device();
     let net = Net::new(&dev, 11, cache);
     net.body.freeze();
@@ -78,6 +87,7 @@ fn train(cache: bool, body_in_eval: bool) -> (Vec<f32>, Vec<f32>, u64) {
         &[Metric::SparseCategoricalAccuracy],
     )
     .unwrap();
+    m.accumulate_gradients(batches).unwrap();
     let h = m
         .fit(
             &data(),
@@ -106,6 +116,17 @@ fn cached_features_train_the_head_as_the_whole_model_would() {
     compare::assert_all_close("epoch losses", &cached_loss, &plain_loss, 1e-5, 0.0);
     // The head learned something.
     assert!(cached_loss[3] < cached_loss[0]);
+}
+
+/// The head trained on cached features keeps the model's gradient
+/// accumulation: it steps as the whole model does.
+#[test]
+fn cached_features_keep_gradient_accumulation() {
+    let (cached, cached_loss, _) = train_accumulating(true, true, 2);
+    let (plain, plain_loss, plain_steps) = train_accumulating(false, true, 2);
+    assert_eq!(plain_steps, 12, "one step per two batches");
+    compare::assert_all_close("head weights", &cached, &plain, 1e-5, 0.0);
+    compare::assert_all_close("epoch losses", &cached_loss, &plain_loss, 1e-5, 0.0);
 }
 
 #[test]

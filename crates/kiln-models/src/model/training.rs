@@ -20,6 +20,8 @@ pub(crate) struct TrainingConfig {
     pub metrics: Vec<Metric>,
     pub clip_norm: Option<f32>,
     pub lr: f32,
+    /// Batches per optimizer step ([`Model::accumulate_gradients`]).
+    pub accumulate: usize,
 }
 
 /// What `compile` fixed, and what training keeps.
@@ -109,6 +111,7 @@ impl<M: Module> Model<M> {
             metrics: t.metrics.clone(),
             clip_norm: t.clip_norm,
             lr: t.lr,
+            accumulate: t.accumulate,
         })
     }
 
