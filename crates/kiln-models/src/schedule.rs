@@ -60,6 +60,11 @@ fn annealing_cos(start: f64, end: f64, pct: f64) -> f64 {
     end + (start - end) / 2.0 * ((PI * pct).cos() + 1.0)
 }
 
+/// The unit where one-cycle's rise ends (PyTorch's `pct_start·total − 1`).
+fn one_cycle_peak(total: usize, pct_start: f32) -> f64 {
+    pct_start as f64 * total as f64 - 1.0
+}
+
 impl LrSchedule {
     /// PyTorch's OneCycleLR defaults: 30 % rising, `div_factor` 25,
     /// `final_div_factor` 10⁴.
@@ -116,7 +121,7 @@ impl LrSchedule {
             } => {
                 let initial = base / div_factor as f64;
                 let last = initial / final_div_factor as f64;
-                let peak = pct_start as f64 * total as f64 - 1.0;
+                let peak = one_cycle_peak(total, pct_start);
                 let end = total as f64 - 1.0;
                 if n <= peak {
                     annealing_cos(initial, base, n / peak)
@@ -153,7 +158,7 @@ impl LrSchedule {
                 final_div_factor,
                 ..
             } => {
-                let peak = pct_start as f64 * total as f64 - 1.0;
+                let peak = one_cycle_peak(total, pct_start);
                 peak > 0.0
                     && peak < total as f64 - 1.0
                     && div_factor > 0.0

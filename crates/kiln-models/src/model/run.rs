@@ -23,19 +23,22 @@ impl<M: Module> Model<M> {
     pub(crate) fn train_weighted(&mut self, x: &[f32], y: &[f32], w: Option<&[f32]>) -> Result<()> {
         let weighted = self.training_mut()?.weighted;
         let batch = self.check_batch(x, Some(y))?;
-        let ones;
-        let w = match w {
-            Some(w) if w.len() != batch => {
+        // Weights are fed only to a weighted plan (ones where a batch has
+        // none): an unweighted step allocates nothing for them.
+        let ones: Vec<f32>;
+        let w = match (w, weighted) {
+            (Some(w), _) if w.len() != batch => {
                 return Err(ModelError::Invalid(format!(
                     "{} loss weights for a batch of {batch}",
                     w.len()
                 )))
             }
-            Some(w) => w,
-            None => {
+            (Some(w), true) => Some(w),
+            (None, true) => {
                 ones = vec![1.0; batch];
-                &ones
+                Some(&ones[..])
             }
+            (_, false) => None,
         };
         let t = self.training.as_ref().expect("compiled");
         let steps = t.pending + 1 == t.accumulate;
@@ -54,7 +57,7 @@ impl<M: Module> Model<M> {
                 (HYPER_INPUT, &hyper[..]),
                 (STEP_INPUT, &step[..]),
             ];
-            if weighted {
+            if let Some(w) = w {
                 feeds.push((WEIGHT_INPUT, w));
             }
             plan.run(&feeds)?;
