@@ -425,17 +425,16 @@ fn regularise(
     let Some(step) = period(&stamps.iter().map(|s| s.0).collect::<Vec<_>>()) else {
         if stamps.len() >= 2 {
             return Err(format!(
-                "the dates never advance: {} repeats from line 2",
+                "the dates never advance: no row's date is after the one before it (line 2 holds {})",
                 stamps[0].1
             ));
         }
+        // No dates, or one row: one run, instants from the dates there are.
         return Ok(Regular {
-            days: stamps
-                .iter()
-                .map(|s| s.0)
-                .chain(std::iter::repeat(0.0))
-                .take(n)
-                .collect(),
+            days: match stamps {
+                [] => vec![0.0; n],
+                _ => stamps.iter().map(|s| s.0).collect(),
+            },
             rows,
             targets,
             runs: vec![0; n],

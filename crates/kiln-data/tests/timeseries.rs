@@ -141,6 +141,9 @@ fn malformed_series_are_errors_naming_the_problem() {
         &strict,
         "a gap in the dates at line 8: 2020-01-08 follows 2020-01-06 (rows must be 1 day apart, in order)",
     );
+    let stuck: String = (1..=20).map(|d| format!("2020-01-05,{d}.5,1\n")).collect();
+    let stuck = write("stuck.csv", &stuck);
+    expect(&stuck, &sp, "the dates never advance");
     let date = write("date.csv", &good.replace("2020-01-03", "2020-13-03"));
     expect(&date, &sp, "\"2020-13-03\" is not a date");
     // Found by fuzzing: a year of 19 digits overflowed the day count.
