@@ -412,11 +412,18 @@ impl<M: Module> Model<M> {
         let read_loss = cfg.callbacks.iter().any(|cb| cb.wants_batch_loss());
         let seed = cfg.shuffle.unwrap_or(0) ^ (epoch as u64).wrapping_mul(0xa076_1d64_78bd_642f);
         // Batches are gathered (and augmented) on a loader thread, two ahead.
-        let order = batches.clone();
+        // Each batch's loss weights, gathered here by its rows: the loader
+        // takes the order, so only a weighted fit keeps a copy.
+        let weights: Option<Vec<Vec<f32>>> = cfg.sample_weight.as_ref().map(|w| {
+            batches
+                .iter()
+                .map(|rows| rows.iter().map(|&r| w[r]).collect())
+                .collect()
+        });
         let loader = Prefetch::new(train.clone(), batches, cfg.augment, seed, 2);
         let mut seen = 0;
         let mut control = Control::Continue;
-        for ((k, batch), rows) in loader.enumerate().zip(&order) {
+        for (k, batch) in loader.enumerate() {
             let batch = batch?;
             if per_step {
                 self.set_scheduled_rate(cfg.schedule.rate(base_lr, self.steps() as usize))?;
@@ -431,11 +438,8 @@ impl<M: Module> Model<M> {
             for cb in cfg.callbacks.iter_mut() {
                 cb.on_batch_begin(&logs, self)?;
             }
-            let w: Option<Vec<f32>> = cfg
-                .sample_weight
-                .as_ref()
-                .map(|w| rows.iter().map(|&r| w[r]).collect());
-            self.train_weighted(&batch.x, &batch.y, w.as_deref())?;
+            let w = weights.as_ref().map(|w| w[k].as_slice());
+            self.train_weighted(&batch.x, &batch.y, w)?;
             seen += batch.rows;
             if read_loss {
                 logs.loss = Some(self.running_loss(seen)?);
