@@ -77,7 +77,8 @@ pub use history::{EpochLogs, History};
 pub use init::Init;
 pub use layers::{
     Activation, AdaptiveAvgPool2d, AvgPool2d, BatchNorm, BatchNormConfig, Conv2d, Dense, Dropout,
-    Flatten, Linear, Lstm, LstmWeights, MaxPool2d, Naming, Size2d, Stack, WindowOptions,
+    Flatten, Gru, GruWeights, Linear, Lstm, LstmWeights, MaxPool2d, Naming, SimpleRnn,
+    SimpleRnnWeights, Size2d, Stack, WindowOptions,
 };
 pub use losses::{Loss, Reduction};
 pub use lr_callbacks::{LearningRateScheduler, ReduceLrOnPlateau};

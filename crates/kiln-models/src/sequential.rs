@@ -8,7 +8,9 @@ use kiln_backend::Device;
 use kiln_graph::Var;
 
 use crate::error::{ModelError, Result};
-use crate::layers::{Activation, BatchNorm, BatchNormConfig, Dense, Dropout, Flatten, Lstm, Stack};
+use crate::layers::{
+    Activation, BatchNorm, BatchNormConfig, Dense, Dropout, Flatten, Gru, Lstm, SimpleRnn, Stack,
+};
 use crate::model::{IntoShape, Model};
 use crate::module::{Module, Visitor};
 
@@ -103,14 +105,36 @@ impl Sequential {
     /// `[timesteps, features]` (sigmoid gates, Keras' initialisers).
     pub fn lstm(self, units: usize, activation: Activation, return_sequences: bool) -> Self {
         self.grow("lstm", |device, shape| {
-            if shape.len() != 2 {
-                return Err(ModelError::Invalid(format!(
-                    "an LSTM takes samples [timesteps, features]; the previous output is {shape:?}"
-                )));
-            }
-            Ok(Lstm::keras(device, shape[1], units)?
-                .activation(activation)
-                .return_sequences(return_sequences))
+            Ok(
+                Lstm::keras(device, timestep_features("an LSTM", shape)?, units)?
+                    .activation(activation)
+                    .return_sequences(return_sequences),
+            )
+        })
+    }
+
+    /// Keras' `GRU(units, activation=…, return_sequences=…)` over samples
+    /// `[timesteps, features]` (sigmoid gates, reset after the product,
+    /// Keras' initialisers).
+    pub fn gru(self, units: usize, activation: Activation, return_sequences: bool) -> Self {
+        self.grow("gru", |device, shape| {
+            Ok(
+                Gru::keras(device, timestep_features("a GRU", shape)?, units)?
+                    .activation(activation)
+                    .return_sequences(return_sequences),
+            )
+        })
+    }
+
+    /// Keras' `SimpleRNN(units, activation=…, return_sequences=…)` over
+    /// samples `[timesteps, features]`.
+    pub fn simple_rnn(self, units: usize, activation: Activation, return_sequences: bool) -> Self {
+        self.grow("simple_rnn", |device, shape| {
+            Ok(
+                SimpleRnn::keras(device, timestep_features("a simple RNN", shape)?, units)?
+                    .activation(activation)
+                    .return_sequences(return_sequences),
+            )
         })
     }
 
@@ -199,5 +223,16 @@ impl Module for Sequential {
 
     fn trace(&self, x: &Var, report: &mut dyn FnMut(&str, &dyn Module, &Var)) -> Result<Var> {
         self.model.trace(x, report)
+    }
+}
+
+/// The features per timestep of samples `[timesteps, features]`, which a
+/// recurrent `layer` needs.
+fn timestep_features(layer: &str, shape: &[usize]) -> Result<usize> {
+    match shape {
+        [_, features] => Ok(*features),
+        _ => Err(ModelError::Invalid(format!(
+            "{layer} takes samples [timesteps, features]; the previous output is {shape:?}"
+        ))),
     }
 }

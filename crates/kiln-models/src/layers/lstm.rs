@@ -6,8 +6,8 @@ use kiln_backend::Device;
 use kiln_graph::{LstmOptions, Param, RecurrentWeights, Var};
 
 use crate::error::{ModelError, Result};
-use crate::init::{orthogonal, uniform, Init};
-use crate::layers::{Activation, LstmWeights, Naming};
+use crate::init::{orthogonal, Init};
+use crate::layers::{recurrent, Activation, LstmWeights, Naming};
 use crate::module::{Module, Visitor};
 use crate::rng::next_seed;
 
@@ -40,7 +40,7 @@ pub struct Lstm {
 impl Lstm {
     /// Keras' `LSTM(units)` on `input_size` features.
     pub fn keras(device: &Device, input_size: usize, units: usize) -> Result<Self> {
-        check_sizes(input_size, units)?;
+        recurrent::check_sizes("LSTM", input_size, units)?;
         let (kernel, _) = Init::GlorotUniform.values(input_size, 4 * units, next_seed());
         let recurrent = orthogonal(units, 4 * units, next_seed());
         let mut bias = vec![0.0; 4 * units];
@@ -64,13 +64,9 @@ impl Lstm {
 
     /// PyTorch's `nn.LSTM(input_size, hidden_size, batch_first=True)`.
     pub fn pytorch(device: &Device, input_size: usize, hidden_size: usize) -> Result<Self> {
-        check_sizes(input_size, hidden_size)?;
+        recurrent::check_sizes("LSTM", input_size, hidden_size)?;
         let h = hidden_size;
-        let bound = 1.0 / (h as f64).sqrt();
-        let p = |name: &str, shape: &[usize]| {
-            let n = shape.iter().product();
-            Param::new(device, name, &uniform(n, bound, next_seed()), shape)
-        };
+        let p = |name: &str, shape: &[usize]| recurrent::pytorch_uniform(device, name, shape, h);
         Ok(Self {
             kernel: p("weight_ih_l0", &[4 * h, input_size])?,
             recurrent_kernel: p("weight_hh_l0", &[4 * h, h])?,
@@ -179,25 +175,14 @@ impl Lstm {
         x: &Var,
         initial: Option<(&Var, &Var)>,
     ) -> Result<(Var, Var, Var)> {
-        let op = |a: Activation, what: &str| {
-            a.unary().ok_or_else(|| {
-                ModelError::Invalid(format!(
-                    "an LSTM's {what} cannot be {a:?}: it must be elementwise"
-                ))
-            })
-        };
-        // The kernel holds features × 4·units (in either layout): say it
-        // in the user's terms.
-        let features = self.kernel.numel() / (4 * self.units());
-        let shape = x.shape();
-        if shape.len() != 3 || shape[2] != features {
-            return Err(ModelError::Invalid(format!(
-                "the LSTM takes {features} features per timestep, samples [timesteps, {features}]; its input has shape {shape:?}, [batch, timesteps, features] expected"
-            )));
-        }
+        recurrent::check_input("LSTM", self.kernel.numel() / (4 * self.units()), x.shape())?;
         let opts = LstmOptions {
-            activation: op(self.activation, "activation")?,
-            recurrent_activation: op(self.recurrent_activation, "recurrent activation")?,
+            activation: recurrent::elementwise("LSTM", self.activation, "activation")?,
+            recurrent_activation: recurrent::elementwise(
+                "LSTM",
+                self.recurrent_activation,
+                "recurrent activation",
+            )?,
             peepholes: None,
             return_sequences: self.return_sequences,
         };
@@ -235,41 +220,22 @@ impl Lstm {
     }
 }
 
-fn check_sizes(input: usize, units: usize) -> Result<()> {
-    if input == 0 || units == 0 {
-        return Err(ModelError::Invalid(format!(
-            "LSTM({units} units) on {input} features: both must be at least 1"
-        )));
-    }
-    Ok(())
-}
-
 impl Module for Lstm {
     fn forward(&self, x: &Var) -> Result<Var> {
         Ok(self.forward_with_state(x, None)?.0)
     }
 
     fn visit(&self, v: &mut dyn Visitor) {
-        match self.naming {
-            Naming::Keras => {
-                v.param("lstm_cell.kernel", &self.kernel);
-                v.param("lstm_cell.recurrent_kernel", &self.recurrent_kernel);
-                if let Some(b) = &self.bias {
-                    v.param("lstm_cell.bias", b);
-                }
-            }
-            Naming::PyTorch => {
-                v.param("weight_ih_l0", &self.kernel);
-                v.param("weight_hh_l0", &self.recurrent_kernel);
-                for b in self.bias.iter().chain(&self.recurrent_bias) {
-                    let name = if Some(b) == self.bias.as_ref() {
-                        "bias_ih_l0"
-                    } else {
-                        "bias_hh_l0"
-                    };
-                    v.param(name, b);
-                }
-            }
-        }
+        recurrent::visit_weights(
+            v,
+            self.naming,
+            "lstm_cell",
+            [
+                Some(&self.kernel),
+                Some(&self.recurrent_kernel),
+                self.bias.as_ref(),
+                self.recurrent_bias.as_ref(),
+            ],
+        );
     }
 }

@@ -5,7 +5,8 @@
 //! `[4h, in]`, `R` `[4h, h]`, `B` `[8h]` (input then recurrent biases),
 //! blocks i, o, f, c. The Keras layout is the hub.
 
-use crate::error::{ModelError, Result};
+use crate::error::Result;
+use crate::layers::gate_blocks::{self, inverse, reorder_blocks, transpose};
 
 /// One LSTM layer's weights in Keras' layout.
 #[derive(Clone, Debug, PartialEq)]
@@ -21,41 +22,7 @@ pub struct LstmWeights {
 const ONNX_FROM_KERAS: [usize; 4] = [0, 3, 1, 2];
 
 fn check(what: &str, got: usize, want: usize) -> Result<()> {
-    if got != want {
-        return Err(ModelError::Invalid(format!(
-            "LSTM weights: {what} has {got} values; expected {want}"
-        )));
-    }
-    Ok(())
-}
-
-/// `[rows, cols]` row-major transposed.
-fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    (0..cols)
-        .flat_map(|c| (0..rows).map(move |r| m[r * cols + c]))
-        .collect()
-}
-
-/// The rows of a `[4u, width]` matrix with its gate blocks put in another
-/// order: block `k` of the result is block `order[k]` of `m`.
-fn reorder_blocks(m: &[f32], units: usize, width: usize, order: [usize; 4]) -> Vec<f32> {
-    order
-        .iter()
-        .flat_map(|&k| {
-            m[k * units * width..(k + 1) * units * width]
-                .iter()
-                .copied()
-        })
-        .collect()
-}
-
-/// `order`'s inverse permutation.
-fn inverse(order: [usize; 4]) -> [usize; 4] {
-    let mut inv = [0; 4];
-    for (k, &o) in order.iter().enumerate() {
-        inv[o] = k;
-    }
-    inv
+    gate_blocks::check("LSTM", what, got, want)
 }
 
 impl LstmWeights {
@@ -106,15 +73,15 @@ impl LstmWeights {
         check("W", w.len(), 4 * units * input)?;
         check("R", r.len(), 4 * units * units)?;
         check("B", b.len(), 8 * units)?;
-        let keras = inverse(ONNX_FROM_KERAS);
-        let w = reorder_blocks(w, units, input, keras);
-        let r = reorder_blocks(r, units, units, keras);
+        let keras = inverse(&ONNX_FROM_KERAS);
+        let w = reorder_blocks(w, units, input, &keras);
+        let r = reorder_blocks(r, units, units, &keras);
         let bias: Vec<f32> = b[..4 * units]
             .iter()
             .zip(&b[4 * units..])
             .map(|(x, y)| x + y)
             .collect();
-        let bias = reorder_blocks(&bias, units, 1, keras);
+        let bias = reorder_blocks(&bias, units, 1, &keras);
         Ok(Self {
             input,
             units,
@@ -143,10 +110,15 @@ impl LstmWeights {
             &transpose(&self.kernel, self.input, 4 * u),
             u,
             self.input,
-            ONNX_FROM_KERAS,
+            &ONNX_FROM_KERAS,
         );
-        let r = reorder_blocks(&transpose(&self.recurrent, u, 4 * u), u, u, ONNX_FROM_KERAS);
-        let mut b = reorder_blocks(&self.bias, u, 1, ONNX_FROM_KERAS);
+        let r = reorder_blocks(
+            &transpose(&self.recurrent, u, 4 * u),
+            u,
+            u,
+            &ONNX_FROM_KERAS,
+        );
+        let mut b = reorder_blocks(&self.bias, u, 1, &ONNX_FROM_KERAS);
         b.extend(std::iter::repeat_n(0.0, 4 * u));
         [w, r, b]
     }
