@@ -356,6 +356,51 @@ fn a_hand_written_loop_is_one_submission_per_step_and_learns() {
 }
 
 #[test]
+fn a_hand_written_loop_and_train_on_batch_take_the_same_steps() {
+    // Both append their Adam updates through one path; from the same
+    // weights, on the same batches, they end at the same weights.
+    let device = device();
+    let x: Vec<f32> = (0..16 * 5).map(|i| (i % 9) as f32 / 4.0 - 1.0).collect();
+    let y: Vec<f32> = (0..16 * 2).map(|i| ((i * 3) % 7) as f32 / 7.0).collect();
+    let net = residual(&device, 21);
+    let opt = Optim::new(&device, Optimizer::adam(1e-2)).unwrap();
+    let mut step = TrainStep::new(&device, |tape| {
+        let (xv, yv) = (tape.input("x", &[16, 5]), tape.input("y", &[16, 2]));
+        let loss = (&net.forward(&xv)? - &yv)?.square()?.mean_all()?;
+        loss.backward()?;
+        opt.step(&loss)?;
+        Ok(vec![loss])
+    })
+    .unwrap();
+    let mut model = Model::new(&device, residual(&device, 21), [5]);
+    model
+        .compile(Optimizer::adam(1e-2), Loss::MeanSquaredError, &[])
+        .unwrap();
+    for _ in 0..5 {
+        step.run(&[("x", &x), ("y", &y)]).unwrap();
+        model.train_on_batch(&x, &y).unwrap();
+    }
+    assert_eq!((opt.steps(), model.steps()), (5, 5));
+    let by_hand = net.state_dict();
+    let fitted = model.module().state_dict();
+    assert_eq!(by_hand.len(), fitted.len());
+    for ((name, a), (_, b)) in by_hand.iter().zip(&fitted) {
+        let (a, b) = (a.values().unwrap(), b.values().unwrap());
+        for (i, (p, q)) in a.iter().zip(&b).enumerate() {
+            assert!(
+                (p - q).abs() <= 1e-5,
+                "{name}[{i}]: {p} by hand, {q} fitted"
+            );
+        }
+    }
+    // Both moved the weights away from where they started.
+    let start = residual(&device, 21).state_dict();
+    let moved = start[0].1.values().unwrap();
+    let now = by_hand[0].1.values().unwrap();
+    assert!(moved.iter().zip(&now).any(|(p, q)| (p - q).abs() > 1e-3));
+}
+
+#[test]
 fn the_custom_module_example_learns() {
     let args = custom_module::Args::parse_from(["custom_module", "--quiet", "--epochs", "30"]);
     let out = custom_module::run(&device(), &args.common).unwrap();

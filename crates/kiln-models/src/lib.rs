@@ -56,6 +56,7 @@ mod metrics;
 mod model;
 mod module;
 mod optimizer;
+mod optimizer_state;
 mod output_path;
 mod plot;
 mod pth;

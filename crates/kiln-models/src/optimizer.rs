@@ -289,3 +289,13 @@ impl Optimizer {
         h
     }
 }
+
+/// Fails unless `lr` is a learning rate a step can take: finite and above 0.
+pub(crate) fn check_learning_rate(lr: f32) -> crate::error::Result<()> {
+    if !lr.is_finite() || lr <= 0.0 {
+        return Err(crate::error::ModelError::Invalid(format!(
+            "learning rate {lr}: expected a finite rate above 0"
+        )));
+    }
+    Ok(())
+}

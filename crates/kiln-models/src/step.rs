@@ -7,16 +7,16 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use kiln_backend::Device;
-use kiln_graph::{Mode, Param, Plan, PlanStats, Tape, Var, HYPER_WORDS, STEP_INPUT};
+use kiln_graph::{Mode, Plan, PlanStats, Tape, Var, HYPER_WORDS, STEP_INPUT};
 
 use crate::error::{ModelError, Result};
 use crate::optimizer::Optimizer;
+use crate::optimizer_state::OptimizerState;
 
 struct OptimState {
     lr: f32,
     t: u64,
-    /// Per parameter, its state tensors (created on its first step).
-    state: Vec<(Param, Vec<Param>)>,
+    state: OptimizerState,
 }
 
 /// An optimizer for hand-written loops: its state lives on the device,
@@ -42,7 +42,6 @@ struct OptimState {
 #[derive(Clone)]
 pub struct Optim {
     device: Device,
-    config: Optimizer,
     state: Rc<RefCell<OptimState>>,
     id: u64,
 }
@@ -52,11 +51,10 @@ impl Optim {
         config.validate().map_err(ModelError::Invalid)?;
         Ok(Self {
             device: device.clone(),
-            config,
             state: Rc::new(RefCell::new(OptimState {
                 lr: config.learning_rate(),
                 t: 0,
-                state: Vec::new(),
+                state: OptimizerState::new(config),
             })),
             id: crate::rng::next_seed(),
         })
@@ -64,11 +62,7 @@ impl Optim {
 
     /// Changes the learning rate of the next runs (no recompilation).
     pub fn set_learning_rate(&self, lr: f32) -> Result<()> {
-        if lr.is_nan() || lr <= 0.0 {
-            return Err(ModelError::Invalid(format!(
-                "learning rate {lr} must be positive"
-            )));
-        }
+        crate::optimizer::check_learning_rate(lr)?;
         self.state.borrow_mut().lr = lr;
         Ok(())
     }
@@ -88,40 +82,25 @@ impl Optim {
                 "optimizer.step() found no gradients: call loss.backward() first".into(),
             ));
         }
-        let (config, state) = (self.config, self.state.clone());
+        let state = self.state.clone();
         let hyper = tape.fed_input(
             &format!("kiln.hyper.{}", self.id),
             &[HYPER_WORDS],
             Rc::new(move || {
                 let mut s = state.borrow_mut();
                 s.t += 1;
-                config.hyper(s.lr, s.t).to_vec()
+                s.state.optimizer().hyper(s.lr, s.t).to_vec()
             }),
         );
+        let mut s = self.state.borrow_mut();
         for (p, g) in grads {
-            let states = self.state_of(&p)?;
             tape.with_graph(|graph| {
-                let param = graph.param_node(&p);
-                let st: Vec<_> = states.iter().map(|s| graph.frozen(s)).collect();
-                graph.optimizer_step(config.rule(), param, g, &st, hyper.id())
+                let node = graph.param_node(&p);
+                s.state
+                    .append_step(&self.device, graph, (&p, node, g), hyper.id())
             })?;
         }
         Ok(())
-    }
-
-    fn state_of(&self, p: &Param) -> Result<Vec<Param>> {
-        let mut s = self.state.borrow_mut();
-        if let Some((_, v)) = s.state.iter().find(|(q, _)| q == p) {
-            return Ok(v.clone());
-        }
-        let v: Vec<Param> = self
-            .config
-            .state_names()
-            .iter()
-            .map(|n| Param::zeros(&self.device, n, p.shape()))
-            .collect::<kiln_graph::Result<_>>()?;
-        s.state.push((p.clone(), v.clone()));
-        Ok(v)
     }
 }
 

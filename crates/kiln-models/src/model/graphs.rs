@@ -118,9 +118,9 @@ impl<M: Module> Model<M> {
         let loss = self.loss_and_metrics(&tape, &pred, Graphs::Train)?;
         let trainable = tape.trainable_params();
         let nodes: Vec<NodeId> = trainable.iter().map(|(_, n)| *n).collect();
-        let (optimizer, clip, accumulate) = {
+        let (clip, accumulate) = {
             let t = self.training.as_ref().expect("compiled");
-            (t.optimizer, t.clip_norm, t.accumulate)
+            (t.clip_norm, t.accumulate)
         };
         let mut grads = tape.with_graph(|g| g.grad(loss, &nodes))?;
         let mut sums = Vec::new();
@@ -140,12 +140,10 @@ impl<M: Module> Model<M> {
             grads = tape.with_graph(|g| clip_by_global_norm(g, &grads, max_norm))?;
         }
         let hyper = tape.input(HYPER_INPUT, &[HYPER_WORDS]);
+        let device = self.device.clone();
+        let state = &mut self.training.as_mut().expect("compiled").state;
         for ((p, node), grad) in trainable.iter().zip(grads) {
-            let state = self.state_of(p)?;
-            tape.with_graph(|g| {
-                let state: Vec<NodeId> = state.iter().map(|s| g.frozen(s)).collect();
-                g.optimizer_step(optimizer.rule(), *node, grad, &state, hyper.id())
-            })?;
+            tape.with_graph(|g| state.append_step(&device, g, (p, *node, grad), hyper.id()))?;
         }
         tape.with_graph(|g| zero_sums(g, &sums))?;
         Ok(tape)

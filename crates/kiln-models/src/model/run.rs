@@ -49,7 +49,7 @@ impl<M: Module> Model<M> {
         };
         self.with_plan(graphs, batch, |model, plan| {
             let t = model.training.as_ref().expect("compiled");
-            let hyper = t.optimizer.hyper(t.lr, model.steps + 1);
+            let hyper = t.state.optimizer().hyper(t.lr, model.steps + 1);
             let step = [model.draws as f32];
             let mut feeds = vec![
                 ("x", x),

@@ -11,6 +11,7 @@ use crate::losses::Loss;
 use crate::metrics::Metric;
 use crate::module::{Module, ModuleExt};
 use crate::optimizer::Optimizer;
+use crate::optimizer_state::OptimizerState;
 
 /// The settings of `compile` plus the current learning rate, handed to a
 /// model that trains on another's behalf (the feature cache's head).
@@ -26,14 +27,12 @@ pub(crate) struct TrainingConfig {
 
 /// What `compile` fixed, and what training keeps.
 pub(super) struct Training {
-    pub(super) optimizer: Optimizer,
     pub(super) loss: Loss,
     pub(super) metrics: Vec<Metric>,
     pub(super) clip_norm: Option<f32>,
     pub(super) lr: f32,
-    /// Optimizer state of each parameter trained so far, created on its
-    /// first step: frozen parameters never get any.
-    pub(super) state: Vec<(Param, Vec<Param>)>,
+    /// Optimizer state of each parameter trained so far.
+    pub(super) state: OptimizerState,
     pub(super) train: Accumulators,
     pub(super) val: Accumulators,
     pub(super) train_plans: PlanCache,
@@ -76,12 +75,11 @@ impl<M: Module> Model<M> {
         }
         let classes = outputs.map_or(1, |o| o.iter().product());
         self.training = Some(Training {
-            optimizer,
             loss,
             metrics: metrics.to_vec(),
             clip_norm: None,
             lr: optimizer.learning_rate(),
-            state: Vec::new(),
+            state: OptimizerState::new(optimizer),
             train: Accumulators::new(&self.device, metrics, classes)?,
             val: Accumulators::new(&self.device, metrics, classes)?,
             train_plans: PlanCache::new(),
@@ -106,7 +104,7 @@ impl<M: Module> Model<M> {
     /// trained on this one's behalf.
     pub(crate) fn training_config(&self) -> Option<TrainingConfig> {
         self.training.as_ref().map(|t| TrainingConfig {
-            optimizer: t.optimizer,
+            optimizer: t.state.optimizer(),
             loss: t.loss,
             metrics: t.metrics.clone(),
             clip_norm: t.clip_norm,
@@ -184,7 +182,7 @@ impl<M: Module> Model<M> {
 
     /// The optimizer `compile` fixed.
     pub fn optimizer(&self) -> Option<Optimizer> {
-        self.training.as_ref().map(|t| t.optimizer)
+        self.training.as_ref().map(|t| t.state.optimizer())
     }
 
     /// The loss `compile` fixed.
@@ -194,11 +192,7 @@ impl<M: Module> Model<M> {
 
     /// Sets the learning rate of the next steps (no recompilation).
     pub fn set_learning_rate(&mut self, lr: f32) -> Result<()> {
-        if lr.is_nan() || lr <= 0.0 {
-            return Err(ModelError::Invalid(format!(
-                "learning rate {lr} must be positive"
-            )));
-        }
+        crate::optimizer::check_learning_rate(lr)?;
         self.training_mut()?.lr = lr;
         Ok(())
     }
@@ -231,9 +225,9 @@ impl<M: Module> Model<M> {
         };
         let names = self.module.named_parameters();
         let mut out = Vec::new();
-        for (p, _) in &t.state {
+        for (p, _) in t.state.slots() {
             if let Some((n, _)) = names.iter().find(|(_, q)| q == p) {
-                for s in t.optimizer.state_names() {
+                for s in t.state.optimizer().state_names() {
                     out.push(format!("{n}/{s}"));
                 }
             }
@@ -244,17 +238,6 @@ impl<M: Module> Model<M> {
     /// The optimizer state of `p`, created (zeros) on first use.
     pub(super) fn state_of(&mut self, p: &Param) -> Result<Vec<Param>> {
         let device = self.device.clone();
-        let t = self.training_mut()?;
-        if let Some((_, s)) = t.state.iter().find(|(q, _)| q == p) {
-            return Ok(s.clone());
-        }
-        let s: Vec<Param> = t
-            .optimizer
-            .state_names()
-            .iter()
-            .map(|name| Param::zeros(&device, name, p.shape()))
-            .collect::<kiln_graph::Result<_>>()?;
-        t.state.push((p.clone(), s.clone()));
-        Ok(s)
+        self.training_mut()?.state.of(&device, p)
     }
 }

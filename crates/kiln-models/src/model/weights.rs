@@ -65,11 +65,11 @@ impl<M: Module> Model<M> {
         };
         let names = self.module.named_parameters();
         let mut out = Vec::new();
-        for (p, states) in &t.state {
+        for (p, states) in t.state.slots() {
             let Some((n, _)) = names.iter().find(|(_, q)| q == p) else {
                 continue;
             };
-            for (s, name) in states.iter().zip(t.optimizer.state_names()) {
+            for (s, name) in states.iter().zip(t.state.optimizer().state_names()) {
                 out.push((format!("{n}/{name}"), s.values()?));
             }
         }
@@ -78,7 +78,7 @@ impl<M: Module> Model<M> {
 
     /// Restores optimizer state written by [`Model::optimizer_state`].
     pub(crate) fn set_optimizer_state(&mut self, state: &NamedTensors) -> Result<()> {
-        let optimizer = self.training_mut()?.optimizer;
+        let optimizer = self.training_mut()?.state.optimizer();
         let names = self.module.named_parameters();
         for (n, p) in &names {
             let values: Vec<Option<&Vec<f32>>> = optimizer
