@@ -153,7 +153,7 @@ fn public_calls_with_bad_indices_ids_or_shapes_are_errors() {
     let d = Dataset::new(vec![1.0, 2.0, 3.0, 4.0], vec![0.0, 1.0], 2, 1).unwrap();
     let e = d.gather(&[0, 2]).unwrap_err().to_string();
     assert!(e.contains("row 2 is out of range for 2 rows"), "{e}");
-    assert!(matches!(d.subset(&[5]), Err(DataError::Invalid(_))));
+    assert!(matches!(d.subset(&[5]), Err(DataError::Shape(_))));
 
     let mut a = Graph::new();
     let mut b = Graph::new();

@@ -154,7 +154,10 @@ fn a_plateau_callback_on_a_name_that_is_not_logged_is_an_error() {
         )
         .unwrap_err()
         .to_string();
-    assert!(e.contains("\"val_loss\" is not logged"), "{e}");
+    assert!(
+        e.contains("no logged value named \"val_loss\"") && e.contains("\"loss\""),
+        "{e}"
+    );
     let e = m
         .fit(
             &data(),

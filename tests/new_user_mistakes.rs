@@ -249,3 +249,58 @@ fn a_failing_layer_names_itself_and_the_declared_input_shape() {
         "{e}"
     );
 }
+
+/// Each mistake is a typed error a program can match on, not only text.
+#[test]
+fn each_mistake_is_its_own_error_variant() {
+    use kiln::models::ModelError;
+    let device = device();
+    let mut uncompiled = Sequential::new(&device, FEATURES).dense(CLASSES, Activation::None);
+    assert!(matches!(
+        uncompiled.fit(&rows(None, None), fit_cfg()),
+        Err(ModelError::NotCompiled { call: "fit()" })
+    ));
+    let mut m = classifier(&device);
+    match m.fit(&rows(Some(5), None), fit_cfg()) {
+        Err(ModelError::FitRefused { what: "", error }) => {
+            assert!(matches!(*error, ModelError::Values(_)), "{error}")
+        }
+        other => panic!("expected FitRefused, got {other:?}"),
+    }
+    assert!(matches!(
+        m.train_on_batch(&[0.5; FEATURES + 1], &[1.0]),
+        Err(ModelError::Shape(_))
+    ));
+    match m.tensor("dense.kernel_typo") {
+        Err(ModelError::NotFound {
+            kind: "tensor",
+            name,
+            available,
+        }) => {
+            assert_eq!(name, "dense.kernel_typo");
+            assert!(
+                available.iter().any(|n| n == "dense.kernel"),
+                "{available:?}"
+            );
+        }
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+    assert!(matches!(
+        m.set_learning_rate(f32::INFINITY),
+        Err(ModelError::Settings(_))
+    ));
+    let mut broken = Sequential::new(&device, FEATURES)
+        .dense(8, Activation::Relu)
+        .lstm(5, Activation::Tanh, false);
+    match broken.summary() {
+        Err(ModelError::Builder(e)) => match &*e {
+            ModelError::Building {
+                kind: "lstm",
+                index: 2,
+                error,
+            } => assert!(matches!(**error, ModelError::Shape(_)), "{error}"),
+            other => panic!("expected Building, got {other:?}"),
+        },
+        other => panic!("expected Builder, got {other:?}"),
+    }
+}

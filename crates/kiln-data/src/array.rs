@@ -23,7 +23,7 @@ impl Array {
     pub fn new(data: Vec<f32>, shape: &[usize]) -> Result<Self> {
         let n: usize = shape.iter().product();
         if n != data.len() {
-            return Err(DataError::Invalid(format!(
+            return Err(DataError::Shape(format!(
                 "{} values cannot fill shape {shape:?} ({n} elements)",
                 data.len()
             )));

@@ -27,7 +27,7 @@ pub const CIFAR10_TEST: &str = "test_batch.bin";
 /// [0, 1], samples of shape `[3, 32, 32]`, targets class indices.
 pub fn load_cifar10<P: AsRef<Path>>(files: &[P]) -> Result<Dataset> {
     if files.is_empty() {
-        return Err(DataError::Invalid(
+        return Err(DataError::Settings(
             "load_cifar10 needs at least one file".into(),
         ));
     }

@@ -27,7 +27,7 @@ impl Dataset {
         n_targets: usize,
     ) -> Result<Self> {
         if n_features == 0 || n_targets == 0 {
-            return Err(DataError::Invalid(format!(
+            return Err(DataError::Shape(format!(
                 "a dataset needs at least one feature and one target (got {n_features} and {n_targets})"
             )));
         }
@@ -35,7 +35,7 @@ impl Dataset {
             || !targets.len().is_multiple_of(n_targets)
             || features.len() / n_features != targets.len() / n_targets
         {
-            return Err(DataError::Invalid(format!(
+            return Err(DataError::Shape(format!(
                 "{} feature values in rows of {n_features} and {} target values in rows of {n_targets} do not make the same number of rows",
                 features.len(),
                 targets.len()
@@ -82,7 +82,7 @@ impl Dataset {
     /// Names the features (a CSV header gives them).
     pub fn with_feature_names(mut self, names: Vec<String>) -> Result<Self> {
         if names.len() != self.n_features {
-            return Err(DataError::Invalid(format!(
+            return Err(DataError::Shape(format!(
                 "{} names for {} features",
                 names.len(),
                 self.n_features
@@ -164,7 +164,7 @@ impl Dataset {
     /// Features and targets of the rows `indices`, concatenated (a batch).
     pub fn gather(&self, indices: &[usize]) -> Result<(Vec<f32>, Vec<f32>)> {
         if let Some(&bad) = indices.iter().find(|&&i| i >= self.len()) {
-            return Err(DataError::Invalid(format!(
+            return Err(DataError::Shape(format!(
                 "row {bad} is out of range for {} rows",
                 self.len()
             )));
@@ -184,7 +184,7 @@ impl Dataset {
         let n = self.len();
         let n_train = (n as f64 * train_fraction).round() as usize;
         if !(0.0..1.0).contains(&train_fraction) || n_train == 0 || n_train >= n {
-            return Err(DataError::Invalid(format!(
+            return Err(DataError::Settings(format!(
                 "a train fraction of {train_fraction} leaves an empty side of {n} rows; it must be in (0, 1)"
             )));
         }
@@ -202,7 +202,7 @@ impl Dataset {
         let n = self.len();
         let at = (n as f64 * (1.0 - fraction)).ceil() as usize;
         if !(fraction > 0.0 && fraction < 1.0) || at == 0 || at >= n {
-            return Err(DataError::Invalid(format!(
+            return Err(DataError::Settings(format!(
                 "validation_split {fraction} of {n} rows leaves an empty side; it must be in (0, 1)"
             )));
         }

@@ -15,8 +15,18 @@ pub enum DataError {
     /// number, an undecodable image.
     #[error("{path}: {detail}")]
     Format { path: String, detail: String },
+    /// Values that do not make the shape asked for, or data of another
+    /// shape than an operation takes (features, channels, images), or a
+    /// row it does not have.
     #[error("{0}")]
-    Invalid(String),
+    Shape(String),
+    /// A setting out of its range: a split fraction, a size, a channel
+    /// count, an empty file list.
+    #[error("{0}")]
+    Settings(String),
+    /// A broken invariant (a worker thread that panicked): a kiln bug.
+    #[error("{0}")]
+    Internal(String),
 }
 
 pub type Result<T> = std::result::Result<T, DataError>;

@@ -51,12 +51,12 @@ impl ImageFolder {
     ) -> Result<Self> {
         let root = root.as_ref();
         if channels != 1 && channels != 3 {
-            return Err(DataError::Invalid(format!(
+            return Err(DataError::Settings(format!(
                 "ImageFolder reads 1 (grey) or 3 (RGB) channels, not {channels}"
             )));
         }
         if size.contains(&0) {
-            return Err(DataError::Invalid(format!(
+            return Err(DataError::Settings(format!(
                 "ImageFolder cannot resize to {size:?}"
             )));
         }
@@ -111,8 +111,9 @@ impl ImageFolder {
                 })
                 .collect();
             for w in workers {
-                w.join()
-                    .map_err(|_| DataError::Invalid("an image decoder thread panicked".into()))??;
+                w.join().map_err(|_| {
+                    DataError::Internal("an image decoder thread panicked".into())
+                })??;
             }
             Ok(())
         })?;

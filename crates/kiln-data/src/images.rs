@@ -10,7 +10,7 @@ use crate::rng::SplitMix64;
 fn chw(shape: &[usize], what: &str) -> Result<[usize; 3]> {
     match *shape {
         [c, h, w] => Ok([c, h, w]),
-        _ => Err(DataError::Invalid(format!(
+        _ => Err(DataError::Shape(format!(
             "{what} works on image samples [C, H, W]; these are {shape:?}"
         ))),
     }
@@ -47,7 +47,7 @@ pub fn resize_images(data: &Dataset, size: [usize; 2]) -> Result<Dataset> {
     let [c, h, w] = chw(data.sample_shape(), "resize_images")?;
     let [oh, ow] = size;
     if oh == 0 || ow == 0 {
-        return Err(DataError::Invalid(format!(
+        return Err(DataError::Settings(format!(
             "cannot resize images to {size:?}"
         )));
     }
@@ -87,7 +87,7 @@ pub fn resize_images(data: &Dataset, size: [usize; 2]) -> Result<Dataset> {
 pub fn repeat_channels(data: &Dataset, channels: usize) -> Result<Dataset> {
     let [c, h, w] = chw(data.sample_shape(), "repeat_channels")?;
     if c != 1 || channels == 0 {
-        return Err(DataError::Invalid(format!(
+        return Err(DataError::Shape(format!(
             "repeat_channels makes {channels} channels of one; the images have {c}"
         )));
     }
@@ -139,7 +139,7 @@ impl ChannelNorm {
     pub fn apply(&self, data: &mut Dataset) -> Result<()> {
         let [c, h, w] = chw(data.sample_shape(), "ChannelNorm")?;
         if self.mean.len() != c || self.std.len() != c {
-            return Err(DataError::Invalid(format!(
+            return Err(DataError::Shape(format!(
                 "ChannelNorm for {} channels applied to images of {c}",
                 self.mean.len()
             )));
@@ -177,7 +177,7 @@ impl Augment {
         let [c, h, w] = chw(shape, "Augment")?;
         let size = c * h * w;
         if size == 0 || !batch.len().is_multiple_of(size) {
-            return Err(DataError::Invalid(format!(
+            return Err(DataError::Shape(format!(
                 "a batch of {} values is not whole images of {shape:?}",
                 batch.len()
             )));

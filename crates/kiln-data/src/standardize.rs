@@ -40,7 +40,7 @@ impl Standardizer {
     pub fn transform(&self, data: &mut Dataset) -> Result<()> {
         let f = data.n_features();
         if f != self.mean.len() {
-            return Err(DataError::Invalid(format!(
+            return Err(DataError::Shape(format!(
                 "the standardizer was fitted on {} features, the data has {f}",
                 self.mean.len()
             )));

@@ -60,7 +60,7 @@ impl Graph {
                     ..
                 }
             ) {
-                return Err(GraphError::Invalid(format!(
+                return Err(GraphError::Autodiff(format!(
                     "node {} ({}) is a frozen parameter: it has no gradient",
                     w.index(),
                     self.describe(w)
@@ -310,7 +310,7 @@ impl Graph {
             | Op::RunningStats { .. }
             | Op::Accumulate { .. } => return Ok(None),
             Op::Moments { .. } | Op::Output(_) => {
-                return Err(GraphError::Invalid(format!(
+                return Err(GraphError::Autodiff(format!(
                     "autodiff: {} is differentiated through its results",
                     self.describe(id)
                 )))
@@ -514,7 +514,7 @@ impl Graph {
             Op::Expand => self.unbroadcast(g, &in_shape)?,
             // Gathered by `backward` and joined in `join_slices`.
             Op::Slice { .. } => {
-                return Err(GraphError::Invalid(
+                return Err(GraphError::Internal(
                     "internal: a slice's gradient is joined by backward".into(),
                 ))
             }
@@ -531,7 +531,7 @@ impl Graph {
 }
 
 fn unsupported(what: &str) -> GraphError {
-    GraphError::Invalid(format!("autodiff: {what} are not supported"))
+    GraphError::Autodiff(format!("autodiff: {what} are not supported"))
 }
 
 /// The VJP of a unary op `out = op(x)` for upstream `g`.

@@ -275,7 +275,7 @@ impl Graph {
 pub(crate) fn node_conv_geometry(graph: &Graph, i: usize) -> Result<Conv2dGeometry> {
     let node = &graph.nodes()[i];
     let Op::Conv2d { pass, window, .. } = &node.op else {
-        return Err(crate::GraphError::Invalid(format!(
+        return Err(crate::GraphError::Internal(format!(
             "internal: {} is no convolution",
             node.op.name()
         )));
@@ -304,7 +304,7 @@ pub(crate) fn node_pool_geometry(graph: &Graph, i: usize) -> Result<(PoolKind, P
             ceil_mode,
         } => (*kind, window, *ceil_mode, node.shape.as_slice()),
         other => {
-            return Err(crate::GraphError::Invalid(format!(
+            return Err(crate::GraphError::Internal(format!(
                 "internal: {} is no pooling",
                 other.name()
             )))

@@ -346,11 +346,11 @@ impl Graph {
     /// An error unless every id names a node of this graph.
     pub fn check(&self, op: &str, ids: &[NodeId]) -> Result<()> {
         match ids.iter().find(|&&id| !self.contains(id)) {
-            Some(id) if id.graph != self.id => Err(GraphError::Invalid(format!(
+            Some(id) if id.graph != self.id => Err(GraphError::WrongGraph(format!(
                 "{op}: node {} belongs to another graph",
                 id.index
             ))),
-            Some(id) => Err(GraphError::Invalid(format!(
+            Some(id) => Err(GraphError::WrongGraph(format!(
                 "{op}: node {} is not in this graph (it has {} nodes)",
                 id.index,
                 self.nodes.len()
@@ -745,7 +745,7 @@ impl Graph {
     pub fn assign(&mut self, param: NodeId, value: NodeId) -> Result<NodeId> {
         self.check("assign", &[param, value])?;
         if !matches!(self.node(param).op, Op::Param { .. }) {
-            return Err(GraphError::Invalid(format!(
+            return Err(GraphError::NotAParameter(format!(
                 "Assign: node {} ({}) is not a parameter",
                 param.index,
                 self.describe(param)

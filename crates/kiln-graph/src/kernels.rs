@@ -42,7 +42,7 @@ impl<'g> Storage<'g> {
     pub fn buffer(&self, i: usize) -> Result<Buffer> {
         let root = storage_root(self.graph, i);
         self.buffers[root].clone().ok_or_else(|| {
-            GraphError::Invalid(format!(
+            GraphError::Internal(format!(
                 "internal: {} has no storage",
                 self.graph.describe(self.graph.id_at(root))
             ))
@@ -161,7 +161,7 @@ impl<'a, 'g> Builder<'a, 'g> {
                 Op::Permute(perm) => inner.permuted(&what, perm)?,
                 Op::Reshape => unit_reshape(inner, &node.shape),
                 _ => {
-                    return Err(GraphError::Invalid(format!(
+                    return Err(GraphError::Internal(format!(
                         "internal: {what} is read through a layout but is no view"
                     )))
                 }
@@ -265,14 +265,14 @@ impl<'a, 'g> Builder<'a, 'g> {
                 Op::MatMul { .. } | Op::Conv2d { .. } => match self.anchor {
                     Some(_) if self.frame == 0 => self.program.push(Expr::Anchor),
                     Some(_) => {
-                        return Err(GraphError::Invalid(
+                        return Err(GraphError::Internal(
                             "internal: a product read through a reshape in its own epilogue".into(),
                         ))
                     }
                     None => self.program.push(Expr::Scalar(0.0)),
                 },
                 _ => {
-                    return Err(GraphError::Invalid(format!(
+                    return Err(GraphError::Internal(format!(
                         "internal: {} is not computed elementwise",
                         self.graph.describe(self.graph.id_at(x))
                     )))
@@ -817,7 +817,7 @@ fn single(
             vec![pool_kernel(device, &node.op.name(), kind, &geometry, io)?]
         }
         other => {
-            return Err(GraphError::Invalid(format!(
+            return Err(GraphError::Internal(format!(
                 "internal: {} has no kernel of its own",
                 other.name()
             )))
@@ -836,7 +836,7 @@ fn updates(
 ) -> Result<Vec<Kernel>> {
     let nodes = graph.nodes();
     let Op::OptimizerStep { rule } = nodes[steps[0]].op else {
-        return Err(GraphError::Invalid(
+        return Err(GraphError::Internal(
             "internal: an update group without steps".into(),
         ));
     };

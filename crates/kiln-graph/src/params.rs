@@ -56,7 +56,7 @@ impl Param {
     pub fn new(device: &Device, name: &str, values: &[f32], shape: &[usize]) -> Result<Self> {
         let n: usize = shape.iter().product();
         if values.len() != n {
-            return Err(GraphError::Invalid(format!(
+            return Err(GraphError::Usage(format!(
                 "parameter {name:?}: {} values for shape {shape:?} ({n} elements)",
                 values.len()
             )));

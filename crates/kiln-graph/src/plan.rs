@@ -148,7 +148,7 @@ impl Plan {
         let outputs_idx: Vec<usize> = outputs.iter().map(|o| o.index()).collect();
         for &o in &outputs_idx {
             if !nodes[o].results.is_empty() {
-                return Err(GraphError::Invalid(format!(
+                return Err(GraphError::Usage(format!(
                     "output {} ({}) has several results: ask for its Output nodes",
                     o,
                     graph.describe(graph.id_at(o))
@@ -309,7 +309,7 @@ impl Plan {
             match &nodes[i].op {
                 Op::Param { param, .. } => {
                     if !param.device().same(device) {
-                        return Err(GraphError::Invalid(format!(
+                        return Err(GraphError::WrongDevice(format!(
                             "parameter {:?} was created on another device than this plan's ({}): build a model's layers with the device it runs on",
                             param.name(),
                             device.name()
@@ -526,7 +526,7 @@ fn schedule(fused: &Fused) -> Result<Vec<usize>> {
         }
     }
     if order.len() != g {
-        return Err(GraphError::Invalid(
+        return Err(GraphError::Internal(
             "the fused kernels depend on each other in a cycle (a fusion bug): compile with \
              KILN_FUSION=0 to work around it"
                 .into(),

@@ -12,7 +12,7 @@ impl Graph {
     fn check_param(&self, op: &str, id: NodeId) -> Result<()> {
         match self.node(id).op {
             Op::Param { .. } => Ok(()),
-            _ => Err(GraphError::Invalid(format!(
+            _ => Err(GraphError::NotAParameter(format!(
                 "{op}: node {} ({}) is not a parameter",
                 id.index(),
                 self.describe(id)
@@ -48,7 +48,7 @@ impl Graph {
         self.check("OptimizerStep", &inputs)?;
         let want = rule.states();
         if state.len() != want {
-            return Err(GraphError::Invalid(format!(
+            return Err(GraphError::Usage(format!(
                 "{rule:?} keeps {want} state tensors per parameter, {} given",
                 state.len()
             )));

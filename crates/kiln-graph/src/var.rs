@@ -73,7 +73,7 @@ impl Var {
         if self.tape.same(&other.tape) {
             Ok(())
         } else {
-            Err(GraphError::Invalid(format!(
+            Err(GraphError::WrongGraph(format!(
                 "{self:?} and {other:?} belong to different graphs"
             )))
         }

@@ -119,12 +119,10 @@ impl Watch {
 
     /// This epoch's value; an error naming what is logged when it is not.
     pub fn read(&self, logs: &EpochLogs) -> Result<f32> {
-        logs.get(&self.name).ok_or_else(|| {
-            ModelError::Invalid(format!(
-                "monitored value {:?} is not logged; available: {:?}",
-                self.name,
-                logs.values.iter().map(|(n, _)| n).collect::<Vec<_>>()
-            ))
+        logs.get(&self.name).ok_or_else(|| ModelError::NotFound {
+            kind: "logged value",
+            name: self.name.clone(),
+            available: logs.values.iter().map(|(n, _)| n.clone()).collect(),
         })
     }
 
@@ -287,7 +285,10 @@ impl Callback for CsvLogger {
         _model: &mut dyn Trainable,
         _history: &mut History,
     ) -> Result<Control> {
-        let io = |e: std::io::Error| ModelError::Invalid(format!("{}: {e}", self.path.display()));
+        let io = |e: std::io::Error| ModelError::Output {
+            path: self.path.display().to_string(),
+            detail: e.to_string(),
+        };
         if self.file.is_none() {
             let mut f = std::fs::File::create(&self.path).map_err(io)?;
             let names: Vec<&str> = logs.values.iter().map(|(n, _)| n.as_str()).collect();

@@ -69,7 +69,7 @@ pub(crate) fn serialize(model: &dyn Trainable, epoch: usize) -> Result<Vec<u8>> 
         .map(|(n, s, b)| {
             TensorView::new(Dtype::F32, s.clone(), b)
                 .map(|v| (n.clone(), v))
-                .map_err(|e| ModelError::Invalid(format!("tensor {n}: {e}")))
+                .map_err(|e| ModelError::Weights(format!("tensor {n}: {e}")))
         })
         .collect::<Result<_>>()?;
     let meta: HashMap<String, String> = [
@@ -80,7 +80,7 @@ pub(crate) fn serialize(model: &dyn Trainable, epoch: usize) -> Result<Vec<u8>> 
     ]
     .into();
     safetensors::serialize(views, Some(meta))
-        .map_err(|e| ModelError::Invalid(format!("serialising a checkpoint: {e}")))
+        .map_err(|e| ModelError::Weights(format!("serialising a checkpoint: {e}")))
 }
 
 /// Saves every weight, buffer and optimizer state of `model` (after

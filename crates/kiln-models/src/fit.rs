@@ -155,7 +155,7 @@ fn row_weights(data: &Dataset, cfg: &Fit) -> Result<Option<Vec<f32>>> {
     }
     let mut w = match &cfg.sample_weight {
         Some(w) if w.len() != data.len() => {
-            return Err(ModelError::Invalid(format!(
+            return Err(ModelError::Shape(format!(
                 "sample_weight has {} weights for {} rows; expected one per row",
                 w.len(),
                 data.len()
@@ -166,7 +166,7 @@ fn row_weights(data: &Dataset, cfg: &Fit) -> Result<Option<Vec<f32>>> {
     };
     if let Some(classes) = &cfg.class_weight {
         if data.n_targets() != 1 {
-            return Err(ModelError::Invalid(format!(
+            return Err(ModelError::Shape(format!(
                 "class_weight needs one class index per row; the data has {} targets per row",
                 data.n_targets()
             )));
@@ -176,7 +176,7 @@ fn row_weights(data: &Dataset, cfg: &Fit) -> Result<Option<Vec<f32>>> {
                 .then(|| classes.get(t as usize))
                 .flatten()
             else {
-                return Err(ModelError::Invalid(format!(
+                return Err(ModelError::Values(format!(
                     "row {row} has target {t}, which class_weight ({} classes) has no weight for",
                     classes.len()
                 )));
@@ -185,7 +185,7 @@ fn row_weights(data: &Dataset, cfg: &Fit) -> Result<Option<Vec<f32>>> {
         }
     }
     if let Some(bad) = w.iter().position(|v| !v.is_finite() || *v < 0.0) {
-        return Err(ModelError::Invalid(format!(
+        return Err(ModelError::Values(format!(
             "row {bad} has loss weight {}; weights must be finite and at least 0",
             w[bad]
         )));
@@ -285,17 +285,18 @@ impl<M: Module> Model<M> {
     pub fn fit(&mut self, data: &Dataset, mut cfg: Fit) -> Result<History> {
         let base_lr = self
             .learning_rate()
-            .ok_or_else(|| ModelError::Invalid("call compile() before fit()".into()))?;
+            .ok_or(ModelError::NotCompiled { call: "fit()" })?;
         if cfg.batch_size == 0 || cfg.epochs == 0 {
-            return Err(ModelError::Invalid(format!(
+            return Err(ModelError::Settings(format!(
                 "fit needs at least one epoch and a positive batch size (got {} epochs, batch {})",
                 cfg.epochs, cfg.batch_size
             )));
         }
         self.check_data(data)?;
         // Every row before the first step, so that a bad one trains nothing.
-        let refused = |what: &str, e: ModelError| {
-            ModelError::Invalid(format!("{what}{e}; fit refused it before the first step"))
+        let refused = |what: &'static str, e: ModelError| ModelError::FitRefused {
+            what,
+            error: Box::new(e),
         };
         self.check_rows(data).map_err(|e| refused("", e))?;
         if let Validation::Data(v) = &cfg.validation {
@@ -322,7 +323,7 @@ impl<M: Module> Model<M> {
             w
         });
         if train.is_empty() {
-            return Err(ModelError::Invalid(
+            return Err(ModelError::Values(
                 "fit needs at least one training row".into(),
             ));
         }
@@ -336,7 +337,7 @@ impl<M: Module> Model<M> {
                 return Ok(history);
             }
         }
-        cfg.schedule.validate().map_err(ModelError::Invalid)?;
+        cfg.schedule.validate()?;
         let train = Arc::new(train);
         let mut history = History::default();
         self.set_weighted(cfg.sample_weight.is_some())?;

@@ -69,7 +69,10 @@ impl History {
         let path = path.as_ref();
         std::fs::File::create(path)
             .and_then(|mut f| f.write_all(self.to_csv().as_bytes()))
-            .map_err(|e| ModelError::Invalid(format!("writing {}: {e}", path.display())))
+            .map_err(|e| ModelError::Output {
+                path: path.display().to_string(),
+                detail: format!("writing the history: {e}"),
+            })
     }
 
     /// One line per logged value: first, best and last.

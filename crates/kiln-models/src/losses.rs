@@ -21,7 +21,7 @@ impl Reduction {
             "none" => Ok(Self::None),
             "sum" => Ok(Self::Sum),
             "mean" => Ok(Self::Mean),
-            other => Err(GraphError::Invalid(format!(
+            other => Err(GraphError::Usage(format!(
                 "reduction {other:?}: expected none, sum or mean"
             ))),
         }
@@ -160,13 +160,12 @@ impl Loss {
     /// in [0, 1]) for binary cross-entropy, class indices in `0..classes` for
     /// the sparse losses; every loss needs finite targets. The error names
     /// the first bad value.
-    pub fn validate_targets(
-        self,
-        targets: &[f32],
-        classes: usize,
-    ) -> std::result::Result<(), String> {
+    pub fn validate_targets(self, targets: &[f32], classes: usize) -> crate::error::Result<()> {
         match self.first_bad_target(targets, classes) {
-            Some((i, why)) => Err(format!("target {i} ({}) {why}", targets[i])),
+            Some((i, why)) => Err(crate::error::ModelError::Values(format!(
+                "{self:?}: target {i} ({}) {why}",
+                targets[i]
+            ))),
             None => Ok(()),
         }
     }
@@ -197,7 +196,7 @@ impl Loss {
     /// Why this loss cannot score outputs of `per_sample` shape, if it
     /// cannot: cross-entropy over classes needs at least two of them (one
     /// class has probability 1, a loss of 0 and no gradient).
-    pub fn check_outputs(self, per_sample: &[usize]) -> std::result::Result<(), String> {
+    pub fn check_outputs(self, per_sample: &[usize]) -> crate::error::Result<()> {
         let classes = per_sample.last().copied().unwrap_or(1);
         let over_classes = matches!(
             self,
@@ -207,11 +206,11 @@ impl Loss {
                 | Loss::SparseCategoricalCrossEntropyFromLogits
         );
         if over_classes && classes < 2 {
-            return Err(format!(
+            return Err(crate::error::ModelError::Shape(format!(
                 "{self:?} needs at least 2 classes, but the model's output per sample is \
                  {per_sample:?}: {classes} class; for one output of 0/1 targets use \
                  BinaryCrossEntropy (after a sigmoid) or BinaryCrossEntropyFromLogits"
-            ));
+            )));
         }
         Ok(())
     }

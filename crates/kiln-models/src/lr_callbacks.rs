@@ -86,7 +86,7 @@ impl ReduceLrOnPlateau {
 impl Callback for ReduceLrOnPlateau {
     fn on_train_begin(&mut self) -> Result<()> {
         if !(self.factor > 0.0 && self.factor < 1.0) || self.min_lr.is_nan() || self.min_lr < 0.0 {
-            return Err(ModelError::Invalid(format!(
+            return Err(ModelError::Settings(format!(
                 "ReduceLrOnPlateau: factor {} and min_lr {}; expected a factor in (0, 1) and min_lr ≥ 0",
                 self.factor, self.min_lr
             )));
@@ -151,12 +151,12 @@ impl LearningRateScheduler {
 
 impl Callback for LearningRateScheduler {
     fn on_epoch_begin(&mut self, epoch: usize, model: &mut dyn Trainable) -> Result<()> {
-        let lr = model.learning_rate().ok_or_else(|| {
-            ModelError::Invalid("LearningRateScheduler: the model is not compiled".into())
+        let lr = model.learning_rate().ok_or(ModelError::NotCompiled {
+            call: "LearningRateScheduler's first epoch",
         })?;
         let next = (self.schedule)(epoch, lr);
         model.set_learning_rate(next).map_err(|e| {
-            ModelError::Invalid(format!(
+            ModelError::Settings(format!(
                 "LearningRateScheduler: epoch {epoch}'s schedule gave {next}: {e}"
             ))
         })

@@ -89,7 +89,7 @@ impl Metric {
 
     /// `outputs` (one sample's output shape) can be scored by this metric;
     /// else what is wrong.
-    pub(crate) fn check_outputs(self, outputs: &[usize]) -> std::result::Result<(), String> {
+    pub(crate) fn check_outputs(self, outputs: &[usize]) -> crate::error::Result<()> {
         let classes = outputs.iter().product::<usize>();
         let average = match self {
             Metric::Precision(a) | Metric::Recall(a) | Metric::F1(a) => a,
@@ -99,9 +99,9 @@ impl Metric {
         match (average, classes) {
             (Average::Binary, 1) => Ok(()),
             (Average::Macro | Average::Micro, c) if c >= 2 && outputs.len() == 1 => Ok(()),
-            _ => Err(format!(
+            _ => Err(crate::error::ModelError::Shape(format!(
                 "{self:?} on outputs {outputs:?}: binary averaging takes one probability per sample, macro and micro class scores [classes] with at least 2 classes"
-            )),
+            ))),
         }
     }
 
@@ -170,7 +170,7 @@ impl Metric {
             | Metric::Recall(_)
             | Metric::F1(_)
             | Metric::RocAuc
-            | Metric::PrAuc => Err(kiln_graph::GraphError::Invalid(format!(
+            | Metric::PrAuc => Err(kiln_graph::GraphError::Usage(format!(
                 "{self:?} is a ratio of totals over the data, not a mean of per-sample values"
             ))),
             Metric::BinaryAccuracy => g.binary(BinaryOp::BinaryAccuracy, pred, target),

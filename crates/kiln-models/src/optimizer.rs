@@ -187,7 +187,7 @@ impl Optimizer {
     }
 
     /// An error naming the setting out of range, if one is.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> crate::error::Result<()> {
         let ok = match *self {
             Optimizer::Sgd {
                 lr,
@@ -225,9 +225,9 @@ impl Optimizer {
         if ok {
             Ok(())
         } else {
-            Err(format!(
+            Err(crate::error::ModelError::Settings(format!(
                 "invalid optimizer settings {self:?}: the learning rate and ε must be positive, β in [0, 1), dampening in [0, 1], decay and momentum non-negative"
-            ))
+            )))
         }
     }
 
@@ -293,7 +293,7 @@ impl Optimizer {
 /// Fails unless `lr` is a learning rate a step can take: finite and above 0.
 pub(crate) fn check_learning_rate(lr: f32) -> crate::error::Result<()> {
     if !lr.is_finite() || lr <= 0.0 {
-        return Err(crate::error::ModelError::Invalid(format!(
+        return Err(crate::error::ModelError::Settings(format!(
             "learning rate {lr}: expected a finite rate above 0"
         )));
     }

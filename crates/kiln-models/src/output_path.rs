@@ -17,7 +17,10 @@ use crate::error::{ModelError, Result};
 /// ```
 pub fn check_writable(path: impl AsRef<Path>) -> Result<()> {
     let path = path.as_ref();
-    let fail = |why: String| ModelError::Invalid(format!("cannot write {}: {why}", path.display()));
+    let fail = |why: String| ModelError::Output {
+        path: path.display().to_string(),
+        detail: format!("cannot write it: {why}"),
+    };
     if path.as_os_str().is_empty() {
         return Err(fail("the path is empty".into()));
     }

@@ -39,15 +39,16 @@ impl History {
     pub fn plot(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
         if self.epochs.is_empty() {
-            return Err(ModelError::Invalid(
+            return Err(ModelError::Values(
                 "an empty history has nothing to plot".into(),
             ));
         }
         register_font();
         let panels = self.panels();
         let size = (PANEL.0 * panels.len() as u32, PANEL.1);
-        let draw_err = |e: &dyn std::fmt::Display| {
-            ModelError::Invalid(format!("plotting to {}: {e}", path.display()))
+        let draw_err = |e: &dyn std::fmt::Display| ModelError::Output {
+            path: path.display().to_string(),
+            detail: format!("plotting: {e}"),
         };
         match path.extension().and_then(|e| e.to_str()) {
             Some("svg") => {
@@ -66,10 +67,10 @@ impl History {
                     .expect("the buffer holds width × height pixels");
                 image.save(path).map_err(|e| draw_err(&e))
             }
-            _ => Err(ModelError::Invalid(format!(
-                "{}: plots are SVG or PNG (name the file *.svg or *.png)",
-                path.display()
-            ))),
+            _ => Err(ModelError::Output {
+                path: path.display().to_string(),
+                detail: "plots are SVG or PNG (name the file *.svg or *.png)".into(),
+            }),
         }
     }
 
@@ -77,10 +78,10 @@ impl History {
     pub fn plot_svg(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
         if path.extension().and_then(|e| e.to_str()) != Some("svg") {
-            return Err(ModelError::Invalid(format!(
-                "{}: plot_svg writes SVG (name the file *.svg, or call plot for PNG)",
-                path.display()
-            )));
+            return Err(ModelError::Output {
+                path: path.display().to_string(),
+                detail: "plot_svg writes SVG (name the file *.svg, or call plot for PNG)".into(),
+            });
         }
         self.plot(path)
     }

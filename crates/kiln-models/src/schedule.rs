@@ -140,7 +140,7 @@ impl LrSchedule {
     }
 
     /// Settings that cannot make a rate: an error naming them.
-    pub(crate) fn validate(&self) -> Result<(), String> {
+    pub(crate) fn validate(&self) -> crate::error::Result<()> {
         let ok = match *self {
             LrSchedule::Constant => true,
             LrSchedule::Step { every, factor } => every > 0 && factor > 0.0,
@@ -168,9 +168,9 @@ impl LrSchedule {
         if ok {
             Ok(())
         } else {
-            Err(format!(
+            Err(crate::error::ModelError::Settings(format!(
                 "learning-rate schedule {self:?}: expected positive lengths and factors, a warm-up shorter than the total, and for one-cycle a rising phase of at least one unit that ends before the last"
-            ))
+            )))
         }
     }
 }

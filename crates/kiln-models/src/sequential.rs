@@ -3,6 +3,7 @@
 //! [`Model`], so `compile`, `fit`, `evaluate` and `predict` are there too.
 
 use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
 
 use kiln_backend::Device;
 use kiln_graph::Var;
@@ -31,7 +32,7 @@ pub struct Sequential {
     /// Keras' base name of each layer added, for `dense_1`-style names.
     kinds: Vec<&'static str>,
     /// The first error of the builder, reported by `compile`.
-    error: Option<ModelError>,
+    error: Option<Arc<ModelError>>,
 }
 
 impl Sequential {
@@ -63,7 +64,12 @@ impl Sequential {
         };
         self.kinds.push(kind);
         if let Err(e) = self.model.module_mut().push(&name, Box::new(layer)) {
-            self.error.get_or_insert(e);
+            let index = self.kinds.len();
+            self.error.get_or_insert(Arc::new(ModelError::Building {
+                kind,
+                index,
+                error: Box::new(e),
+            }));
         }
         self
     }
@@ -79,15 +85,18 @@ impl Sequential {
         // A layer before this one that fails names itself: the error is
         // not this layer's.
         let made = match self.model.output_shape() {
-            Ok(shape) => make(self.model.device(), &shape)
-                .map_err(|e| ModelError::Invalid(format!("{kind} (layer {}): {e}", index + 1))),
+            Ok(shape) => make(self.model.device(), &shape).map_err(|e| ModelError::Building {
+                kind,
+                index: index + 1,
+                error: Box::new(e),
+            }),
             Err(e) => Err(e),
         };
         match made {
             Ok(layer) => self.layer(kind, layer),
             Err(e) => {
                 let mut s = self;
-                s.error.get_or_insert(e);
+                s.error.get_or_insert(Arc::new(e));
                 s
             }
         }
@@ -173,7 +182,7 @@ impl Sequential {
     /// The builder's first error, if any layer could not be built.
     pub fn check(&self) -> Result<()> {
         match &self.error {
-            Some(e) => Err(ModelError::Invalid(e.to_string())),
+            Some(e) => Err(ModelError::Builder(Arc::clone(e))),
             None => Ok(()),
         }
     }
@@ -231,7 +240,7 @@ impl Module for Sequential {
 fn timestep_features(layer: &str, shape: &[usize]) -> Result<usize> {
     match shape {
         [_, features] => Ok(*features),
-        _ => Err(ModelError::Invalid(format!(
+        _ => Err(ModelError::Shape(format!(
             "{layer} takes samples [timesteps, features]; the previous output is {shape:?}"
         ))),
     }

@@ -54,11 +54,11 @@ impl StateDict {
     /// Parses safetensors bytes.
     pub fn from_safetensors_bytes(bytes: &[u8]) -> Result<Self> {
         let st = SafeTensors::deserialize(bytes)
-            .map_err(|e| ModelError::Invalid(format!("not a safetensors file: {e}")))?;
+            .map_err(|e| ModelError::Weights(format!("not a safetensors file: {e}")))?;
         let mut tensors = BTreeMap::new();
         for (name, view) in st.tensors() {
             let values = to_f32(view.dtype(), view.data()).ok_or_else(|| {
-                ModelError::Invalid(format!(
+                ModelError::Weights(format!(
                     "tensor {name:?} has dtype {:?}; expected a float or integer type",
                     view.dtype()
                 ))
@@ -95,11 +95,11 @@ impl StateDict {
             .map(|(n, d, s, b)| {
                 TensorView::new(*d, s.clone(), b)
                     .map(|v| (n.clone(), v))
-                    .map_err(|e| ModelError::Invalid(format!("tensor {n}: {e}")))
+                    .map_err(|e| ModelError::Weights(format!("tensor {n}: {e}")))
             })
             .collect::<Result<_>>()?;
         safetensors::serialize(views, None)
-            .map_err(|e| ModelError::Invalid(format!("serialising tensors: {e}")))
+            .map_err(|e| ModelError::Weights(format!("serialising tensors: {e}")))
     }
 }
 

@@ -48,7 +48,7 @@ pub struct Optim {
 
 impl Optim {
     pub fn new(device: &Device, config: Optimizer) -> Result<Self> {
-        config.validate().map_err(ModelError::Invalid)?;
+        config.validate()?;
         Ok(Self {
             device: device.clone(),
             state: Rc::new(RefCell::new(OptimState {
@@ -78,7 +78,7 @@ impl Optim {
         let tape = loss.tape();
         let grads = tape.grads();
         if grads.is_empty() {
-            return Err(ModelError::Invalid(
+            return Err(ModelError::Settings(
                 "optimizer.step() found no gradients: call loss.backward() first".into(),
             ));
         }

@@ -132,10 +132,10 @@ impl EventWriter {
 }
 
 fn io(path: &Path, e: std::io::Error) -> ModelError {
-    ModelError::Invalid(format!(
-        "writing TensorBoard events to {}: {e}",
-        path.display()
-    ))
+    ModelError::Output {
+        path: path.display().to_string(),
+        detail: format!("writing TensorBoard events: {e}"),
+    }
 }
 
 fn now() -> f64 {
@@ -173,7 +173,7 @@ impl TensorBoard {
 
     fn writer(&mut self) -> Result<&mut EventWriter> {
         self.writer.as_mut().ok_or_else(|| {
-            ModelError::Invalid("TensorBoard: the event file is opened by on_train_begin".into())
+            ModelError::Settings("TensorBoard: the event file is opened by on_train_begin".into())
         })
     }
 }

@@ -125,21 +125,30 @@ fn top_k_and_sparse_accuracy_count_like_keras() {
 fn targets_are_checked_where_the_loss_needs_it() {
     let e = Loss::SparseCategoricalCrossEntropyFromLogits
         .validate_targets(&[0.0, 3.0, 10.0], 10)
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("target 2 (10)") && e.contains("0..10"), "{e}");
     let e = Loss::SparseCategoricalCrossEntropy
         .validate_targets(&[1.5], 4)
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("1.5"), "{e}");
     let e = Loss::BinaryCrossEntropy
         .validate_targets(&[0.0, 1.0, 7.0], 1)
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("target 2 (7)") && e.contains("[0, 1]"), "{e}");
     let e = Loss::MeanSquaredError
         .validate_targets(&[f32::NAN], 1)
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("NaN") && e.contains("finite"), "{e}");
     assert!(Loss::MeanSquaredError
         .validate_targets(&[-3.0, 1e6], 1)
         .is_ok());
+    // A refused value is a typed error a caller can match on.
+    assert!(matches!(
+        Loss::BinaryCrossEntropy.validate_targets(&[2.0], 1),
+        Err(kiln_models::ModelError::Values(_))
+    ));
 }

@@ -67,7 +67,7 @@ pub struct BatchNorm {
 impl BatchNorm {
     pub fn new(device: &Device, channels: usize, config: BatchNormConfig) -> Result<Self> {
         if channels == 0 || !(config.eps > 0.0 && (0.0..1.0).contains(&config.keep)) {
-            return Err(ModelError::Invalid(format!(
+            return Err(ModelError::Settings(format!(
                 "batch norm over {channels} channels with epsilon {} and momentum {}: \
                  needs channels, a positive epsilon and a momentum in [0, 1)",
                 config.eps, config.keep
@@ -108,7 +108,7 @@ impl Module for BatchNorm {
     fn forward(&self, x: &Var) -> Result<Var> {
         let c = self.channels();
         if x.rank() < 2 || x.shape()[1] != c {
-            return Err(ModelError::Invalid(format!(
+            return Err(ModelError::Shape(format!(
                 "batch norm over {c} channels got input {:?}; channels go on axis 1",
                 x.shape()
             )));

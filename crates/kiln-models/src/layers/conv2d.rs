@@ -92,7 +92,7 @@ impl Conv2d {
     ) -> Result<Self> {
         let kernel = kernel_size.pair();
         if in_channels == 0 || out_channels == 0 || kernel.contains(&0) {
-            return Err(ModelError::Invalid(format!(
+            return Err(ModelError::Settings(format!(
                 "Conv2d({in_channels} → {out_channels}, kernel {kernel:?}) needs channels and a kernel of at least 1"
             )));
         }

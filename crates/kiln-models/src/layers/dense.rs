@@ -46,7 +46,7 @@ impl Dense {
         seed: u64,
     ) -> Result<Self> {
         if in_features == 0 || units == 0 {
-            return Err(ModelError::Invalid(format!(
+            return Err(ModelError::Settings(format!(
                 "Dense({in_features} → {units}) needs at least one input and one unit"
             )));
         }

@@ -24,7 +24,7 @@ impl Dropout {
 
     pub fn with_seed(rate: f32, seed: u64) -> Result<Self> {
         if !(0.0..1.0).contains(&rate) {
-            return Err(ModelError::Invalid(format!(
+            return Err(ModelError::Settings(format!(
                 "dropout rate {rate} must be in [0, 1)"
             )));
         }

@@ -6,7 +6,7 @@ use crate::error::{ModelError, Result};
 /// Fails unless `what` of a `layer`'s weights has `want` values.
 pub(crate) fn check(layer: &str, what: &str, got: usize, want: usize) -> Result<()> {
     if got != want {
-        return Err(ModelError::Invalid(format!(
+        return Err(ModelError::Weights(format!(
             "{layer} weights: {what} has {got} values; expected {want}"
         )));
     }

@@ -108,7 +108,7 @@ impl Gru {
     /// has only the reset-after form, so a PyTorch-named layer refuses it.
     pub fn reset_after(mut self, on: bool) -> Result<Self> {
         if self.naming == Naming::PyTorch && !on {
-            return Err(ModelError::Invalid(
+            return Err(ModelError::Settings(
                 "PyTorch's GRU always applies the reset gate after the recurrent product; reset_after(false) is for Gru::keras".into(),
             ));
         }

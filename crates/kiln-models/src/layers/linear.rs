@@ -30,7 +30,7 @@ impl Linear {
         bias: bool,
     ) -> Result<Self> {
         if in_features == 0 || out_features == 0 {
-            return Err(ModelError::Invalid(format!(
+            return Err(ModelError::Settings(format!(
                 "Linear({in_features} → {out_features}) needs at least one input and one output"
             )));
         }

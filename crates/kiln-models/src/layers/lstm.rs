@@ -141,13 +141,13 @@ impl Lstm {
     pub fn set_weights(&self, w: &LstmWeights) -> Result<()> {
         let (u, input) = (self.units(), self.kernel.numel() / (4 * self.units()));
         if (w.units, w.input) != (u, input) {
-            return Err(ModelError::Invalid(format!(
+            return Err(ModelError::Weights(format!(
                 "weights of an LSTM({} units) on {} features for an LSTM({u}) on {input}",
                 w.units, w.input
             )));
         }
         let no_bias =
-            || ModelError::Invalid("this LSTM has no bias to load the weights' bias into".into());
+            || ModelError::Weights("this LSTM has no bias to load the weights' bias into".into());
         match self.naming {
             Naming::Keras => {
                 self.kernel.write(&w.kernel)?;

@@ -111,7 +111,7 @@ impl Module for AdaptiveAvgPool2d {
     fn forward(&self, x: &Var) -> Result<Var> {
         let s = x.shape();
         if s.len() != 4 {
-            return Err(ModelError::Invalid(format!(
+            return Err(ModelError::Shape(format!(
                 "AdaptiveAvgPool2d takes [N, C, H, W]; got {s:?}"
             )));
         }
@@ -120,7 +120,7 @@ impl Module for AdaptiveAvgPool2d {
         }
         let [oh, ow] = self.output;
         if oh == 0 || ow == 0 || !s[2].is_multiple_of(oh) || !s[3].is_multiple_of(ow) {
-            return Err(ModelError::Invalid(format!(
+            return Err(ModelError::Shape(format!(
                 "AdaptiveAvgPool2d to {:?} from {}×{}: kiln supports outputs that divide the input evenly",
                 self.output, s[2], s[3]
             )));

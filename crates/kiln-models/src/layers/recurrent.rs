@@ -14,7 +14,7 @@ use crate::rng::next_seed;
 /// Fails unless a `layer` of `units` on `input` features has both non-zero.
 pub(crate) fn check_sizes(layer: &str, input: usize, units: usize) -> Result<()> {
     if input == 0 || units == 0 {
-        return Err(ModelError::Invalid(format!(
+        return Err(ModelError::Settings(format!(
             "{layer}({units} units) on {input} features: both must be at least 1"
         )));
     }
@@ -25,7 +25,7 @@ pub(crate) fn check_sizes(layer: &str, input: usize, units: usize) -> Result<()>
 /// user's terms: the weights hold features × gates·units in either layout.
 pub(crate) fn check_input(layer: &str, features: usize, shape: &[usize]) -> Result<()> {
     if shape.len() != 3 || shape[2] != features {
-        return Err(ModelError::Invalid(format!(
+        return Err(ModelError::Shape(format!(
             "the {layer} takes {features} features per timestep, samples [timesteps, {features}]; its input has shape {shape:?}, [batch, timesteps, features] expected"
         )));
     }
@@ -35,7 +35,7 @@ pub(crate) fn check_input(layer: &str, features: usize, shape: &[usize]) -> Resu
 /// `a` as the elementwise op the unrolled cell applies as `what`.
 pub(crate) fn elementwise(layer: &str, a: Activation, what: &str) -> Result<UnaryOp> {
     a.unary().ok_or_else(|| {
-        ModelError::Invalid(format!(
+        ModelError::Settings(format!(
             "the {layer}'s {what} cannot be {a:?}: it must be elementwise"
         ))
     })
@@ -85,7 +85,7 @@ pub(crate) fn visit_weights(
 /// Fails unless weights of `got` (units, features) fit a `layer` of `want`.
 pub(crate) fn check_fit(layer: &str, got: (usize, usize), want: (usize, usize)) -> Result<()> {
     if got != want {
-        return Err(ModelError::Invalid(format!(
+        return Err(ModelError::Weights(format!(
             "weights of a {layer}({} units) on {} features for a {layer}({}) on {}",
             got.0, got.1, want.0, want.1
         )));

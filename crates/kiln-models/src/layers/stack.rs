@@ -38,7 +38,7 @@ impl Stack {
     /// Appends a module under `name`; names must be unique.
     pub fn push(&mut self, name: &str, m: Box<dyn Module>) -> Result<()> {
         if name.is_empty() || name.contains('.') || self.layers.iter().any(|(n, _)| n == name) {
-            return Err(ModelError::Invalid(format!(
+            return Err(ModelError::Settings(format!(
                 "layer name {name:?} must be non-empty, without dots, and unique"
             )));
         }
@@ -51,12 +51,11 @@ impl Stack {
     pub fn replace(&mut self, name: &str, m: Box<dyn Module>) -> Result<Box<dyn Module>> {
         match self.layers.iter().position(|(n, _)| n == name) {
             Some(i) => Ok(std::mem::replace(&mut self.layers[i].1, m)),
-            None => {
-                let names: Vec<&str> = self.layers.iter().map(|(n, _)| n.as_str()).collect();
-                Err(ModelError::Invalid(format!(
-                    "no layer named {name:?}; the layers are {names:?}"
-                )))
-            }
+            None => Err(ModelError::NotFound {
+                kind: "layer",
+                name: name.to_string(),
+                available: self.layers.iter().map(|(n, _)| n.clone()).collect(),
+            }),
         }
     }
 

@@ -25,7 +25,7 @@ impl<M: Module> Model<M> {
         self.check_data(data)?;
         let outputs: usize = self.output_shape()?.iter().product();
         if data.n_targets() != 1 {
-            return Err(ModelError::Invalid(format!(
+            return Err(ModelError::Shape(format!(
                 "a confusion matrix takes one target per row (a class index, or 0/1), the data has {}",
                 data.n_targets()
             )));
@@ -47,7 +47,7 @@ impl<M: Module> Model<M> {
                     .enumerate()
                     .fold(0, |b, (i, &v)| if v > scores[b] { i } else { b });
                 if target.fract() != 0.0 || target < 0.0 || target as usize >= classes {
-                    return Err(ModelError::Invalid(format!(
+                    return Err(ModelError::Values(format!(
                         "row {row} has target {target}; expected a class index in 0..{classes}"
                     )));
                 }

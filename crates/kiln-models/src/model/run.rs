@@ -28,7 +28,7 @@ impl<M: Module> Model<M> {
         let ones: Vec<f32>;
         let w = match (w, weighted) {
             (Some(w), _) if w.len() != batch => {
-                return Err(ModelError::Invalid(format!(
+                return Err(ModelError::Shape(format!(
                     "{} loss weights for a batch of {batch}",
                     w.len()
                 )))
@@ -88,7 +88,7 @@ impl<M: Module> Model<M> {
     pub fn evaluate(&mut self, data: &Dataset, batch_size: usize) -> Result<Logs> {
         self.training_mut()?;
         if data.is_empty() || batch_size == 0 {
-            return Err(ModelError::Invalid(format!(
+            return Err(ModelError::Settings(format!(
                 "evaluate needs samples and a positive batch size (got {} samples, batch {batch_size})",
                 data.len()
             )));
@@ -138,7 +138,7 @@ impl<M: Module> Model<M> {
         batch_size: usize,
     ) -> Result<Array> {
         if batch_size == 0 {
-            return Err(ModelError::Invalid(
+            return Err(ModelError::Settings(
                 "predict needs a positive batch size (got 0)".into(),
             ));
         }

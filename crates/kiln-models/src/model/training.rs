@@ -64,13 +64,13 @@ impl Training {
 impl<M: Module> Model<M> {
     /// Fixes the optimizer, loss and metrics; training starts from step 0.
     pub fn compile(&mut self, optimizer: Optimizer, loss: Loss, metrics: &[Metric]) -> Result<()> {
-        optimizer.validate().map_err(ModelError::Invalid)?;
+        optimizer.validate()?;
         // A model that does not build yet reports that when it is used.
         let outputs = self.output_shape().ok();
         if let Some(out) = &outputs {
-            loss.check_outputs(out).map_err(ModelError::Invalid)?;
+            loss.check_outputs(out)?;
             for m in metrics {
-                m.check_outputs(out).map_err(ModelError::Invalid)?;
+                m.check_outputs(out)?;
             }
         }
         let classes = outputs.map_or(1, |o| o.iter().product());
@@ -95,8 +95,8 @@ impl<M: Module> Model<M> {
     }
 
     pub(super) fn training_mut(&mut self) -> Result<&mut Training> {
-        self.training.as_mut().ok_or_else(|| {
-            ModelError::Invalid("call compile() before training or evaluating".into())
+        self.training.as_mut().ok_or(ModelError::NotCompiled {
+            call: "training or evaluating",
         })
     }
 
@@ -116,7 +116,7 @@ impl<M: Module> Model<M> {
     /// Clips gradients to a global L2 norm of at most `max_norm` before each step.
     pub fn clip_grad_norm(&mut self, max_norm: f32) -> Result<()> {
         if max_norm.is_nan() || max_norm <= 0.0 {
-            return Err(ModelError::Invalid(format!(
+            return Err(ModelError::Settings(format!(
                 "a clipping norm must be positive, got {max_norm}"
             )));
         }
@@ -141,7 +141,7 @@ impl<M: Module> Model<M> {
     /// ```
     pub fn accumulate_gradients(&mut self, batches: usize) -> Result<()> {
         if batches == 0 {
-            return Err(ModelError::Invalid(
+            return Err(ModelError::Settings(
                 "gradient accumulation needs at least 1 batch per step, got 0".into(),
             ));
         }
@@ -200,7 +200,7 @@ impl<M: Module> Model<M> {
     /// A schedule's rate, which may be 0 (the first step of a warm-up).
     pub(crate) fn set_scheduled_rate(&mut self, lr: f32) -> Result<()> {
         if !lr.is_finite() || lr < 0.0 {
-            return Err(ModelError::Invalid(format!(
+            return Err(ModelError::Settings(format!(
                 "the schedule gave learning rate {lr}; expected a finite rate of at least 0"
             )));
         }

@@ -20,12 +20,13 @@ impl<M: Module> Model<M> {
     /// The parameter or buffer `name`.
     pub fn tensor(&self, name: &str) -> Result<Param> {
         let all = self.module.state_dict();
-        let names: Vec<&str> = all.iter().map(|(n, _)| n.as_str()).collect();
         all.iter()
             .find(|(n, _)| n == name)
             .map(|(_, p)| p.clone())
-            .ok_or_else(|| {
-                ModelError::Invalid(format!("no tensor named {name:?}; the model has {names:?}"))
+            .ok_or_else(|| ModelError::NotFound {
+                kind: "tensor",
+                name: name.to_string(),
+                available: all.iter().map(|(n, _)| n.clone()).collect(),
             })
     }
 
@@ -38,7 +39,7 @@ impl<M: Module> Model<M> {
     pub fn set_weight(&mut self, name: &str, values: &[f32]) -> Result<()> {
         let p = self.tensor(name)?;
         if values.len() != p.numel() {
-            return Err(ModelError::Invalid(format!(
+            return Err(ModelError::Weights(format!(
                 "{name}: {} values given, shape {:?} holds {}",
                 values.len(),
                 p.shape(),
@@ -99,7 +100,7 @@ impl<M: Module> Model<M> {
                 match v {
                     Some(v) => param.write(v)?,
                     None => {
-                        return Err(ModelError::Invalid(format!(
+                        return Err(ModelError::Weights(format!(
                             "optimizer state of {n:?} is incomplete"
                         )))
                     }

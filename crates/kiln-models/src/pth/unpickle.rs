@@ -112,7 +112,7 @@ pub(super) fn allowed(module: &str, name: &str) -> bool {
 }
 
 pub(super) fn bad(detail: impl Into<String>) -> ModelError {
-    ModelError::Invalid(detail.into())
+    ModelError::Weights(detail.into())
 }
 
 /// The restricted unpickler over `data`, from `pos`.

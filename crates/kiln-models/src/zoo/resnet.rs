@@ -154,7 +154,7 @@ impl Module for ResNetFeatures {
     fn trace(&self, x: &Var, report: &mut dyn FnMut(&str, &dyn Module, &Var)) -> Result<Var> {
         let s = x.shape();
         if s.len() != 4 || s[1] != 3 {
-            return Err(ModelError::Invalid(format!(
+            return Err(ModelError::Shape(format!(
                 "a ResNet takes RGB images [N, 3, H, W]; got {s:?}"
             )));
         }
@@ -209,7 +209,7 @@ impl ResNet {
         num_classes: usize,
     ) -> Result<Self> {
         if blocks.contains(&0) || num_classes == 0 {
-            return Err(ModelError::Invalid(format!(
+            return Err(ModelError::Settings(format!(
                 "a ResNet needs blocks in every stage and a class ({blocks:?}, {num_classes} classes)"
             )));
         }
@@ -230,7 +230,7 @@ impl ResNet {
         }
         let layers: [Stack; 4] = stages
             .try_into()
-            .map_err(|_| ModelError::Invalid("four stages".into()))?;
+            .map_err(|_| ModelError::Settings("four stages".into()))?;
         Ok(Self {
             features: ResNetFeatures {
                 conv1,
@@ -256,10 +256,14 @@ impl ResNet {
     /// error listing the names.
     pub fn named(device: &Device, name: &str, num_classes: usize) -> Result<Self> {
         let Some(&(_, kind, blocks)) = Self::VARIANTS.iter().find(|(n, _, _)| *n == name) else {
-            let names: Vec<&str> = Self::VARIANTS.iter().map(|(n, _, _)| *n).collect();
-            return Err(ModelError::Invalid(format!(
-                "unknown model {name:?}; expected one of {names:?}"
-            )));
+            return Err(ModelError::NotFound {
+                kind: "ResNet variant",
+                name: name.to_string(),
+                available: Self::VARIANTS
+                    .iter()
+                    .map(|(n, _, _)| n.to_string())
+                    .collect(),
+            });
         };
         Self::new(device, kind, blocks, num_classes)
     }
@@ -287,7 +291,7 @@ impl ResNet {
     /// Swaps the classifier for a new one (transfer learning).
     pub fn replace_fc(&mut self, fc: Linear) -> Result<()> {
         if fc.in_features() != self.fc.in_features() {
-            return Err(ModelError::Invalid(format!(
+            return Err(ModelError::Shape(format!(
                 "the new head takes {} features; the backbone gives {}",
                 fc.in_features(),
                 self.fc.in_features()

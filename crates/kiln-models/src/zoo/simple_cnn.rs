@@ -46,7 +46,7 @@ impl SimpleCnn {
         num_classes: usize,
     ) -> Result<Self> {
         if size.iter().any(|&s| s < 4) {
-            return Err(ModelError::Invalid(format!(
+            return Err(ModelError::Shape(format!(
                 "SimpleCNN pools twice by 2: images of {size:?} are too small (at least 4×4)"
             )));
         }
@@ -82,7 +82,7 @@ impl Module for SimpleCnn {
     fn trace(&self, x: &Var, report: &mut dyn FnMut(&str, &dyn Module, &Var)) -> Result<Var> {
         let shape = x.shape();
         if shape.len() != 4 || shape[1..] != self.input {
-            return Err(ModelError::Invalid(format!(
+            return Err(ModelError::Shape(format!(
                 "SimpleCNN was built for [N, {}, {}, {}] images; got {shape:?}",
                 self.input[0], self.input[1], self.input[2]
             )));
