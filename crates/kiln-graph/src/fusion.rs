@@ -30,9 +30,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use kiln_backend::ops::optim::UpdateRule;
-
 use crate::graph::{Graph, Op};
+
+mod merge;
+use merge::{canonical_axes, merge_groups, too_wide};
 
 /// How the pass treats a node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,7 +58,7 @@ pub(crate) enum Class {
     Single,
 }
 
-pub(crate) fn class(graph: &Graph, i: usize) -> Class {
+fn class(graph: &Graph, i: usize) -> Class {
     let node = &graph.nodes()[i];
     match &node.op {
         Op::Input(_) | Op::Param { .. } | Op::Const(_) => Class::Leaf,
@@ -136,6 +137,22 @@ pub(crate) struct Fused {
     pub groups: Vec<Group>,
     /// For every group, the groups it must run after (see [`dependencies`]).
     pub dependencies: Vec<Vec<usize>>,
+    /// How the pass treated each node.
+    pub classes: Vec<Class>,
+    /// Each multi-result node's live `Output(k)` nodes, which its kernel
+    /// writes.
+    pub results: Vec<Vec<usize>>,
+}
+
+impl Fused {
+    /// The live `Output(k)` node of the multi-result node `r`, if any.
+    pub fn result(&self, graph: &Graph, r: usize, k: usize) -> Option<usize> {
+        let nodes = graph.nodes();
+        self.results[r]
+            .iter()
+            .copied()
+            .find(|&o| nodes[o].op == Op::Output(k))
+    }
 }
 
 /// The storage a node's value lives in: itself, or what it aliases (a
@@ -193,9 +210,17 @@ pub(crate) fn fuse(
             continue;
         }
         let dependencies = dependencies(graph, &groups, &materialised);
+        let mut results = vec![Vec::new(); n];
+        for i in (0..n).filter(|&i| live[i]) {
+            if let Op::Output(_) = nodes[i].op {
+                results[nodes[i].inputs[0].index()].push(i);
+            }
+        }
         return Fused {
             groups,
             dependencies,
+            classes,
+            results,
         };
     }
 }
@@ -481,323 +506,4 @@ pub(crate) fn dependencies(
         }
     }
     deps
-}
-
-/// True when `to` is reachable from `from` along dependencies (`deps[g]`
-/// lists what g reads from), other than by the direct edge.
-fn reaches_indirectly(deps: &[Vec<usize>], from: usize, to: usize) -> bool {
-    // Walk backwards from `to` through its dependencies, skipping `from`
-    // itself as a direct predecessor.
-    let mut seen = vec![false; deps.len()];
-    let mut stack: Vec<usize> = deps[to].iter().copied().filter(|&d| d != from).collect();
-    while let Some(g) = stack.pop() {
-        if g == from {
-            return true;
-        }
-        if std::mem::replace(&mut seen[g], true) {
-            continue;
-        }
-        stack.extend(deps[g].iter().copied());
-    }
-    false
-}
-
-/// Whether merging groups `a` and `b` keeps the schedule acyclic.
-fn can_merge(deps: &[Vec<usize>], a: usize, b: usize) -> bool {
-    !reaches_indirectly(deps, a, b) && !reaches_indirectly(deps, b, a)
-}
-
-/// Whether every value `to` reads from `from` can be handed over inside one
-/// kernel: an elementwise value (or the product of a GEMM), read at the same
-/// element of the shared iteration space by an elementwise member or as what
-/// a reduction reduces. A reduction's result, a product's operand, or a
-/// value read through a reshape or a broadcast must be stored first.
-fn hand_over(graph: &Graph, from: &Group, to: &Group, shape: &[usize]) -> bool {
-    let nodes = graph.nodes();
-    let produced = |x: usize| {
-        from.roots.contains(&x)
-            || matches!(nodes[x].op, Op::Output(_))
-                && from.roots.contains(&nodes[x].inputs[0].index())
-    };
-    for &m in &to.members {
-        if from.members.contains(&m) {
-            continue;
-        }
-        for (slot, x) in nodes[m].inputs.iter().enumerate() {
-            let root = storage_root(graph, x.index());
-            if !produced(root) {
-                continue;
-            }
-            let x = x.index();
-            let elementwise_reader = match (class(graph, m), &nodes[m].op) {
-                (Class::Map, Op::Dropout { .. }) => slot == 0,
-                (Class::Map, _) => true,
-                (Class::Update, Op::Assign) => slot == 1,
-                (Class::Update, Op::Accumulate { .. }) => slot == 1,
-                (Class::Reduction, Op::Accumulate { .. }) => slot == 1,
-                (Class::Reduction, _) => slot == 0,
-                _ => false,
-            };
-            let same_element = x == root && nodes[x].shape == shape;
-            let stored_value = matches!(class(graph, x), Class::Map | Class::View | Class::Update)
-                || matches!(from.space, Space::Gemm { anchor, .. } if anchor == x);
-            if !(elementwise_reader && same_element && stored_value) {
-                return false;
-            }
-        }
-    }
-    true
-}
-
-/// The space two groups make together, if they can share a kernel.
-fn merged_space(a: &Space, b: &Space) -> Option<Space> {
-    if a.shape()? != b.shape()? {
-        return None;
-    }
-    match (a, b) {
-        (Space::Map(_), other) | (other, Space::Map(_)) => Some(other.clone()),
-        (Space::Reduce { axes: x, .. }, Space::Reduce { axes: y, .. }) if x == y => Some(a.clone()),
-        _ => None,
-    }
-}
-
-/// Reduced axes of size 1 change nothing: they are dropped, so reductions
-/// that differ only in them share a space.
-fn canonical_axes(shape: &[usize], axes: &[usize]) -> Vec<usize> {
-    axes.iter().copied().filter(|&a| shape[a] != 1).collect()
-}
-
-/// The most nodes a product's epilogue takes. A register-blocked product
-/// repeats its epilogue for every element of its block (64 times), so a
-/// long chain makes a kernel whose compilation costs seconds on a software
-/// adapter (LLVM) and whose registers spill: past this size the chain runs
-/// as a kernel of its own. Measured on lavapipe (BENCHMARKS.md): at 5
-/// rather than 12 the LSTM's first step on an empty shader cache takes
-/// 1.8 s instead of 5.5 s and its warm step 16 ms instead of 19–23 ms, for
-/// one more dispatch; ResNet-50's full fine-tuning 7.6 s instead of 13.5 s.
-const MAX_GEMM_EPILOGUE: usize = 5;
-
-/// How many earlier groups of the same shape a group tries to merge with
-/// (besides those it reads from): enough for the chains of one layer, and it
-/// bounds the pass on deep graphs.
-const MERGE_WINDOW: usize = 8;
-
-fn merge_groups(graph: &Graph, groups: &mut Vec<Group>, materialised: &[bool], max_buffers: usize) {
-    let nodes = graph.nodes();
-    // Sibling merges over one iteration space, in graph order. Merged-away
-    // groups become `None`; dependencies are kept up to date as groups merge.
-    let mut slots: Vec<Option<Group>> = groups.drain(..).map(Some).collect();
-    slots.sort_by_key(|g| g.as_ref().map(|g| g.roots[0]));
-    let mut deps = dependencies(
-        graph,
-        &slots.iter().flatten().cloned().collect::<Vec<_>>(),
-        materialised,
-    );
-    let mut by_shape: HashMap<Vec<usize>, Vec<usize>> = HashMap::new();
-    for b in 0..slots.len() {
-        let Some(shape) = slots[b]
-            .as_ref()
-            .and_then(|g| g.space.shape().map(<[usize]>::to_vec))
-        else {
-            continue;
-        };
-        let earlier = by_shape.entry(shape).or_default();
-        // Producers this group reads first (an epilogue, a reduction fed on
-        // the way), then the most recent others.
-        let mut candidates: Vec<usize> = earlier
-            .iter()
-            .rev()
-            .copied()
-            .filter(|a| deps[b].contains(a))
-            .collect();
-        candidates.extend(
-            earlier
-                .iter()
-                .rev()
-                .copied()
-                .filter(|a| !deps[b].contains(a))
-                .take(MERGE_WINDOW),
-        );
-        let mut merged_into = None;
-        for a in candidates {
-            let (Some(ga), Some(gb)) = (slots[a].as_ref(), slots[b].as_ref()) else {
-                continue;
-            };
-            let Some(space) = merged_space(&ga.space, &gb.space) else {
-                continue;
-            };
-            if !can_merge(&deps, a, b) {
-                continue;
-            }
-            let shape = space
-                .shape()
-                .expect("mergeable spaces have shapes")
-                .to_vec();
-            if !hand_over(graph, ga, gb, &shape) || !hand_over(graph, gb, ga, &shape) {
-                continue;
-            }
-            let mut merged = ga.clone();
-            merged.space = space;
-            for &m in &gb.members {
-                if !merged.members.contains(&m) {
-                    merged.members.push(m);
-                }
-            }
-            merged.members.sort_unstable();
-            merged.roots.extend(gb.roots.iter().copied());
-            merged.roots.sort_unstable();
-            if buffers_of(graph, &merged, materialised) > max_buffers {
-                continue;
-            }
-            if matches!(merged.space, Space::Gemm { .. })
-                && merged.members.len() > MAX_GEMM_EPILOGUE
-            {
-                continue;
-            }
-            slots[a] = Some(merged);
-            slots[b] = None;
-            // a takes over b's dependencies and dependents.
-            let from_b: Vec<usize> = std::mem::take(&mut deps[b]);
-            for d in from_b {
-                if d != a && !deps[a].contains(&d) {
-                    deps[a].push(d);
-                }
-            }
-            for list in deps.iter_mut() {
-                if let Some(p) = list.iter().position(|&d| d == b) {
-                    list.remove(p);
-                    if !list.contains(&a) {
-                        list.push(a);
-                    }
-                }
-            }
-            deps[a].retain(|&d| d != a);
-            merged_into = Some(a);
-            break;
-        }
-        if merged_into.is_none() {
-            earlier.push(b);
-        }
-    }
-    *groups = slots.into_iter().flatten().collect();
-    // Running statistics join the batch moments they move toward.
-    let mut g = 0;
-    while g < groups.len() {
-        let root = groups[g].roots[0];
-        let stats_of = |m: usize| -> Option<usize> {
-            let node = &nodes[m];
-            if !matches!(node.op, Op::RunningStats { .. }) {
-                return None;
-            }
-            let (mean, var) = (node.inputs[2].index(), node.inputs[3].index());
-            match (&nodes[mean].op, &nodes[var].op) {
-                (Op::Output(0), Op::Output(1)) if nodes[mean].inputs[0] == nodes[var].inputs[0] => {
-                    Some(nodes[mean].inputs[0].index())
-                }
-                _ => None,
-            }
-        };
-        if groups[g].roots.len() == 1 && groups[g].members == [root] {
-            if let Some(moments) = stats_of(root) {
-                let deps = dependencies(graph, groups, materialised);
-                let target = groups
-                    .iter()
-                    .position(|h| h.roots.contains(&moments) && h.members.contains(&moments));
-                if let Some(t) = target {
-                    if t != g && can_merge(&deps, t, g) {
-                        groups[t].members.push(root);
-                        groups[t].members.sort_unstable();
-                        groups[t].roots.push(root);
-                        groups.remove(g);
-                        continue;
-                    }
-                }
-            }
-        }
-        g += 1;
-    }
-    // Optimizer steps of one rule on one hyperparameter input share grouped kernels.
-    let mut by_hyper: BTreeMap<(usize, UpdateRule), Vec<usize>> = BTreeMap::new();
-    for (g, group) in groups.iter().enumerate() {
-        if let Space::Single(s) = group.space {
-            if let Op::OptimizerStep { rule } = nodes[s].op {
-                let hyper = nodes[s].inputs[nodes[s].inputs.len() - 1].index();
-                by_hyper.entry((hyper, rule)).or_default().push(g);
-            }
-        }
-    }
-    let mut remove: Vec<usize> = Vec::new();
-    for (_, gs) in by_hyper {
-        if gs.len() < 2 {
-            continue;
-        }
-        let steps: Vec<usize> = gs.iter().map(|&g| groups[g].roots[0]).collect();
-        let first = gs[0];
-        groups[first] = Group {
-            space: Space::Updates(steps.clone()),
-            members: steps.clone(),
-            roots: steps,
-        };
-        remove.extend(&gs[1..]);
-    }
-    remove.sort_unstable();
-    for g in remove.into_iter().rev() {
-        groups.remove(g);
-    }
-}
-
-/// The distinct buffers a group's kernel binds, roughly: every stored input
-/// it reads and every result it writes.
-pub(crate) fn buffers_of(graph: &Graph, group: &Group, materialised: &[bool]) -> usize {
-    let nodes = graph.nodes();
-    let mut seen: Vec<usize> = Vec::new();
-    let mut add = |i: usize| {
-        if !seen.contains(&i) {
-            seen.push(i);
-        }
-    };
-    for &m in &group.members {
-        for x in &nodes[m].inputs {
-            let root = storage_root(graph, x.index());
-            if !group.members.contains(&x.index()) && !matches!(nodes[root].op, Op::Const(_)) {
-                add(root);
-            }
-        }
-        if materialised[m] {
-            add(m);
-        }
-    }
-    seen.len()
-}
-
-/// A group whose kernel would bind more buffers than the adapter allows, and
-/// the inlined node to store instead.
-fn too_wide(
-    graph: &Graph,
-    groups: &[Group],
-    materialised: &[bool],
-    max_buffers: usize,
-) -> Option<usize> {
-    let nodes = graph.nodes();
-    for g in groups {
-        if matches!(g.space, Space::Single(_) | Space::Updates(_)) {
-            continue;
-        }
-        if buffers_of(graph, g, materialised) > max_buffers {
-            // The inlined node reading the most stored inputs.
-            return g
-                .members
-                .iter()
-                .copied()
-                .filter(|&m| !materialised[m])
-                .max_by_key(|&m| {
-                    nodes[m]
-                        .inputs
-                        .iter()
-                        .filter(|x| !g.members.contains(&x.index()))
-                        .count()
-                });
-        }
-    }
-    None
 }

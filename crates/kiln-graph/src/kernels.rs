@@ -7,20 +7,19 @@
 use std::collections::HashMap;
 
 use kiln_backend::codegen::{
-    conv_kernel, elementwise_kernel, gemm_kernel, pool_kernel, reduction_kernel, segmented_kernel,
-    ConvSpec, Expr, GemmLoad, GemmSpec, Operand, PoolIo, PoolKind, Program, ReduceKind,
-    ReduceOutput, Reduction, RunningUpdate, Segment, Store,
+    conv_kernel, elementwise_kernel, gemm_kernel, reduction_kernel, ConvSpec, Expr, GemmLoad,
+    GemmSpec, Operand, Program, Reduction, Store,
 };
-use kiln_backend::ops::optim::{update_group_size, update_kernel, UpdateSlot};
-use kiln_backend::ops::softmax::softmax_kernel;
-use kiln_backend::{
-    Buffer, DType, Device, Kernel, MatmulVariant, ReduceOp, StridedLayout, UnaryOp,
-};
+use kiln_backend::{Buffer, DType, Device, Kernel, MatmulVariant, StridedLayout, UnaryOp};
 
-use crate::conv_ops::{node_conv_geometry, node_pool_geometry};
+use crate::conv_ops::node_conv_geometry;
 use crate::error::{GraphError, Result};
-use crate::fusion::{class, storage_root, Class, Fused, Space};
+use crate::fusion::{storage_root, Class, Fused, Space};
 use crate::graph::{Graph, Op};
+
+mod own;
+mod reduce;
+use own::{single, updates};
 
 /// The buffer of every stored value.
 pub(crate) struct Storage<'g> {
@@ -326,7 +325,7 @@ pub(crate) fn build_group(
     let group = &fused.groups[g];
     let nodes = graph.nodes();
     let shape = match &group.space {
-        Space::Single(s) => return single(device, graph, *s, stored, storage),
+        Space::Single(s) => return single(device, graph, fused, *s, storage),
         Space::Updates(steps) => return updates(device, graph, steps, storage),
         Space::Map(s) | Space::Reduce { shape: s, .. } | Space::Gemm { shape: s, .. } => s.clone(),
     };
@@ -346,7 +345,7 @@ pub(crate) fn build_group(
     let mut stores: Vec<(usize, Buffer, StridedLayout)> = Vec::new();
     for &v in stored {
         // Results of reductions are written by the reduction itself.
-        if matches!(nodes[v].op, Op::Output(_)) || class(graph, v) == Class::Reduction {
+        if matches!(nodes[v].op, Op::Output(_)) || fused.classes[v] == Class::Reduction {
             continue;
         }
         let e = b.value(v)?;
@@ -356,131 +355,8 @@ pub(crate) fn build_group(
             StridedLayout::contiguous(&nodes[v].shape),
         ));
     }
-    // In-place updates: assignments and accumulators of the same size.
-    let mut extra: Vec<Kernel> = Vec::new();
-    for &r in &group.roots {
-        let node = &nodes[r];
-        let x = |k: usize| node.inputs[k].index();
-        match (&node.op, class(graph, r)) {
-            (Op::Assign, _) => {
-                let e = b.value(x(1))?;
-                stores.push((
-                    e,
-                    storage.buffer(x(0))?,
-                    StridedLayout::contiguous(&node.shape),
-                ));
-            }
-            (Op::Accumulate { keep, scale }, Class::Update) => {
-                let acc = b.value(x(0))?;
-                let v = b.value(x(1))?;
-                let e = axpby(&mut b.program, acc, v, *keep, *scale);
-                stores.push((
-                    e,
-                    storage.buffer(x(0))?,
-                    StridedLayout::contiguous(&node.shape),
-                ));
-            }
-            (Op::RunningStats { keep, var_factor }, _) if matches!(group.space, Space::Map(_)) => {
-                for (running, batch, factor) in [(0, 2, 1.0), (1, 3, *var_factor)] {
-                    let old = b.value(x(running))?;
-                    let new = b.value(x(batch))?;
-                    let new = b.program.push(Expr::Unary(UnaryOp::Scale(factor), new));
-                    let e = axpby(&mut b.program, old, new, *keep, 1.0 - keep);
-                    stores.push((
-                        e,
-                        storage.buffer(x(running))?,
-                        StridedLayout::contiguous(&node.shape),
-                    ));
-                }
-                if node.inputs.len() == 5 {
-                    extra.push(count_up(device, storage.buffer(x(4))?)?);
-                }
-            }
-            _ => {}
-        }
-    }
-    // Reductions.
-    struct Red {
-        kind: ReduceKind,
-        expr: usize,
-        out: Vec<Buffer>,
-        acc: Option<(f32, f32)>,
-        running: Option<(Buffer, Buffer, f32, f32, Option<Buffer>)>,
-    }
-    let mut reds: Vec<Red> = Vec::new();
-    for &r in &group.roots {
-        let node = &nodes[r];
-        match &node.op {
-            Op::Reduce { op, .. } => {
-                let expr = b.value(node.inputs[0].index())?;
-                let kind = match op {
-                    ReduceOp::Sum => ReduceKind::Sum,
-                    ReduceOp::Mean => ReduceKind::Mean,
-                    ReduceOp::Max => ReduceKind::Max,
-                    ReduceOp::Min => ReduceKind::Min,
-                };
-                reds.push(Red {
-                    kind,
-                    expr,
-                    out: vec![storage.buffer(r)?],
-                    acc: None,
-                    running: None,
-                });
-            }
-            Op::Accumulate { keep, scale } if class(graph, r) == Class::Reduction => {
-                let expr = b.value(node.inputs[1].index())?;
-                reds.push(Red {
-                    kind: ReduceKind::Sum,
-                    expr,
-                    out: vec![storage.buffer(node.inputs[0].index())?],
-                    acc: Some((*keep, *scale)),
-                    running: None,
-                });
-            }
-            Op::Moments { .. } => {
-                let expr = b.value(node.inputs[0].index())?;
-                let results: Vec<Buffer> = (0..2)
-                    .map(|k| {
-                        match stored.iter().find(|&&o| {
-                            nodes[o].op == Op::Output(k) && nodes[o].inputs[0].index() == r
-                        }) {
-                            Some(&o) => storage.buffer(o),
-                            None => storage.scratch(node.results[k].iter().product()),
-                        }
-                    })
-                    .collect::<Result<_>>()?;
-                // Running statistics moved toward these moments in the same pass.
-                let running = group.roots.iter().find_map(|&u| {
-                    let un = &nodes[u];
-                    let Op::RunningStats { keep, var_factor } = un.op else {
-                        return None;
-                    };
-                    let mean = un.inputs[2].index();
-                    (nodes[mean].inputs.first().map(|i| i.index()) == Some(r)).then(|| {
-                        let buf = |k: usize| storage.buffer(un.inputs[k].index());
-                        Ok::<_, GraphError>((
-                            buf(0)?,
-                            buf(1)?,
-                            keep,
-                            var_factor,
-                            un.inputs
-                                .get(4)
-                                .map(|c| storage.buffer(c.index()))
-                                .transpose()?,
-                        ))
-                    })
-                });
-                reds.push(Red {
-                    kind: ReduceKind::Moments,
-                    expr,
-                    out: results,
-                    acc: None,
-                    running: running.transpose()?,
-                });
-            }
-            _ => {}
-        }
-    }
+    let extra = in_place_updates(device, &mut b, fused, g, &mut stores)?;
+    let reds = reduce::reductions(&mut b, fused, &group.roots)?;
     let operands = b.operands();
     let store_list: Vec<Store<'_>> = stores
         .iter()
@@ -536,36 +412,7 @@ pub(crate) fn build_group(
             }
         }
         Space::Reduce { axes, .. } => {
-            let reductions: Vec<Reduction<'_>> = reds
-                .iter()
-                .map(|r| Reduction {
-                    kind: r.kind,
-                    expr: r.expr,
-                    output: match (r.kind, &r.acc) {
-                        (ReduceKind::Moments, _) => ReduceOutput::Moments {
-                            mean: (&r.out[0], 0),
-                            var: (&r.out[1], 0),
-                            running: r.running.as_ref().map(|(m, v, keep, f, c)| RunningUpdate {
-                                mean: m,
-                                var: v,
-                                keep: *keep,
-                                var_factor: *f,
-                                count: c.as_ref(),
-                            }),
-                        },
-                        (_, Some((keep, scale))) => ReduceOutput::Accumulate {
-                            buffer: &r.out[0],
-                            offset: 0,
-                            keep: *keep,
-                            scale: *scale,
-                        },
-                        _ => ReduceOutput::Write {
-                            buffer: &r.out[0],
-                            offset: 0,
-                        },
-                    },
-                })
-                .collect();
+            let reductions: Vec<Reduction<'_>> = reds.iter().map(reduce::Red::output).collect();
             let outputs: usize = (0..shape.len())
                 .filter(|d| !axes.contains(d))
                 .map(|d| shape[d])
@@ -587,6 +434,65 @@ pub(crate) fn build_group(
     }
     kernels.extend(extra);
     Ok(kernels)
+}
+
+/// The in-place updates among group `g`'s roots (assignments, accumulators
+/// and running statistics over the group's own shape) as stores into what
+/// they update; returns the kernels that count batches for running
+/// statistics.
+fn in_place_updates(
+    device: &Device,
+    b: &mut Builder<'_, '_>,
+    fused: &Fused,
+    g: usize,
+    stores: &mut Vec<(usize, Buffer, StridedLayout)>,
+) -> Result<Vec<Kernel>> {
+    let (graph, storage) = (b.graph, b.storage);
+    let group = &fused.groups[g];
+    let nodes = graph.nodes();
+    let mut extra: Vec<Kernel> = Vec::new();
+    for &r in &group.roots {
+        let node = &nodes[r];
+        let x = |k: usize| node.inputs[k].index();
+        match (&node.op, fused.classes[r]) {
+            (Op::Assign, _) => {
+                let e = b.value(x(1))?;
+                stores.push((
+                    e,
+                    storage.buffer(x(0))?,
+                    StridedLayout::contiguous(&node.shape),
+                ));
+            }
+            (Op::Accumulate { keep, scale }, Class::Update) => {
+                let acc = b.value(x(0))?;
+                let v = b.value(x(1))?;
+                let e = axpby(&mut b.program, acc, v, *keep, *scale);
+                stores.push((
+                    e,
+                    storage.buffer(x(0))?,
+                    StridedLayout::contiguous(&node.shape),
+                ));
+            }
+            (Op::RunningStats { keep, var_factor }, _) if matches!(group.space, Space::Map(_)) => {
+                for (running, batch, factor) in [(0, 2, 1.0), (1, 3, *var_factor)] {
+                    let old = b.value(x(running))?;
+                    let new = b.value(x(batch))?;
+                    let new = b.program.push(Expr::Unary(UnaryOp::Scale(factor), new));
+                    let e = axpby(&mut b.program, old, new, *keep, 1.0 - keep);
+                    stores.push((
+                        e,
+                        storage.buffer(x(running))?,
+                        StridedLayout::contiguous(&node.shape),
+                    ));
+                }
+                if node.inputs.len() == 5 {
+                    extra.push(count_up(device, storage.buffer(x(4))?)?);
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(extra)
 }
 
 /// The kernel of a GEMM group: its anchor's product (a matrix product or a
@@ -704,177 +610,4 @@ fn gemm_shape(graph: &Graph, anchor: usize, shape: &[usize]) -> GemmShape {
         (shape[r - 2], shape[r - 1], k),
         [strides(sa, trans_a), strides(sb, trans_b)],
     )
-}
-
-/// The kernels of an op that has its own: softmax, concatenation,
-/// pooling, an optimizer step. `stored` lists the values the group stores.
-fn single(
-    device: &Device,
-    graph: &Graph,
-    s: usize,
-    stored: &[usize],
-    storage: &Storage<'_>,
-) -> Result<Vec<Kernel>> {
-    let node = &graph.nodes()[s];
-    let x = |k: usize| node.inputs[k].index();
-    let numel = |shape: &[usize]| shape.iter().product::<usize>();
-    if numel(&node.shape) == 0 || node.results.iter().any(|r| numel(r) == 0) {
-        return Ok(vec![]);
-    }
-    // The buffer of result `k` of a multi-result node, or scratch where
-    // nothing reads it.
-    let result = |k: usize| -> Result<Buffer> {
-        let nodes = graph.nodes();
-        match stored
-            .iter()
-            .find(|&&o| nodes[o].op == Op::Output(k) && nodes[o].inputs[0].index() == s)
-        {
-            Some(&o) => storage.buffer(o),
-            None => storage.scratch(numel(&node.results[k])),
-        }
-    };
-    Ok(match &node.op {
-        Op::Softmax { axis, log } => vec![softmax_kernel(
-            device,
-            &storage.buffer(s)?,
-            &storage.buffer(x(0))?,
-            &node.shape,
-            *axis,
-            *log,
-        )?],
-        Op::Concat { axis } => {
-            // Every input copied into its strided region of the output, as
-            // the segments of one kernel (as many as the adapter can bind).
-            let out = storage.buffer(s)?;
-            let full = StridedLayout::contiguous(&node.shape);
-            let mut regions = Vec::new();
-            let mut at = 0;
-            for i in 0..node.inputs.len() {
-                let shape = graph.shape(node.inputs[i]).to_vec();
-                let region = StridedLayout {
-                    offset: at * full.strides[*axis],
-                    shape: shape.clone(),
-                    strides: full.strides.clone(),
-                };
-                at += shape[*axis];
-                if shape.iter().product::<usize>() > 0 {
-                    regions.push((storage.buffer(x(i))?, shape, region));
-                }
-            }
-            let per_kernel = (device.summary().max_storage_buffers_per_stage as usize)
-                .saturating_sub(2)
-                .max(1);
-            let mut p = Program::default();
-            let l = p.push(Expr::Load(0));
-            let mut ks = Vec::new();
-            for chunk in regions.chunks(per_kernel) {
-                let segments: Vec<Segment<'_>> = chunk
-                    .iter()
-                    .map(|(src, shape, region)| Segment {
-                        shape: shape.clone(),
-                        operands: vec![Operand {
-                            buffer: src,
-                            layout: StridedLayout::contiguous(shape),
-                        }],
-                        stores: vec![Store {
-                            expr: l,
-                            buffer: &out,
-                            layout: region.clone(),
-                        }],
-                    })
-                    .collect();
-                ks.push(segmented_kernel(device, "concat", &p, &segments)?);
-            }
-            ks
-        }
-        Op::OptimizerStep { .. } => return updates(device, graph, &[s], storage),
-        Op::Pool2d { .. } => {
-            let (kind, geometry) = node_pool_geometry(graph, s)?;
-            let x_buf = storage.buffer(x(0))?;
-            let (values, indices) = match kind {
-                PoolKind::Max => (result(0)?, Some(result(1)?)),
-                PoolKind::Average { .. } => (storage.buffer(s)?, None),
-            };
-            let io = PoolIo::Forward {
-                x: &x_buf,
-                y: Some(&values),
-                indices: indices.as_ref(),
-            };
-            vec![pool_kernel(device, &node.op.name(), kind, &geometry, io)?]
-        }
-        Op::Pool2dGrad { .. } => {
-            let (kind, geometry) = node_pool_geometry(graph, s)?;
-            let (dy, dx) = (storage.buffer(x(0))?, storage.buffer(s)?);
-            let indices = match kind {
-                PoolKind::Max => Some(storage.buffer(x(1))?),
-                PoolKind::Average { .. } => None,
-            };
-            let io = PoolIo::Backward {
-                dy: &dy,
-                indices: indices.as_ref(),
-                dx: &dx,
-            };
-            vec![pool_kernel(device, &node.op.name(), kind, &geometry, io)?]
-        }
-        other => {
-            return Err(GraphError::Internal(format!(
-                "internal: {} has no kernel of its own",
-                other.name()
-            )))
-        }
-    })
-}
-
-/// Optimizer steps on one hyperparameter input, as few dispatches as the
-/// adapter's storage-buffer limit allows: parameters whose sizes are
-/// multiples of 4 share vec4 dispatches, the rest scalar ones.
-fn updates(
-    device: &Device,
-    graph: &Graph,
-    steps: &[usize],
-    storage: &Storage<'_>,
-) -> Result<Vec<Kernel>> {
-    let nodes = graph.nodes();
-    let Op::OptimizerStep { rule } = nodes[steps[0]].op else {
-        return Err(GraphError::Internal(
-            "internal: an update group without steps".into(),
-        ));
-    };
-    let group_size = update_group_size(device, rule);
-    let (aligned, mut rest): (Vec<usize>, Vec<usize>) = steps
-        .iter()
-        .filter(|&&s| nodes[s].numel() > 0)
-        .partition(|&&s| nodes[s].numel().is_multiple_of(4));
-    let whole = aligned.len() - aligned.len() % group_size;
-    rest.extend_from_slice(&aligned[whole..]);
-    let mut kernels = Vec::new();
-    for chunk in aligned[..whole]
-        .chunks(group_size)
-        .chain(rest.chunks(group_size))
-    {
-        let held: Vec<Vec<Buffer>> = chunk
-            .iter()
-            .map(|&s| {
-                let x = &nodes[s].inputs;
-                x[..x.len() - 1]
-                    .iter()
-                    .map(|i| storage.buffer(i.index()))
-                    .collect::<Result<Vec<_>>>()
-            })
-            .collect::<Result<_>>()?;
-        let slots: Vec<UpdateSlot<'_>> = chunk
-            .iter()
-            .zip(&held)
-            .map(|(&s, b)| UpdateSlot {
-                n: nodes[s].numel(),
-                param: &b[0],
-                grad: &b[1],
-                states: b[2..].iter().collect(),
-            })
-            .collect();
-        let inputs = &nodes[chunk[0]].inputs;
-        let hyper = storage.buffer(inputs[inputs.len() - 1].index())?;
-        kernels.push(update_kernel(device, rule, &slots, &hyper)?);
-    }
-    Ok(kernels)
 }

@@ -197,7 +197,7 @@ impl Plan {
         for &o in &outputs_idx {
             last_use[storage_root(graph, o)] = usize::MAX;
         }
-        let stored = stored_values(graph, &fused, &live, &outputs_idx);
+        let stored = stored_values(graph, &fused, &outputs_idx);
         check_binding_sizes(device, graph, &live, &stored)?;
 
         let mut slot_sizes: Vec<u64> = Vec::new();
@@ -568,24 +568,13 @@ fn group_reads(graph: &Graph, fused: &Fused, g: usize) -> Vec<usize> {
 /// For each group, the values it stores in slots: materialised results
 /// another group reads (or that are asked for), and the results of its
 /// multi-result nodes.
-fn stored_values(
-    graph: &Graph,
-    fused: &Fused,
-    live: &[bool],
-    outputs: &[usize],
-) -> Vec<Vec<usize>> {
+fn stored_values(graph: &Graph, fused: &Fused, outputs: &[usize]) -> Vec<Vec<usize>> {
     let nodes = graph.nodes();
     let n = nodes.len();
     let mut read_by: Vec<Vec<usize>> = vec![Vec::new(); n];
     for g in 0..fused.groups.len() {
         for x in group_reads(graph, fused, g) {
             read_by[x].push(g);
-        }
-    }
-    let mut tuple_results: Vec<Vec<usize>> = vec![Vec::new(); n];
-    for i in (0..n).filter(|&i| live[i]) {
-        if let Op::Output(_) = nodes[i].op {
-            tuple_results[nodes[i].inputs[0].index()].push(i);
         }
     }
     fused
@@ -598,7 +587,7 @@ fn stored_values(
                 match &nodes[r].op {
                     op if op.is_update() => {}
                     _ if !nodes[r].results.is_empty() => {
-                        out.extend(tuple_results[r].iter().copied())
+                        out.extend(fused.results[r].iter().copied())
                     }
                     _ => {
                         let asked = outputs.iter().any(|&o| storage_root(graph, o) == r);
