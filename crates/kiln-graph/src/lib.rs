@@ -32,9 +32,11 @@ mod params;
 mod plan;
 mod plan_cache;
 mod recurrent;
+mod reduce_ops;
 mod tape;
 mod updates;
 mod var;
+mod view_ops;
 mod window;
 
 pub use error::{GraphError, Result};
