@@ -203,7 +203,7 @@ pub(crate) fn fuse(
         );
         let mut groups = initial_groups(graph, live, &classes, &materialised, &homes);
         if enabled {
-            merge_groups(graph, &mut groups, &materialised, max_buffers);
+            merge_groups(graph, &classes, &mut groups, &materialised, max_buffers);
         }
         if let Some(node) = too_wide(graph, &groups, &materialised, max_buffers) {
             forced[node] = true;

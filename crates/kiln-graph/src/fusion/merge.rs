@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use kiln_backend::ops::optim::UpdateRule;
 
-use super::{class, dependencies, storage_root, Class, Group, Space};
+use super::{dependencies, storage_root, Class, Group, Space};
 use crate::graph::{Graph, Op};
 
 /// True when `to` is reachable from `from` along dependencies (`deps[g]`
@@ -38,7 +38,7 @@ fn can_merge(deps: &[Vec<usize>], a: usize, b: usize) -> bool {
 /// element of the shared iteration space by an elementwise member or as what
 /// a reduction reduces. A reduction's result, a product's operand, or a
 /// value read through a reshape or a broadcast must be stored first.
-fn hand_over(graph: &Graph, from: &Group, to: &Group, shape: &[usize]) -> bool {
+fn hand_over(graph: &Graph, classes: &[Class], from: &Group, to: &Group, shape: &[usize]) -> bool {
     let nodes = graph.nodes();
     let produced = |x: usize| {
         from.roots.contains(&x)
@@ -55,7 +55,7 @@ fn hand_over(graph: &Graph, from: &Group, to: &Group, shape: &[usize]) -> bool {
                 continue;
             }
             let x = x.index();
-            let elementwise_reader = match (class(graph, m), &nodes[m].op) {
+            let elementwise_reader = match (classes[m], &nodes[m].op) {
                 (Class::Map, Op::Dropout { .. }) => slot == 0,
                 (Class::Map, _) => true,
                 (Class::Update, Op::Assign) => slot == 1,
@@ -65,7 +65,7 @@ fn hand_over(graph: &Graph, from: &Group, to: &Group, shape: &[usize]) -> bool {
                 _ => false,
             };
             let same_element = x == root && nodes[x].shape == shape;
-            let stored_value = matches!(class(graph, x), Class::Map | Class::View | Class::Update)
+            let stored_value = matches!(classes[x], Class::Map | Class::View | Class::Update)
                 || matches!(from.space, Space::Gemm { anchor, .. } if anchor == x);
             if !(elementwise_reader && same_element && stored_value) {
                 return false;
@@ -110,6 +110,7 @@ const MERGE_WINDOW: usize = 8;
 
 pub(super) fn merge_groups(
     graph: &Graph,
+    classes: &[Class],
     groups: &mut Vec<Group>,
     materialised: &[bool],
     max_buffers: usize,
@@ -164,7 +165,9 @@ pub(super) fn merge_groups(
                 .shape()
                 .expect("mergeable spaces have shapes")
                 .to_vec();
-            if !hand_over(graph, ga, gb, &shape) || !hand_over(graph, gb, ga, &shape) {
+            if !hand_over(graph, classes, ga, gb, &shape)
+                || !hand_over(graph, classes, gb, ga, &shape)
+            {
                 continue;
             }
             let mut merged = ga.clone();
