@@ -115,122 +115,160 @@ pub(super) fn merge_groups(
     materialised: &[bool],
     max_buffers: usize,
 ) {
-    let nodes = graph.nodes();
-    // Sibling merges over one iteration space, in graph order. Merged-away
-    // groups become `None`; dependencies are kept up to date as groups merge.
-    let mut slots: Vec<Option<Group>> = groups.drain(..).map(Some).collect();
-    slots.sort_by_key(|g| g.as_ref().map(|g| g.roots[0]));
-    let mut deps = dependencies(
+    let merge = Merge {
         graph,
-        &slots.iter().flatten().cloned().collect::<Vec<_>>(),
+        classes,
         materialised,
-    );
-    let mut by_shape: HashMap<Vec<usize>, Vec<usize>> = HashMap::new();
-    for b in 0..slots.len() {
-        let Some(shape) = slots[b]
-            .as_ref()
-            .and_then(|g| g.space.shape().map(<[usize]>::to_vec))
-        else {
-            continue;
-        };
-        let earlier = by_shape.entry(shape).or_default();
-        // Producers this group reads first (an epilogue, a reduction fed on
-        // the way), then the most recent others.
-        let mut candidates: Vec<usize> = earlier
-            .iter()
-            .rev()
-            .copied()
-            .filter(|a| deps[b].contains(a))
-            .collect();
-        candidates.extend(
-            earlier
+        max_buffers,
+    };
+    merge.siblings(groups);
+    join_running_stats(graph, groups, materialised);
+    group_updates(graph, groups);
+}
+
+/// What sibling merges consult.
+struct Merge<'a> {
+    graph: &'a Graph,
+    classes: &'a [Class],
+    materialised: &'a [bool],
+    max_buffers: usize,
+}
+
+impl Merge<'_> {
+    /// Sibling merges over one iteration space, in graph order. Merged-away
+    /// groups become `None`; dependencies are kept up to date as groups
+    /// merge.
+    fn siblings(&self, groups: &mut Vec<Group>) {
+        let mut slots: Vec<Option<Group>> = groups.drain(..).map(Some).collect();
+        slots.sort_by_key(|g| g.as_ref().map(|g| g.roots[0]));
+        let mut deps = dependencies(
+            self.graph,
+            &slots.iter().flatten().cloned().collect::<Vec<_>>(),
+            self.materialised,
+        );
+        let mut by_shape: HashMap<Vec<usize>, Vec<usize>> = HashMap::new();
+        for b in 0..slots.len() {
+            let Some(shape) = slots[b]
+                .as_ref()
+                .and_then(|g| g.space.shape().map(<[usize]>::to_vec))
+            else {
+                continue;
+            };
+            let earlier = by_shape.entry(shape).or_default();
+            // Producers this group reads first (an epilogue, a reduction fed
+            // on the way), then the most recent others.
+            let mut candidates: Vec<usize> = earlier
                 .iter()
                 .rev()
                 .copied()
-                .filter(|a| !deps[b].contains(a))
-                .take(MERGE_WINDOW),
-        );
-        let mut merged_into = None;
-        for a in candidates {
-            let (Some(ga), Some(gb)) = (slots[a].as_ref(), slots[b].as_ref()) else {
-                continue;
-            };
-            let Some(space) = merged_space(&ga.space, &gb.space) else {
-                continue;
-            };
-            if !can_merge(&deps, a, b) {
-                continue;
-            }
-            let shape = space
-                .shape()
-                .expect("mergeable spaces have shapes")
-                .to_vec();
-            if !hand_over(graph, classes, ga, gb, &shape)
-                || !hand_over(graph, classes, gb, ga, &shape)
-            {
-                continue;
-            }
-            let mut merged = ga.clone();
-            merged.space = space;
-            for &m in &gb.members {
-                if !merged.members.contains(&m) {
-                    merged.members.push(m);
+                .filter(|a| deps[b].contains(a))
+                .collect();
+            candidates.extend(
+                earlier
+                    .iter()
+                    .rev()
+                    .copied()
+                    .filter(|a| !deps[b].contains(a))
+                    .take(MERGE_WINDOW),
+            );
+            let merged = candidates.into_iter().find_map(|a| {
+                let (ga, gb) = (slots[a].as_ref()?, slots[b].as_ref()?);
+                Some((a, self.merged(&deps, (a, ga), (b, gb))?))
+            });
+            match merged {
+                Some((a, group)) => {
+                    slots[a] = Some(group);
+                    slots[b] = None;
+                    take_over(&mut deps, a, b);
                 }
+                None => earlier.push(b),
             }
-            merged.members.sort_unstable();
-            merged.roots.extend(gb.roots.iter().copied());
-            merged.roots.sort_unstable();
-            if buffers_of(graph, &merged, materialised) > max_buffers {
-                continue;
-            }
-            if matches!(merged.space, Space::Gemm { .. })
-                && merged.members.len() > MAX_GEMM_EPILOGUE
-            {
-                continue;
-            }
-            slots[a] = Some(merged);
-            slots[b] = None;
-            // a takes over b's dependencies and dependents.
-            let from_b: Vec<usize> = std::mem::take(&mut deps[b]);
-            for d in from_b {
-                if d != a && !deps[a].contains(&d) {
-                    deps[a].push(d);
-                }
-            }
-            for list in deps.iter_mut() {
-                if let Some(p) = list.iter().position(|&d| d == b) {
-                    list.remove(p);
-                    if !list.contains(&a) {
-                        list.push(a);
-                    }
-                }
-            }
-            deps[a].retain(|&d| d != a);
-            merged_into = Some(a);
-            break;
         }
-        if merged_into.is_none() {
-            earlier.push(b);
+        *groups = slots.into_iter().flatten().collect();
+    }
+
+    /// Group `ga` with `gb` merged into it, where their spaces merge, no
+    /// dependency path leaves one and re-enters the other, each can take in
+    /// what the other computes, and the kernel stays within the buffer and
+    /// epilogue limits.
+    fn merged(
+        &self,
+        deps: &[Vec<usize>],
+        (a, ga): (usize, &Group),
+        (b, gb): (usize, &Group),
+    ) -> Option<Group> {
+        let space = merged_space(&ga.space, &gb.space)?;
+        if !can_merge(deps, a, b) {
+            return None;
+        }
+        let shape = space
+            .shape()
+            .expect("mergeable spaces have shapes")
+            .to_vec();
+        let (graph, classes) = (self.graph, self.classes);
+        if !hand_over(graph, classes, ga, gb, &shape) || !hand_over(graph, classes, gb, ga, &shape)
+        {
+            return None;
+        }
+        let mut merged = ga.clone();
+        merged.space = space;
+        for &m in &gb.members {
+            if !merged.members.contains(&m) {
+                merged.members.push(m);
+            }
+        }
+        merged.members.sort_unstable();
+        merged.roots.extend(gb.roots.iter().copied());
+        merged.roots.sort_unstable();
+        if buffers_of(graph, &merged, self.materialised) > self.max_buffers {
+            return None;
+        }
+        if matches!(merged.space, Space::Gemm { .. }) && merged.members.len() > MAX_GEMM_EPILOGUE {
+            return None;
+        }
+        Some(merged)
+    }
+}
+
+/// Group `a`, having merged `b`, takes over `b`'s dependencies and
+/// dependents.
+fn take_over(deps: &mut [Vec<usize>], a: usize, b: usize) {
+    let from_b: Vec<usize> = std::mem::take(&mut deps[b]);
+    for d in from_b {
+        if d != a && !deps[a].contains(&d) {
+            deps[a].push(d);
         }
     }
-    *groups = slots.into_iter().flatten().collect();
-    // Running statistics join the batch moments they move toward.
+    for list in deps.iter_mut() {
+        if let Some(p) = list.iter().position(|&d| d == b) {
+            list.remove(p);
+            if !list.contains(&a) {
+                list.push(a);
+            }
+        }
+    }
+    deps[a].retain(|&d| d != a);
+}
+
+/// Running statistics join the batch moments they move toward.
+fn join_running_stats(graph: &Graph, groups: &mut Vec<Group>, materialised: &[bool]) {
+    let nodes = graph.nodes();
+    let stats_of = |m: usize| -> Option<usize> {
+        let node = &nodes[m];
+        if !matches!(node.op, Op::RunningStats { .. }) {
+            return None;
+        }
+        let (mean, var) = (node.inputs[2].index(), node.inputs[3].index());
+        match (&nodes[mean].op, &nodes[var].op) {
+            (Op::Output(0), Op::Output(1)) if nodes[mean].inputs[0] == nodes[var].inputs[0] => {
+                Some(nodes[mean].inputs[0].index())
+            }
+            _ => None,
+        }
+    };
     let mut g = 0;
     while g < groups.len() {
         let root = groups[g].roots[0];
-        let stats_of = |m: usize| -> Option<usize> {
-            let node = &nodes[m];
-            if !matches!(node.op, Op::RunningStats { .. }) {
-                return None;
-            }
-            let (mean, var) = (node.inputs[2].index(), node.inputs[3].index());
-            match (&nodes[mean].op, &nodes[var].op) {
-                (Op::Output(0), Op::Output(1)) if nodes[mean].inputs[0] == nodes[var].inputs[0] => {
-                    Some(nodes[mean].inputs[0].index())
-                }
-                _ => None,
-            }
-        };
         if groups[g].roots.len() == 1 && groups[g].members == [root] {
             if let Some(moments) = stats_of(root) {
                 let deps = dependencies(graph, groups, materialised);
@@ -250,7 +288,12 @@ pub(super) fn merge_groups(
         }
         g += 1;
     }
-    // Optimizer steps of one rule on one hyperparameter input share grouped kernels.
+}
+
+/// Optimizer steps of one rule on one hyperparameter input share grouped
+/// kernels.
+fn group_updates(graph: &Graph, groups: &mut Vec<Group>) {
+    let nodes = graph.nodes();
     let mut by_hyper: BTreeMap<(usize, UpdateRule), Vec<usize>> = BTreeMap::new();
     for (g, group) in groups.iter().enumerate() {
         if let Space::Single(s) = group.space {
