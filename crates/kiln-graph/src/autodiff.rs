@@ -1,6 +1,7 @@
 //! Reverse-mode autodiff as a graph transformation. Every op's vector-Jacobian
-//! product is written here, once, in graph ops, so backward graphs compile,
-//! plan and run like any other graph.
+//! product is written once, in graph ops, so backward graphs compile, plan
+//! and run like any other graph: here, and for the one-input elementwise ops
+//! in `autodiff/unary.rs`.
 
 use std::collections::HashMap;
 
@@ -9,6 +10,9 @@ use kiln_backend::{broadcast_shapes, BinaryOp, ReduceOp, UnaryOp};
 
 use crate::error::{shape_err, GraphError, Result};
 use crate::graph::{Graph, NodeId, Op};
+
+mod unary;
+use unary::unary_vjp;
 
 /// A slice's gradient: the axis, start and end it was taken over, and the
 /// gradient node.
@@ -532,81 +536,6 @@ impl Graph {
 
 fn unsupported(what: &str) -> GraphError {
     GraphError::Autodiff(format!("autodiff: {what} are not supported"))
-}
-
-/// The VJP of a unary op `out = op(x)` for upstream `g`.
-fn unary_vjp(
-    gr: &mut Graph,
-    op: UnaryOp,
-    x: NodeId,
-    out: NodeId,
-    g: NodeId,
-) -> Result<Option<NodeId>> {
-    let v = match op {
-        UnaryOp::Identity | UnaryOp::AddScalar(_) => g,
-        UnaryOp::Neg => gr.unary(UnaryOp::Neg, g)?,
-        UnaryOp::Exp => gr.mul(g, out)?,
-        UnaryOp::Log => gr.div(g, x)?,
-        UnaryOp::Sqrt => {
-            let t = gr.div(g, out)?;
-            gr.scale(t, 0.5)?
-        }
-        UnaryOp::Abs => {
-            let s = gr.unary(UnaryOp::Sign, x)?;
-            gr.mul(g, s)?
-        }
-        UnaryOp::Relu => {
-            // relu(x) > 0 exactly where x > 0: reading the output, which the
-            // next layer keeps anyway, spares storing the pre-activation.
-            let s = gr.unary(UnaryOp::Step, out)?;
-            gr.mul(g, s)?
-        }
-        UnaryOp::LeakyRelu(alpha) => {
-            // slope 1 where x > 0, alpha elsewhere
-            let s = gr.unary(UnaryOp::Step, x)?;
-            let s = gr.scale(s, 1.0 - alpha)?;
-            let s = gr.unary(UnaryOp::AddScalar(alpha), s)?;
-            gr.mul(g, s)?
-        }
-        UnaryOp::Sigmoid => {
-            // g · y · (1 - y)
-            let one_minus = gr.unary(UnaryOp::Scale(-1.0), out)?;
-            let one_minus = gr.unary(UnaryOp::AddScalar(1.0), one_minus)?;
-            let t = gr.mul(out, one_minus)?;
-            gr.mul(g, t)?
-        }
-        UnaryOp::Tanh => {
-            // g · (1 - y²)
-            let y2 = gr.unary(UnaryOp::Square, out)?;
-            let d = gr.scale(y2, -1.0)?;
-            let d = gr.unary(UnaryOp::AddScalar(1.0), d)?;
-            gr.mul(g, d)?
-        }
-        UnaryOp::Recip => {
-            let y2 = gr.unary(UnaryOp::Square, out)?;
-            let t = gr.mul(g, y2)?;
-            gr.unary(UnaryOp::Neg, t)?
-        }
-        UnaryOp::Square => {
-            let t = gr.mul(g, x)?;
-            gr.scale(t, 2.0)?
-        }
-        UnaryOp::Sign | UnaryOp::Step | UnaryOp::Floor => return Ok(None),
-        UnaryOp::HardSigmoid => gr.binary(BinaryOp::HardSigmoidGrad, x, g)?,
-        UnaryOp::Scale(s) => gr.scale(g, s)?,
-        UnaryOp::PowScalar(p) => {
-            let t = gr.unary(UnaryOp::PowScalar(p - 1.0), x)?;
-            let t = gr.scale(t, p)?;
-            gr.mul(g, t)?
-        }
-        UnaryOp::Rsqrt => {
-            // -0.5 · g · y³
-            let y3 = gr.unary(UnaryOp::PowScalar(3.0), out)?;
-            let t = gr.mul(g, y3)?;
-            gr.scale(t, -0.5)?
-        }
-    };
-    Ok(Some(v))
 }
 
 fn accumulate(
