@@ -9,8 +9,8 @@
 
 use std::time::{Duration, Instant};
 
-use kiln::backend::codegen::{gemm_kernel, Expr, GemmLoad, GemmSpec, Program, Store};
-use kiln::backend::{DType, MatmulVariant, StridedLayout, Tensor};
+use kiln::backend::codegen::{Epilogue, GemmKernel, GemmLoad, GemmSpec};
+use kiln::backend::{DType, MatmulVariant, Tensor};
 use kiln::prelude::*;
 
 const BATCH: usize = 64;
@@ -43,7 +43,7 @@ fn matmul_gflops(device: &Device) -> anyhow::Result<f64> {
     let a = Tensor::from_f32(device, &data, &[n, n])?;
     let c = Tensor::empty(device, &[n, n], DType::F32)?;
     let load = GemmLoad {
-        buffer: a.buffer(),
+        buffer: a.buffer().clone(),
         offset: 0,
         row_stride: n,
         batch_stride: 0,
@@ -58,14 +58,12 @@ fn matmul_gflops(device: &Device) -> anyhow::Result<f64> {
         b: load,
         variant: MatmulVariant::Auto,
     };
-    let mut p = Program::default();
-    let v = p.push(Expr::Anchor);
-    let store = Store {
-        expr: v,
-        buffer: c.buffer(),
-        layout: StridedLayout::contiguous(&[n, n]),
+    let gemm = GemmKernel {
+        label: "matmul".into(),
+        spec,
+        epilogue: Epilogue::anchor_into(c.buffer(), &[n, n]),
     };
-    let kernel = gemm_kernel(device, "matmul", &spec, &p, &[], &[store])?;
+    let kernel = device.build(&gemm.into())?;
     let mut times = Vec::new();
     for _ in 0..RUNS + 1 {
         let t = Instant::now();

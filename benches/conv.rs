@@ -9,10 +9,9 @@
 use std::time::Instant;
 
 use kiln::backend::codegen::{
-    conv_kernel, gemm_kernel, Conv2dGeometry, ConvPass, ConvSpec, Expr, GemmLoad, GemmSpec,
-    Program, Store,
+    Conv2dGeometry, ConvKernel, ConvPass, ConvSpec, Epilogue, GemmKernel, GemmLoad, GemmSpec,
 };
-use kiln::backend::{DType, Device, Kernel, MatmulVariant, StridedLayout, Tensor};
+use kiln::backend::{DType, Device, Kernel, MatmulVariant, Tensor};
 
 /// A ResNet-50 layer: name, in and out channels, input side, kernel, stride,
 /// padding.
@@ -29,17 +28,6 @@ fn filled(device: &Device, n: usize) -> Tensor {
         .map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5)
         .collect();
     Tensor::from_f32(device, &v, &[n]).unwrap()
-}
-
-fn anchor_store<'a>(out: &'a Tensor, shape: &[usize]) -> (Program, Store<'a>) {
-    let mut p = Program::default();
-    let v = p.push(Expr::Anchor);
-    let store = Store {
-        expr: v,
-        buffer: out.buffer(),
-        layout: StridedLayout::contiguous(shape),
-    };
-    (p, store)
 }
 
 /// One timed run of `kernel` (after a warm-up run), in seconds.
@@ -97,14 +85,18 @@ fn main() {
             let spec = ConvSpec {
                 pass,
                 geometry: g,
-                a: a.buffer(),
-                b: b.buffer(),
+                a: a.buffer().clone(),
+                b: b.buffer().clone(),
                 splits,
             };
             let (space, _) = spec.space();
             let out = Tensor::empty(&device, &space, DType::F32).unwrap();
-            let (prog, store) = anchor_store(&out, &space);
-            let conv = conv_kernel(&device, "conv", &spec, &prog, &[], &[store]).unwrap();
+            let conv = ConvKernel {
+                label: "conv".into(),
+                spec,
+                epilogue: Epilogue::anchor_into(out.buffer(), &space),
+            };
+            let conv = device.build(&conv.into()).unwrap();
             // The GEMM of the same size: [M, K]·[K, N].
             let (ga, gb) = (filled(&device, m * kk), filled(&device, kk * n));
             let gout = Tensor::empty(&device, &[m, n], DType::F32).unwrap();
@@ -114,14 +106,14 @@ fn main() {
                 k: kk,
                 shape: vec![m, n],
                 a: GemmLoad {
-                    buffer: ga.buffer(),
+                    buffer: ga.buffer().clone(),
                     offset: 0,
                     row_stride: kk,
                     batch_stride: 0,
                     transposed: false,
                 },
                 b: GemmLoad {
-                    buffer: gb.buffer(),
+                    buffer: gb.buffer().clone(),
                     offset: 0,
                     row_stride: n,
                     batch_stride: 0,
@@ -129,8 +121,12 @@ fn main() {
                 },
                 variant: MatmulVariant::Auto,
             };
-            let (gprog, gstore) = anchor_store(&gout, &[m, n]);
-            let gemm = gemm_kernel(&device, "matmul", &gspec, &gprog, &[], &[gstore]).unwrap();
+            let gemm = GemmKernel {
+                label: "matmul".into(),
+                spec: gspec,
+                epilogue: Epilogue::anchor_into(gout.buffer(), &[m, n]),
+            };
+            let gemm = device.build(&gemm.into()).unwrap();
             let (mut tc, mut tg) = (Vec::new(), Vec::new());
             for _ in 0..runs {
                 tc.push(time(&device, &conv));

@@ -5,8 +5,8 @@
 //! (2·n³ per product), so `Gelem/s` reads as GFLOP/s.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use kiln::backend::codegen::{gemm_kernel, Expr, GemmLoad, GemmSpec, Program, Store};
-use kiln::backend::{DType, Device, Kernel, MatmulVariant, StridedLayout, Tensor};
+use kiln::backend::codegen::{Epilogue, GemmKernel, GemmLoad, GemmSpec};
+use kiln::backend::{DType, Device, Kernel, MatmulVariant, Tensor};
 
 const SIZES: [usize; 4] = [256, 512, 1024, 2048];
 
@@ -26,9 +26,9 @@ fn inputs(n: usize) -> Vec<f32> {
         .collect()
 }
 
-fn operand(t: &Tensor, n: usize, transposed: bool) -> GemmLoad<'_> {
+fn operand(t: &Tensor, n: usize, transposed: bool) -> GemmLoad {
     GemmLoad {
-        buffer: t.buffer(),
+        buffer: t.buffer().clone(),
         offset: 0,
         row_stride: n,
         batch_stride: n * n,
@@ -56,14 +56,12 @@ fn square_kernel(
         b: operand(&b, n, trans.1),
         variant,
     };
-    let mut p = Program::default();
-    let v = p.push(Expr::Anchor);
-    let store = Store {
-        expr: v,
-        buffer: c.buffer(),
-        layout: StridedLayout::contiguous(&[n, n]),
+    let gemm = GemmKernel {
+        label: "matmul".into(),
+        spec,
+        epilogue: Epilogue::anchor_into(c.buffer(), &[n, n]),
     };
-    let kernel = gemm_kernel(device, "matmul", &spec, &p, &[], &[store]).unwrap();
+    let kernel = device.build(&gemm.into()).unwrap();
     (kernel, [a, b, c])
 }
 

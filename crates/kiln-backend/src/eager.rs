@@ -4,26 +4,25 @@
 //! are the generated kernels of [`crate::codegen`], with one-operation programs.
 
 use crate::codegen::{
-    elementwise_kernel, gemm_kernel, reduction_kernel, Expr, GemmLoad, GemmSpec, Operand, Program,
-    ReduceKind, ReduceOutput, Reduction, Store,
+    Epilogue, Expr, GemmKernel, GemmLoad, GemmSpec, MapKernel, Operand, Program, ReduceKernel,
+    ReduceKind, ReduceOutput, Reduction, SoftmaxKernel, Store,
 };
 use crate::error::{shape_error, Result};
 use crate::layout::{broadcast_shapes, StridedLayout};
 use crate::ops::random::{random_kernel, Distribution};
 use crate::ops::reduce::argmax_kernel;
-use crate::ops::softmax::softmax_kernel;
 use crate::{BinaryOp, DType, Device, MatmulVariant, ReduceOp, Tensor, UnaryOp};
 
-fn operand(t: &Tensor) -> Operand<'_> {
+fn operand(t: &Tensor) -> Operand {
     Operand {
-        buffer: t.buffer(),
+        buffer: t.buffer().clone(),
         layout: StridedLayout::contiguous(t.shape()),
     }
 }
 
-fn broadcast_operand<'a>(op: &str, t: &'a Tensor, shape: &[usize]) -> Result<Operand<'a>> {
+fn broadcast_operand(op: &str, t: &Tensor, shape: &[usize]) -> Result<Operand> {
     Ok(Operand {
-        buffer: t.buffer(),
+        buffer: t.buffer().clone(),
         layout: StridedLayout::contiguous(t.shape()).broadcast_to(op, shape)?,
     })
 }
@@ -48,7 +47,7 @@ impl Device {
         label: &str,
         shape: &[usize],
         program: &Program,
-        operands: &[Operand<'_>],
+        operands: &[Operand],
     ) -> Result<Tensor> {
         let out = Tensor::empty(self, shape, DType::F32)?;
         if out.numel() == 0 {
@@ -56,10 +55,15 @@ impl Device {
         }
         let store = Store {
             expr: program.exprs.len() - 1,
-            buffer: out.buffer(),
+            buffer: out.buffer().clone(),
             layout: StridedLayout::contiguous(shape),
         };
-        let k = elementwise_kernel(self, label, shape, program, operands, &[store])?;
+        let epilogue = Epilogue {
+            program: program.clone(),
+            operands: operands.to_vec(),
+            stores: vec![store],
+        };
+        let k = self.build(&MapKernel::over(label, shape, epilogue).into())?;
         self.run(&[&k])?;
         Ok(out)
     }
@@ -150,7 +154,7 @@ impl Device {
             &shape,
             &p,
             &[Operand {
-                buffer: x.buffer(),
+                buffer: x.buffer().clone(),
                 layout,
             }],
         )
@@ -186,23 +190,25 @@ impl Device {
             ReduceOp::Max => ReduceKind::Max,
             ReduceOp::Min => ReduceKind::Min,
         };
-        let k = reduction_kernel(
-            self,
-            "reduce",
-            x.shape(),
-            &sorted,
-            &p,
-            &[operand(x)],
-            &[Reduction {
+        let reduce = ReduceKernel {
+            label: "reduce".into(),
+            shape: x.shape().to_vec(),
+            axes: sorted,
+            reductions: vec![Reduction {
                 kind,
                 expr: v,
                 output: ReduceOutput::Write {
-                    buffer: out.buffer(),
+                    buffer: out.buffer().clone(),
                     offset: 0,
                 },
             }],
-            &[],
-        )?;
+            epilogue: Epilogue {
+                program: p,
+                operands: vec![operand(x)],
+                stores: vec![],
+            },
+        };
+        let k = self.build(&reduce.into())?;
         self.run(&[&k])?;
         Ok(out)
     }
@@ -221,7 +227,14 @@ impl Device {
     pub fn softmax(&self, x: &Tensor, axis: usize, log: bool) -> Result<Tensor> {
         f32_input("softmax", x)?;
         let out = Tensor::empty(self, x.shape(), DType::F32)?;
-        let k = softmax_kernel(self, out.buffer(), x.buffer(), x.shape(), axis, log)?;
+        let softmax = SoftmaxKernel {
+            out: out.buffer().clone(),
+            x: x.buffer().clone(),
+            shape: x.shape().to_vec(),
+            axis,
+            log,
+        };
+        let k = self.build(&softmax.into())?;
         self.run(&[&k])?;
         Ok(out)
     }
@@ -294,14 +307,14 @@ impl Device {
             k: ka,
             shape: out_shape.clone(),
             a: GemmLoad {
-                buffer: a.buffer(),
+                buffer: a.buffer().clone(),
                 offset: 0,
                 row_stride: sa1,
                 batch_stride: sa0 * sa1,
                 transposed: opts.trans_a,
             },
             b: GemmLoad {
-                buffer: b.buffer(),
+                buffer: b.buffer().clone(),
                 offset: 0,
                 row_stride: sb1,
                 batch_stride: sb0 * sb1,
@@ -309,14 +322,12 @@ impl Device {
             },
             variant: opts.variant,
         };
-        let mut p = Program::default();
-        let v = p.push(Expr::Anchor);
-        let store = Store {
-            expr: v,
-            buffer: out.buffer(),
-            layout: StridedLayout::contiguous(&out_shape),
+        let gemm = GemmKernel {
+            label: "matmul".into(),
+            spec,
+            epilogue: Epilogue::anchor_into(out.buffer(), &out_shape),
         };
-        let k = gemm_kernel(self, "matmul", &spec, &p, &[], &[store])?;
+        let k = self.build(&gemm.into())?;
         self.run(&[&k])?;
         Ok(out)
     }

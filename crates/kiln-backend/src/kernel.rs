@@ -38,11 +38,11 @@ pub(crate) enum Grid {
 
 /// A generated kernel before it is built: its source, parameter words and
 /// buffers (bound in order as `b0`, `b1`, …, then the words).
-pub(crate) struct Generated<'a> {
+pub(crate) struct Generated {
     pub label: String,
     pub source: String,
     pub words: Vec<u32>,
-    pub buffers: Vec<&'a Buffer>,
+    pub buffers: Vec<Buffer>,
     pub grid: Grid,
     /// The generator proved every access in bounds on the host, so the
     /// module is built without per-access checks.
@@ -175,7 +175,7 @@ impl Device {
     }
 
     /// Builds a generated kernel; its module is cached by its source text.
-    pub(crate) fn generated_kernel(&self, g: Generated<'_>) -> Result<Kernel> {
+    pub(crate) fn generated_kernel(&self, g: Generated) -> Result<Kernel> {
         let grid = match g.grid {
             Grid::Linear(groups) => self.linear_grid(groups)?,
             Grid::Fixed(grid) => {
@@ -204,7 +204,7 @@ impl Device {
             .buffers
             .iter()
             .enumerate()
-            .map(|(i, &buffer)| KernelBinding {
+            .map(|(i, buffer)| KernelBinding {
                 binding: i as u32,
                 buffer,
             })

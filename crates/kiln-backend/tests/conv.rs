@@ -120,41 +120,52 @@ fn upload(dev: &Device, v: &[f32]) -> Tensor {
     nan_tailed(dev, v, &[v.len()])
 }
 
-fn conv_spec<'a>(
+fn conv_spec(
     geometry: Conv2dGeometry,
     pass: ConvPass,
-    a: &'a Tensor,
-    b: &'a Tensor,
+    a: &Tensor,
+    b: &Tensor,
     splits: usize,
-) -> ConvSpec<'a> {
+) -> ConvSpec {
     ConvSpec {
         pass,
         geometry,
-        a: a.buffer(),
-        b: b.buffer(),
+        a: a.buffer().clone(),
+        b: b.buffer().clone(),
         splits,
     }
 }
 
-/// The epilogue that stores the bare product (the anchor) contiguously
+/// The pass of `spec` storing the bare product (the anchor) contiguously
 /// into `out` over `spec`'s iteration space.
-fn store_anchor<'a>(spec: &ConvSpec<'_>, out: &'a Tensor) -> (Program, Store<'a>) {
+fn bare_conv(spec: &ConvSpec, out: &Tensor) -> KernelDescription {
     let (space, _) = spec.space();
-    let mut p = Program::default();
-    let v = p.push(Expr::Anchor);
-    let store = Store {
-        expr: v,
-        buffer: out.buffer(),
-        layout: StridedLayout::contiguous(&space),
-    };
-    (p, store)
+    conv(spec.clone(), Epilogue::anchor_into(out.buffer(), &space))
+}
+
+fn conv(spec: ConvSpec, epilogue: Epilogue) -> KernelDescription {
+    ConvKernel {
+        label: "conv".into(),
+        spec,
+        epilogue,
+    }
+    .into()
+}
+
+fn pool(kind: PoolKind, geometry: &Pool2dGeometry, io: PoolIo) -> KernelDescription {
+    PoolKernel {
+        label: "pool".into(),
+        kind,
+        geometry: *geometry,
+        io,
+    }
+    .into()
 }
 
 /// Runs one pass storing the bare product to a poisoned tensor.
-fn run_pass(dev: &Device, spec: &ConvSpec<'_>) -> Vec<f32> {
+fn run_pass(dev: &Device, spec: &ConvSpec) -> Vec<f32> {
     let out = poisoned(dev, &spec.space().0);
-    let (p, store) = store_anchor(spec, &out);
-    let k = conv_kernel(dev, "conv", spec, &p, &[], &[store]).unwrap();
+    let k = dev.build(&bare_conv(spec, &out)).unwrap();
     dev.run(&[&k]).unwrap();
     out.to_vec_f32().unwrap()
 }
@@ -225,8 +236,8 @@ fn bias_relu_epilogue(g: Conv2dGeometry) {
     let spec = ConvSpec {
         pass: ConvPass::Forward,
         geometry: g,
-        a: xt.buffer(),
-        b: wt.buffer(),
+        a: xt.buffer().clone(),
+        b: wt.buffer().clone(),
         splits: 1,
     };
     let (space, _) = spec.space();
@@ -241,22 +252,19 @@ fn bias_relu_epilogue(g: Conv2dGeometry) {
         strides: vec![0, 1, 0, 0],
         offset: 0,
     };
-    let k = conv_kernel(
-        &dev,
-        "conv",
-        &spec,
-        &p,
-        &[Operand {
-            buffer: bt.buffer(),
+    let epilogue = Epilogue {
+        program: p,
+        operands: vec![Operand {
+            buffer: bt.buffer().clone(),
             layout: per_channel,
         }],
-        &[Store {
+        stores: vec![Store {
             expr: relu,
-            buffer: out.buffer(),
+            buffer: out.buffer().clone(),
             layout: StridedLayout::contiguous(&space),
         }],
-    )
-    .unwrap();
+    };
+    let k = dev.build(&conv(spec, epilogue)).unwrap();
     dev.run(&[&k]).unwrap();
     let plane = oh * ow;
     let expect: Vec<f64> = want
@@ -283,25 +291,32 @@ fn convolution_rejects_what_does_not_fit() {
     let spec = ConvSpec {
         pass: ConvPass::Forward,
         geometry: g,
-        a: t.buffer(),
-        b: t.buffer(),
+        a: t.buffer().clone(),
+        b: t.buffer().clone(),
         splits: 1,
     };
     let mut p = Program::default();
     let v = p.push(Expr::Anchor);
     let store = Store {
         expr: v,
-        buffer: t.buffer(),
+        buffer: t.buffer().clone(),
         layout: StridedLayout::contiguous(&[16]),
     };
-    let err = conv_kernel(&dev, "conv", &spec, &p, &[], std::slice::from_ref(&store)).unwrap_err();
+    let epilogue = Epilogue {
+        program: p,
+        operands: vec![],
+        stores: vec![store],
+    };
+    let err = dev
+        .build(&conv(spec.clone(), epilogue.clone()))
+        .unwrap_err();
     assert!(err.to_string().contains("does not fit"), "{err}");
     // A kernel that fits, but buffers far too small for the geometry.
     let spec = ConvSpec {
         geometry: geometries()[0],
         ..spec
     };
-    let err = conv_kernel(&dev, "conv", &spec, &p, &[], &[store]).unwrap_err();
+    let err = dev.build(&conv(spec, epilogue)).unwrap_err();
     assert!(err.to_string().contains("iteration space"), "{err}");
 }
 
@@ -428,11 +443,11 @@ fn pooling_forward_and_backward_match_direct_loops() {
             let idx = poisoned(&dev, &[g.planes, oh, ow]);
             let is_max = kind == PoolKind::Max;
             let io = PoolIo::Forward {
-                x: xt.buffer(),
-                y: Some(y.buffer()),
-                indices: is_max.then(|| idx.buffer()),
+                x: xt.buffer().clone(),
+                y: Some(y.buffer().clone()),
+                indices: is_max.then(|| idx.buffer().clone()),
             };
-            dev.run(&[&pool_kernel(&dev, "pool", kind, &g, io).unwrap()])
+            dev.run(&[&dev.build(&pool(kind, &g, io)).unwrap()])
                 .unwrap();
             assert_close(&what, &y.to_vec_f32().unwrap(), &want.y, 1e-5, 1e-6);
             if kind == PoolKind::Max {
@@ -446,11 +461,11 @@ fn pooling_forward_and_backward_match_direct_loops() {
             }
             let dx = poisoned(&dev, &[g.planes, g.input[0], g.input[1]]);
             let io = PoolIo::Backward {
-                dy: dyt.buffer(),
-                indices: is_max.then(|| idx.buffer()),
-                dx: dx.buffer(),
+                dy: dyt.buffer().clone(),
+                indices: is_max.then(|| idx.buffer().clone()),
+                dx: dx.buffer().clone(),
             };
-            dev.run(&[&pool_kernel(&dev, "pool", kind, &g, io).unwrap()])
+            dev.run(&[&dev.build(&pool(kind, &g, io)).unwrap()])
                 .unwrap();
             assert_close(
                 &format!("{what} gradient"),
@@ -478,11 +493,11 @@ fn max_pooling_keeps_the_first_maximum_and_propagates_nan() {
     let x = upload(&dev, &[3.0, 5.0, 5.0, 1.0, 2.0, f32::NAN, 9.0, 1.0]);
     let (y, idx) = (poisoned(&dev, &[2]), poisoned(&dev, &[2]));
     let io = PoolIo::Forward {
-        x: x.buffer(),
-        y: Some(y.buffer()),
-        indices: Some(idx.buffer()),
+        x: x.buffer().clone(),
+        y: Some(y.buffer().clone()),
+        indices: Some(idx.buffer().clone()),
     };
-    dev.run(&[&pool_kernel(&dev, "pool", PoolKind::Max, &g, io).unwrap()])
+    dev.run(&[&dev.build(&pool(PoolKind::Max, &g, io)).unwrap()])
         .unwrap();
     let y = y.to_vec_f32().unwrap();
     assert_eq!(y[0], 5.0);
@@ -547,11 +562,8 @@ fn conv_and_pool_sources_validate(dev: &Device) {
     for g in geometries() {
         for pass in [ConvPass::Forward, ConvPass::InputGrad, ConvPass::WeightGrad] {
             let spec = conv_spec(g, pass, &other, &big, 1);
-            let (p, store) = store_anchor(&spec, &out);
-            validate(
-                &format!("{pass:?} {g:?}"),
-                conv_source(dev.kernel_profile(), &spec, &p, &[], &[store]).unwrap(),
-            );
+            let source = bare_conv(&spec, &out).source(dev.kernel_profile());
+            validate(&format!("{pass:?} {g:?}"), source.unwrap().unwrap());
         }
     }
     for g in pool_geometries() {
@@ -562,23 +574,22 @@ fn conv_and_pool_sources_validate(dev: &Device) {
             },
         ] {
             let is_max = kind == PoolKind::Max;
-            let indices = is_max.then(|| big.buffer());
+            let indices = is_max.then(|| big.buffer().clone());
             for io in [
                 PoolIo::Forward {
-                    x: other.buffer(),
-                    y: Some(out.buffer()),
-                    indices,
+                    x: other.buffer().clone(),
+                    y: Some(out.buffer().clone()),
+                    indices: indices.clone(),
                 },
                 PoolIo::Backward {
-                    dy: other.buffer(),
-                    indices,
-                    dx: out.buffer(),
+                    dy: other.buffer().clone(),
+                    indices: indices.clone(),
+                    dx: out.buffer().clone(),
                 },
             ] {
-                validate(
-                    &format!("{kind:?} {io:?}"),
-                    pool_source(kind, &g, io).unwrap(),
-                );
+                let what = format!("{kind:?} {io:?}");
+                let source = pool(kind, &g, io).source(dev.kernel_profile());
+                validate(&what, source.unwrap().unwrap());
             }
         }
     }

@@ -1,7 +1,7 @@
 //! Adapter selection, the limits a device is opened with, and the pipeline
 //! cache.
 
-use kiln_backend::codegen::{elementwise_kernel, Expr, Operand, Program, Store};
+use kiln_backend::codegen::{Epilogue, Expr, MapKernel, Operand, Program, Store};
 use kiln_backend::*;
 
 #[test]
@@ -68,22 +68,27 @@ fn generated_pipelines_are_cached_by_structure_not_values() {
         let mut p = Program::default();
         let a = p.push(Expr::Load(0));
         let r = p.push(Expr::Unary(op, a));
-        let k = elementwise_kernel(
-            &device,
-            "t",
-            &[n],
-            &p,
-            &[Operand {
-                buffer: x.buffer(),
-                layout: StridedLayout::contiguous(&[n]),
-            }],
-            &[Store {
-                expr: r,
-                buffer: out.buffer(),
-                layout: StridedLayout::contiguous(&[n]),
-            }],
-        )
-        .unwrap();
+        let k = device
+            .build(
+                &MapKernel::over(
+                    "t",
+                    &[n],
+                    Epilogue {
+                        program: p.clone(),
+                        operands: vec![Operand {
+                            buffer: x.buffer().clone(),
+                            layout: StridedLayout::contiguous(&[n]),
+                        }],
+                        stores: vec![Store {
+                            expr: r,
+                            buffer: out.buffer().clone(),
+                            layout: StridedLayout::contiguous(&[n]),
+                        }],
+                    },
+                )
+                .into(),
+            )
+            .unwrap();
         device.run(&[&k]).unwrap();
         out.to_vec_f32().unwrap()[0]
     };

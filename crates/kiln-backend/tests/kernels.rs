@@ -5,7 +5,6 @@
 use kiln_backend::codegen::*;
 use kiln_backend::ops::random::{random_kernel, reference_unit, Distribution};
 use kiln_backend::ops::reduce::argmax_kernel;
-use kiln_backend::ops::softmax::softmax_kernel;
 use kiln_backend::*;
 
 mod common;
@@ -17,31 +16,36 @@ fn map_into(
     dev: &Device,
     out: &Tensor,
     shape: &[usize],
-    operands: &[Operand<'_>],
+    operands: &[Operand],
     build: impl FnOnce(&mut Program) -> usize,
 ) {
     let mut p = Program::default();
     let r = build(&mut p);
-    let k = elementwise_kernel(
-        dev,
-        "test",
-        shape,
-        &p,
-        operands,
-        &[Store {
-            expr: r,
-            buffer: out.buffer(),
-            layout: StridedLayout::contiguous(shape),
-        }],
-    )
-    .unwrap();
+    let k = dev
+        .build(
+            &MapKernel::over(
+                "test",
+                shape,
+                Epilogue {
+                    program: p.clone(),
+                    operands: operands.to_vec(),
+                    stores: vec![Store {
+                        expr: r,
+                        buffer: out.buffer().clone(),
+                        layout: StridedLayout::contiguous(shape),
+                    }],
+                },
+            )
+            .into(),
+        )
+        .unwrap();
     dev.run(&[&k]).unwrap();
 }
 
 /// A contiguous operand broadcast to `shape`.
-fn bcast<'a>(t: &'a Tensor, shape: &[usize]) -> Operand<'a> {
+fn bcast(t: &Tensor, shape: &[usize]) -> Operand {
     Operand {
-        buffer: t.buffer(),
+        buffer: t.buffer().clone(),
         layout: StridedLayout::contiguous(t.shape())
             .broadcast_to("test", shape)
             .unwrap(),
@@ -447,7 +451,7 @@ fn argmax_returns_first_maximum() {
         out.buffer(),
         0,
         Operand {
-            buffer: t.buffer(),
+            buffer: t.buffer().clone(),
             layout: StridedLayout::contiguous(&[rows, cols]),
         },
         &[1],
@@ -477,7 +481,18 @@ fn softmax_and_log_softmax_along_each_axis() {
     for axis in 0..3 {
         for log in [false, true] {
             let out = poisoned(&dev, &shape);
-            let k = softmax_kernel(&dev, out.buffer(), xt.buffer(), &shape, axis, log).unwrap();
+            let k = dev
+                .build(
+                    &SoftmaxKernel {
+                        out: out.buffer().clone(),
+                        x: xt.buffer().clone(),
+                        shape: shape.to_vec(),
+                        axis,
+                        log,
+                    }
+                    .into(),
+                )
+                .unwrap();
             dev.run(&[&k]).unwrap();
             let want = reference_softmax(&x, &shape, axis, log);
             assert_close(
@@ -633,14 +648,14 @@ fn gemm(
         k,
         shape: vec![batch, m, n],
         a: GemmLoad {
-            buffer: a.buffer(),
+            buffer: a.buffer().clone(),
             offset: 0,
             row_stride: if ta { m } else { k },
             batch_stride: m * k,
             transposed: ta,
         },
         b: GemmLoad {
-            buffer: b.buffer(),
+            buffer: b.buffer().clone(),
             offset: 0,
             row_stride: if tb { k } else { n },
             batch_stride: k * n,
@@ -652,10 +667,23 @@ fn gemm(
     let v = p.push(Expr::Anchor);
     let store = Store {
         expr: v,
-        buffer: out.buffer(),
+        buffer: out.buffer().clone(),
         layout: StridedLayout::contiguous(&[batch, m, n]),
     };
-    let kern = gemm_kernel(dev, "matmul", &spec, &p, &[], &[store]).ok()?;
+    let kern = dev
+        .build(
+            &GemmKernel {
+                label: "matmul".into(),
+                spec: spec.clone(),
+                epilogue: Epilogue {
+                    program: p.clone(),
+                    operands: vec![],
+                    stores: vec![store],
+                },
+            }
+            .into(),
+        )
+        .ok()?;
     dev.run(&[&kern]).unwrap();
     Some(out.to_vec_f32().unwrap())
 }
@@ -781,14 +809,14 @@ fn matmul_epilogue_adds_a_bias_activates_and_stores_twice() {
                 k,
                 shape: vec![m, n],
                 a: GemmLoad {
-                    buffer: at.buffer(),
+                    buffer: at.buffer().clone(),
                     offset: 0,
                     row_stride: k,
                     batch_stride: 0,
                     transposed: false,
                 },
                 b: GemmLoad {
-                    buffer: bt.buffer(),
+                    buffer: bt.buffer().clone(),
                     offset: 0,
                     row_stride: n,
                     batch_stride: 0,
@@ -802,26 +830,31 @@ fn matmul_epilogue_adds_a_bias_activates_and_stores_twice() {
             let sum = p.push(Expr::Binary(BinaryOp::Add, prod, bv));
             let r = p.push(Expr::Unary(act, sum));
             let contiguous = StridedLayout::contiguous(&[m, n]);
-            let kern = gemm_kernel(
-                &dev,
-                "matmul+bias",
-                &spec,
-                &p,
-                &[bcast(&biast, &[m, n])],
-                &[
-                    Store {
-                        expr: r,
-                        buffer: out.buffer(),
-                        layout: contiguous.clone(),
-                    },
-                    Store {
-                        expr: prod,
-                        buffer: raw.buffer(),
-                        layout: contiguous,
-                    },
-                ],
-            )
-            .unwrap();
+            let kern = dev
+                .build(
+                    &GemmKernel {
+                        label: "matmul+bias".into(),
+                        spec: spec.clone(),
+                        epilogue: Epilogue {
+                            program: p.clone(),
+                            operands: vec![bcast(&biast, &[m, n])],
+                            stores: vec![
+                                Store {
+                                    expr: r,
+                                    buffer: out.buffer().clone(),
+                                    layout: contiguous.clone(),
+                                },
+                                Store {
+                                    expr: prod,
+                                    buffer: raw.buffer().clone(),
+                                    layout: contiguous,
+                                },
+                            ],
+                        },
+                    }
+                    .into(),
+                )
+                .unwrap();
             dev.run(&[&kern]).unwrap();
             let want: Vec<f64> = (0..m * n)
                 .map(|i| {
@@ -914,19 +947,24 @@ fn kernel_launches_are_counted() {
     let mut p = Program::default();
     let a = p.push(Expr::Load(0));
     let r = p.push(Expr::Unary(UnaryOp::Relu, a));
-    let k = elementwise_kernel(
-        &dev,
-        "relu",
-        &[2],
-        &p,
-        &[bcast(&x, &[2])],
-        &[Store {
-            expr: r,
-            buffer: out.buffer(),
-            layout: StridedLayout::contiguous(&[2]),
-        }],
-    )
-    .unwrap();
+    let k = dev
+        .build(
+            &MapKernel::over(
+                "relu",
+                &[2],
+                Epilogue {
+                    program: p.clone(),
+                    operands: vec![bcast(&x, &[2])],
+                    stores: vec![Store {
+                        expr: r,
+                        buffer: out.buffer().clone(),
+                        layout: StridedLayout::contiguous(&[2]),
+                    }],
+                },
+            )
+            .into(),
+        )
+        .unwrap();
     let (s0, d0) = (dev.submissions(), dev.dispatches());
     dev.run(&[&k, &k, &k]).unwrap();
     assert_eq!(dev.submissions() - s0, 1);

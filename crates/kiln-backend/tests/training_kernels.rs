@@ -25,9 +25,9 @@ fn close(what: &str, got: &[f32], want: &[f64], tol: f64) {
     }
 }
 
-fn contiguous<'a>(t: &'a Tensor, shape: &[usize]) -> Operand<'a> {
+fn contiguous(t: &Tensor, shape: &[usize]) -> Operand {
     Operand {
-        buffer: t.buffer(),
+        buffer: t.buffer().clone(),
         layout: StridedLayout::contiguous(t.shape())
             .broadcast_to("test", shape)
             .unwrap(),
@@ -81,35 +81,40 @@ fn batch_moments_with_running_statistics_and_a_prologue() {
         let l = p.push(Expr::Load(0));
         let r = p.push(Expr::Unary(UnaryOp::Relu, l));
         let axes: Vec<usize> = (0..shape.len()).filter(|&d| d != 1).collect();
-        let k = reduction_kernel(
-            &dev,
-            "moments",
-            &shape,
-            &axes,
-            &p,
-            &[contiguous(&xt, &shape)],
-            &[Reduction {
-                kind: ReduceKind::Moments,
-                expr: r,
-                output: ReduceOutput::Moments {
-                    mean: (mean.buffer(), 0),
-                    var: (var.buffer(), 0),
-                    running: Some(RunningUpdate {
-                        mean: running_mean.buffer(),
-                        var: running_var.buffer(),
-                        keep: 0.9,
-                        var_factor: 1.5,
-                        count: Some(count.buffer()),
-                    }),
-                },
-            }],
-            &[Store {
-                expr: r,
-                buffer: relu.buffer(),
-                layout: StridedLayout::contiguous(&shape),
-            }],
-        )
-        .unwrap();
+        let k = dev
+            .build(
+                &ReduceKernel {
+                    label: "moments".into(),
+                    shape: shape.to_vec(),
+                    axes: axes.to_vec(),
+                    reductions: vec![Reduction {
+                        kind: ReduceKind::Moments,
+                        expr: r,
+                        output: ReduceOutput::Moments {
+                            mean: (mean.buffer().clone(), 0),
+                            var: (var.buffer().clone(), 0),
+                            running: Some(RunningUpdate {
+                                mean: running_mean.buffer().clone(),
+                                var: running_var.buffer().clone(),
+                                keep: 0.9,
+                                var_factor: 1.5,
+                                count: Some(count.buffer().clone()),
+                            }),
+                        },
+                    }],
+                    epilogue: Epilogue {
+                        program: p.clone(),
+                        operands: vec![contiguous(&xt, &shape)],
+                        stores: vec![Store {
+                            expr: r,
+                            buffer: relu.buffer().clone(),
+                            layout: StridedLayout::contiguous(&shape),
+                        }],
+                    },
+                }
+                .into(),
+            )
+            .unwrap();
         dev.run(&[&k]).unwrap();
         let xr: Vec<f32> = x.iter().map(|&v| v.max(0.0)).collect();
         let (wm, wv) = reference_moments(&xr, &shape);
@@ -160,34 +165,39 @@ fn sibling_sums_with_a_prologue_and_accumulators() {
         let mut p = Program::default();
         let (la, lb) = (p.push(Expr::Load(0)), p.push(Expr::Load(1)));
         let prod = p.push(Expr::Binary(BinaryOp::Mul, la, lb));
-        let k = reduction_kernel(
-            &dev,
-            "sums",
-            &shape,
-            &[0],
-            &p,
-            &[contiguous(&at, &shape), contiguous(&bt, &shape)],
-            &[
-                Reduction {
-                    kind: ReduceKind::Sum,
-                    expr: prod,
-                    output: ReduceOutput::Write {
-                        buffer: s1.buffer(),
-                        offset: 0,
+        let k = dev
+            .build(
+                &ReduceKernel {
+                    label: "sums".into(),
+                    shape: shape.to_vec(),
+                    axes: vec![0],
+                    reductions: vec![
+                        Reduction {
+                            kind: ReduceKind::Sum,
+                            expr: prod,
+                            output: ReduceOutput::Write {
+                                buffer: s1.buffer().clone(),
+                                offset: 0,
+                            },
+                        },
+                        Reduction {
+                            kind: ReduceKind::Mean,
+                            expr: la,
+                            output: ReduceOutput::Write {
+                                buffer: s2.buffer().clone(),
+                                offset: 0,
+                            },
+                        },
+                    ],
+                    epilogue: Epilogue {
+                        program: p.clone(),
+                        operands: vec![contiguous(&at, &shape), contiguous(&bt, &shape)],
+                        stores: vec![],
                     },
-                },
-                Reduction {
-                    kind: ReduceKind::Mean,
-                    expr: la,
-                    output: ReduceOutput::Write {
-                        buffer: s2.buffer(),
-                        offset: 0,
-                    },
-                },
-            ],
-            &[],
-        )
-        .unwrap();
+                }
+                .into(),
+            )
+            .unwrap();
         dev.run(&[&k]).unwrap();
         let col = |f: &dyn Fn(usize, usize) -> f64| -> Vec<f64> {
             (0..cols)
@@ -212,26 +222,31 @@ fn sibling_sums_with_a_prologue_and_accumulators() {
         let (la, lb) = (p.push(Expr::Load(0)), p.push(Expr::Load(1)));
         let prod = p.push(Expr::Binary(BinaryOp::Mul, la, lb));
         let sq = p.push(Expr::Unary(UnaryOp::Square, prod));
-        let k = reduction_kernel(
-            &dev,
-            "accumulate",
-            &shape,
-            &[0, 1],
-            &p,
-            &[contiguous(&at, &shape), contiguous(&bt, &shape)],
-            &[Reduction {
-                kind: ReduceKind::Sum,
-                expr: sq,
-                output: ReduceOutput::Accumulate {
-                    buffer: acc.buffer(),
-                    offset: 0,
-                    keep: 0.5,
-                    scale: 2.0,
-                },
-            }],
-            &[],
-        )
-        .unwrap();
+        let k = dev
+            .build(
+                &ReduceKernel {
+                    label: "accumulate".into(),
+                    shape: shape.to_vec(),
+                    axes: vec![0, 1],
+                    reductions: vec![Reduction {
+                        kind: ReduceKind::Sum,
+                        expr: sq,
+                        output: ReduceOutput::Accumulate {
+                            buffer: acc.buffer().clone(),
+                            offset: 0,
+                            keep: 0.5,
+                            scale: 2.0,
+                        },
+                    }],
+                    epilogue: Epilogue {
+                        program: p.clone(),
+                        operands: vec![contiguous(&at, &shape), contiguous(&bt, &shape)],
+                        stores: vec![],
+                    },
+                }
+                .into(),
+            )
+            .unwrap();
         dev.run(&[&k, &k]).unwrap();
         let total: f64 = (0..rows * cols)
             .map(|i| (a[i] as f64 * b[i % cols] as f64).powi(2))
@@ -258,19 +273,24 @@ fn dropout_masks_match_the_reference_and_the_rate() {
                 seed: 1234,
                 step: 1,
             });
-            let k = elementwise_kernel(
-                &dev,
-                "dropout",
-                &[n],
-                &p,
-                &[contiguous(&ones, &[n]), contiguous(&s, &[n])],
-                &[Store {
-                    expr: d,
-                    buffer: out.buffer(),
-                    layout: StridedLayout::contiguous(&[n]),
-                }],
-            )
-            .unwrap();
+            let k = dev
+                .build(
+                    &MapKernel::over(
+                        "dropout",
+                        &[n],
+                        Epilogue {
+                            program: p.clone(),
+                            operands: vec![contiguous(&ones, &[n]), contiguous(&s, &[n])],
+                            stores: vec![Store {
+                                expr: d,
+                                buffer: out.buffer().clone(),
+                                layout: StridedLayout::contiguous(&[n]),
+                            }],
+                        },
+                    )
+                    .into(),
+                )
+                .unwrap();
             dev.run(&[&k]).unwrap();
             let got = out.to_vec_f32().unwrap();
             let want: Vec<f32> = (0..n as u32)
@@ -294,19 +314,24 @@ fn dropout_masks_match_the_reference_and_the_rate() {
         step: 0,
     });
     let one = t(&dev, &[1.0]);
-    let e = elementwise_kernel(
-        &dev,
-        "dropout",
-        &[1],
-        &p,
-        &[contiguous(&one, &[1])],
-        &[Store {
-            expr: d,
-            buffer: one.buffer(),
-            layout: StridedLayout::contiguous(&[1]),
-        }],
-    )
-    .unwrap_err();
+    let e = dev
+        .build(
+            &MapKernel::over(
+                "dropout",
+                &[1],
+                Epilogue {
+                    program: p.clone(),
+                    operands: vec![contiguous(&one, &[1])],
+                    stores: vec![Store {
+                        expr: d,
+                        buffer: one.buffer().clone(),
+                        layout: StridedLayout::contiguous(&[1]),
+                    }],
+                },
+            )
+            .into(),
+        )
+        .unwrap_err();
     assert!(e.to_string().contains("rate"), "{e}");
 }
 
@@ -333,7 +358,7 @@ fn elementwise_programs_with_several_results_and_every_access() {
             );
             let other = if transposed {
                 Operand {
-                    buffer: tt.buffer(),
+                    buffer: tt.buffer().clone(),
                     layout: StridedLayout::contiguous(&[cols, rows])
                         .permuted("t", &[1, 0])
                         .unwrap(),
@@ -352,26 +377,31 @@ fn elementwise_programs_with_several_results_and_every_access() {
             let s = p.push(Expr::Binary(BinaryOp::Add, m, lo));
             let r = p.push(Expr::Unary(UnaryOp::Relu, s));
             let th = p.push(Expr::Unary(UnaryOp::Tanh, lx));
-            let k = elementwise_kernel(
-                &dev,
-                "two",
-                &shape,
-                &p,
-                &[contiguous(&xt, &shape), contiguous(&gt, &shape), other],
-                &[
-                    Store {
-                        expr: r,
-                        buffer: o1.buffer(),
-                        layout: StridedLayout::contiguous(&shape),
-                    },
-                    Store {
-                        expr: th,
-                        buffer: o2.buffer(),
-                        layout: StridedLayout::contiguous(&shape),
-                    },
-                ],
-            )
-            .unwrap();
+            let k = dev
+                .build(
+                    &MapKernel::over(
+                        "two",
+                        &shape,
+                        Epilogue {
+                            program: p.clone(),
+                            operands: vec![contiguous(&xt, &shape), contiguous(&gt, &shape), other],
+                            stores: vec![
+                                Store {
+                                    expr: r,
+                                    buffer: o1.buffer().clone(),
+                                    layout: StridedLayout::contiguous(&shape),
+                                },
+                                Store {
+                                    expr: th,
+                                    buffer: o2.buffer().clone(),
+                                    layout: StridedLayout::contiguous(&shape),
+                                },
+                            ],
+                        },
+                    )
+                    .into(),
+                )
+                .unwrap();
             dev.run(&[&k]).unwrap();
             let want1: Vec<f64> = (0..rows * cols)
                 .map(|i| {
@@ -413,11 +443,20 @@ fn update(
     let st: Vec<Tensor> = states.iter().map(|s| t(dev, s)).collect();
     let slot = UpdateSlot {
         n: w0.len(),
-        param: w.buffer(),
-        grad: gt.buffer(),
-        states: st.iter().map(Tensor::buffer).collect(),
+        param: w.buffer().clone(),
+        grad: gt.buffer().clone(),
+        states: st.iter().map(|t| t.buffer().clone()).collect(),
     };
-    let k = update_kernel(dev, rule, &[slot], h.buffer()).unwrap();
+    let k = dev
+        .build(
+            &UpdateKernel {
+                rule,
+                slots: vec![slot],
+                hyper: h.buffer().clone(),
+            }
+            .into(),
+        )
+        .unwrap();
     dev.run(&[&k]).unwrap();
     let states = st.iter().map(|s| s.to_vec_f32().unwrap()).collect();
     (w.to_vec_f32().unwrap(), states)
@@ -476,11 +515,20 @@ fn optimizer_steps(n: usize) {
     let (w, gt, h) = (t(&dev, &w0), t(&dev, &g), t(&dev, &hyper));
     let slot = UpdateSlot {
         n,
-        param: w.buffer(),
-        grad: gt.buffer(),
-        states: vec![w.buffer()],
+        param: w.buffer().clone(),
+        grad: gt.buffer().clone(),
+        states: vec![w.buffer().clone()],
     };
-    let e = update_kernel(&dev, UpdateRule::Adam, &[slot], h.buffer()).unwrap_err();
+    let e = dev
+        .build(
+            &UpdateKernel {
+                rule: UpdateRule::Adam,
+                slots: vec![slot],
+                hyper: h.buffer().clone(),
+            }
+            .into(),
+        )
+        .unwrap_err();
     assert!(e.to_string().contains("2 state tensors"), "{e}");
 }
 
@@ -509,15 +557,24 @@ fn grouped_adam(sizes: [usize; 3]) {
             .map(|&n| dev.full(&[n], 0.0).unwrap())
             .collect(),
     );
-    let slots: Vec<UpdateSlot<'_>> = (0..3)
+    let slots: Vec<UpdateSlot> = (0..3)
         .map(|k| UpdateSlot {
             n: sizes[k],
-            param: w[k].buffer(),
-            grad: gt[k].buffer(),
-            states: vec![m[k].buffer(), v[k].buffer()],
+            param: w[k].buffer().clone(),
+            grad: gt[k].buffer().clone(),
+            states: vec![m[k].buffer().clone(), v[k].buffer().clone()],
         })
         .collect();
-    let k = update_kernel(&dev, UpdateRule::Adam, &slots, hyper.buffer()).unwrap();
+    let k = dev
+        .build(
+            &UpdateKernel {
+                rule: UpdateRule::Adam,
+                slots: slots.to_vec(),
+                hyper: hyper.buffer().clone(),
+            }
+            .into(),
+        )
+        .unwrap();
     dev.run(&[&k]).unwrap();
     for i in 0..3 {
         let want: Vec<f64> = w0[i]
@@ -535,7 +592,16 @@ fn grouped_adam(sizes: [usize; 3]) {
             1e-5,
         );
     }
-    assert!(update_kernel(&dev, UpdateRule::Adam, &[], hyper.buffer()).is_err());
+    assert!(dev
+        .build(
+            &UpdateKernel {
+                rule: UpdateRule::Adam,
+                slots: vec![],
+                hyper: hyper.buffer().clone()
+            }
+            .into()
+        )
+        .is_err());
 }
 
 #[test]
@@ -561,14 +627,14 @@ fn matmul_with_dropout_in_its_epilogue() {
             k,
             shape: vec![m, n],
             a: GemmLoad {
-                buffer: at.buffer(),
+                buffer: at.buffer().clone(),
                 offset: 0,
                 row_stride: if ta { m } else { k },
                 batch_stride: 0,
                 transposed: ta,
             },
             b: GemmLoad {
-                buffer: bt.buffer(),
+                buffer: bt.buffer().clone(),
                 offset: 0,
                 row_stride: if tb { k } else { n },
                 batch_stride: 0,
@@ -584,19 +650,24 @@ fn matmul_with_dropout_in_its_epilogue() {
             seed: 5,
             step: 0,
         });
-        let kern = gemm_kernel(
-            &dev,
-            "matmul+dropout",
-            &spec,
-            &p,
-            &[contiguous(&step, &[m, n])],
-            &[Store {
-                expr: d,
-                buffer: c.buffer(),
-                layout: StridedLayout::contiguous(&[m, n]),
-            }],
-        )
-        .unwrap();
+        let kern = dev
+            .build(
+                &GemmKernel {
+                    label: "matmul+dropout".into(),
+                    spec: spec.clone(),
+                    epilogue: Epilogue {
+                        program: p.clone(),
+                        operands: vec![contiguous(&step, &[m, n])],
+                        stores: vec![Store {
+                            expr: d,
+                            buffer: c.buffer().clone(),
+                            layout: StridedLayout::contiguous(&[m, n]),
+                        }],
+                    },
+                }
+                .into(),
+            )
+            .unwrap();
         dev.run(&[&kern]).unwrap();
         let want: Vec<f64> = (0..m * n)
             .map(|i| {
@@ -644,28 +715,33 @@ fn channel_sums_store_every_element_on_the_way() {
         let (lx, lg) = (p.push(Expr::Load(0)), p.push(Expr::Load(1)));
         let step = p.push(Expr::Unary(UnaryOp::Step, lx));
         let prod = p.push(Expr::Binary(BinaryOp::Mul, lg, step));
-        let k = reduction_kernel(
-            &dev,
-            "bias_grad",
-            &shape,
-            &[0, 2, 3],
-            &p,
-            &[contiguous(&xt, &shape), contiguous(&gt, &shape)],
-            &[Reduction {
-                kind: ReduceKind::Sum,
-                expr: prod,
-                output: ReduceOutput::Write {
-                    buffer: sums.buffer(),
-                    offset: 0,
-                },
-            }],
-            &[Store {
-                expr: prod,
-                buffer: stored.buffer(),
-                layout: StridedLayout::contiguous(&shape),
-            }],
-        )
-        .unwrap();
+        let k = dev
+            .build(
+                &ReduceKernel {
+                    label: "bias_grad".into(),
+                    shape: shape.to_vec(),
+                    axes: vec![0, 2, 3],
+                    reductions: vec![Reduction {
+                        kind: ReduceKind::Sum,
+                        expr: prod,
+                        output: ReduceOutput::Write {
+                            buffer: sums.buffer().clone(),
+                            offset: 0,
+                        },
+                    }],
+                    epilogue: Epilogue {
+                        program: p.clone(),
+                        operands: vec![contiguous(&xt, &shape), contiguous(&gt, &shape)],
+                        stores: vec![Store {
+                            expr: prod,
+                            buffer: stored.buffer().clone(),
+                            layout: StridedLayout::contiguous(&shape),
+                        }],
+                    },
+                }
+                .into(),
+            )
+            .unwrap();
         dev.run(&[&k]).unwrap();
         let want: Vec<f64> = x
             .iter()
@@ -707,22 +783,26 @@ fn a_reduction_too_long_for_one_kernel_is_an_error_not_a_truncation() {
     let out = dev.full(&[1], f32::NAN).unwrap();
     let mut p = Program::default();
     let l = p.push(Expr::Load(0));
-    let kernel = reduction_kernel(
-        &dev,
-        "sum",
-        &[n],
-        &[0],
-        &p,
-        &[contiguous(&x, &[n])],
-        &[Reduction {
-            kind: ReduceKind::Sum,
-            expr: l,
-            output: ReduceOutput::Write {
-                buffer: out.buffer(),
-                offset: 0,
+    let kernel = dev.build(
+        &ReduceKernel {
+            label: "sum".into(),
+            shape: vec![n],
+            axes: vec![0],
+            reductions: vec![Reduction {
+                kind: ReduceKind::Sum,
+                expr: l,
+                output: ReduceOutput::Write {
+                    buffer: out.buffer().clone(),
+                    offset: 0,
+                },
+            }],
+            epilogue: Epilogue {
+                program: p.clone(),
+                operands: vec![contiguous(&x, &[n])],
+                stores: vec![],
             },
-        }],
-        &[],
+        }
+        .into(),
     );
     match dev.kernel_profile().loop_trip_limit {
         Some(_) => {

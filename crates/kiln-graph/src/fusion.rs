@@ -27,6 +27,23 @@
 //! update several parameters each (PyTorch's foreach optimizers), which a
 //! per-shape fusion cannot express; softmax and concatenation keep their
 //! own kernels.
+//!
+//! # Kernel kinds
+//!
+//! Each group becomes kernels of one kind (`kernels.rs` describes them as
+//! [`KernelDescription`](kiln_backend::codegen::KernelDescription)s, which
+//! the backend renders for the adapter's kernel profile):
+//!
+//! | kind | what it fuses | why |
+//! |---|---|---|
+//! | map | a chain of elementwise ops, broadcasts, selects, dropout and views over one shape, storing every result the group materialises, and in-place assignments and running statistics of that shape | each element is independent: one read of every input, one write of every result |
+//! | reduce | sums, means, extrema, one-element accumulators and batch moments over the same axes, with the reduced value computed as it is read (its prologue) and elementwise results of the same space stored on the way; running statistics join their moments | the pass reads each element once, so what feeds it and what it meets need no buffer |
+//! | GEMM | a matrix product and its epilogue (bias, activation, scaling, dropout, residual additions), at most five ops | the epilogue runs on each product element while it is in registers |
+//! | conv | one pass of a 2-D convolution (forward, input or weight gradient) and its epilogue, as for GEMM; 1×1 convolutions of large maps render as GEMMs | the same, as an implicit GEMM that never writes an im2col buffer |
+//! | pool | one max or average pooling pass, or its gradient, alone | a window gathers from neighbours, which an elementwise program cannot read |
+//! | softmax | one softmax or log-softmax, alone | a row's maximum and sum must be known before any output |
+//! | concat | the copies of every input into its region of the output, one kernel per adapter's worth of bindings | one dispatch instead of one per input |
+//! | optimizer update | every parameter step of one rule on one hyperparameter input, as many per kernel as the adapter binds | PyTorch's `foreach` optimizers: a handful of dispatches for a model's hundreds of tensors |
 
 use std::collections::{BTreeMap, HashMap};
 

@@ -1,16 +1,18 @@
-//! Turning each fused group into kernels: the nodes of an elementwise,
-//! reduction or GEMM group (a matrix product or a convolution) become one
-//! generated kernel's program (inlined producers as expressions, stored
-//! inputs as strided loads, materialised results as stores); the other
-//! groups call their own kernels.
+//! Describing each fused group's kernels, once the plan has given every
+//! stored value its buffer: the nodes of an elementwise, reduction or GEMM
+//! group (a matrix product or a convolution) become one kernel's program
+//! (inlined producers as expressions, stored inputs as strided loads,
+//! materialised results as stores); the other groups are described by
+//! their own kinds (see [`KernelDescription`]). The plan builds the
+//! descriptions.
 
 use std::collections::HashMap;
 
 use kiln_backend::codegen::{
-    conv_kernel, elementwise_kernel, gemm_kernel, reduction_kernel, ConvSpec, Expr, GemmLoad,
-    GemmSpec, Operand, Program, Reduction, Store,
+    ConvKernel, ConvSpec, Epilogue, Expr, GemmKernel, GemmLoad, GemmSpec, KernelDescription,
+    MapKernel, Operand, Program, ReduceKernel, Store,
 };
-use kiln_backend::{Buffer, DType, Device, Kernel, MatmulVariant, StridedLayout, UnaryOp};
+use kiln_backend::{Buffer, DType, Device, MatmulVariant, StridedLayout, UnaryOp};
 
 use crate::conv_ops::node_conv_geometry;
 use crate::error::{GraphError, Result};
@@ -282,14 +284,23 @@ impl<'a, 'g> Builder<'a, 'g> {
         Ok(e)
     }
 
-    fn operands(&self) -> Vec<Operand<'_>> {
+    fn operands(&self) -> Vec<Operand> {
         self.layouts
             .iter()
             .map(|(b, l)| Operand {
-                buffer: &self.buffers[*b],
+                buffer: self.buffers[*b].clone(),
                 layout: l.clone(),
             })
             .collect()
+    }
+
+    /// The program built, what it reads, and `stores`.
+    fn epilogue(&self, stores: Vec<Store>) -> Epilogue {
+        Epilogue {
+            program: self.program.clone(),
+            operands: self.operands(),
+            stores,
+        }
     }
 
     /// A label naming the ops of the kernel, so a profile reads.
@@ -313,15 +324,16 @@ impl<'a, 'g> Builder<'a, 'g> {
     }
 }
 
-/// The kernels of group `g`; `stored` lists the values it stores in slots.
-pub(crate) fn build_group(
+/// The kernels of group `g`, described; `stored` lists the values it
+/// stores in slots.
+pub(crate) fn describe_group(
     device: &Device,
     graph: &Graph,
     fused: &Fused,
     g: usize,
     stored: &[usize],
     storage: &Storage<'_>,
-) -> Result<Vec<Kernel>> {
+) -> Result<Vec<KernelDescription>> {
     let group = &fused.groups[g];
     let nodes = graph.nodes();
     let shape = match &group.space {
@@ -342,97 +354,59 @@ pub(crate) fn build_group(
     };
     b.anchor = gemm;
     // Stores of materialised elementwise results and the product.
-    let mut stores: Vec<(usize, Buffer, StridedLayout)> = Vec::new();
+    let mut stores: Vec<Store> = Vec::new();
     for &v in stored {
         // Results of reductions are written by the reduction itself.
         if matches!(nodes[v].op, Op::Output(_)) || fused.classes[v] == Class::Reduction {
             continue;
         }
-        let e = b.value(v)?;
-        stores.push((
-            e,
-            storage.buffer(v)?,
-            StridedLayout::contiguous(&nodes[v].shape),
-        ));
+        stores.push(Store {
+            expr: b.value(v)?,
+            buffer: storage.buffer(v)?,
+            layout: StridedLayout::contiguous(&nodes[v].shape),
+        });
     }
-    let extra = in_place_updates(device, &mut b, fused, g, &mut stores)?;
-    let reds = reduce::reductions(&mut b, fused, &group.roots)?;
-    let operands = b.operands();
-    let store_list: Vec<Store<'_>> = stores
-        .iter()
-        .map(|(e, buf, l)| Store {
-            expr: *e,
-            buffer: buf,
-            layout: l.clone(),
-        })
-        .collect();
-    let mut kernels = Vec::new();
-    let has_work = numel > 0 && !store_list.is_empty();
-    match &group.space {
-        Space::Map(_) if has_work => {
-            let label = b.label("map");
-            kernels.push(elementwise_kernel(
-                device,
-                &label,
-                &shape,
-                &b.program,
-                &operands,
-                &store_list,
-            )?);
-        }
+    let mut kernels = in_place_updates(&mut b, fused, g, &mut stores)?;
+    let reductions = reduce::reductions(&mut b, fused, &group.roots)?;
+    let has_work = numel > 0 && !stores.is_empty();
+    let label = |b: &Builder<'_, '_>, kind: &str| b.label(kind);
+    let description: Option<KernelDescription> = match &group.space {
         Space::Gemm { anchor, .. } if gemm.is_some() && has_work => {
-            let label = b.label(if matches!(nodes[*anchor].op, Op::Conv2d { .. }) {
-                "conv"
-            } else {
-                "gemm"
-            });
-            kernels.push(anchor_kernel(
-                device,
-                graph,
-                *anchor,
-                &label,
-                &shape,
-                storage,
-                &b.program,
-                &operands,
-                &store_list,
-            )?);
+            let kind = match nodes[*anchor].op {
+                Op::Conv2d { .. } => "conv",
+                _ => "gemm",
+            };
+            let label = label(&b, kind);
+            let epilogue = b.epilogue(stores);
+            Some(anchor_kernel(
+                graph, *anchor, label, &shape, storage, epilogue,
+            )?)
         }
-        Space::Gemm { .. } if has_work => {
-            // An empty inner dimension: the product is zeros.
-            {
-                kernels.push(elementwise_kernel(
-                    device,
-                    &b.label("map"),
-                    &shape,
-                    &b.program,
-                    &operands,
-                    &store_list,
-                )?);
-            }
+        // A map, or a product over an empty inner dimension: zeros.
+        Space::Map(_) | Space::Gemm { .. } if has_work => {
+            let label = label(&b, "map");
+            Some(MapKernel::over(&label, &shape, b.epilogue(stores)).into())
         }
         Space::Reduce { axes, .. } => {
-            let reductions: Vec<Reduction<'_>> = reds.iter().map(reduce::Red::output).collect();
             let outputs: usize = (0..shape.len())
                 .filter(|d| !axes.contains(d))
                 .map(|d| shape[d])
                 .product();
-            if outputs > 0 {
-                kernels.push(reduction_kernel(
-                    device,
-                    &b.label("reduce"),
-                    &shape,
-                    axes,
-                    &b.program,
-                    &operands,
-                    &reductions,
-                    &store_list,
-                )?);
-            }
+            (outputs > 0).then(|| {
+                ReduceKernel {
+                    label: label(&b, "reduce"),
+                    shape: shape.clone(),
+                    axes: axes.clone(),
+                    reductions,
+                    epilogue: b.epilogue(stores),
+                }
+                .into()
+            })
         }
-        _ => {}
-    }
-    kernels.extend(extra);
+        _ => None,
+    };
+    // The group's own kernel runs before the batch counters it brings.
+    kernels.splice(0..0, description);
     Ok(kernels)
 }
 
@@ -441,52 +415,45 @@ pub(crate) fn build_group(
 /// they update; returns the kernels that count batches for running
 /// statistics.
 fn in_place_updates(
-    device: &Device,
     b: &mut Builder<'_, '_>,
     fused: &Fused,
     g: usize,
-    stores: &mut Vec<(usize, Buffer, StridedLayout)>,
-) -> Result<Vec<Kernel>> {
+    stores: &mut Vec<Store>,
+) -> Result<Vec<KernelDescription>> {
     let (graph, storage) = (b.graph, b.storage);
     let group = &fused.groups[g];
     let nodes = graph.nodes();
-    let mut extra: Vec<Kernel> = Vec::new();
+    let mut extra = Vec::new();
     for &r in &group.roots {
         let node = &nodes[r];
         let x = |k: usize| node.inputs[k].index();
+        let mut store = |expr: usize, into: usize| -> Result<()> {
+            stores.push(Store {
+                expr,
+                buffer: storage.buffer(into)?,
+                layout: StridedLayout::contiguous(&node.shape),
+            });
+            Ok(())
+        };
         match (&node.op, fused.classes[r]) {
-            (Op::Assign, _) => {
-                let e = b.value(x(1))?;
-                stores.push((
-                    e,
-                    storage.buffer(x(0))?,
-                    StridedLayout::contiguous(&node.shape),
-                ));
-            }
+            (Op::Assign, _) => store(b.value(x(1))?, x(0))?,
             (Op::Accumulate { keep, scale }, Class::Update) => {
                 let acc = b.value(x(0))?;
                 let v = b.value(x(1))?;
-                let e = axpby(&mut b.program, acc, v, *keep, *scale);
-                stores.push((
-                    e,
-                    storage.buffer(x(0))?,
-                    StridedLayout::contiguous(&node.shape),
-                ));
+                store(axpby(&mut b.program, acc, v, *keep, *scale), x(0))?;
             }
             (Op::RunningStats { keep, var_factor }, _) if matches!(group.space, Space::Map(_)) => {
                 for (running, batch, factor) in [(0, 2, 1.0), (1, 3, *var_factor)] {
                     let old = b.value(x(running))?;
                     let new = b.value(x(batch))?;
                     let new = b.program.push(Expr::Unary(UnaryOp::Scale(factor), new));
-                    let e = axpby(&mut b.program, old, new, *keep, 1.0 - keep);
-                    stores.push((
-                        e,
-                        storage.buffer(x(running))?,
-                        StridedLayout::contiguous(&node.shape),
-                    ));
+                    store(
+                        axpby(&mut b.program, old, new, *keep, 1.0 - keep),
+                        x(running),
+                    )?;
                 }
                 if node.inputs.len() == 5 {
-                    extra.push(count_up(device, storage.buffer(x(4))?)?);
+                    extra.push(count_up(storage.buffer(x(4))?));
                 }
             }
             _ => {}
@@ -497,32 +464,31 @@ fn in_place_updates(
 
 /// The kernel of a GEMM group: its anchor's product (a matrix product or a
 /// convolution pass) with the group's program as its epilogue.
-#[allow(clippy::too_many_arguments)] // the group's kernel, described once by build_group
 fn anchor_kernel(
-    device: &Device,
     graph: &Graph,
     anchor: usize,
-    label: &str,
+    label: String,
     shape: &[usize],
     storage: &Storage<'_>,
-    program: &Program,
-    operands: &[Operand<'_>],
-    stores: &[Store<'_>],
-) -> Result<Kernel> {
+    epilogue: Epilogue,
+) -> Result<KernelDescription> {
     let node = &graph.nodes()[anchor];
-    let a_buf = storage.buffer(node.inputs[0].index())?;
-    let b_buf = storage.buffer(node.inputs[1].index())?;
+    let a = storage.buffer(node.inputs[0].index())?;
+    let b = storage.buffer(node.inputs[1].index())?;
     if let Op::Conv2d { pass, splits, .. } = node.op {
         let spec = ConvSpec {
             pass,
             geometry: node_conv_geometry(graph, anchor)?,
-            a: &a_buf,
-            b: &b_buf,
+            a,
+            b,
             splits,
         };
-        return Ok(conv_kernel(
-            device, label, &spec, program, operands, stores,
-        )?);
+        return Ok(ConvKernel {
+            label,
+            spec,
+            epilogue,
+        }
+        .into());
     }
     let ((m, n, k), [(lda, bsa, ta), (ldb, bsb, tb)]) = gemm_shape(graph, anchor, shape);
     let spec = GemmSpec {
@@ -531,14 +497,14 @@ fn anchor_kernel(
         k,
         shape: shape.to_vec(),
         a: GemmLoad {
-            buffer: &a_buf,
+            buffer: a,
             offset: 0,
             row_stride: lda,
             batch_stride: bsa,
             transposed: ta,
         },
         b: GemmLoad {
-            buffer: &b_buf,
+            buffer: b,
             offset: 0,
             row_stride: ldb,
             batch_stride: bsb,
@@ -546,9 +512,12 @@ fn anchor_kernel(
         },
         variant: MatmulVariant::Auto,
     };
-    Ok(gemm_kernel(
-        device, label, &spec, program, operands, stores,
-    )?)
+    Ok(GemmKernel {
+        label,
+        spec,
+        epilogue,
+    }
+    .into())
 }
 
 /// `keep·acc + scale·v`.
@@ -559,26 +528,24 @@ fn axpby(p: &mut Program, acc: usize, v: usize, keep: f32, scale: f32) -> usize 
 }
 
 /// `count[0] += 1`: a batch counter.
-fn count_up(device: &Device, count: Buffer) -> Result<Kernel> {
-    let mut p = Program::default();
-    let c = p.push(Expr::Load(0));
-    let e = p.push(Expr::Unary(UnaryOp::AddScalar(1.0), c));
+fn count_up(count: Buffer) -> KernelDescription {
+    let mut program = Program::default();
+    let c = program.push(Expr::Load(0));
+    let e = program.push(Expr::Unary(UnaryOp::AddScalar(1.0), c));
     let layout = StridedLayout::contiguous(&[1]);
-    Ok(elementwise_kernel(
-        device,
-        "map:count",
-        &[1],
-        &p,
-        &[Operand {
-            buffer: &count,
+    let epilogue = Epilogue {
+        program,
+        operands: vec![Operand {
+            buffer: count.clone(),
             layout: layout.clone(),
         }],
-        &[Store {
+        stores: vec![Store {
             expr: e,
-            buffer: &count,
+            buffer: count,
             layout,
         }],
-    )?)
+    };
+    MapKernel::over("map:count", &[1], epilogue).into()
 }
 
 /// How a product reads its operands: (rows, columns, inner size), and for

@@ -5,14 +5,18 @@
 //! parameter words) created once. [`Plan::run`] then writes the inputs,
 //! encodes every dispatch into one compute pass and submits once.
 
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::HashMap;
 
+use kiln_backend::codegen::KernelDescription;
 use kiln_backend::{Buffer, DType, Device, Kernel, Tensor};
 
 use crate::error::{GraphError, Result};
-use crate::fusion::{self, storage_root, Fused, Space};
+use crate::fusion::{self, storage_root, Fused};
 use crate::graph::{Graph, NodeId, Op};
-use crate::kernels::{build_group, Storage};
+use crate::kernels::{describe_group, Storage};
+
+mod order;
+use order::{group_reads, schedule, stored_values};
 
 /// How a plan is compiled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -348,9 +352,13 @@ impl Plan {
         }
         let storage = Storage::new(device, graph, storage);
 
-        let kernels = build_groups_in_parallel(&order, |g| {
-            build_group(device, graph, &fused, g, &stored[g], &storage)
-        })?;
+        let mut descriptions = Vec::new();
+        for &g in &order {
+            descriptions.extend(describe_group(
+                device, graph, &fused, g, &stored[g], &storage,
+            )?);
+        }
+        let kernels = build_in_parallel(device, &descriptions)?;
         let outputs = outputs_idx
             .iter()
             .map(|&o| Ok((storage.buffer(o)?, nodes[o].numel())))
@@ -452,23 +460,21 @@ impl Plan {
     }
 }
 
-/// Builds every group's kernels, in `order`, on up to
+/// Builds every described kernel, in order, on up to
 /// `available_parallelism` threads: creating pipelines is most of a first
 /// step's time (WGSL parsed, validated and translated, then the driver's
 /// own compiler on most GPUs), and distinct pipelines build independently.
-fn build_groups_in_parallel(
-    order: &[usize],
-    build: impl Fn(usize) -> Result<Vec<Kernel>> + Sync,
-) -> Result<Vec<Kernel>> {
+fn build_in_parallel(device: &Device, order: &[KernelDescription]) -> Result<Vec<Kernel>> {
+    let build = |d: &KernelDescription| -> Result<Kernel> { Ok(device.build(d)?) };
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(order.len());
-    let built: Vec<Result<Vec<Kernel>>> = if threads <= 1 {
-        order.iter().map(|&g| build(g)).collect()
+    let built: Vec<Result<Kernel>> = if threads <= 1 {
+        order.iter().map(build).collect()
     } else {
-        // Threads take groups round-robin, so that each gets a share of the
+        // Threads take kernels round-robin, so that each gets a share of the
         // heavy ones (products sit together in the order).
-        let mut slots: Vec<Option<Result<Vec<Kernel>>>> = order.iter().map(|_| None).collect();
+        let mut slots: Vec<Option<Result<Kernel>>> = order.iter().map(|_| None).collect();
         std::thread::scope(|scope| {
             let workers: Vec<_> = (0..threads)
                 .map(|t| {
@@ -476,7 +482,7 @@ fn build_groups_in_parallel(
                     scope.spawn(move || {
                         (t..order.len())
                             .step_by(threads)
-                            .map(|k| (k, build(order[k])))
+                            .map(|k| (k, build(&order[k])))
                             .collect::<Vec<_>>()
                     })
                 })
@@ -492,112 +498,5 @@ fn build_groups_in_parallel(
         });
         slots.into_iter().flatten().collect()
     };
-    let mut kernels = Vec::new();
-    for group in built {
-        kernels.extend(group?);
-    }
-    Ok(kernels)
-}
-
-/// The groups in an order every dependency allows, nearest to graph order.
-fn schedule(fused: &Fused) -> Result<Vec<usize>> {
-    let deps = &fused.dependencies;
-    let g = fused.groups.len();
-    let mut waiting: Vec<usize> = deps.iter().map(Vec::len).collect();
-    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); g];
-    for (to, list) in deps.iter().enumerate() {
-        for &from in list {
-            dependents[from].push(to);
-        }
-    }
-    let key = |i: usize| std::cmp::Reverse(fused.groups[i].roots[0]);
-    let mut ready: BinaryHeap<(std::cmp::Reverse<usize>, usize)> = (0..g)
-        .filter(|&i| waiting[i] == 0)
-        .map(|i| (key(i), i))
-        .collect();
-    let mut order = Vec::with_capacity(g);
-    while let Some((_, i)) = ready.pop() {
-        order.push(i);
-        for &d in &dependents[i] {
-            waiting[d] -= 1;
-            if waiting[d] == 0 {
-                ready.push((key(d), d));
-            }
-        }
-    }
-    if order.len() != g {
-        return Err(GraphError::Internal(
-            "the fused kernels depend on each other in a cycle (a fusion bug): compile with \
-             KILN_FUSION=0 to work around it"
-                .into(),
-        ));
-    }
-    Ok(order)
-}
-
-/// The stored values (storage roots) group `g`'s kernels read.
-fn group_reads(graph: &Graph, fused: &Fused, g: usize) -> Vec<usize> {
-    let nodes = graph.nodes();
-    let group = &fused.groups[g];
-    let mut out = Vec::new();
-    let steps: &[usize] = match &group.space {
-        Space::Updates(s) => s,
-        _ => &group.members,
-    };
-    for &m in steps {
-        for x in &nodes[m].inputs {
-            if group.members.contains(&x.index()) && !matches!(group.space, Space::Single(_)) {
-                continue;
-            }
-            let root = storage_root(graph, x.index());
-            if !out.contains(&root) {
-                out.push(root);
-            }
-        }
-        // An in-place update reads what it writes.
-        if nodes[m].op.is_update() {
-            let root = storage_root(graph, m);
-            if !out.contains(&root) {
-                out.push(root);
-            }
-        }
-    }
-    out
-}
-
-/// For each group, the values it stores in slots: materialised results
-/// another group reads (or that are asked for), and the results of its
-/// multi-result nodes.
-fn stored_values(graph: &Graph, fused: &Fused, outputs: &[usize]) -> Vec<Vec<usize>> {
-    let nodes = graph.nodes();
-    let n = nodes.len();
-    let mut read_by: Vec<Vec<usize>> = vec![Vec::new(); n];
-    for g in 0..fused.groups.len() {
-        for x in group_reads(graph, fused, g) {
-            read_by[x].push(g);
-        }
-    }
-    fused
-        .groups
-        .iter()
-        .enumerate()
-        .map(|(g, group)| {
-            let mut out = Vec::new();
-            for &r in &group.roots {
-                match &nodes[r].op {
-                    op if op.is_update() => {}
-                    _ if !nodes[r].results.is_empty() => {
-                        out.extend(fused.results[r].iter().copied())
-                    }
-                    _ => {
-                        let asked = outputs.iter().any(|&o| storage_root(graph, o) == r);
-                        if asked || read_by[r].iter().any(|&h| h != g) {
-                            out.push(r);
-                        }
-                    }
-                }
-            }
-            out
-        })
-        .collect()
+    built.into_iter().collect()
 }

@@ -30,10 +30,10 @@
 
 use crate::error::{invalid, BackendError, Result};
 use crate::layout::StridedLayout;
-use crate::{Buffer, Device, Kernel, KernelProfile, MatmulVariant};
+use crate::{Buffer, KernelProfile, MatmulVariant};
 
-use super::gemm::{gemm_kernel, gemm_source, GemmLoad, GemmSpec};
-use super::program::Program;
+use super::description::{Epilogue, Render, Rendered};
+use super::gemm::{GemmKernel, GemmLoad, GemmSpec};
 use super::{check_fits, Operand, Store};
 
 mod block;
@@ -54,15 +54,21 @@ pub enum ConvPass {
 /// The geometry of a 2-D convolution (groups 1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Conv2dGeometry {
+    /// Images.
     pub batch: usize,
+    /// Channels of each input image (Cin).
     pub in_channels: usize,
+    /// Channels of each output image (Cout).
     pub out_channels: usize,
     /// Input height and width.
     pub input: [usize; 2],
+    /// Kernel height and width (KH, KW).
     pub kernel: [usize; 2],
+    /// How far apart output pixels' windows start, down and across.
     pub stride: [usize; 2],
-    /// Top, left, bottom, right.
+    /// Implicit zero padding: top, left, bottom, right.
     pub pad: [usize; 4],
+    /// How far apart a kernel's taps are.
     pub dilation: [usize; 2],
 }
 
@@ -147,15 +153,15 @@ impl Conv2dGeometry {
 /// weight gradient). A weight gradient with `splits` > 1 writes partial sums
 /// over `[splits, Cout, Cin, KH, KW]` for the caller to add.
 #[derive(Clone, Debug)]
-pub struct ConvSpec<'a> {
+pub struct ConvSpec {
     pub pass: ConvPass,
     pub geometry: Conv2dGeometry,
-    pub a: &'a Buffer,
-    pub b: &'a Buffer,
+    pub a: Buffer,
+    pub b: Buffer,
     pub splits: usize,
 }
 
-impl ConvSpec<'_> {
+impl ConvSpec {
     /// The epilogue's iteration space and how many of its leading axes the
     /// batch index walks.
     pub fn space(&self) -> (Vec<usize>, usize) {
@@ -172,54 +178,31 @@ impl ConvSpec<'_> {
     }
 }
 
-/// A convolution kernel with `program` as its epilogue (see the module docs).
-pub fn conv_kernel(
-    device: &Device,
-    label: &str,
-    spec: &ConvSpec<'_>,
-    program: &Program,
-    operands: &[Operand<'_>],
-    stores: &[Store<'_>],
-) -> Result<Kernel> {
-    if let Some((gemm, operands, stores)) = as_gemm(spec, operands, stores) {
-        return gemm_kernel(device, label, &gemm, program, &operands, &stores);
-    }
-    let g = generate(
-        device.kernel_profile(),
-        label,
-        spec,
-        program,
-        operands,
-        stores,
-    )?;
-    device.generated_kernel(g)
+/// A convolution kernel: the pass of `spec` with `epilogue` applied to
+/// each of its elements (see the module docs).
+#[derive(Clone, Debug)]
+pub struct ConvKernel {
+    pub label: String,
+    pub spec: ConvSpec,
+    pub epilogue: Epilogue,
 }
 
-/// The source of [`conv_kernel`]'s kernel on a device of `profile`.
-pub fn conv_source(
-    profile: &KernelProfile,
-    spec: &ConvSpec<'_>,
-    program: &Program,
-    operands: &[Operand<'_>],
-    stores: &[Store<'_>],
-) -> Result<String> {
-    if let Some((gemm, operands, stores)) = as_gemm(spec, operands, stores) {
-        return gemm_source(profile, &gemm, program, &operands, &stores);
+impl Render for ConvKernel {
+    fn render(&self, profile: &KernelProfile) -> Result<Rendered<'_>> {
+        if let Some(gemm) = as_gemm(self) {
+            return Ok(Rendered::Generated(gemm.generated(profile)?));
+        }
+        Ok(Rendered::Generated(generate(profile, self)?))
     }
-    Ok(generate(profile, "conv", spec, program, operands, stores)?.source)
 }
 
 /// A 1×1 convolution with stride 1 and no padding is a matrix product per
 /// image, `W·X[n]` (or `Wᵀ·dY[n]` for its input gradient), which the GEMM
 /// kernel runs faster than the gathering one: the product, and the
-/// epilogue's layouts over `[N, C, H·W]`, when `spec` is one whose layouts
+/// epilogue's layouts over `[N, C, H·W]`, when `conv` is one whose layouts
 /// allow it.
-#[allow(clippy::type_complexity)] // the three things a GEMM kernel takes
-fn as_gemm<'a>(
-    spec: &ConvSpec<'a>,
-    operands: &[Operand<'a>],
-    stores: &[Store<'a>],
-) -> Option<(GemmSpec<'a>, Vec<Operand<'a>>, Vec<Store<'a>>)> {
+fn as_gemm(conv: &ConvKernel) -> Option<GemmKernel> {
+    let (spec, epilogue) = (&conv.spec, &conv.epilogue);
     let g = &spec.geometry;
     let pointwise = g.kernel == [1, 1] && g.stride == [1, 1] && g.pad == [0; 4];
     let hw = g.input[0] * g.input[1];
@@ -242,21 +225,23 @@ fn as_gemm<'a>(
             offset: l.offset,
         })
     };
-    let operands: Vec<Operand<'a>> = operands
+    let operands: Vec<Operand> = epilogue
+        .operands
         .iter()
         .map(|o| {
             Some(Operand {
-                buffer: o.buffer,
+                buffer: o.buffer.clone(),
                 layout: merge(&o.layout)?,
             })
         })
         .collect::<Option<_>>()?;
-    let stores: Vec<Store<'a>> = stores
+    let stores: Vec<Store> = epilogue
+        .stores
         .iter()
         .map(|st| {
             Some(Store {
                 expr: st.expr,
-                buffer: st.buffer,
+                buffer: st.buffer.clone(),
                 layout: merge(&st.layout)?,
             })
         })
@@ -268,14 +253,14 @@ fn as_gemm<'a>(
         shape: vec![g.batch, rows, hw],
         // W is [Cout, Cin]: read as is forward, transposed for the input gradient.
         a: GemmLoad {
-            buffer: spec.b,
+            buffer: spec.b.clone(),
             offset: 0,
             row_stride: g.in_channels,
             batch_stride: 0,
             transposed: spec.pass == ConvPass::InputGrad,
         },
         b: GemmLoad {
-            buffer: spec.a,
+            buffer: spec.a.clone(),
             offset: 0,
             row_stride: hw,
             batch_stride: inner * hw,
@@ -283,7 +268,15 @@ fn as_gemm<'a>(
         },
         variant: MatmulVariant::Auto,
     };
-    Some((gemm, operands, stores))
+    Some(GemmKernel {
+        label: conv.label.clone(),
+        spec: gemm,
+        epilogue: Epilogue {
+            program: epilogue.program.clone(),
+            operands,
+            stores,
+        },
+    })
 }
 
 /// Pointwise convolutions of feature maps at least this large run as GEMMs.
@@ -294,14 +287,9 @@ const MIN_GEMM_PIXELS: usize = 64;
 /// gradient, too many loop trips for a software adapter, an epilogue or
 /// operand that does not fit its buffer. The output's height and width
 /// otherwise.
-fn check_spec(
-    profile: &KernelProfile,
-    label: &str,
-    spec: &ConvSpec<'_>,
-    program: &Program,
-    operands: &[Operand<'_>],
-    stores: &[Store<'_>],
-) -> Result<[usize; 2]> {
+fn check_spec(profile: &KernelProfile, kernel: &ConvKernel) -> Result<[usize; 2]> {
+    let (label, spec, e) = (kernel.label.as_str(), &kernel.spec, &kernel.epilogue);
+    let (program, operands, stores) = (&e.program, &e.operands[..], &e.stores[..]);
     let g = spec.geometry;
     let Some([oh, ow]) = g.output() else {
         return Err(invalid(
@@ -338,10 +326,10 @@ fn check_spec(
     let results: Vec<usize> = stores.iter().map(|s| s.expr).collect();
     program.validate(operands.len(), true, &results)?;
     for o in operands {
-        check_fits(label, &space, o.buffer, &o.layout)?;
+        check_fits(label, &space, &o.buffer, &o.layout)?;
     }
     for s in stores {
-        check_fits(label, &space, s.buffer, &s.layout)?;
+        check_fits(label, &space, &s.buffer, &s.layout)?;
     }
     let [h, w] = g.input;
     let x_len = g.batch * g.in_channels * h * w;
@@ -352,7 +340,7 @@ fn check_spec(
         ConvPass::InputGrad => (dy_len, w_len),
         ConvPass::WeightGrad => (dy_len, x_len),
     };
-    for (name, buf, len) in [("first", spec.a, a_len), ("second", spec.b, b_len)] {
+    for (name, buf, len) in [("first", &spec.a, a_len), ("second", &spec.b, b_len)] {
         if (len as u64) * 4 > buf.size() {
             return Err(invalid(
                 label,

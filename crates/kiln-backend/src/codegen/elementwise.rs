@@ -10,18 +10,21 @@
 
 use crate::error::{BackendError, Result};
 use crate::kernel::{Generated, Grid};
-use crate::{Device, Kernel};
+use crate::{Buffer, KernelProfile, StridedLayout};
 
-use super::program::{Body, Program};
+use super::description::{Epilogue, Render, Rendered};
+use super::program::{Body, Expr, Program};
 use super::words::Words;
-use super::{check_fits, coalesce, row_major, Bindings, Operand, Store, WG};
+use super::{
+    check_fits, coalesce, layouts_of, linear_entry, module, row_major, Bindings, Operand, Store, WG,
+};
 
 /// One iteration space of a segmented kernel, with what it reads and writes.
 #[derive(Clone, Debug)]
-pub struct Segment<'a> {
+pub struct Segment {
     pub shape: Vec<usize>,
-    pub operands: Vec<Operand<'a>>,
-    pub stores: Vec<Store<'a>>,
+    pub operands: Vec<Operand>,
+    pub stores: Vec<Store>,
 }
 
 /// How one operand or store is addressed in the vec4 form.
@@ -46,7 +49,7 @@ struct Plan {
     vec4: bool,
 }
 
-fn analyse(label: &str, program: &Program, seg: &Segment<'_>) -> Result<Plan> {
+fn analyse(label: &str, program: &Program, seg: &Segment) -> Result<Plan> {
     let results: Vec<usize> = seg.stores.iter().map(|s| s.expr).collect();
     program.validate(seg.operands.len(), false, &results)?;
     let n: usize = seg.shape.iter().product();
@@ -57,10 +60,10 @@ fn analyse(label: &str, program: &Program, seg: &Segment<'_>) -> Result<Plan> {
         });
     }
     for o in &seg.operands {
-        check_fits(label, &seg.shape, o.buffer, &o.layout)?;
+        check_fits(label, &seg.shape, &o.buffer, &o.layout)?;
     }
     for s in &seg.stores {
-        check_fits(label, &seg.shape, s.buffer, &s.layout)?;
+        check_fits(label, &seg.shape, &s.buffer, &s.layout)?;
         if seg
             .shape
             .iter()
@@ -73,23 +76,12 @@ fn analyse(label: &str, program: &Program, seg: &Segment<'_>) -> Result<Plan> {
             ));
         }
     }
-    let mut strides: Vec<Vec<usize>> = seg
-        .operands
-        .iter()
-        .map(|o| o.layout.strides.clone())
-        .chain(seg.stores.iter().map(|s| s.layout.strides.clone()))
-        .collect();
+    let (mut strides, offsets) = layouts_of(&seg.operands, &seg.stores);
     let mut shape = coalesce(&seg.shape, &mut strides);
     if shape.is_empty() {
         shape = vec![1];
         strides.iter_mut().for_each(|s| *s = vec![0]);
     }
-    let offsets: Vec<usize> = seg
-        .operands
-        .iter()
-        .map(|o| o.layout.offset)
-        .chain(seg.stores.iter().map(|s| s.layout.offset))
-        .collect();
     let rank = shape.len();
     let flat = row_major(&shape);
     let access: Vec<Access> = strides
@@ -123,77 +115,89 @@ fn analyse(label: &str, program: &Program, seg: &Segment<'_>) -> Result<Plan> {
     })
 }
 
-/// The source of the kernel [`elementwise_kernel`] builds.
-pub fn elementwise_source(
-    shape: &[usize],
-    program: &Program,
-    operands: &[Operand<'_>],
-    stores: &[Store<'_>],
-) -> Result<String> {
-    let seg = Segment {
-        shape: shape.to_vec(),
-        operands: operands.to_vec(),
-        stores: stores.to_vec(),
-    };
-    Ok(generate("elementwise", program, &[seg])?.source)
+/// Elementwise programs over one or more segments, each with its own
+/// iteration space, operands and stores, all evaluating the same program
+/// (operand `k` of the program is each segment's `operands[k]`).
+#[derive(Clone, Debug)]
+pub struct MapKernel {
+    pub label: String,
+    pub program: Program,
+    pub segments: Vec<Segment>,
 }
 
-/// A kernel computing `program` at every element of `shape`, reading
-/// `operands` and writing `stores`.
-///
-/// ```no_run
-/// # use kiln_backend::*;
-/// # use kiln_backend::codegen::*;
-/// let device = Device::auto()?;
-/// let x = Tensor::from_f32(&device, &[-1.0, 2.0, -3.0, 4.0], &[2, 2])?;
-/// let b = Tensor::from_f32(&device, &[10.0, 20.0], &[2])?;
-/// let out = Tensor::empty(&device, &[2, 2], DType::F32)?;
-/// let mut p = Program::default();
-/// let (x0, b0) = (p.push(Expr::Load(0)), p.push(Expr::Load(1)));
-/// let s = p.push(Expr::Binary(BinaryOp::Add, x0, b0));
-/// let r = p.push(Expr::Unary(UnaryOp::Relu, s));
-/// let k = elementwise_kernel(&device, "add+relu", &[2, 2], &p,
-///     &[Operand { buffer: x.buffer(), layout: StridedLayout::contiguous(&[2, 2]) },
-///       Operand { buffer: b.buffer(), layout: StridedLayout::contiguous(&[2]).broadcast_to("bias", &[2, 2])? }],
-///     &[Store { expr: r, buffer: out.buffer(), layout: StridedLayout::contiguous(&[2, 2]) }])?;
-/// device.run(&[&k])?;
-/// assert_eq!(out.to_vec_f32()?, vec![9.0, 22.0, 7.0, 24.0]);
-/// # Ok::<(), BackendError>(())
-/// ```
-pub fn elementwise_kernel(
-    device: &Device,
-    label: &str,
-    shape: &[usize],
-    program: &Program,
-    operands: &[Operand<'_>],
-    stores: &[Store<'_>],
-) -> Result<Kernel> {
-    let seg = Segment {
-        shape: shape.to_vec(),
-        operands: operands.to_vec(),
-        stores: stores.to_vec(),
-    };
-    segmented_kernel(device, label, program, &[seg])
+impl MapKernel {
+    /// `epilogue`'s program at every element of `shape`.
+    pub fn over(label: &str, shape: &[usize], epilogue: Epilogue) -> Self {
+        MapKernel {
+            label: label.to_string(),
+            program: epilogue.program,
+            segments: vec![Segment {
+                shape: shape.to_vec(),
+                operands: epilogue.operands,
+                stores: epilogue.stores,
+            }],
+        }
+    }
+
+    /// The generated module (the same on every profile).
+    pub(crate) fn generated(&self) -> Result<Generated> {
+        generate(&self.label, &self.program, &self.segments)
+    }
 }
 
-/// One kernel evaluating `program` over every segment in turn: segment `s`
-/// reads its own operands and writes its own stores (operand `k` of the
-/// program is each segment's `operands[k]`).
-pub fn segmented_kernel(
-    device: &Device,
-    label: &str,
-    program: &Program,
-    segments: &[Segment<'_>],
-) -> Result<Kernel> {
-    let g = generate(label, program, segments)?;
-    device.generated_kernel(g)
+impl Render for MapKernel {
+    fn render(&self, _: &KernelProfile) -> Result<Rendered<'_>> {
+        Ok(Rendered::Generated(self.generated()?))
+    }
+}
+
+/// One input of a concatenation: its buffer, its shape and the region of
+/// the output it is copied into.
+#[derive(Clone, Debug)]
+pub struct ConcatPart {
+    pub source: Buffer,
+    pub shape: Vec<usize>,
+    pub region: StridedLayout,
+}
+
+/// Inputs copied into their regions of `out`, one segment each.
+#[derive(Clone, Debug)]
+pub struct ConcatKernel {
+    pub out: Buffer,
+    pub parts: Vec<ConcatPart>,
+}
+
+impl Render for ConcatKernel {
+    fn render(&self, _: &KernelProfile) -> Result<Rendered<'_>> {
+        let mut program = Program::default();
+        let copy = program.push(Expr::Load(0));
+        let segments: Vec<Segment> = self
+            .parts
+            .iter()
+            .map(|part| Segment {
+                shape: part.shape.clone(),
+                operands: vec![Operand {
+                    buffer: part.source.clone(),
+                    layout: StridedLayout::contiguous(&part.shape),
+                }],
+                stores: vec![Store {
+                    expr: copy,
+                    buffer: self.out.clone(),
+                    layout: part.region.clone(),
+                }],
+            })
+            .collect();
+        Ok(Rendered::Generated(generate(
+            "concat", &program, &segments,
+        )?))
+    }
 }
 
 /// The WGSL of one segment's elements, `i` its first element's row-major
 /// index: coordinates, loads, the body, stores.
 #[allow(clippy::too_many_arguments)] // the pieces of one segment's code, built once
 fn segment_code(
-    seg: &Segment<'_>,
+    seg: &Segment,
     plan: &Plan,
     vec4: bool,
     body: &Body,
@@ -301,7 +305,7 @@ fn segment_code(
     code
 }
 
-fn generate<'a>(label: &str, program: &Program, segments: &[Segment<'a>]) -> Result<Generated<'a>> {
+fn generate(label: &str, program: &Program, segments: &[Segment]) -> Result<Generated> {
     if segments.is_empty() {
         return Err(crate::error::invalid(label, "a kernel needs a segment"));
     }
@@ -325,12 +329,12 @@ fn generate<'a>(label: &str, program: &Program, segments: &[Segment<'a>]) -> Res
             let op: Vec<usize> = seg
                 .operands
                 .iter()
-                .map(|o| bindings.of(o.buffer, false))
+                .map(|o| bindings.of(&o.buffer, false))
                 .collect();
             let st: Vec<usize> = seg
                 .stores
                 .iter()
-                .map(|s| bindings.of(s.buffer, true))
+                .map(|s| bindings.of(&s.buffer, true))
                 .collect();
             (op, st)
         })
@@ -380,20 +384,14 @@ fn generate<'a>(label: &str, program: &Program, segments: &[Segment<'a>]) -> Res
             code.join("\n")
         ));
     }
-    let source = format!(
-        "{}\n{}\n{}\n@compute @workgroup_size({WG})\nfn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,\n        @builtin(local_invocation_index) lid: u32) {{\n    let P = load_words();\n{}\n}}\n",
-        bindings.declare(&vec4_binding),
-        words.declare(),
-        body.source,
-        main.join("\n")
+    let declared = [bindings.declare(&vec4_binding), words.declare()];
+    let source = module(
+        &[&declared[0], &declared[1], &body.source],
+        &linear_entry(),
+        &main,
     );
     let invocations: usize = counts.iter().sum();
-    Ok(Generated {
-        label: format!("{label}{}", if vec4 { "/vec4" } else { "" }),
-        source,
-        words: words.values(),
-        buffers: bindings.buffers().collect(),
-        grid: Grid::Linear((invocations as u64).div_ceil(WG as u64)),
-        trusted: true,
-    })
+    let grid = Grid::Linear((invocations as u64).div_ceil(WG as u64));
+    let label = format!("{label}{}", if vec4 { "/vec4" } else { "" });
+    Ok(bindings.generated(label, source, &words, grid))
 }

@@ -19,8 +19,8 @@ pub(crate) fn epilogue_fn(
     shape: &[usize],
     batch_axes: usize,
     body: &Body,
-    operands: &[Operand<'_>],
-    stores: &[Store<'_>],
+    operands: &[Operand],
+    stores: &[Store],
     op_bind: &[usize],
     st_bind: &[usize],
 ) -> String {

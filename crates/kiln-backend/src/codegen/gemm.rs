@@ -17,13 +17,14 @@
 //! without per-access bounds checks.
 //!
 //! [`Expr::Anchor`]: super::Expr::Anchor
+//! [`Program`]: super::Program
 
 use crate::error::{invalid, Result};
+use crate::kernel::Generated;
 use crate::ops::matmul::MatmulVariant;
-use crate::{Buffer, Device, Kernel, KernelProfile};
+use crate::{Buffer, KernelProfile};
 
-use super::program::Program;
-use super::{Operand, Store};
+use super::description::{Epilogue, Render, Rendered};
 
 mod source;
 use source::generate;
@@ -32,8 +33,8 @@ use source::generate;
 /// stored is at `offset + b·batch_stride + row·row_stride + col`; with
 /// `transposed` the product reads its transpose.
 #[derive(Clone, Debug)]
-pub struct GemmLoad<'a> {
-    pub buffer: &'a Buffer,
+pub struct GemmLoad {
+    pub buffer: Buffer,
     pub offset: usize,
     pub row_stride: usize,
     pub batch_stride: usize,
@@ -42,14 +43,14 @@ pub struct GemmLoad<'a> {
 
 /// A batched product `op(A)·op(B)` of `M×K` and `K×N` matrices.
 #[derive(Clone, Debug)]
-pub struct GemmSpec<'a> {
+pub struct GemmSpec {
     pub m: usize,
     pub n: usize,
     pub k: usize,
     /// The epilogue's iteration space: `[batch axes…, M, N]`.
     pub shape: Vec<usize>,
-    pub a: GemmLoad<'a>,
-    pub b: GemmLoad<'a>,
+    pub a: GemmLoad,
+    pub b: GemmLoad,
     pub variant: MatmulVariant,
 }
 
@@ -81,9 +82,9 @@ enum Shape {
 /// block would be mostly empty (measured 2–4× slower at 64×128 otherwise).
 const SMALL_MAX_N: usize = 4;
 
-fn choose(profile: &KernelProfile, spec: &GemmSpec<'_>) -> Result<Shape> {
+fn choose(profile: &KernelProfile, spec: &GemmSpec) -> Result<Shape> {
     let (m, n, k) = (spec.m, spec.n, spec.k);
-    let aligned = |l: &GemmLoad<'_>| {
+    let aligned = |l: &GemmLoad| {
         l.offset.is_multiple_of(4)
             && l.row_stride.is_multiple_of(4)
             && l.batch_stride.is_multiple_of(4)
@@ -137,40 +138,29 @@ fn choose(profile: &KernelProfile, spec: &GemmSpec<'_>) -> Result<Shape> {
     })
 }
 
-/// The source of the kernel [`gemm_kernel`] builds on a device of `profile`.
-pub fn gemm_source(
-    profile: &KernelProfile,
-    spec: &GemmSpec<'_>,
-    program: &Program,
-    operands: &[Operand<'_>],
-    stores: &[Store<'_>],
-) -> Result<String> {
-    Ok(generate(profile, "gemm", spec, program, operands, stores)?.source)
+/// A GEMM kernel: the product of `spec` with `epilogue` applied to each
+/// of its elements (see the module docs).
+#[derive(Clone, Debug)]
+pub struct GemmKernel {
+    pub label: String,
+    pub spec: GemmSpec,
+    pub epilogue: Epilogue,
 }
 
-/// A GEMM kernel with `program` as its epilogue (see the module docs).
-pub fn gemm_kernel(
-    device: &Device,
-    label: &str,
-    spec: &GemmSpec<'_>,
-    program: &Program,
-    operands: &[Operand<'_>],
-    stores: &[Store<'_>],
-) -> Result<Kernel> {
-    let g = generate(
-        device.kernel_profile(),
-        label,
-        spec,
-        program,
-        operands,
-        stores,
-    )?;
-    device.generated_kernel(g)
+impl GemmKernel {
+    /// The generated module, shaped for `profile`.
+    pub(crate) fn generated(&self, profile: &KernelProfile) -> Result<Generated> {
+        generate(profile, self)
+    }
 }
 
-const LANES: [&str; 4] = ["x", "y", "z", "w"];
+impl Render for GemmKernel {
+    fn render(&self, profile: &KernelProfile) -> Result<Rendered<'_>> {
+        Ok(Rendered::Generated(self.generated(profile)?))
+    }
+}
 
-fn check_load(name: &str, l: &GemmLoad<'_>, batch: usize, rows: usize, cols: usize) -> Result<()> {
+fn check_load(name: &str, l: &GemmLoad, batch: usize, rows: usize, cols: usize) -> Result<()> {
     let (rows, cols) = if l.transposed {
         (cols, rows)
     } else {

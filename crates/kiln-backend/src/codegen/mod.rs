@@ -1,46 +1,58 @@
-//! Kernels generated from a description instead of written out by hand:
+//! Kernels generated from a description instead of written out by hand.
+//! A [`KernelDescription`] says what one kernel computes, one variant per
+//! kind:
 //!
-//! - [`elementwise_kernel`]: a [`Program`] of elementwise operations over an
-//!   iteration space, reading any number of strided operands and storing any
-//!   number of results (a fused chain of maps, broadcasts and selects);
-//! - [`reduction_kernel`]: sums, means, extrema and batch moments over some
+//! - [`MapKernel`]: a [`Program`] of elementwise operations over one or
+//!   more iteration spaces, reading any number of strided operands and
+//!   storing any number of results (a fused chain of maps, broadcasts and
+//!   selects);
+//! - [`ReduceKernel`]: sums, means, extrema and batch moments over some
 //!   axes, with a program computing what is reduced (the prologue) and,
 //!   optionally, storing elementwise results met on the way;
-//! - [`gemm_kernel`]: matrix products (and the implicit-GEMM convolutions)
-//!   with a program applied to each product element (the epilogue: bias,
-//!   activation, scaling, dropout, residual additions);
-//! - [`conv_kernel`]: the three passes of a 2-D convolution as implicit
+//! - [`GemmKernel`]: matrix products with a program applied to each product
+//!   element (the epilogue: bias, activation, scaling, dropout, residual
+//!   additions);
+//! - [`ConvKernel`]: the three passes of a 2-D convolution as implicit
 //!   GEMMs, with the same epilogues;
-//! - [`pool_kernel`]: max and average pooling and their gradients.
+//! - [`PoolKernel`]: max and average pooling and their gradients;
+//! - [`SoftmaxKernel`], [`ConcatKernel`] and [`UpdateKernel`] (optimizer
+//!   steps over several parameters).
 //!
-//! Every size, stride, offset and scalar a kernel reads lives in its
+//! [`Device::build`](crate::Device::build) renders a description for the
+//! device's [`KernelProfile`](crate::KernelProfile) and builds it;
+//! [`KernelDescription::source`] shows the text (for naga validation in
+//! tests). Every size, stride, offset and scalar a kernel reads lives in its
 //! parameter words, so two kernels that differ only in those values have the
 //! same source and share one pipeline: generated modules are cached by their
-//! text, which is their structure. The source of a kernel is available before
-//! it is built (for naga validation in tests) through the `*_source`
-//! functions.
+//! text, which is their structure.
 
 mod conv;
+mod description;
 mod elementwise;
 mod epilogue;
 mod gemm;
 mod pool;
 mod program;
 mod reduction;
+mod register_block;
 mod words;
 
-pub use conv::{conv_kernel, conv_source, Conv2dGeometry, ConvPass, ConvSpec};
-pub use elementwise::{elementwise_kernel, elementwise_source, segmented_kernel, Segment};
-pub use gemm::{gemm_kernel, gemm_source, GemmLoad, GemmSpec};
-pub use pool::{pool_kernel, pool_source, Pool2dGeometry, PoolIo, PoolKind};
+pub use crate::ops::optim::{UpdateKernel, UpdateSlot};
+pub use crate::ops::softmax::SoftmaxKernel;
+pub use conv::{Conv2dGeometry, ConvKernel, ConvPass, ConvSpec};
+pub use description::{Epilogue, KernelDescription};
+pub(crate) use description::{HandwrittenCall, Render, Rendered};
+pub use elementwise::{ConcatKernel, ConcatPart, MapKernel, Segment};
+pub use gemm::{GemmKernel, GemmLoad, GemmSpec};
+pub use pool::{Pool2dGeometry, PoolIo, PoolKernel, PoolKind};
 pub use program::{Expr, Program};
-pub use reduction::{
-    reduction_kernel, reduction_source, ReduceKind, ReduceOutput, Reduction, RunningUpdate,
-};
+pub use reduction::{ReduceKernel, ReduceKind, ReduceOutput, Reduction, RunningUpdate};
 
 use crate::error::{invalid, Result};
+use crate::kernel::{Generated, Grid};
 use crate::layout::StridedLayout;
 use crate::Buffer;
+use words::Words;
 
 /// The WGSL files every generated module starts with: the numerics of the
 /// elementwise operations and the dropout hash.
@@ -64,16 +76,30 @@ pub(crate) fn lane_broadcasts(
         .collect()
 }
 
-/// The entry point of an 8×8-block kernel with 8×8 invocations, `lid.x`
-/// walking columns and `lid.y` rows. With `lanes`, `lid` is the lane
-/// within its subgroup and the subgroup's index, so that a subgroup's
-/// lanes share their rows whatever order the driver forms subgroups in
-/// (the builtins need a one-dimensional workgroup).
-pub(crate) fn block_entry(lanes: bool) -> &'static str {
-    match lanes {
-        true => "@compute @workgroup_size(64)\nfn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_id) subgroup: u32, @builtin(subgroup_invocation_id) lane: u32) {\n    let lid = vec2<u32>(lane, subgroup);",
-        false => "@compute @workgroup_size(8, 8, 1)\nfn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {",
+/// The entry point of the one-dimensional generated kernels: `WG`
+/// invocations per workgroup, workgroups folded into x and y.
+pub(crate) fn linear_entry() -> String {
+    format!("@compute @workgroup_size({WG})\nfn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,\n        @builtin(local_invocation_index) lid: u32) {{")
+}
+
+/// A generated module's text: `parts` (declarations, workgroup memory,
+/// helper functions), then `entry` opening `main`, the kernel's words
+/// loaded, and `main`'s lines.
+pub(crate) fn module(parts: &[&str], entry: &str, main: &[String]) -> String {
+    format!(
+        "{}\n{entry}\n    let P = load_words();\n{}\n}}\n",
+        parts.join("\n"),
+        main.join("\n")
+    )
+}
+
+/// A fixed grid of workgroups, refused where a dimension exceeds what a
+/// dispatch can count.
+pub(crate) fn fixed_grid(label: &str, grid: [u64; 3]) -> Result<Grid> {
+    if grid.iter().any(|&g| g > u32::MAX as u64) {
+        return Err(invalid(label, format!("grid {grid:?} is too large")));
     }
+    Ok(Grid::Fixed(grid.map(|g| g as u32)))
 }
 
 pub use crate::profile::MAX_LOOP_TRIPS;
@@ -81,17 +107,17 @@ pub use crate::profile::MAX_LOOP_TRIPS;
 /// A tensor a generated kernel reads: its buffer, and a layout whose shape is
 /// the kernel's iteration space (broadcasting is a stride of 0).
 #[derive(Clone, Debug)]
-pub struct Operand<'a> {
-    pub buffer: &'a Buffer,
+pub struct Operand {
+    pub buffer: Buffer,
     pub layout: StridedLayout,
 }
 
 /// Where a generated kernel writes the value of expression `expr`: a buffer
 /// and a layout over the iteration space.
 #[derive(Clone, Debug)]
-pub struct Store<'a> {
+pub struct Store {
     pub expr: usize,
-    pub buffer: &'a Buffer,
+    pub buffer: Buffer,
     pub layout: StridedLayout,
 }
 
@@ -138,12 +164,12 @@ impl<'a> Bindings<'a> {
     /// Bindings for a kernel's operands (read) and stores (written), with
     /// the binding index of each.
     pub fn of_operands(
-        operands: &[Operand<'a>],
-        stores: &[Store<'a>],
+        operands: &'a [Operand],
+        stores: &'a [Store],
     ) -> (Self, Vec<usize>, Vec<usize>) {
         let mut b = Self::default();
-        let op: Vec<usize> = operands.iter().map(|o| b.of(o.buffer, false)).collect();
-        let st: Vec<usize> = stores.iter().map(|s| b.of(s.buffer, true)).collect();
+        let op: Vec<usize> = operands.iter().map(|o| b.of(&o.buffer, false)).collect();
+        let st: Vec<usize> = stores.iter().map(|s| b.of(&s.buffer, true)).collect();
         (b, op, st)
     }
 
@@ -187,6 +213,20 @@ impl<'a> Bindings<'a> {
     pub fn buffers(&self) -> impl Iterator<Item = &'a Buffer> + '_ {
         self.buffers.iter().map(|(b, _)| *b)
     }
+
+    /// The kernel of `source` over these bindings, with `words` as its
+    /// parameter words; trusted (built without naga's guards) unless the
+    /// caller says otherwise.
+    pub fn generated(&self, label: String, source: String, words: &Words, grid: Grid) -> Generated {
+        Generated {
+            label,
+            source,
+            words: words.values(),
+            buffers: self.buffers().cloned().collect(),
+            grid,
+            trusted: true,
+        }
+    }
 }
 
 /// Merges neighbouring axes that every stride list walks as one axis
@@ -220,6 +260,16 @@ pub(crate) fn coalesce(shape: &[usize], strides: &mut [Vec<usize>]) -> Vec<usize
         *s = o;
     }
     out_shape
+}
+
+/// The strides of every operand's layout, then every store's, and their
+/// offsets in the same order.
+pub(crate) fn layouts_of(operands: &[Operand], stores: &[Store]) -> (Vec<Vec<usize>>, Vec<usize>) {
+    let layouts = operands
+        .iter()
+        .map(|o| &o.layout)
+        .chain(stores.iter().map(|s| &s.layout));
+    layouts.map(|l| (l.strides.clone(), l.offset)).unzip()
 }
 
 /// The row-major strides of `shape`.

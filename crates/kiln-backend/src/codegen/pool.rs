@@ -11,10 +11,11 @@
 
 use crate::error::{invalid, BackendError, Result};
 use crate::kernel::{Generated, Grid};
-use crate::{Buffer, Device, Kernel};
+use crate::{Buffer, KernelProfile};
 
+use super::description::{Render, Rendered};
 use super::words::Words;
-use super::{Bindings, WG};
+use super::{linear_entry, module, Bindings, WG};
 
 /// What a pooling window computes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -32,11 +33,17 @@ pub enum PoolKind {
 /// over the input padded by `pad` (top, left, bottom, right).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Pool2dGeometry {
+    /// Batch × channels: the planes pooled independently.
     pub planes: usize,
+    /// Each plane's height and width.
     pub input: [usize; 2],
+    /// Window height and width, in taps.
     pub kernel: [usize; 2],
+    /// How far apart windows start, down and across.
     pub stride: [usize; 2],
+    /// Implicit padding: top, left, bottom, right.
     pub pad: [usize; 4],
+    /// How far apart a window's taps are.
     pub dilation: [usize; 2],
     /// Round the output size up, as PyTorch's `ceil_mode`: a last window
     /// that starts inside the input or its leading padding is kept.
@@ -72,37 +79,41 @@ impl Pool2dGeometry {
 }
 
 /// The tensors a pooling pass reads and writes.
-#[derive(Clone, Copy, Debug)]
-pub enum PoolIo<'a> {
+#[derive(Clone, Debug)]
+pub enum PoolIo {
     /// `y` from `x`; max pooling may also (or only) write each maximum's
     /// plane index, as an f32 (exact below 2²⁴), to `indices`.
     Forward {
-        x: &'a Buffer,
-        y: Option<&'a Buffer>,
-        indices: Option<&'a Buffer>,
+        x: Buffer,
+        y: Option<Buffer>,
+        indices: Option<Buffer>,
     },
     /// `dx` from `dy`; max pooling also reads the forward pass's indices.
     Backward {
-        dy: &'a Buffer,
-        indices: Option<&'a Buffer>,
-        dx: &'a Buffer,
+        dy: Buffer,
+        indices: Option<Buffer>,
+        dx: Buffer,
     },
 }
 
-/// A pooling kernel (see the module docs).
-pub fn pool_kernel(
-    device: &Device,
-    label: &str,
-    kind: PoolKind,
-    geometry: &Pool2dGeometry,
-    io: PoolIo<'_>,
-) -> Result<Kernel> {
-    device.generated_kernel(generate(label, kind, geometry, io)?)
+/// A pooling pass (see the module docs).
+#[derive(Clone, Debug)]
+pub struct PoolKernel {
+    pub label: String,
+    pub kind: PoolKind,
+    pub geometry: Pool2dGeometry,
+    pub io: PoolIo,
 }
 
-/// The source of [`pool_kernel`]'s kernel.
-pub fn pool_source(kind: PoolKind, geometry: &Pool2dGeometry, io: PoolIo<'_>) -> Result<String> {
-    Ok(generate("pool", kind, geometry, io)?.source)
+impl Render for PoolKernel {
+    fn render(&self, _: &KernelProfile) -> Result<Rendered<'_>> {
+        Ok(Rendered::Generated(generate(
+            &self.label,
+            self.kind,
+            &self.geometry,
+            &self.io,
+        )?))
+    }
 }
 
 /// The number of taps `p0 + k·d` (`k < taps`) in `[lo, hi)`.
@@ -115,12 +126,7 @@ const TAPS_FN: &str = "fn taps_in(p0: u32, lo: u32, hi: u32, taps: u32, d: u32) 
 }
 ";
 
-fn generate<'a>(
-    label: &str,
-    kind: PoolKind,
-    g: &Pool2dGeometry,
-    io: PoolIo<'a>,
-) -> Result<Generated<'a>> {
+fn generate(label: &str, kind: PoolKind, g: &Pool2dGeometry, io: &PoolIo) -> Result<Generated> {
     let Some([oh, ow]) = g.output() else {
         return Err(invalid(
             label,
@@ -143,7 +149,58 @@ fn generate<'a>(
             format!("a {h}×{w} plane has indices an f32 cannot hold exactly (limit 2^24)"),
         ));
     }
+    let (bindings, bound, invocations) = bind(label, kind, g, [oh, ow], io)?;
+    // The geometry is written into the source as constants, unlike most
+    // kernels' sizes: every pixel divides by sizes and strides, and a CPU
+    // adapter cannot vectorise a division by a value it reads at run time
+    // (the SimpleCNN's first pooling gradient took 29 ms with words, 12 ms
+    // with constants, on lavapipe). A model has few pooling geometries, so
+    // few pipelines.
+    let words = Words::new();
+    let c = Constants::of(g, [oh, ow]);
+    let count = format!("{invocations}u");
     let is_max = kind == PoolKind::Max;
+    let divisor = divisor(kind, &c);
+    let (window_fn, body) = match io {
+        PoolIo::Forward { y, indices, .. } => (
+            window_fn(&c, is_max, &bound[0]),
+            forward_body(&c, &bound, y.is_some(), indices.is_some(), is_max, &divisor),
+        ),
+        PoolIo::Backward { .. } => (
+            String::new(),
+            backward_body(g, &c, &bound, is_max, &divisor),
+        ),
+    };
+    let declared = [bindings.declare(&[]), words.declare()];
+    let main = [
+        format!("    let i = (wid.y * nwg.x + wid.x) * {WG}u + lid;\n    if (i >= {count}) {{ return; }}"),
+        body,
+    ];
+    let parts = [&declared[0], &declared[1], TAPS_FN, &window_fn];
+    let source = module(&parts, &linear_entry(), &main);
+    let pass = match (kind, io) {
+        (PoolKind::Max, PoolIo::Forward { .. }) => "max_pool",
+        (PoolKind::Max, PoolIo::Backward { .. }) => "max_pool_grad",
+        (_, PoolIo::Forward { .. }) => "avg_pool",
+        (_, PoolIo::Backward { .. }) => "avg_pool_grad",
+    };
+    let grid = Grid::Linear((invocations as u64).div_ceil(WG as u64));
+    Ok(bindings.generated(format!("{label}/{pass}"), source, &words, grid))
+}
+
+/// The bindings of a pass's tensors, in the order the code names them
+/// (`bound`: input, outputs), after checking that each holds what the pass
+/// reads or writes; and how many invocations the pass runs (one per
+/// output, or per input pixel for a gradient).
+fn bind<'a>(
+    label: &str,
+    kind: PoolKind,
+    g: &Pool2dGeometry,
+    [oh, ow]: [usize; 2],
+    io: &'a PoolIo,
+) -> Result<(Bindings<'a>, Vec<String>, usize)> {
+    let is_max = kind == PoolKind::Max;
+    let [h, w] = g.input;
     let (in_len, out_len) = (g.planes * h * w, g.planes * oh * ow);
     // (buffer, role, values it must hold, written)
     let mut io_buffers: Vec<(&Buffer, &str, usize, bool)> = Vec::new();
@@ -159,8 +216,8 @@ fn generate<'a>(
                 return Err(invalid(label, "only max pooling has indices"));
             }
             io_buffers.push((x, "input", in_len, false));
-            io_buffers.extend(y.map(|b| (b, "output", out_len, true)));
-            io_buffers.extend(indices.map(|b| (b, "index", out_len, true)));
+            io_buffers.extend(y.as_ref().map(|b| (b, "output", out_len, true)));
+            io_buffers.extend(indices.as_ref().map(|b| (b, "index", out_len, true)));
             out_len
         }
         PoolIo::Backward { dy, indices, dx } => {
@@ -171,7 +228,7 @@ fn generate<'a>(
                 ));
             }
             io_buffers.push((dy, "upstream gradient", out_len, false));
-            io_buffers.extend(indices.map(|b| (b, "index", out_len, false)));
+            io_buffers.extend(indices.as_ref().map(|b| (b, "index", out_len, false)));
             io_buffers.push((dx, "input gradient", in_len, true));
             in_len
         }
@@ -195,45 +252,50 @@ fn generate<'a>(
         }
         bound.push(format!("b{b}"));
     }
-    // The geometry is written into the source as constants, unlike most
-    // kernels' sizes: every pixel divides by sizes and strides, and a CPU
-    // adapter cannot vectorise a division by a value it reads at run time
-    // (the SimpleCNN's first pooling gradient took 29 ms with words, 12 ms
-    // with constants, on lavapipe). A model has few pooling geometries, so
-    // few pipelines.
-    let words = Words::new();
-    let u = |v: usize| format!("{v}u");
-    let (wh, ww, woh, wow) = (u(h), u(w), u(oh), u(ow));
-    let (wkh, wkw) = (u(g.kernel[0]), u(g.kernel[1]));
-    let (wsh, wsw) = (u(g.stride[0]), u(g.stride[1]));
-    let (wdh, wdw) = (u(g.dilation[0]), u(g.dilation[1]));
-    let (wpt, wpl) = (u(g.pad[0]), u(g.pad[1]));
-    let (wph, wpw) = (u(h + g.pad[0] + g.pad[2]), u(w + g.pad[1] + g.pad[3]));
-    let count = u(invocations);
-    // The window of output (oh, ow) over the plane starting at `base` of
-    // the input `x`: its maximum and where it is, or its sum.
-    let x = &bound[0];
-    let (combine, init, result) = if is_max {
-        (
-            format!(
-                "            let v = {x}[base + at];\n            if (v > best.value || (is_nan(v) && !is_nan(best.value))) {{ best = Window(v, i32(at)); }}"
-            ),
-            "Window(bitcast<f32>(0xff800000u), -1)",
-            "struct Window { value: f32, at: i32 }",
-        )
-    } else {
-        (
-            format!("            best.value += {x}[base + at];"),
-            "Window(0.0, -1)",
-            "struct Window { value: f32, at: i32 }",
-        )
-    };
-    let forward = matches!(io, PoolIo::Forward { .. });
-    let window_fn = if !forward {
-        String::new()
-    } else {
+    Ok((bindings, bound, invocations))
+}
+
+/// The geometry as WGSL constants: `plane` the input's and output's
+/// height and width (h, w, oh, ow), `window` the taps, strides,
+/// dilations and leading padding (kh, kw, sh, sw, dh, dw, pt, pl), and
+/// `padded` the padded input's size (ph, pw).
+struct Constants {
+    plane: [String; 4],
+    window: [String; 8],
+    padded: [String; 2],
+}
+
+impl Constants {
+    fn of(g: &Pool2dGeometry, [oh, ow]: [usize; 2]) -> Self {
+        let u = |v: usize| format!("{v}u");
+        let [h, w] = g.input;
+        let ([kh, kw], [sh, sw], [dh, dw]) = (g.kernel, g.stride, g.dilation);
+        Constants {
+            plane: [h, w, oh, ow].map(u),
+            window: [kh, kw, sh, sw, dh, dw, g.pad[0], g.pad[1]].map(u),
+            padded: [h + g.pad[0] + g.pad[2], w + g.pad[1] + g.pad[3]].map(u),
+        }
+    }
+}
+
+/// The window of output (oh, ow) over the plane starting at `base` of
+/// the input `x`: its maximum and where it is, or its sum.
+fn window_fn(c: &Constants, is_max: bool, x: &str) -> String {
+    let combine = if is_max {
         format!(
-            "{result}
+            "            let v = {x}[base + at];\n            if (v > best.value || (is_nan(v) && !is_nan(best.value))) {{ best = Window(v, i32(at)); }}"
+        )
+    } else {
+        format!("            best.value += {x}[base + at];")
+    };
+    let init = match is_max {
+        true => "Window(bitcast<f32>(0xff800000u), -1)",
+        false => "Window(0.0, -1)",
+    };
+    let [wh, ww, _, _] = &c.plane;
+    let [wkh, wkw, wsh, wsw, wdh, wdw, wpt, wpl] = &c.window;
+    format!(
+        "struct Window {{ value: f32, at: i32 }}
 fn window(P: Words, base: u32, oh: u32, ow: u32) -> Window {{
     var best = {init};
     for (var kh = 0u; kh < {wkh}; kh++) {{
@@ -248,11 +310,16 @@ fn window(P: Words, base: u32, oh: u32, ow: u32) -> Window {{
     }}
     return best;
 }}"
-        )
-    };
-    // The divisor of average window (oh, ow), whose first tap sits at
-    // padded position (oh·sh, ow·sw).
-    let divisor = match kind {
+    )
+}
+
+/// The divisor of average window (oh, ow), whose first tap sits at
+/// padded position (oh·sh, ow·sw); empty for max pooling.
+fn divisor(kind: PoolKind, c: &Constants) -> String {
+    let [wh, ww, _, _] = &c.plane;
+    let [wkh, wkw, wsh, wsw, wdh, wdw, wpt, wpl] = &c.window;
+    let [wph, wpw] = &c.padded;
+    match kind {
         PoolKind::Max => String::new(),
         PoolKind::Average { count_include_pad } => {
             let (lo_h, hi_h, lo_w, hi_w) = if count_include_pad {
@@ -269,78 +336,98 @@ fn window(P: Words, base: u32, oh: u32, ow: u32) -> Window {{
                 "f32(taps_in(oh * {wsh}, {lo_h}, {hi_h}, {wkh}, {wdh}) * taps_in(ow * {wsw}, {lo_w}, {hi_w}, {wkw}, {wdw}))"
             )
         }
-    };
-    let body = match io {
-        PoolIo::Forward { y, indices, .. } => {
-            let mut stores = Vec::new();
-            let mut next = 1;
-            if y.is_some() {
-                let value = if is_max {
-                    "win.value".to_string()
-                } else {
-                    format!("win.value / {divisor}")
-                };
-                stores.push(format!("    {}[i] = {value};", bound[next]));
-                next += 1;
-            }
-            if indices.is_some() {
-                stores.push(format!("    {}[i] = f32(win.at);", bound[next]));
-            }
-            format!(
-                "    let plane = i / ({woh} * {wow});
+    }
+}
+
+/// Output `i`'s window, stored as a value and/or the maximum's index.
+fn forward_body(
+    c: &Constants,
+    bound: &[String],
+    values: bool,
+    indices: bool,
+    is_max: bool,
+    divisor: &str,
+) -> String {
+    let [wh, ww, woh, wow] = &c.plane;
+    let mut stores = Vec::new();
+    let mut next = 1;
+    if values {
+        let value = if is_max {
+            "win.value".to_string()
+        } else {
+            format!("win.value / {divisor}")
+        };
+        stores.push(format!("    {}[i] = {value};", bound[next]));
+        next += 1;
+    }
+    if indices {
+        stores.push(format!("    {}[i] = f32(win.at);", bound[next]));
+    }
+    format!(
+        "    let plane = i / ({woh} * {wow});
     let oh = (i / {wow}) % {woh};
     let ow = i % {wow};
     let win = window(P, plane * {wh} * {ww}, oh, ow);
 {}",
-                stores.join("\n")
-            )
+        stores.join("\n")
+    )
+}
+
+/// Input pixel `i`'s gradient, gathered from the windows that cover it.
+fn backward_body(
+    g: &Pool2dGeometry,
+    c: &Constants,
+    bound: &[String],
+    is_max: bool,
+    divisor: &str,
+) -> String {
+    let [wh, ww, woh, wow] = &c.plane;
+    let [wkh, wkw, wsh, wsw, wdh, wdw, wpt, wpl] = &c.window;
+    // The taps of the windows that may cover an input pixel at padded
+    // position `t` along one axis: every tap when windows overlap; when
+    // they do not (stride ≥ span), only the window t / stride can, through
+    // its tap (t % stride) / dilation.
+    let disjoint = |axis: usize| {
+        let span = g.dilation[axis] * (g.kernel[axis] - 1) + 1;
+        g.stride[axis] >= span
+    };
+    let taps = |t: &str, axis: usize, k: &str, s: &str, d: &str| {
+        if disjoint(axis) {
+            let first = format!("(({t}) % {s}) / {d}");
+            (first.clone(), format!("min({first} + 1u, {k})"))
+        } else {
+            ("0u".to_string(), k.to_string())
         }
-        PoolIo::Backward { .. } => {
-            // The taps of the windows that may cover an input pixel at
-            // padded position `t` along one axis: every tap when windows
-            // overlap; when they do not (stride ≥ span), only the window
-            // t / stride can, through its tap (t % stride) / dilation.
-            let disjoint = |axis: usize| {
-                let span = g.dilation[axis] * (g.kernel[axis] - 1) + 1;
-                g.stride[axis] >= span
-            };
-            let taps = |t: &str, axis: usize, k: &str, s: &str, d: &str| {
-                if disjoint(axis) {
-                    let first = format!("(({t}) % {s}) / {d}");
-                    (first.clone(), format!("min({first} + 1u, {k})"))
-                } else {
-                    ("0u".to_string(), k.to_string())
-                }
-            };
-            let (kh0, kh1) = taps(&format!("hh + {wpt}"), 0, &wkh, &wsh, &wdh);
-            let (kw0, kw1) = taps(&format!("wc + {wpl}"), 1, &wkw, &wsw, &wdw);
-            let dy = &bound[0];
-            let add = if is_max {
-                let idx = &bound[1];
-                format!("            if ({idx}[o] == f32(hh * {ww} + wc)) {{ acc += {dy}[o]; }}")
-            } else {
-                format!("            acc += {dy}[o] / {divisor};")
-            };
-            let start = format!(
-                "    let plane = i / ({wh} * {ww});
+    };
+    let (kh0, kh1) = taps(&format!("hh + {wpt}"), 0, wkh, wsh, wdh);
+    let (kw0, kw1) = taps(&format!("wc + {wpl}"), 1, wkw, wsw, wdw);
+    let dy = &bound[0];
+    let add = if is_max {
+        let idx = &bound[1];
+        format!("            if ({idx}[o] == f32(hh * {ww} + wc)) {{ acc += {dy}[o]; }}")
+    } else {
+        format!("            acc += {dy}[o] / {divisor};")
+    };
+    let start = format!(
+        "    let plane = i / ({wh} * {ww});
     let hh = (i / {ww}) % {wh};
     let wc = i % {ww};
     let obase = plane * {woh} * {wow};"
-            );
-            let dx = &bound[bound.len() - 1];
-            if disjoint(0) && disjoint(1) {
-                // One window at most covers a pixel, through one tap per
-                // axis: straight-line code, no loop or branch per lane
-                // (loads at index 0 where there is none, then dropped).
-                let value = match is_max {
-                    true => format!(
-                        "select(0.0, {dy}[o], {}[o] == f32(hh * {ww} + wc))",
-                        bound[1]
-                    ),
-                    false => format!("{dy}[o] / {divisor}"),
-                };
-                format!(
-                    "{start}
+    );
+    let dx = &bound[bound.len() - 1];
+    if disjoint(0) && disjoint(1) {
+        // One window at most covers a pixel, through one tap per axis:
+        // straight-line code, no loop or branch per lane (loads at index 0
+        // where there is none, then dropped).
+        let value = match is_max {
+            true => format!(
+                "select(0.0, {dy}[o], {}[o] == f32(hh * {ww} + wc))",
+                bound[1]
+            ),
+            false => format!("{dy}[o] / {divisor}"),
+        };
+        return format!(
+            "{start}
     let ph = hh + {wpt};
     let pw = wc + {wpl};
     let oh = ph / {wsh};
@@ -350,10 +437,10 @@ fn window(P: Words, base: u32, oh: u32, ow: u32) -> Window {{
     let covered = rh % {wdh} == 0u && rh / {wdh} < {wkh} && oh < {woh} && rw % {wdw} == 0u && rw / {wdw} < {wkw} && ow < {wow};
     let o = select(0u, obase + oh * {wow} + ow, covered);
     {dx}[i] = select(0.0, {value}, covered);"
-                )
-            } else {
-                format!(
-                    "{start}
+        );
+    }
+    format!(
+        "{start}
     var acc = 0.0;
     for (var kh = {kh0}; kh < {kh1}; kh++) {{
         let th = i32(hh + {wpt}) - i32(kh * {wdh});
@@ -370,27 +457,5 @@ fn window(P: Words, base: u32, oh: u32, ow: u32) -> Window {{
         }}
     }}
     {dx}[i] = acc;"
-                )
-            }
-        }
-    };
-    let source = format!(
-        "{}\n{}\n{TAPS_FN}\n{window_fn}\n@compute @workgroup_size({WG})\nfn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,\n        @builtin(local_invocation_index) lid: u32) {{\n    let P = load_words();\n    let i = (wid.y * nwg.x + wid.x) * {WG}u + lid;\n    if (i >= {count}) {{ return; }}\n{body}\n}}\n",
-        bindings.declare(&[]),
-        words.declare(),
-    );
-    let pass = match (kind, io) {
-        (PoolKind::Max, PoolIo::Forward { .. }) => "max_pool",
-        (PoolKind::Max, PoolIo::Backward { .. }) => "max_pool_grad",
-        (_, PoolIo::Forward { .. }) => "avg_pool",
-        (_, PoolIo::Backward { .. }) => "avg_pool_grad",
-    };
-    Ok(Generated {
-        label: format!("{label}/{pass}"),
-        source,
-        words: words.values(),
-        buffers: bindings.buffers().collect(),
-        grid: Grid::Linear((invocations as u64).div_ceil(WG as u64)),
-        trusted: true,
-    })
+    )
 }

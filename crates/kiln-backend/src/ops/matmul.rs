@@ -1,5 +1,5 @@
 //! Matmul variants. The kernels themselves are generated from one template
-//! (`codegen::gemm_kernel`), with any elementwise epilogue fused in.
+//! (`codegen::GemmKernel`), with any elementwise epilogue fused in.
 
 /// Which matmul kernel to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]

@@ -4,11 +4,11 @@
 //! segments of one kernel (PyTorch's `foreach` optimizers), as many as the
 //! adapter's storage-buffer limit allows.
 
-use crate::codegen::{segmented_kernel, Expr, Operand, Program, Segment, Store};
+use crate::codegen::{Expr, MapKernel, Operand, Program, Render, Rendered, Segment, Store};
 use crate::error::{invalid, shape_error, Result};
 use crate::layout::StridedLayout;
 use crate::ops::elementwise::{BinaryOp, UnaryOp};
-use crate::{Buffer, Device, Kernel};
+use crate::{Buffer, KernelProfile};
 
 /// Words the `hyper` buffer of an optimizer step holds:
 /// Adam: 0 step size lr·√(1−β₂ᵗ)/(1−β₁ᵗ), 1 ε (as added to √v), 2 β₁, 3 β₂,
@@ -121,94 +121,107 @@ impl UpdateRule {
 
 /// One parameter of an optimizer step: its element count, the parameter,
 /// its gradient and its state (one or two buffers), updated in place.
-pub struct UpdateSlot<'a> {
+#[derive(Clone, Debug)]
+pub struct UpdateSlot {
     pub n: usize,
-    pub param: &'a Buffer,
-    pub grad: &'a Buffer,
-    pub states: Vec<&'a Buffer>,
+    pub param: Buffer,
+    pub grad: Buffer,
+    pub states: Vec<Buffer>,
 }
 
-/// How many parameters `device` can update in one dispatch under `rule`:
-/// each takes its parameter, gradient and state buffers; the
+/// How many parameters a device of `profile` can update in one dispatch
+/// under `rule`: each takes its parameter, gradient and state buffers; the
 /// hyperparameters and the kernel's words take two more.
-pub fn update_group_size(device: &Device, rule: UpdateRule) -> usize {
-    let max = device.summary().max_storage_buffers_per_stage as usize;
+pub fn update_group_size(profile: &KernelProfile, rule: UpdateRule) -> usize {
+    let max = profile.max_storage_buffers_per_stage as usize;
     (max.saturating_sub(2) / (2 + rule.states())).clamp(1, 16)
 }
 
 /// One step of `rule` on every parameter of `slots`, in one dispatch,
 /// reading the step's hyperparameters from `hyper` ([`HYPER_WORDS`] f32
 /// words). Four elements per invocation when every size is a multiple of 4.
-pub fn update_kernel(
-    device: &Device,
-    rule: UpdateRule,
-    slots: &[UpdateSlot<'_>],
-    hyper: &Buffer,
-) -> Result<Kernel> {
-    let name = format!("{rule:?}").to_lowercase();
-    if slots.is_empty() || slots.len() > update_group_size(device, rule) {
-        return Err(invalid(
-            &name,
-            format!(
-                "one dispatch updates 1 to {} parameters, not {}",
-                update_group_size(device, rule),
-                slots.len()
-            ),
-        ));
-    }
-    if hyper.size() < (HYPER_WORDS * 4) as u64 {
-        return Err(shape_error(
-            &name,
-            format!("the hyperparameters need {HYPER_WORDS} words"),
-        ));
-    }
-    let (program, results) = rule.program();
-    let mut segments = Vec::new();
-    for s in slots {
-        if s.states.len() != rule.states() {
+#[derive(Clone, Debug)]
+pub struct UpdateKernel {
+    pub rule: UpdateRule,
+    pub slots: Vec<UpdateSlot>,
+    pub hyper: Buffer,
+}
+
+impl Render for UpdateKernel {
+    fn render(&self, profile: &KernelProfile) -> Result<Rendered<'_>> {
+        let (rule, slots, hyper) = (self.rule, &self.slots, &self.hyper);
+        let name = format!("{rule:?}").to_lowercase();
+        let most = update_group_size(profile, rule);
+        if slots.is_empty() || slots.len() > most {
             return Err(invalid(
                 &name,
                 format!(
-                    "{rule:?} keeps {} state tensors per parameter, {} given",
-                    rule.states(),
-                    s.states.len()
+                    "one dispatch updates 1 to {most} parameters, not {}",
+                    slots.len()
                 ),
             ));
         }
-        let contiguous = StridedLayout::contiguous(&[s.n]);
-        let at = |buffer| Operand {
-            buffer,
-            layout: contiguous.clone(),
+        if hyper.size() < (HYPER_WORDS * 4) as u64 {
+            return Err(shape_error(
+                &name,
+                format!("the hyperparameters need {HYPER_WORDS} words"),
+            ));
+        }
+        let (program, results) = rule.program();
+        let segments = slots
+            .iter()
+            .map(|s| segment(rule, s, hyper, &results))
+            .collect::<Result<_>>()?;
+        let map = MapKernel {
+            label: format!("{name}×{}", slots.len()),
+            program,
+            segments,
         };
-        let mut operands = vec![at(s.param), at(s.grad)];
-        operands.extend(s.states.iter().map(|&b| at(b)));
-        operands.extend((0..6).map(|k| Operand {
-            buffer: hyper,
-            layout: StridedLayout {
-                offset: k,
-                shape: vec![s.n],
-                strides: vec![0],
-            },
-        }));
-        let written = std::iter::once(s.param).chain(s.states.iter().copied());
-        let stores = written
-            .zip(&results)
-            .map(|(buffer, &expr)| Store {
-                expr,
-                buffer,
-                layout: contiguous.clone(),
-            })
-            .collect();
-        segments.push(Segment {
-            shape: vec![s.n],
-            operands,
-            stores,
-        });
+        Ok(Rendered::Generated(map.generated()?))
     }
-    segmented_kernel(
-        device,
-        &format!("{name}×{}", slots.len()),
-        &program,
-        &segments,
-    )
+}
+
+/// The segment of one parameter: it reads the parameter, its gradient, its
+/// states and the hyperparameters (broadcast), and writes the parameter and
+/// its states.
+fn segment(rule: UpdateRule, s: &UpdateSlot, hyper: &Buffer, results: &[usize]) -> Result<Segment> {
+    if s.states.len() != rule.states() {
+        return Err(invalid(
+            &format!("{rule:?}").to_lowercase(),
+            format!(
+                "{rule:?} keeps {} state tensors per parameter, {} given",
+                rule.states(),
+                s.states.len()
+            ),
+        ));
+    }
+    let contiguous = StridedLayout::contiguous(&[s.n]);
+    let at = |buffer: &Buffer| Operand {
+        buffer: buffer.clone(),
+        layout: contiguous.clone(),
+    };
+    let mut operands = vec![at(&s.param), at(&s.grad)];
+    operands.extend(s.states.iter().map(at));
+    operands.extend((0..6).map(|k| Operand {
+        buffer: hyper.clone(),
+        layout: StridedLayout {
+            offset: k,
+            shape: vec![s.n],
+            strides: vec![0],
+        },
+    }));
+    let written = std::iter::once(&s.param).chain(&s.states);
+    let stores = written
+        .zip(results)
+        .map(|(buffer, &expr)| Store {
+            expr,
+            buffer: buffer.clone(),
+            layout: contiguous.clone(),
+        })
+        .collect();
+    Ok(Segment {
+        shape: vec![s.n],
+        operands,
+        stores,
+    })
 }

@@ -1,5 +1,5 @@
 //! What a reduction computes, and argmax over a set of axes. (Sums, means
-//! and extrema are generated kernels: see `codegen::reduction_kernel`.)
+//! and extrema are generated kernels: see `codegen::ReduceKernel`.)
 
 use crate::codegen::Operand;
 use crate::error::{shape_error, Result};
@@ -102,7 +102,7 @@ pub fn argmax_kernel(
     device: &Device,
     out: &Buffer,
     out_offset: usize,
-    x: Operand<'_>,
+    x: Operand,
     axes: &[usize],
 ) -> Result<Kernel> {
     let (words, n_out) = reduce_meta("argmax", &x.layout, axes, out_offset)?;
@@ -117,7 +117,7 @@ pub fn argmax_kernel(
             },
             KernelBinding {
                 binding: 1,
-                buffer: x.buffer,
+                buffer: &x.buffer,
             },
         ],
         2,

@@ -4,11 +4,11 @@
 //! adapter allows.
 
 use kiln_backend::codegen::{
-    pool_kernel, segmented_kernel, Expr, Operand, PoolIo, PoolKind, Program, Segment, Store,
+    ConcatKernel, ConcatPart, KernelDescription, PoolIo, PoolKernel, PoolKind, SoftmaxKernel,
+    UpdateKernel, UpdateSlot,
 };
-use kiln_backend::ops::optim::{update_group_size, update_kernel, UpdateSlot};
-use kiln_backend::ops::softmax::softmax_kernel;
-use kiln_backend::{Buffer, Device, Kernel, StridedLayout};
+use kiln_backend::ops::optim::update_group_size;
+use kiln_backend::{Buffer, Device, StridedLayout};
 
 use super::Storage;
 use crate::conv_ops::node_pool_geometry;
@@ -24,7 +24,7 @@ pub(super) fn single(
     fused: &Fused,
     s: usize,
     storage: &Storage<'_>,
-) -> Result<Vec<Kernel>> {
+) -> Result<Vec<KernelDescription>> {
     let node = &graph.nodes()[s];
     let x = |k: usize| node.inputs[k].index();
     let numel = |shape: &[usize]| shape.iter().product::<usize>();
@@ -40,14 +40,14 @@ pub(super) fn single(
         }
     };
     Ok(match &node.op {
-        Op::Softmax { axis, log } => vec![softmax_kernel(
-            device,
-            &storage.buffer(s)?,
-            &storage.buffer(x(0))?,
-            &node.shape,
-            *axis,
-            *log,
-        )?],
+        Op::Softmax { axis, log } => vec![SoftmaxKernel {
+            out: storage.buffer(s)?,
+            x: storage.buffer(x(0))?,
+            shape: node.shape.clone(),
+            axis: *axis,
+            log: *log,
+        }
+        .into()],
         Op::Concat { axis } => {
             // Every input copied into its strided region of the output, as
             // the segments of one kernel (as many as the adapter can bind).
@@ -64,63 +64,55 @@ pub(super) fn single(
                 };
                 at += shape[*axis];
                 if shape.iter().product::<usize>() > 0 {
-                    regions.push((storage.buffer(x(i))?, shape, region));
+                    regions.push(ConcatPart {
+                        source: storage.buffer(x(i))?,
+                        shape,
+                        region,
+                    });
                 }
             }
-            let per_kernel = (device.summary().max_storage_buffers_per_stage as usize)
+            let per_kernel = (device.kernel_profile().max_storage_buffers_per_stage as usize)
                 .saturating_sub(2)
                 .max(1);
-            let mut p = Program::default();
-            let l = p.push(Expr::Load(0));
-            let mut ks = Vec::new();
-            for chunk in regions.chunks(per_kernel) {
-                let segments: Vec<Segment<'_>> = chunk
-                    .iter()
-                    .map(|(src, shape, region)| Segment {
-                        shape: shape.clone(),
-                        operands: vec![Operand {
-                            buffer: src,
-                            layout: StridedLayout::contiguous(shape),
-                        }],
-                        stores: vec![Store {
-                            expr: l,
-                            buffer: &out,
-                            layout: region.clone(),
-                        }],
-                    })
-                    .collect();
-                ks.push(segmented_kernel(device, "concat", &p, &segments)?);
-            }
-            ks
+            regions
+                .chunks(per_kernel)
+                .map(|parts| {
+                    ConcatKernel {
+                        out: out.clone(),
+                        parts: parts.to_vec(),
+                    }
+                    .into()
+                })
+                .collect()
         }
         Op::OptimizerStep { .. } => return updates(device, graph, &[s], storage),
-        Op::Pool2d { .. } => {
+        Op::Pool2d { .. } | Op::Pool2dGrad { .. } => {
             let (kind, geometry) = node_pool_geometry(graph, s)?;
-            let x_buf = storage.buffer(x(0))?;
-            let (values, indices) = match kind {
-                PoolKind::Max => (result(0)?, Some(result(1)?)),
-                PoolKind::Average { .. } => (storage.buffer(s)?, None),
+            let max = matches!(kind, PoolKind::Max);
+            let io = match node.op {
+                Op::Pool2d { .. } if max => PoolIo::Forward {
+                    x: storage.buffer(x(0))?,
+                    y: Some(result(0)?),
+                    indices: Some(result(1)?),
+                },
+                Op::Pool2d { .. } => PoolIo::Forward {
+                    x: storage.buffer(x(0))?,
+                    y: Some(storage.buffer(s)?),
+                    indices: None,
+                },
+                _ => PoolIo::Backward {
+                    dy: storage.buffer(x(0))?,
+                    indices: max.then(|| storage.buffer(x(1))).transpose()?,
+                    dx: storage.buffer(s)?,
+                },
             };
-            let io = PoolIo::Forward {
-                x: &x_buf,
-                y: Some(&values),
-                indices: indices.as_ref(),
-            };
-            vec![pool_kernel(device, &node.op.name(), kind, &geometry, io)?]
-        }
-        Op::Pool2dGrad { .. } => {
-            let (kind, geometry) = node_pool_geometry(graph, s)?;
-            let (dy, dx) = (storage.buffer(x(0))?, storage.buffer(s)?);
-            let indices = match kind {
-                PoolKind::Max => Some(storage.buffer(x(1))?),
-                PoolKind::Average { .. } => None,
-            };
-            let io = PoolIo::Backward {
-                dy: &dy,
-                indices: indices.as_ref(),
-                dx: &dx,
-            };
-            vec![pool_kernel(device, &node.op.name(), kind, &geometry, io)?]
+            vec![PoolKernel {
+                label: node.op.name(),
+                kind,
+                geometry,
+                io,
+            }
+            .into()]
         }
         other => {
             return Err(GraphError::Internal(format!(
@@ -139,14 +131,14 @@ pub(super) fn updates(
     graph: &Graph,
     steps: &[usize],
     storage: &Storage<'_>,
-) -> Result<Vec<Kernel>> {
+) -> Result<Vec<KernelDescription>> {
     let nodes = graph.nodes();
     let Op::OptimizerStep { rule } = nodes[steps[0]].op else {
         return Err(GraphError::Internal(
             "internal: an update group without steps".into(),
         ));
     };
-    let group_size = update_group_size(device, rule);
+    let group_size = update_group_size(device.kernel_profile(), rule);
     let (aligned, mut rest): (Vec<usize>, Vec<usize>) = steps
         .iter()
         .filter(|&&s| nodes[s].numel() > 0)
@@ -158,29 +150,25 @@ pub(super) fn updates(
         .chunks(group_size)
         .chain(rest.chunks(group_size))
     {
-        let held: Vec<Vec<Buffer>> = chunk
+        let slots: Vec<UpdateSlot> = chunk
             .iter()
             .map(|&s| {
                 let x = &nodes[s].inputs;
-                x[..x.len() - 1]
+                let held = x[..x.len() - 1]
                     .iter()
                     .map(|i| storage.buffer(i.index()))
-                    .collect::<Result<Vec<_>>>()
+                    .collect::<Result<Vec<Buffer>>>()?;
+                Ok(UpdateSlot {
+                    n: nodes[s].numel(),
+                    param: held[0].clone(),
+                    grad: held[1].clone(),
+                    states: held[2..].to_vec(),
+                })
             })
             .collect::<Result<_>>()?;
-        let slots: Vec<UpdateSlot<'_>> = chunk
-            .iter()
-            .zip(&held)
-            .map(|(&s, b)| UpdateSlot {
-                n: nodes[s].numel(),
-                param: &b[0],
-                grad: &b[1],
-                states: b[2..].iter().collect(),
-            })
-            .collect();
         let inputs = &nodes[chunk[0]].inputs;
         let hyper = storage.buffer(inputs[inputs.len() - 1].index())?;
-        kernels.push(update_kernel(device, rule, &slots, &hyper)?);
+        kernels.push(UpdateKernel { rule, slots, hyper }.into());
     }
     Ok(kernels)
 }

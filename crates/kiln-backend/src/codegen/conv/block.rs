@@ -5,17 +5,17 @@
 //! stores. The table of passes is in the parent module.
 
 use crate::error::{invalid, Result};
-use crate::kernel::{Generated, Grid};
+use crate::kernel::Generated;
 use crate::KernelProfile;
 
 use super::super::epilogue::epilogue_fn;
-use super::super::program::Program;
+use super::super::register_block::RegisterBlock;
 use super::super::words::Words;
-use super::super::{Bindings, Operand, Store};
+use super::super::{fixed_grid, module, Bindings};
 use super::taps::{
     gather_tap, multiply_adds, row_offsets, row_values, unrolled_taps, window_loads,
 };
-use super::{check_spec, Conv2dGeometry, ConvPass, ConvSpec};
+use super::{check_spec, Conv2dGeometry, ConvKernel, ConvPass, ConvSpec};
 
 /// Most workgroups along x: the columns of one dispatch slice.
 const MAX_COLUMN_GROUPS: usize = 32_768;
@@ -33,23 +33,18 @@ const UNROLL: usize = 4;
 /// The kernel of `spec` shaped for `profile`; where it
 /// [shares rows across lanes](KernelProfile::shares_rows_across_lanes),
 /// the lanes of a subgroup share their rows' loads.
-pub(super) fn generate<'a>(
-    profile: &KernelProfile,
-    label: &str,
-    spec: &ConvSpec<'a>,
-    program: &Program,
-    operands: &[Operand<'a>],
-    stores: &[Store<'a>],
-) -> Result<Generated<'a>> {
+pub(super) fn generate(profile: &KernelProfile, kernel: &ConvKernel) -> Result<Generated> {
+    let (label, spec, e) = (kernel.label.as_str(), &kernel.spec, &kernel.epilogue);
+    let (program, operands, stores) = (&e.program, &e.operands[..], &e.stores[..]);
     let g = &spec.geometry;
     let lanes = profile.shares_rows_across_lanes();
-    let output = check_spec(profile, label, spec, program, operands, stores)?;
+    let output = check_spec(profile, kernel)?;
     let (space, batch_axes) = spec.space();
     let results: Vec<usize> = stores.iter().map(|s| s.expr).collect();
 
     let (mut bindings, op_bind, st_bind) = Bindings::of_operands(operands, stores);
-    let a_bind = bindings.of(spec.a, false);
-    let b_bind = bindings.of(spec.b, false);
+    let a_bind = bindings.of(&spec.a, false);
+    let b_bind = bindings.of(&spec.b, false);
     if st_bind.iter().any(|&s| s == a_bind || s == b_bind) {
         return Err(invalid(
             label,
@@ -81,31 +76,22 @@ pub(super) fn generate<'a>(
         block.columns.div_ceil(8 * COLS),
         block.rows.div_ceil(8 * ROWS),
         block.slices,
-    ];
-    if grid.iter().any(|&v| v > u32::MAX as usize) {
-        return Err(invalid(label, format!("grid {grid:?} is too large")));
-    }
-    let entry = super::super::block_entry(lanes);
-    let source = format!(
-        "{}\n{}\n{}\n{epi}\n{entry}\n    let P = load_words();\n{}\n}}\n",
-        bindings.declare(&[]),
-        words.declare(),
-        body.source,
-        main.join("\n")
+    ]
+    .map(|v| v as u64);
+    let grid = fixed_grid(label, grid)?;
+    let declared = [bindings.declare(&[]), words.declare()];
+    let parts = [&declared[0], &declared[1], &body.source, &epi];
+    let source = module(
+        &parts.map(String::as_str),
+        RegisterBlock::entry(lanes),
+        &main,
     );
     let pass = match spec.pass {
         ConvPass::Forward => "forward",
         ConvPass::InputGrad => "input_grad",
         ConvPass::WeightGrad => "weight_grad",
     };
-    Ok(Generated {
-        label: format!("{label}/{pass}"),
-        source,
-        words: words.values(),
-        buffers: bindings.buffers().collect(),
-        grid: Grid::Fixed([grid[0] as u32, grid[1] as u32, grid[2] as u32]),
-        trusted: true,
-    })
+    Ok(bindings.generated(format!("{label}/{pass}"), source, &words, grid))
 }
 
 /// How a pass's product is blocked: its rows and columns, whether it reads
@@ -137,7 +123,7 @@ struct Block {
 }
 
 impl Block {
-    fn of(spec: &ConvSpec<'_>, [_, ow]: [usize; 2]) -> Self {
+    fn of(spec: &ConvSpec, [_, ow]: [usize; 2]) -> Self {
         let g = spec.geometry;
         let [rows, n, _] = g.gemm(spec.pass);
         let w = g.input[1];
@@ -205,7 +191,7 @@ struct Names {
 impl Names {
     fn new(
         words: &mut Words,
-        spec: &ConvSpec<'_>,
+        spec: &ConvSpec,
         block: &Block,
         [oh, ow]: [usize; 2],
         [a, b]: [usize; 2],
@@ -250,23 +236,13 @@ impl Names {
 /// and the accumulators.
 fn block_prologue(w: &Names, block: &Block, lanes: bool) -> Vec<String> {
     let (wm, wcols, wpix) = (&w.m, &w.cols, &w.pixels);
-    // Sharing lanes must all stay to the end (a broadcast from a lane
-    // that returned is undefined); their columns are clamped on load and
-    // skipped on store anyway.
-    let past_columns = match lanes {
-        true => String::new(),
-        false => format!(" || col0 >= {wcols}"),
+    let skeleton = RegisterBlock {
+        rows: ROWS,
+        cols: COLS,
+        lanes,
     };
-    let mut main = vec![format!(
-        "    let row0 = (wid.y * 8u + lid.y) * {ROWS}u;\n    let col0 = (wid.x * 8u + lid.x) * {COLS}u;\n    if (row0 >= {wm}{past_columns}) {{ return; }}\n    let bt = wid.z;"
-    )];
-    for r in 0..ROWS {
-        main.push(format!("    let r{r} = min(row0 + {r}u, {wm} - 1u);"));
-    }
-    if lanes {
-        // The row this lane reads for its subgroup.
-        main.push(format!("    let rs = min(row0 + lid.x, {wm} - 1u);"));
-    }
+    let mut main = vec![skeleton.origin(wm, wcols) + "\n    let bt = wid.z;"];
+    main.extend(skeleton.clamped_rows("r", wm));
     for c in 0..COLS {
         // Column c: image img{c} (of the slice's), pixel q{c} within it
         // (slotted: the weight gradient's column of its pair and tap).
@@ -282,11 +258,7 @@ fn block_prologue(w: &Names, block: &Block, lanes: bool) -> Vec<String> {
             w.per_slice, w.images
         ));
     }
-    for r in 0..ROWS {
-        for gq in 0..COLS / 4 {
-            main.push(format!("    var acc{r}_{gq} = vec4<f32>(0.0);"));
-        }
-    }
+    main.extend(skeleton.accumulators());
     main
 }
 
@@ -336,20 +308,26 @@ impl KLoops {
     }
 }
 
+/// The weight offset of each of the block's rows (`wr…`, `row_stride`
+/// apart), then what each column `c` needs of its pixel (`column(c)`).
+fn block_starts(k: &mut KLoops, lanes: bool, row_stride: &str, column: impl Fn(usize) -> String) {
+    row_offsets(&mut k.main, lanes, "wr", |row| {
+        format!("{row} * {row_stride}")
+    });
+    k.main.extend((0..COLS).map(column));
+}
+
 /// The forward pass: rows are output channels, columns output pixels; K
 /// walks input channels and the kernel's rows, then its columns.
 fn forward_loops(k: &mut KLoops, w: &Names, g: &Conv2dGeometry, lanes: bool, window: bool) {
     let (wh, ww, wcin, wkh, wkw) = (&w.h, &w.w, &w.cin, &w.kh, &w.kw);
     let (xa, xb) = (&w.a, &w.b);
-    row_offsets(&mut k.main, lanes, "wr", |row| {
-        format!("{row} * {wcin} * {wkh} * {wkw}")
-    });
-    for c in 0..COLS {
-        k.main.push(format!(
+    block_starts(k, lanes, &format!("{wcin} * {wkh} * {wkw}"), |c| {
+        format!(
             "    let ih{c} = i32((q{c} / {}) * {}) - i32({});\n    let iw{c} = i32((q{c} % {}) * {}) - i32({});\n    let xi{c} = img{c} * {wcin} * {wh} * {ww};",
             w.ow, w.sh, w.pt, w.ow, w.sw, w.pl
-        ));
-    }
+        )
+    });
     k.main.push(format!(
         "    var kk = 0u;\n    for (var ci = 0u; ci < {wcin}; ci++) {{\n    let cbase = ci * {wh} * {ww};\n    for (var kh = 0u; kh < {wkh}; kh++) {{"
     ));
@@ -393,15 +371,12 @@ fn forward_loops(k: &mut KLoops, w: &Names, g: &Conv2dGeometry, lanes: bool, win
 fn input_grad_loops(k: &mut KLoops, w: &Names, g: &Conv2dGeometry, lanes: bool, window: bool) {
     let (ww, woh, wow, wcin, wcout, wkh, wkw) = (&w.w, &w.oh, &w.ow, &w.cin, &w.cout, &w.kh, &w.kw);
     let (xa, xb) = (&w.a, &w.b);
-    row_offsets(&mut k.main, lanes, "wr", |row| {
-        format!("{row} * {wkh} * {wkw}")
-    });
-    for c in 0..COLS {
-        k.main.push(format!(
+    block_starts(k, lanes, &format!("{wkh} * {wkw}"), |c| {
+        format!(
             "    let th{c} = i32(q{c} / {ww}) + i32({});\n    let tw{c} = i32(q{c} % {ww}) + i32({});\n    let dyi{c} = img{c} * {wcout} * {woh} * {wow};",
             w.pt, w.pl
-        ));
-    }
+        )
+    });
     let strided_h = g.stride[0] > 1;
     let strided_w = g.stride[1] > 1;
     k.main.push(format!(
@@ -588,12 +563,14 @@ fn epilogue_stores(
         for c in (0..COLS).filter(|&c| stored(c)) {
             let bti = batch_of.replace("{c}", &c.to_string());
             let valid = valid.replace("{c}", &c.to_string());
-            main.push(format!(
-                "    if (row0 + {r}u < {} && col0 + {c}u < {}{valid}) {{ epi(P, {bti}, row0 + {r}u, q{c}, acc{r}_{}.{}); }}",
-                w.m,
-                w.cols,
-                c / 4,
-                ["x", "y", "z", "w"][c % 4]
+            let bounds = [w.m.as_str(), &w.cols];
+            main.push(RegisterBlock::store(
+                r,
+                c,
+                bounds,
+                &valid,
+                &bti,
+                &format!("q{c}"),
             ));
         }
     }

@@ -5,27 +5,22 @@
 //! are described in the parent module.
 
 use crate::error::{invalid, BackendError, Result};
-use crate::kernel::{Generated, Grid};
+use crate::kernel::Generated;
 use crate::KernelProfile;
 
 use super::super::epilogue::epilogue_fn;
-use super::super::program::Program;
+use super::super::register_block::{RegisterBlock, LANES};
 use super::super::words::Words;
-use super::super::{check_fits, Bindings, Operand, Store};
-use super::{check_load, choose, GemmLoad, GemmSpec, Mode, Shape, LANES};
+use super::super::{check_fits, fixed_grid, module, Bindings, Operand};
+use super::{check_load, choose, GemmKernel, GemmLoad, GemmSpec, Mode, Shape};
 
 /// The kernel of `spec` shaped for `profile`; where it
 /// [shares rows across lanes](KernelProfile::shares_rows_across_lanes),
 /// the lanes of a subgroup share the loads of A's rows in 8×8 blocks.
-pub(super) fn generate<'a>(
-    profile: &KernelProfile,
-    label: &str,
-    spec: &GemmSpec<'a>,
-    program: &Program,
-    operands: &[Operand<'a>],
-    stores: &[Store<'a>],
-) -> Result<Generated<'a>> {
-    let batch = check_spec(label, spec, program, operands, stores)?;
+pub(super) fn generate(profile: &KernelProfile, kernel: &GemmKernel) -> Result<Generated> {
+    let (label, spec, e) = (kernel.label.as_str(), &kernel.spec, &kernel.epilogue);
+    let (program, operands, stores) = (&e.program, &e.operands[..], &e.stores[..]);
+    let batch = check_spec(kernel)?;
     let results: Vec<usize> = stores.iter().map(|s| s.expr).collect();
     let lanes = profile.shares_rows_across_lanes();
     let shape = shape_for(profile, spec, operands)?;
@@ -39,13 +34,16 @@ pub(super) fn generate<'a>(
     profile.check_loop_trips(label, trips, &what)?;
 
     let mut bindings = Bindings::default();
-    let a_bind = bindings.of(spec.a.buffer, false);
-    let b_bind = bindings.of(spec.b.buffer, false);
+    let a_bind = bindings.of(&spec.a.buffer, false);
+    let b_bind = bindings.of(&spec.b.buffer, false);
     let op_bind: Vec<usize> = operands
         .iter()
-        .map(|o| bindings.of(o.buffer, false))
+        .map(|o| bindings.of(&o.buffer, false))
         .collect();
-    let st_bind: Vec<usize> = stores.iter().map(|s| bindings.of(s.buffer, true)).collect();
+    let st_bind: Vec<usize> = stores
+        .iter()
+        .map(|s| bindings.of(&s.buffer, true))
+        .collect();
     if st_bind.iter().any(|&s| s == a_bind || s == b_bind) {
         return Err(invalid(
             label,
@@ -89,7 +87,7 @@ pub(super) fn generate<'a>(
                     [(m * n.div_ceil(4)).div_ceil(64), 1, batch as u64],
                 ),
                 _ => (
-                    super::super::block_entry(lanes).to_string(),
+                    RegisterBlock::entry(lanes).to_string(),
                     [n.div_ceil(64), m.div_ceil(64), batch as u64],
                 ),
             };
@@ -101,14 +99,11 @@ pub(super) fn generate<'a>(
             [n.div_ceil(64), m.div_ceil(64), batch as u64],
         ),
     };
-    let source = format!(
-        "{}\n{}\n{}\n{}\n{}\n    let P = load_words();\n{}\n}}\n",
-        bindings.declare(&vec4),
-        words.declare(),
-        body.source,
-        epi,
-        decl,
-        main.join("\n")
+    let declared = [bindings.declare(&vec4), words.declare()];
+    let source = module(
+        &[&declared[0], &declared[1], &body.source, &epi],
+        &decl,
+        &main,
     );
     let name = match shape {
         Shape::Blocked { rm: 1, .. } => "small",
@@ -120,29 +115,16 @@ pub(super) fn generate<'a>(
         Shape::Blocked { .. } => "vec4",
         Shape::Tiled => "tiled",
     };
-    if grid.iter().any(|&g| g > u32::MAX as u64) {
-        return Err(invalid(label, format!("grid {grid:?} is too large")));
-    }
-    Ok(Generated {
-        label: format!("{label}/{name}"),
-        source,
-        words: words.values(),
-        buffers: bindings.buffers().collect(),
-        grid: Grid::Fixed([grid[0] as u32, grid[1] as u32, grid[2] as u32]),
-        trusted: true,
-    })
+    let grid = fixed_grid(label, grid)?;
+    Ok(bindings.generated(format!("{label}/{name}"), source, &words, grid))
 }
 
 /// Fails unless the epilogue's space ends in `[M, N]`, the product is not
 /// empty, the program is sound and every load and store fits its buffer;
 /// returns the batch.
-fn check_spec(
-    label: &str,
-    spec: &GemmSpec<'_>,
-    program: &Program,
-    operands: &[Operand<'_>],
-    stores: &[Store<'_>],
-) -> Result<usize> {
+fn check_spec(kernel: &GemmKernel) -> Result<usize> {
+    let (label, spec, e) = (kernel.label.as_str(), &kernel.spec, &kernel.epilogue);
+    let (program, operands, stores) = (&e.program, &e.operands[..], &e.stores[..]);
     let (m, n, k) = (spec.m, spec.n, spec.k);
     let r = spec.shape.len();
     let batch: usize = if r >= 2 {
@@ -167,26 +149,22 @@ fn check_spec(
     check_load("A", &spec.a, batch, m, k)?;
     check_load("B", &spec.b, batch, k, n)?;
     for o in operands {
-        check_fits(label, &spec.shape, o.buffer, &o.layout)?;
+        check_fits(label, &spec.shape, &o.buffer, &o.layout)?;
     }
     for s in stores {
-        check_fits(label, &spec.shape, s.buffer, &s.layout)?;
+        check_fits(label, &spec.shape, &s.buffer, &s.layout)?;
     }
     Ok(batch)
 }
 
 /// The variant's kernel shape; an epilogue operand in A's or B's buffer is
 /// read as f32, so A and B are kept scalar too.
-fn shape_for(
-    profile: &KernelProfile,
-    spec: &GemmSpec<'_>,
-    operands: &[Operand<'_>],
-) -> Result<Shape> {
+fn shape_for(profile: &KernelProfile, spec: &GemmSpec, operands: &[Operand]) -> Result<Shape> {
     let shape = choose(profile, spec)?;
     let shared = operands
         .iter()
-        .any(|o| o.buffer.same(spec.a.buffer) || o.buffer.same(spec.b.buffer))
-        || spec.a.buffer.same(spec.b.buffer);
+        .any(|o| o.buffer.same(&spec.a.buffer) || o.buffer.same(&spec.b.buffer))
+        || spec.a.buffer.same(&spec.b.buffer);
     Ok(match (shared, shape) {
         (true, Shape::Blocked { rm, rn, .. }) => Shape::Blocked {
             rm,
@@ -199,7 +177,7 @@ fn shape_for(
 }
 
 /// The kernel's words (`P.w…`) and how it reads A and B.
-struct Names<'s, 'a> {
+struct Names<'s> {
     m: String,
     n: String,
     k: String,
@@ -212,13 +190,13 @@ struct Names<'s, 'a> {
     /// A's and B's buffers, as `b{binding}`.
     a: String,
     b: String,
-    spec: &'s GemmSpec<'a>,
+    spec: &'s GemmSpec,
 }
 
-impl<'s, 'a> Names<'s, 'a> {
-    fn new(words: &mut Words, spec: &'s GemmSpec<'a>, [a, b]: [usize; 2]) -> Self {
+impl<'s> Names<'s> {
+    fn new(words: &mut Words, spec: &'s GemmSpec, [a, b]: [usize; 2]) -> Self {
         let (m, n, k) = (words.u(spec.m), words.u(spec.n), words.u(spec.k));
-        let load = |words: &mut Words, l: &GemmLoad<'_>| {
+        let load = |words: &mut Words, l: &GemmLoad| {
             (
                 words.u(l.offset),
                 words.u(l.batch_stride),
@@ -283,7 +261,7 @@ fn k_step(a: Mode, b: Mode) -> usize {
 /// columns (clamped), the rows' and columns' bases for vec4 reads, and the
 /// accumulators.
 fn blocked_prologue(
-    w: &Names<'_, '_>,
+    w: &Names<'_>,
     rm: usize,
     rn: usize,
     a: Mode,
@@ -291,71 +269,40 @@ fn blocked_prologue(
     lanes: bool,
 ) -> Vec<String> {
     let (wm, wn, lda, ldb) = (&w.m, &w.n, &w.lda, &w.ldb);
+    let block = RegisterBlock {
+        rows: rm,
+        cols: rn,
+        lanes,
+    };
     let mut main = Vec::new();
     if rm == 1 {
+        // 1×4 strips, one invocation each over a one-dimensional grid.
         main.push(format!(
             "    let strips = ({wn} + 3u) / 4u;\n    let t = wid.x * 64u + lid;\n    if (t >= {wm} * strips) {{ return; }}\n    let row0 = t / strips;\n    let col0 = (t % strips) * 4u;"
         ));
     } else {
-        // Sharing lanes all stay to the end: a broadcast from a lane that
-        // returned is undefined.
-        let past_columns = match lanes {
-            true => String::new(),
-            false => format!(" || col0 >= {wn}"),
-        };
-        main.push(format!(
-            "    let row0 = (wid.y * 8u + lid.y) * 8u;\n    let col0 = (wid.x * 8u + lid.x) * 8u;\n    if (row0 >= {wm}{past_columns}) {{ return; }}"
-        ));
+        main.push(block.origin(wm, wn));
     }
     main.push(w.bases());
-    for i in 0..rm {
-        main.push(format!("    let m{i} = min(row0 + {i}u, {wm} - 1u);"));
-    }
-    if lanes {
-        // The row this lane loads for its subgroup.
-        main.push(format!("    let rs = min(row0 + lid.x, {wm} - 1u);"));
-    }
+    main.extend(block.clamped_rows("m", wm));
     for c in 0..rn {
         main.push(format!("    let n{c} = min(col0 + {c}u, {wn} - 1u);"));
     }
-    match a {
-        Mode::Vec4K if lanes => {
-            main.push(format!("    let ars = (a_base + rs * {lda}) / 4u;"));
-        }
-        Mode::Vec4K => {
-            for i in 0..rm {
-                main.push(format!("    let ar{i} = (a_base + m{i} * {lda}) / 4u;"));
-            }
-        }
-        Mode::Vec4Out => {
-            for g in 0..rm / 4 {
-                main.push(format!(
-                    "    let ag{g} = min(row0 / 4u + {g}u, {wm} / 4u - 1u);"
-                ));
-            }
-        }
-        Mode::Scalar => {}
+    if a == Mode::Vec4K && lanes {
+        main.push(format!("    let ars = (a_base + rs * {lda}) / 4u;"));
+    } else {
+        let rows = VectorIndices {
+            base: ["ar", "a_base", "m"],
+            group: ["ag", "row0"],
+        };
+        rows.push(&mut main, a, rm, lda, wm);
     }
-    match b {
-        Mode::Vec4K => {
-            for c in 0..rn {
-                main.push(format!("    let bc{c} = (b_base + n{c} * {ldb}) / 4u;"));
-            }
-        }
-        Mode::Vec4Out => {
-            for g in 0..rn / 4 {
-                main.push(format!(
-                    "    let bg{g} = min(col0 / 4u + {g}u, {wn} / 4u - 1u);"
-                ));
-            }
-        }
-        Mode::Scalar => {}
-    }
-    for i in 0..rm {
-        for g in 0..rn / 4 {
-            main.push(format!("    var acc{i}_{g} = vec4<f32>(0.0);"));
-        }
-    }
+    let columns = VectorIndices {
+        base: ["bc", "b_base", "n"],
+        group: ["bg", "col0"],
+    };
+    columns.push(&mut main, b, rn, ldb, wn);
+    main.extend(block.accumulators());
     main.push(format!(
         "    for (var k = 0u; k < {}; k += {}u) {{",
         w.k,
@@ -364,12 +311,39 @@ fn blocked_prologue(
     main
 }
 
+/// The indices through which one operand's vec4 loads address it, along
+/// the `count` rows (A) or columns (B) of a block: along K, where each row
+/// (column) starts (`ar{i}`, `bc{c}`); along the output axis, each group of
+/// four (`ag{g}`, `bg{g}`), clamped to the matrix.
+struct VectorIndices {
+    /// The names of the index, the operand's base and the row (column).
+    base: [&'static str; 3],
+    /// The names of the group index and the block's first row (column).
+    group: [&'static str; 2],
+}
+
+impl VectorIndices {
+    fn push(&self, main: &mut Vec<String>, mode: Mode, count: usize, ld: &str, extent: &str) {
+        let ([index, base, line], [group, first]) = (self.base, self.group);
+        match mode {
+            Mode::Vec4K => main.extend(
+                (0..count)
+                    .map(|i| format!("    let {index}{i} = ({base} + {line}{i} * {ld}) / 4u;")),
+            ),
+            Mode::Vec4Out => main.extend((0..count / 4).map(|g| {
+                format!("    let {group}{g} = min({first} / 4u + {g}u, {extent} / 4u - 1u);")
+            })),
+            Mode::Scalar => {}
+        }
+    }
+}
+
 /// Loads A's values of one K step and returns them as expressions,
 /// `a_val[i][dk]` for row i at depth k + dk. With lanes, lane l loads what
 /// row l (or item l) needs and the others take it by broadcast.
 fn a_values(
     main: &mut Vec<String>,
-    w: &Names<'_, '_>,
+    w: &Names<'_>,
     rm: usize,
     a: Mode,
     b: Mode,
@@ -461,7 +435,7 @@ fn a_values(
 /// columns `br{dk}_{g}` times A's values. Closes the K loop.
 fn multiply_adds(
     main: &mut Vec<String>,
-    w: &Names<'_, '_>,
+    w: &Names<'_>,
     a_val: &[Vec<String>],
     rn: usize,
     a: Mode,
@@ -537,23 +511,18 @@ fn multiply_adds(
 
 /// Each accumulator through the epilogue where its row and column are
 /// inside the product.
-fn blocked_stores(main: &mut Vec<String>, w: &Names<'_, '_>, rm: usize, rn: usize) {
+fn blocked_stores(main: &mut Vec<String>, w: &Names<'_>, rm: usize, rn: usize) {
     for i in 0..rm {
         for c in 0..rn {
-            main.push(format!(
-                "    if (row0 + {i}u < {} && col0 + {c}u < {}) {{ epi(P, bt, row0 + {i}u, col0 + {c}u, acc{i}_{}.{}); }}",
-                w.m,
-                w.n,
-                c / 4,
-                LANES[c % 4]
-            ));
+            let column = format!("col0 + {c}u");
+            main.push(RegisterBlock::store(i, c, [&w.m, &w.n], "", "bt", &column));
         }
     }
 }
 
 /// The tiled kernel's body: a 16×16 workgroup stages 64×16 slices of A
 /// and B in workgroup memory per K tile, each invocation computing 4×4.
-fn tiled_body(w: &Names<'_, '_>) -> Vec<String> {
+fn tiled_body(w: &Names<'_>) -> Vec<String> {
     let (wm, wn, wk) = (&w.m, &w.n, &w.k);
     vec![
         format!(
