@@ -58,30 +58,8 @@ const SIZES: [usize; 5] = [1, 7, 33, 257, 64];
 fn unary_ops_match_f64() {
     let dev = device();
     let mut rng = Rng(1);
-    let ops = [
-        (UnaryOp::Identity, -3.0, 3.0),
-        (UnaryOp::Neg, -3.0, 3.0),
-        (UnaryOp::Exp, -10.0, 10.0),
-        (UnaryOp::Log, 0.01, 100.0),
-        (UnaryOp::Sqrt, 0.01, 100.0),
-        (UnaryOp::Abs, -3.0, 3.0),
-        (UnaryOp::Relu, -3.0, 3.0),
-        (UnaryOp::LeakyRelu(0.1), -3.0, 3.0),
-        (UnaryOp::Sigmoid, -20.0, 20.0),
-        (UnaryOp::Tanh, -5.0, 5.0),
-        (UnaryOp::Recip, 0.1, 10.0),
-        (UnaryOp::Square, -3.0, 3.0),
-        (UnaryOp::Sign, -3.0, 3.0),
-        (UnaryOp::Floor, -3.0, 3.0),
-        (UnaryOp::Step, -3.0, 3.0),
-        (UnaryOp::Scale(-2.5), -3.0, 3.0),
-        (UnaryOp::AddScalar(0.75), -3.0, 3.0),
-        (UnaryOp::PowScalar(3.0), -3.0, 3.0),
-        (UnaryOp::PowScalar(0.5), 0.01, 9.0),
-        (UnaryOp::Rsqrt, 0.01, 100.0),
-        (UnaryOp::HardSigmoid, -5.0, 5.0),
-    ];
-    for (op, lo, hi) in ops {
+    for &op in UnaryOp::EXAMPLES {
+        let (lo, hi) = op.sample_range();
         for n in SIZES {
             let x = rng.vec(n, lo, hi);
             let xt = Tensor::from_f32(&dev, &x, &[n]).unwrap();

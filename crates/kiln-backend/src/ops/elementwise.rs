@@ -31,6 +31,65 @@ pub enum UnaryOp {
 }
 
 impl UnaryOp {
+    /// Every op once, those with a setting at typical ones: what the kernel
+    /// and gradient tests sweep, so that listing a new op here is what
+    /// tests it.
+    pub const EXAMPLES: &'static [UnaryOp] = &[
+        UnaryOp::Identity,
+        UnaryOp::Neg,
+        UnaryOp::Exp,
+        UnaryOp::Log,
+        UnaryOp::Sqrt,
+        UnaryOp::Abs,
+        UnaryOp::Relu,
+        UnaryOp::LeakyRelu(0.1),
+        UnaryOp::Sigmoid,
+        UnaryOp::Tanh,
+        UnaryOp::Recip,
+        UnaryOp::Square,
+        UnaryOp::Sign,
+        UnaryOp::Floor,
+        UnaryOp::Step,
+        UnaryOp::Scale(-2.5),
+        UnaryOp::AddScalar(0.75),
+        UnaryOp::PowScalar(3.0),
+        UnaryOp::PowScalar(0.5),
+        UnaryOp::Rsqrt,
+        UnaryOp::HardSigmoid,
+    ];
+
+    /// Inputs that exercise the op, its saturating tails included, inside
+    /// its domain: positive for logarithms, roots, reciprocals and
+    /// fractional powers.
+    pub fn sample_range(self) -> (f64, f64) {
+        match self {
+            UnaryOp::Exp => (-10.0, 10.0),
+            UnaryOp::Log | UnaryOp::Sqrt | UnaryOp::Rsqrt => (0.01, 100.0),
+            UnaryOp::Sigmoid => (-20.0, 20.0),
+            UnaryOp::Tanh | UnaryOp::HardSigmoid => (-5.0, 5.0),
+            UnaryOp::Recip => (0.1, 10.0),
+            UnaryOp::PowScalar(p) if p.fract() != 0.0 => (0.01, 9.0),
+            UnaryOp::Identity
+            | UnaryOp::Neg
+            | UnaryOp::Abs
+            | UnaryOp::Relu
+            | UnaryOp::LeakyRelu(_)
+            | UnaryOp::Square
+            | UnaryOp::Sign
+            | UnaryOp::Floor
+            | UnaryOp::Step
+            | UnaryOp::Scale(_)
+            | UnaryOp::AddScalar(_)
+            | UnaryOp::PowScalar(_) => (-3.0, 3.0),
+        }
+    }
+
+    /// Whether the op's derivative is zero wherever it exists (sign, step,
+    /// floor): it passes no gradient.
+    pub fn piecewise_constant(self) -> bool {
+        matches!(self, UnaryOp::Sign | UnaryOp::Step | UnaryOp::Floor)
+    }
+
     /// The f64 value this op computes, the reference the tests hold kernels to.
     pub fn reference(self, x: f64) -> f64 {
         match self {
