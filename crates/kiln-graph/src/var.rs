@@ -103,6 +103,11 @@ impl Var {
         self.unary(UnaryOp::HardSigmoid)
     }
 
+    /// `x · sigmoid(x)`, PyTorch's `nn.SiLU` and Keras' `silu`.
+    pub fn silu(&self) -> Result<Var> {
+        self.unary(UnaryOp::Silu)
+    }
+
     pub fn leaky_relu(&self, slope: f32) -> Result<Var> {
         self.unary(UnaryOp::LeakyRelu(slope))
     }

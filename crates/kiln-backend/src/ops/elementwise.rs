@@ -28,6 +28,8 @@ pub enum UnaryOp {
     Rsqrt,
     /// Keras' hard sigmoid, `clip(x/6 + 1/2, 0, 1)`.
     HardSigmoid,
+    /// `x · sigmoid(x)`: PyTorch's SiLU, Keras' `silu` (or `swish`).
+    Silu,
 }
 
 impl UnaryOp {
@@ -56,6 +58,7 @@ impl UnaryOp {
         UnaryOp::PowScalar(0.5),
         UnaryOp::Rsqrt,
         UnaryOp::HardSigmoid,
+        UnaryOp::Silu,
     ];
 
     /// Inputs that exercise the op, its saturating tails included, inside
@@ -65,7 +68,7 @@ impl UnaryOp {
         match self {
             UnaryOp::Exp => (-10.0, 10.0),
             UnaryOp::Log | UnaryOp::Sqrt | UnaryOp::Rsqrt => (0.01, 100.0),
-            UnaryOp::Sigmoid => (-20.0, 20.0),
+            UnaryOp::Sigmoid | UnaryOp::Silu => (-20.0, 20.0),
             UnaryOp::Tanh | UnaryOp::HardSigmoid => (-5.0, 5.0),
             UnaryOp::Recip => (0.1, 10.0),
             UnaryOp::PowScalar(p) if p.fract() != 0.0 => (0.01, 9.0),
@@ -139,6 +142,7 @@ impl UnaryOp {
             UnaryOp::PowScalar(p) => real_pow(x, p as f64),
             UnaryOp::Rsqrt => 1.0 / x.sqrt(),
             UnaryOp::HardSigmoid => (x / 6.0 + 0.5).clamp(0.0, 1.0),
+            UnaryOp::Silu => x / (1.0 + (-x).exp()),
         }
     }
 
@@ -178,6 +182,7 @@ impl UnaryOp {
             UnaryOp::PowScalar(_) => format!("real_pow({x}, {p})"),
             UnaryOp::Rsqrt => format!("inverseSqrt({x})"),
             UnaryOp::HardSigmoid => format!("hard_sigmoid({x})"),
+            UnaryOp::Silu => format!("({x} * stable_sigmoid({x}))"),
         }
     }
 
@@ -204,6 +209,7 @@ impl UnaryOp {
             UnaryOp::PowScalar(_) => "pow_scalar",
             UnaryOp::Rsqrt => "rsqrt",
             UnaryOp::HardSigmoid => "hard_sigmoid",
+            UnaryOp::Silu => "silu",
         }
     }
 }

@@ -47,6 +47,16 @@ pub(super) fn unary_vjp(
             let t = gr.mul(out, one_minus)?;
             gr.mul(g, t)?
         }
+        UnaryOp::Silu => {
+            // g · s · (1 + x · (1 - s)), s = sigmoid(x)
+            let s = gr.unary(UnaryOp::Sigmoid, x)?;
+            let one_minus = gr.unary(UnaryOp::Scale(-1.0), s)?;
+            let one_minus = gr.unary(UnaryOp::AddScalar(1.0), one_minus)?;
+            let t = gr.mul(x, one_minus)?;
+            let t = gr.unary(UnaryOp::AddScalar(1.0), t)?;
+            let d = gr.mul(s, t)?;
+            gr.mul(g, d)?
+        }
         UnaryOp::Tanh => {
             // g · (1 - y²)
             let y2 = gr.unary(UnaryOp::Square, out)?;
