@@ -15,6 +15,8 @@ pub enum Activation {
     Tanh,
     /// Keras' `hard_sigmoid`: `clip(x/6 + 1/2, 0, 1)`.
     HardSigmoid,
+    /// `x · sigmoid(x)`: Keras' `silu` (`swish`), PyTorch's `nn.SiLU`.
+    Silu,
     /// Softmax over the last axis.
     Softmax,
 }
@@ -30,6 +32,7 @@ impl Activation {
             Activation::Sigmoid => Some(UnaryOp::Sigmoid),
             Activation::Tanh => Some(UnaryOp::Tanh),
             Activation::HardSigmoid => Some(UnaryOp::HardSigmoid),
+            Activation::Silu => Some(UnaryOp::Silu),
             Activation::Softmax => None,
         }
     }
@@ -42,6 +45,7 @@ impl Activation {
             Activation::Sigmoid => x.sigmoid()?,
             Activation::Tanh => x.tanh()?,
             Activation::HardSigmoid => x.hard_sigmoid()?,
+            Activation::Silu => x.silu()?,
             Activation::Softmax => x.softmax(-1)?,
         })
     }
