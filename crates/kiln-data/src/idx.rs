@@ -19,16 +19,32 @@ pub struct Idx {
     pub data: Vec<u8>,
 }
 
-/// Reads the bytes of `path`, inflating them when the file is gzip.
-pub(crate) fn read_maybe_gzip(path: &Path) -> Result<Vec<u8>> {
+/// The most bytes [`read_idx`] inflates from a gzip file: 1 GiB, twenty
+/// times Fashion-MNIST's training images. [`read_idx_limited`] sets another.
+pub const MAX_INFLATED_BYTES: u64 = 1 << 30;
+
+/// Reads the bytes of `path`, inflating them when the file is gzip, to at
+/// most `limit` bytes: a small file cannot ask for more (a gzip bomb).
+fn read_maybe_gzip(path: &Path, limit: u64) -> Result<Vec<u8>> {
     let raw = std::fs::read(path).map_err(|e| io_error(path, e))?;
     if !raw.starts_with(&[0x1f, 0x8b]) {
         return Ok(raw);
     }
     let mut out = Vec::new();
     flate2::read::GzDecoder::new(raw.as_slice())
+        .take(limit.saturating_add(1))
         .read_to_end(&mut out)
         .map_err(|e| format_error(path, format!("gzip data is corrupt or truncated ({e})")))?;
+    if out.len() as u64 > limit {
+        return Err(format_error(
+            path,
+            format!(
+                "gzip data inflates past the limit of {limit} bytes ({} compressed): a gzip \
+                 bomb, or a file larger than the limit allows (`read_idx_limited` sets it)",
+                raw.len()
+            ),
+        ));
+    }
     Ok(out)
 }
 
@@ -40,8 +56,14 @@ pub(crate) fn read_maybe_gzip(path: &Path) -> Result<Vec<u8>> {
 /// # Ok::<(), kiln_data::DataError>(())
 /// ```
 pub fn read_idx(path: impl AsRef<Path>) -> Result<Idx> {
+    read_idx_limited(path, MAX_INFLATED_BYTES)
+}
+
+/// [`read_idx`], inflating a gzip file to at most `max_inflated` bytes:
+/// past that it is an error naming the file and the limit.
+pub fn read_idx_limited(path: impl AsRef<Path>, max_inflated: u64) -> Result<Idx> {
     let path = path.as_ref();
-    let bytes = read_maybe_gzip(path)?;
+    let bytes = read_maybe_gzip(path, max_inflated)?;
     if bytes.len() < 4 || bytes[0] != 0 || bytes[1] != 0 {
         return Err(format_error(
             path,

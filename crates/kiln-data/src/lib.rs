@@ -35,7 +35,7 @@ pub use csv_loader::{CsvDataset, CsvLoad, NonFinite};
 pub use dataset::Dataset;
 pub use error::{DataError, Result};
 pub use gaps::{GapReport, Gaps};
-pub use idx::{load_idx, read_idx, Idx};
+pub use idx::{load_idx, read_idx, read_idx_limited, Idx, MAX_INFLATED_BYTES};
 pub use image_dir::{load_image_dir, FolderOptions, ImageLayout, ImageSplits};
 pub use image_folder::ImageFolder;
 pub use images::{pad_images, repeat_channels, resize_images, Augment, ChannelNorm};

@@ -418,3 +418,29 @@ fn prefetched_batches_are_the_gathered_ones() {
     assert!(it.next().is_some());
     drop(it);
 }
+
+#[test]
+fn a_gzip_bomb_stops_at_the_limit_the_caller_sets() {
+    let dir = scratch("gzip-bomb");
+    // 64 MiB of zeros behind a consistent header compress to about 64 KiB.
+    let side = 8192u32;
+    let big = gzip(&idx_bytes(
+        &[side, side],
+        &vec![0u8; (side * side) as usize],
+    ));
+    assert!(big.len() < 1 << 17, "{} compressed bytes", big.len());
+    let path = dir.join("bomb-idx2-ubyte.gz");
+    std::fs::write(&path, &big).unwrap();
+    let limit = 1u64 << 20;
+    let err = read_idx_limited(&path, limit).unwrap_err();
+    assert_error_names(err, &path, &format!("limit of {limit} bytes"));
+    // Under the default limit the same file is a valid IDX file, and a
+    // limit that fits its header and data exactly reads it.
+    let exact = 12 + (side * side) as u64; // magic, two dimensions, data
+    assert_eq!(
+        read_idx_limited(&path, exact).unwrap().dims,
+        vec![8192, 8192]
+    );
+    assert!(read_idx_limited(&path, exact - 1).is_err());
+    assert_eq!(read_idx(&path).unwrap().data.len(), (side * side) as usize);
+}

@@ -130,6 +130,7 @@ fn read_zip(bytes: &[u8]) -> Result<Tensors> {
         archive
             .by_name(order)
             .map_err(|e| bad(format!("{order}: {e}")))?
+            .take(16)
             .read_to_string(&mut s)
             .map_err(|e| bad(format!("{order}: {e}")))?;
         if s.trim() != "little" {
@@ -142,9 +143,21 @@ fn read_zip(bytes: &[u8]) -> Result<Tensors> {
         let mut f = archive
             .by_name(name)
             .map_err(|e| bad(format!("member {name}: {e}")))?;
+        // Never more than the header declares: a member whose data inflates
+        // past its declared size is a zip bomb or a corrupt archive, found
+        // before it fills memory.
+        let declared = f.size();
         let mut out = Vec::new();
-        f.read_to_end(&mut out)
+        f.by_ref()
+            .take(declared.saturating_add(1))
+            .read_to_end(&mut out)
             .map_err(|e| bad(format!("member {name} is corrupt or truncated: {e}")))?;
+        if out.len() as u64 > declared {
+            return Err(bad(format!(
+                "member {name} inflates past the {declared} bytes its header declares: a zip \
+                 bomb or a corrupt archive"
+            )));
+        }
         Ok(out)
     };
     let pickle = member(&pkl)?;

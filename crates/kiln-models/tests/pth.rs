@@ -210,3 +210,42 @@ fn hostile_and_broken_files_are_refused_by_name() {
     let p = write("lying.safetensors", b"\x40\x00\x00\x00\x00\x00\x00\x00{\"w\":{\"dtype\":\"F32\",\"shape\":[1000],\"data_offsets\":[0,4000]}}      ");
     assert!(StateDict::read_safetensors(&p).is_err());
 }
+
+/// `bytes` with every zip header's uncompressed size of `member` set to
+/// `size`: the local file header (offset 22) and the central directory's
+/// (offset 24), found by their signatures and the name after them.
+fn declare_size(mut bytes: Vec<u8>, member: &str, size: u32) -> Vec<u8> {
+    let mut patched = 0;
+    for (sig, size_at, name_at) in [(b"PK\x03\x04", 22, 30), (b"PK\x01\x02", 24, 46)] {
+        let starts: Vec<usize> = (0..bytes.len().saturating_sub(name_at))
+            .filter(|&i| &bytes[i..i + 4] == sig)
+            .collect();
+        for i in starts {
+            let len_at = if name_at == 30 { 26 } else { 28 };
+            let len = u16::from_le_bytes([bytes[i + len_at], bytes[i + len_at + 1]]) as usize;
+            if bytes.get(i + name_at..i + name_at + len) == Some(member.as_bytes()) {
+                bytes[i + size_at..i + size_at + 4].copy_from_slice(&size.to_le_bytes());
+                patched += 1;
+            }
+        }
+    }
+    assert_eq!(patched, 2, "{member}: one local and one central header");
+    bytes
+}
+
+#[test]
+fn a_member_that_inflates_past_its_declared_size_is_refused() {
+    let original = std::fs::read(Path::new(FIXTURES).join("tiny_state_dict.pth")).unwrap();
+    let archive = zip::ZipArchive::new(std::io::Cursor::new(original.as_slice())).unwrap();
+    let pkl = archive
+        .file_names()
+        .find(|n| n.ends_with("data.pkl"))
+        .unwrap()
+        .to_string();
+    let path = write("declared_too_small.pth", &declare_size(original, &pkl, 10));
+    let e = error_of(&path);
+    assert!(
+        e.contains("inflates past the 10 bytes its header declares"),
+        "{e}"
+    );
+}
