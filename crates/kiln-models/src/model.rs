@@ -3,7 +3,7 @@
 //! graph (training step, evaluation, prediction) is built once per batch
 //! size, compiled into a plan and replayed.
 
-use std::cell::OnceCell;
+use std::sync::OnceLock;
 
 use kiln_backend::Device;
 use kiln_graph::{Mode, PlanCache, PlanOptions, Tape, Var};
@@ -89,7 +89,7 @@ pub struct Model<M: Module> {
     plan_options: PlanOptions,
     /// One sample's output shape, traced on first use: batch checks need it
     /// at every step.
-    output_shape: OnceCell<Vec<usize>>,
+    output_shape: OnceLock<Vec<usize>>,
     /// Backbone features of data sets, when the module caches them.
     pub(crate) feature_cache: crate::feature_cache::FeatureCache,
 }
@@ -107,7 +107,7 @@ impl<M: Module> Model<M> {
             steps: 0,
             draws: 0,
             plan_options: PlanOptions::default(),
-            output_shape: OnceCell::new(),
+            output_shape: OnceLock::new(),
             feature_cache: Default::default(),
         }
     }
@@ -162,7 +162,7 @@ impl<M: Module> Model<M> {
     }
 
     fn drop_plans(&mut self) {
-        self.output_shape = OnceCell::new();
+        self.output_shape = OnceLock::new();
         self.feature_cache = Default::default();
         self.predict_plans = PlanCache::new();
         if let Some(t) = self.training.as_mut() {

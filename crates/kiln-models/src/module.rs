@@ -42,7 +42,10 @@ use crate::state_dict::{load_err, StateDict};
 use kiln_graph::{Param, Var};
 
 /// A layer or a model: anything with a forward pass and named state.
-pub trait Module {
+/// Modules are `Send + Sync` (as Burn's are), so that a model can be moved
+/// to another thread and trained there; state a module switches through
+/// `&self` (its train or eval mode) is atomic.
+pub trait Module: Send + Sync {
     /// Adds this module's nodes for input `x` to `x`'s graph.
     fn forward(&self, x: &Var) -> Result<Var>;
 

@@ -1,7 +1,7 @@
 //! Batch normalisation over the channel axis (axis 1: `[N, C]` features and
 //! `[N, C, H, W]` images alike), in Keras' or PyTorch's convention.
 
-use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use kiln_backend::Device;
 use kiln_graph::{Param, Var};
@@ -61,7 +61,9 @@ pub struct BatchNorm {
     /// PyTorch's batch counter (absent in Keras' convention).
     pub num_batches_tracked: Option<Param>,
     pub config: BatchNormConfig,
-    training: Cell<bool>,
+    /// Train or eval mode, set through `&self` (the module tree is shared
+    /// while it is switched).
+    training: AtomicBool,
 }
 
 impl BatchNorm {
@@ -85,7 +87,7 @@ impl BatchNorm {
                 Naming::Keras => None,
             },
             config,
-            training: Cell::new(true),
+            training: AtomicBool::new(true),
         })
     }
 
@@ -116,7 +118,7 @@ impl Module for BatchNorm {
         let tape = x.tape();
         let (gamma, beta) = (tape.param(&self.weight), tape.param(&self.bias));
         let eps = self.config.eps;
-        if !(tape.training() && self.training.get()) {
+        if !(tape.training() && self.training.load(Ordering::Relaxed)) {
             let (m, v) = (
                 tape.frozen(&self.running_mean),
                 tape.frozen(&self.running_var),
@@ -189,7 +191,7 @@ impl Module for BatchNorm {
     }
 
     fn set_training(&self, on: bool) {
-        self.training.set(on);
+        self.training.store(on, Ordering::Relaxed);
     }
 
     fn kind(&self) -> String {

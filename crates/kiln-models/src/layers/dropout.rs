@@ -1,7 +1,7 @@
 //! Dropout: in training, zeroes a `rate` fraction of values and scales the
 //! rest by `1/(1 − rate)`; the identity in inference.
 
-use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use kiln_graph::Var;
 
@@ -13,7 +13,9 @@ use crate::rng::next_seed;
 pub struct Dropout {
     rate: f32,
     seed: u64,
-    training: Cell<bool>,
+    /// Train or eval mode, set through `&self` (the module tree is shared
+    /// while it is switched).
+    training: AtomicBool,
 }
 
 impl Dropout {
@@ -31,7 +33,7 @@ impl Dropout {
         Ok(Self {
             rate,
             seed,
-            training: Cell::new(true),
+            training: AtomicBool::new(true),
         })
     }
 
@@ -42,7 +44,7 @@ impl Dropout {
 
 impl Module for Dropout {
     fn forward(&self, x: &Var) -> Result<Var> {
-        if self.training.get() {
+        if self.training.load(Ordering::Relaxed) {
             Ok(x.dropout(self.rate, self.seed)?)
         } else {
             Ok(x.clone())
@@ -50,6 +52,6 @@ impl Module for Dropout {
     }
 
     fn set_training(&self, on: bool) {
-        self.training.set(on);
+        self.training.store(on, Ordering::Relaxed);
     }
 }
