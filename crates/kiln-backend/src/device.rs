@@ -168,7 +168,10 @@ pub(crate) struct Inner {
     pub pool: BufferPool,
     pub pipelines: PipelineCache,
     pub counters: LaunchCounters,
-    pub errors: Arc<Mutex<Vec<String>>>,
+    /// What wgpu reported outside any error scope, taken at the next check.
+    pub errors: Arc<Mutex<Vec<wgpu::Error>>>,
+    /// Why the device was lost, once it is.
+    pub lost: Arc<Mutex<Option<String>>>,
     /// Submissions not yet known to be finished, oldest first, and how many
     /// may be in flight before a submit waits for the oldest.
     pub in_flight: Mutex<InFlight>,
@@ -335,13 +338,19 @@ impl Device {
                 reason: e.to_string(),
             }
         })?;
+        // Without these, wgpu panics on an uncaptured error and logs a lost
+        // device: kiln turns both into errors at the next check.
         let errors = Arc::new(Mutex::new(Vec::new()));
         let sink = errors.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
-            sink.lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(e.to_string());
+            sink.lock().unwrap_or_else(|p| p.into_inner()).push(e);
         }));
+        let lost = Arc::new(Mutex::new(None));
+        let lost_sink = lost.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            *lost_sink.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some(format!("{reason:?}: {message}"));
+        });
         let max_in_flight = default_max_in_flight(summary.kind);
         Ok(Self {
             profile: Arc::new(profile),
@@ -354,6 +363,7 @@ impl Device {
                 limits,
                 counters: LaunchCounters::default(),
                 errors,
+                lost,
                 in_flight: Mutex::new(InFlight {
                     queued: Default::default(),
                     limit: max_in_flight,
@@ -494,15 +504,32 @@ impl Device {
                 timeout: None,
             })?;
         }
-        self.take_error()
+        self.take_error(|| submission(kernels))
     }
 
     fn poll(&self, how: wgpu::PollType) -> Result<()> {
-        self.inner
-            .device
-            .poll(how)
-            .map(drop)
-            .map_err(|e| BackendError::Wgpu(e.to_string()))
+        let polled = self.inner.device.poll(how).map(drop);
+        self.check_lost()?;
+        polled.map_err(|e| BackendError::Wgpu(e.to_string()))
+    }
+
+    /// A [`BackendError::DeviceLost`] once the device is lost.
+    fn check_lost(&self) -> Result<()> {
+        match &*self.inner.lost.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some(reason) => Err(BackendError::DeviceLost {
+                reason: reason.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Releases the device now, as a driver reset or an unplugged GPU
+    /// would lose it: every later call on it (or on a clone) is a
+    /// [`BackendError::DeviceLost`] error. For checking what a run does
+    /// when its device goes.
+    pub fn destroy(&self) {
+        self.inner.device.destroy();
+        let _ = self.inner.device.poll(wgpu::PollType::Poll);
     }
 
     fn lock_in_flight(&self) -> std::sync::MutexGuard<'_, InFlight> {
@@ -529,7 +556,7 @@ impl Device {
     pub fn synchronize(&self) -> Result<()> {
         self.poll(wgpu::PollType::wait_indefinitely())?;
         self.lock_in_flight().queued.clear();
-        self.take_error()
+        self.take_error(|| "waiting for the device".into())
     }
 
     /// Writes `data` into `buffer` at `byte_offset` (queued before the next submit).
@@ -561,14 +588,60 @@ impl Device {
         Ok(())
     }
 
-    pub(crate) fn take_error(&self) -> Result<()> {
-        let mut errors = self.inner.errors.lock().unwrap_or_else(|p| p.into_inner());
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            let all = errors.join("; ");
-            errors.clear();
-            Err(BackendError::Wgpu(all))
+    /// The first of what wgpu reported since the last check, as a typed
+    /// error naming what kiln was doing (`during`): the device lost, out of
+    /// memory, or a validation error.
+    pub(crate) fn take_error(&self, during: impl FnOnce() -> String) -> Result<()> {
+        self.check_lost()?;
+        let first = {
+            let mut errors = self.inner.errors.lock().unwrap_or_else(|p| p.into_inner());
+            let first = errors.drain(..).next();
+            first
+        };
+        match first {
+            None => Ok(()),
+            Some(e) => Err(fault(e, during())),
         }
     }
+
+    /// A buffer of `bytes` from the pool, an out-of-memory error naming
+    /// `what` if the device has no room for it.
+    pub(crate) fn take_buffer(&self, what: &str, bytes: u64) -> Result<crate::Buffer> {
+        let scope = self
+            .inner
+            .device
+            .push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let buffer = self.inner.pool.take(bytes);
+        match pollster::block_on(scope.pop()) {
+            Some(e) => Err(fault(e, format!("allocating {what} ({bytes} bytes)"))),
+            None => self.check_lost().map(|()| buffer),
+        }
+    }
+}
+
+/// A wgpu error as kiln's, naming what kiln was doing.
+fn fault(e: wgpu::Error, during: String) -> BackendError {
+    match e {
+        wgpu::Error::OutOfMemory { source } => BackendError::OutOfMemory {
+            during,
+            detail: source.to_string(),
+        },
+        wgpu::Error::Validation { description, .. } => BackendError::Validation {
+            during,
+            detail: description,
+        },
+        other => BackendError::Wgpu(format!("{during}: {other}")),
+    }
+}
+
+/// What a submission ran, for its errors: how many kernels, and the first
+/// few labels.
+fn submission(kernels: &[&crate::Kernel]) -> String {
+    let labels: Vec<&str> = kernels.iter().take(3).map(|k| k.label()).collect();
+    let more = if kernels.len() > 3 { ", …" } else { "" };
+    format!(
+        "a submission of {} kernels ({}{more})",
+        kernels.len(),
+        labels.join(", ")
+    )
 }

@@ -32,6 +32,12 @@ pub enum BackendError {
     },
     #[error("wgpu reported: {0}")]
     Wgpu(String),
+    #[error("the device ran out of memory {during}: {detail}")]
+    OutOfMemory { during: String, detail: String },
+    #[error("wgpu refused {during}: {detail}")]
+    Validation { during: String, detail: String },
+    #[error("the device was lost ({reason}); nothing more runs on it: open a new Device (a checkpoint resumes the run)")]
+    DeviceLost { reason: String },
     #[error("reading a buffer back failed: {0}")]
     Readback(String),
 }

@@ -162,7 +162,7 @@ impl Device {
             layout: &pipeline.get_bind_group_layout(0),
             entries: &entries,
         });
-        self.take_error()?;
+        self.take_error(|| format!("binding the buffers of {label}"))?;
         Ok(Kernel {
             pipeline,
             bind_group,

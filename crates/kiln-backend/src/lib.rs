@@ -19,6 +19,8 @@ mod device;
 mod eager;
 pub use eager::{reduced_shape, MatmulOptions};
 mod error;
+#[cfg(test)]
+mod faults;
 mod kernel;
 mod layout;
 pub mod ops;

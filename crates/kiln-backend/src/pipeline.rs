@@ -100,7 +100,7 @@ impl Device {
                         },
                         cache: None,
                     });
-            self.take_error()?;
+            self.take_error(|| format!("building the pipeline {key}"))?;
             Ok(Arc::new(pipeline))
         })
     }
@@ -148,7 +148,7 @@ impl Device {
                             },
                             cache: None,
                         });
-                self.take_error()?;
+                self.take_error(|| "building a generated kernel's pipeline".into())?;
                 Ok(Arc::new(pipeline))
             })
     }

@@ -53,7 +53,7 @@ impl Device {
                 limit,
             });
         }
-        Ok(self.inner.pool.take(bytes))
+        self.take_buffer(what, bytes)
     }
 }
 
