@@ -10,7 +10,6 @@ use kiln::prelude::*;
 mod common;
 use common::rel_norm;
 
-const CSV: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/breast_cancer.csv");
 const BATCH: usize = 32;
 
 /// The tutorial's MLP without dropout (whose masks would not differ, but a
@@ -25,15 +24,6 @@ fn mlp(device: &Device) -> Sequential {
     )
     .unwrap();
     m
-}
-
-fn train_data() -> Dataset {
-    let (mut train, _) = CsvDataset::load(CSV, "target")
-        .unwrap()
-        .split(0.8, 42)
-        .unwrap();
-    Standardizer::fit(&train).transform(&mut train).unwrap();
-    train
 }
 
 fn tiled(labels: &[String]) -> usize {
@@ -62,7 +52,7 @@ fn the_hardware_profile_runs_every_mlp_product_tiled_and_trains_alike() {
         "the profiles change kernel shapes, not how many kernels a step runs"
     );
 
-    let data = train_data();
+    let data = common::breast_cancer_train();
     let fit = || {
         Fit::epochs(2)
             .batch_size(BATCH)

@@ -4,12 +4,11 @@
 //! trained one after the other: the pipeline cache, the plan caches and the
 //! buffer pool they share keep each model's work its own.
 
-use kiln::data::{CsvDataset, Dataset, Standardizer};
+use kiln::data::Dataset;
 use kiln::prelude::*;
 
 mod common;
-
-const CSV: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/breast_cancer.csv");
+use common::compare::assert_bit_identical;
 
 const _: () = {
     const fn send<T: Send>() {}
@@ -18,15 +17,6 @@ const _: () = {
     send::<Model<SimpleCnn>>();
     send::<Sequential>();
 };
-
-fn data() -> Dataset {
-    let (mut train, _) = CsvDataset::load(CSV, "target")
-        .unwrap()
-        .split(0.8, 42)
-        .unwrap();
-    Standardizer::fit(&train).transform(&mut train).unwrap();
-    train
-}
 
 /// Each model's weights after three epochs of Adam, dropout on.
 fn train(mut m: Sequential, data: &Dataset) -> Vec<(String, Vec<f32>)> {
@@ -41,7 +31,7 @@ fn train(mut m: Sequential, data: &Dataset) -> Vec<(String, Vec<f32>)> {
 #[test]
 fn two_models_trained_in_two_threads_equal_the_same_trained_in_turn() {
     let device = kiln::device_from_flag(None).expect("an adapter");
-    let data = data();
+    let data = common::breast_cancer_train();
     let in_turn: Vec<_> = [5, 6]
         .map(|seed| train(common::tutorial_mlp(&device, seed), &data))
         .into();
@@ -57,8 +47,7 @@ fn two_models_trained_in_two_threads_equal_the_same_trained_in_turn() {
         assert_eq!(a.len(), b.len());
         for ((name, wa), (other, wb)) in a.iter().zip(b) {
             assert_eq!(name, other);
-            let same = wa.iter().zip(wb).all(|(x, y)| x.to_bits() == y.to_bits());
-            assert!(same, "model {k}'s {name} differs between threads and turns");
+            assert_bit_identical(&format!("model {k}'s {name}, in threads"), wb, wa);
         }
     }
     // The two seeds train different models: the comparison is not of one

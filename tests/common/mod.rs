@@ -86,6 +86,19 @@ pub fn tutorial_mlp(device: &kiln::Device, seed: u64) -> kiln::models::Sequentia
     tutorial_mlp_with(device, seed, kiln::models::Optimizer::adam(1e-3))
 }
 
+/// The breast-cancer data's training split (80 %, seed 42), standardised
+/// by its own statistics.
+pub fn breast_cancer_train() -> kiln::data::Dataset {
+    use kiln::data::{CsvDataset, Standardizer};
+    let csv = concat!(env!("CARGO_MANIFEST_DIR"), "/data/breast_cancer.csv");
+    let (mut train, _) = CsvDataset::load(csv, "target")
+        .unwrap()
+        .split(0.8, 42)
+        .unwrap();
+    Standardizer::fit(&train).transform(&mut train).unwrap();
+    train
+}
+
 /// [`tutorial_mlp`] with another optimizer.
 pub fn tutorial_mlp_with(
     device: &kiln::Device,

@@ -369,14 +369,13 @@ pub(crate) fn describe_group(
     let mut kernels = in_place_updates(&mut b, fused, g, &mut stores)?;
     let reductions = reduce::reductions(&mut b, fused, &group.roots)?;
     let has_work = numel > 0 && !stores.is_empty();
-    let label = |b: &Builder<'_, '_>, kind: &str| b.label(kind);
     let description: Option<KernelDescription> = match &group.space {
         Space::Gemm { anchor, .. } if gemm.is_some() && has_work => {
             let kind = match nodes[*anchor].op {
                 Op::Conv2d { .. } => "conv",
                 _ => "gemm",
             };
-            let label = label(&b, kind);
+            let label = b.label(kind);
             let epilogue = b.epilogue(stores);
             Some(anchor_kernel(
                 graph, *anchor, label, &shape, storage, epilogue,
@@ -384,7 +383,7 @@ pub(crate) fn describe_group(
         }
         // A map, or a product over an empty inner dimension: zeros.
         Space::Map(_) | Space::Gemm { .. } if has_work => {
-            let label = label(&b, "map");
+            let label = b.label("map");
             Some(MapKernel::over(&label, &shape, b.epilogue(stores)).into())
         }
         Space::Reduce { axes, .. } => {
@@ -394,7 +393,7 @@ pub(crate) fn describe_group(
                 .product();
             (outputs > 0).then(|| {
                 ReduceKernel {
-                    label: label(&b, "reduce"),
+                    label: b.label("reduce"),
                     shape: shape.clone(),
                     axes: axes.clone(),
                     reductions,
